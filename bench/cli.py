@@ -1,0 +1,72 @@
+"""Command line: ``python -m bench COMMAND``. A thin layer over importable functions.
+
+Exit codes: 0 success, 2 bad arguments (unknown variant, malformed size, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+import torch
+
+from .models import create_model, list_models, variant_info
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported in one line, exit code 2."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW`` (e.g. ``512x512``, ``468x625``) -> (height, width)."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise UsageError(f"malformed size {text!r}: expected HEIGHTxWIDTH with positive integers, e.g. 512x512")
+    return int(parts[0]), int(parts[1])
+
+
+def check_variants(names: list[str]) -> list[str]:
+    for name in names:
+        try:
+            variant_info(name)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    return names
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    rows = []
+    for name in list_models(args.pattern, include_backbones=args.all):
+        with torch.device("meta"):  # shapes only: no weights are initialised
+            model = create_model(name)
+        params = sum(p.numel() for p in model.parameters())
+        info = variant_info(name)
+        rows.append((name, info.paper_name or "", model.spec.family, model.backbone.name, f"{params / 1e6:.2f}"))
+    header = ("variant", "paper name", "family", "backbone", "params (M, 21 classes)")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {"models": cmd_models}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("models", help="list variants with their parameter counts")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'rf_lw*'")
+    p.add_argument("--all", action="store_true", help="include every family:backbone combination")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,207 @@
+"""Backbones behind one contract: ``backbone(x) -> list of feature maps``.
+
+Each :class:`Backbone` declares its outputs in ``feature_info`` (node name,
+channels, reduction); the decoder groups them by reduction into the levels of
+strides 4, 8, 16 and 32. Torchvision classification networks are used as they
+are (no hand-written copies): their stage outputs are found once, by running a
+shape-only probe on the ``meta`` device, and extracted with
+:func:`torchvision.models.feature_extraction.create_feature_extractor`. The
+state-dict keys keep torchvision's names under ``backbone.body.``, so
+torchvision ImageNet weights load directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.feature_extraction import create_feature_extractor
+from torchvision.ops.misc import Conv2dNormActivation
+
+TORCHVISION_FAMILIES = (
+    "resnet",
+    "resnext",
+    "wide_resnet",
+    "regnet_",
+    "efficientnet_",
+    "convnext_",
+    "mobilenet_v2",
+    "mobilenet_v3_",
+    "mnasnet",
+    "densenet",
+)
+"""Torchvision classification families whose stages reach strides 4, 8, 16 and 32."""
+
+PROBE_SIZE = 128
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    name: str  # node (module path) in the backbone body
+    channels: int
+    reduction: int
+
+
+class Backbone(nn.Module):
+    """A feature extractor returning ``[body output at node f.name for f in feature_info]``."""
+
+    def __init__(self, body: nn.Module, feature_info: list[FeatureInfo], name: str) -> None:
+        super().__init__()
+        self.body = body
+        self.feature_info = list(feature_info)
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = self.body(x)
+        return [out[f.name] for f in self.feature_info]
+
+
+def torchvision_backbone_names() -> list[str]:
+    """Torchvision classification models usable as RefineNet backbones."""
+    names = torchvision.models.list_models(module=torchvision.models)
+    return sorted(n for n in names if n.startswith(TORCHVISION_FAMILIES))
+
+
+def probe_stages(build: Callable[[], nn.Module], size: int = PROBE_SIZE) -> list[FeatureInfo]:
+    """Find the last module output at each of the strides 4, 8, 16, 32.
+
+    The network is built and run on the ``meta`` device, so this costs no
+    weight initialisation and no arithmetic. Candidates are modules up to two
+    levels deep (``layer1``, ``features.3``, ``trunk_output.block2``), in the
+    order their forward returns; the last one at a stride is that stage's output.
+    """
+    try:
+        with torch.device("meta"):
+            model = build().eval()
+    except NotImplementedError:  # a builder that reads tensor values while building (RegNet)
+        model = build().to("meta").eval()
+    seen: list[tuple[str, torch.Tensor]] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if name and name.count(".") <= 1:
+            hooks.append(
+                module.register_forward_hook(lambda m, i, o, _n=name: seen.append((_n, o)))
+            )
+    try:
+        with torch.no_grad():
+            model(torch.empty(1, 3, size, size, device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+    found: dict[int, FeatureInfo] = {}
+    for name, out in seen:
+        if not isinstance(out, torch.Tensor) or out.dim() != 4:
+            continue
+        h, w = out.shape[-2:]
+        if h != w or size % h:
+            continue
+        reduction = size // h
+        if reduction in (4, 8, 16, 32):
+            found[reduction] = FeatureInfo(name, int(out.shape[1]), reduction)
+    missing = [r for r in (4, 8, 16, 32) if r not in found]
+    if missing:
+        raise ValueError(f"backbone has no stage output at stride(s) {missing}")
+    return [found[r] for r in (4, 8, 16, 32)]
+
+
+def _extract(model: nn.Module, feature_info: list[FeatureInfo], name: str) -> Backbone:
+    body = create_feature_extractor(model, return_nodes={f.name: f.name for f in feature_info})
+    return Backbone(body, feature_info, name)
+
+
+def load_backbone_weights(model: nn.Module, weights: str | Path) -> None:
+    """Load a local state dict (e.g. a torchvision ImageNet .pth) into a classification network.
+
+    Only the classifier (``fc``/``classifier``) may be absent from the file;
+    any other missing, unexpected or mis-shaped key is an error that lists them.
+    """
+    from .checkpoints import check_state_dict, read_state_dict
+
+    state = read_state_dict(weights)
+    check_state_dict(model, state, ignore_missing=("fc.", "classifier."), source=str(weights))
+    model.load_state_dict(state, strict=False)
+
+
+def torchvision_backbone(name: str, weights: str | Path | None = None) -> Backbone:
+    """A torchvision classification network as a RefineNet backbone.
+
+    ``weights`` is either a torchvision weights name (e.g. ``"DEFAULT"``,
+    ``"IMAGENET1K_V1"``, downloaded by torchvision into its cache) or a path
+    to a local state-dict file.
+    """
+    valid = torchvision_backbone_names()
+    if name not in valid:
+        raise ValueError(f"unknown torchvision backbone {name!r}; valid: {', '.join(valid)}")
+    builder = torchvision.models.get_model_builder(name)
+    feature_info = probe_stages(builder)
+    is_path = weights is not None and (Path(str(weights)).suffix in (".pth", ".pt", ".bin") or Path(str(weights)).exists())
+    model = builder(weights=None if (weights is None or is_path) else weights)
+    if is_path:
+        load_backbone_weights(model, weights)
+    return _extract(model, feature_info, name)
+
+
+# --- MobileNet-v2 as in DrSleep/light-weight-refinenet ---------------------------------------
+#
+# The reference MobileNet-v2 (models/mobilenet.py) differs from torchvision's in two
+# details: its first inverted-residual block (t=1, 32 -> 16) keeps a 1x1 expansion
+# conv + BN + ReLU6 (32 -> 32) before the depthwise conv, where torchvision has none;
+# and it stops at the 320-channel block (no 1x1 conv to 1280). BatchNorm eps (1e-5),
+# ReLU6 and all other blocks are identical. This backbone reproduces the reference
+# exactly, so the official checkpoint loads and its numbers are the paper's.
+
+MBV2_LWRF_TAPS = ("features.3", "features.6", "features.10", "features.13", "features.16", "features.17")
+"""Reference taps l3..l8: channels 24, 32, 64, 96, 160, 320 at strides 4, 8, 16, 16, 32, 32."""
+
+
+class _ReferenceFirstBlock(nn.Module):
+    """The reference's t=1 block: pw + dw + pw-linear (keys like torchvision's InvertedResidual)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            Conv2dNormActivation(32, 32, 1, activation_layer=nn.ReLU6),  # pw (absent in torchvision)
+            Conv2dNormActivation(32, 32, 3, groups=32, activation_layer=nn.ReLU6),  # dw
+            nn.Conv2d(32, 16, 1, bias=False),  # pw-linear
+            nn.BatchNorm2d(16),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def mobilenet_v2_lwrf(weights: str | Path | None = None) -> Backbone:
+    """MobileNet-v2 as in the Light-Weight RefineNet reference, with its six taps."""
+
+    def build() -> nn.Module:
+        model = torchvision.models.mobilenet_v2(weights=None)
+        model.features[1] = _ReferenceFirstBlock()
+        del model.features[18]  # the 320 -> 1280 conv is not part of the reference
+        return model
+
+    model = build()
+    if weights is not None:
+        load_backbone_weights(model, weights)
+    channels = (24, 32, 64, 96, 160, 320)
+    reductions = (4, 8, 16, 16, 32, 32)
+    info = [FeatureInfo(n, c, r) for n, c, r in zip(MBV2_LWRF_TAPS, channels, reductions)]
+    return _extract(model, info, "mobilenet_v2_lwrf")
+
+
+SPECIAL_BACKBONES: dict[str, Callable[..., Backbone]] = {
+    "mobilenet_v2_lwrf": mobilenet_v2_lwrf,
+}
+
+
+def create_backbone(name: str, weights: str | Path | None = None) -> Backbone:
+    if name in SPECIAL_BACKBONES:
+        return SPECIAL_BACKBONES[name](weights=weights)
+    return torchvision_backbone(name, weights=weights)
+
+
+def backbone_names() -> list[str]:
+    return sorted(SPECIAL_BACKBONES) + torchvision_backbone_names()

@@ -1,0 +1,191 @@
+"""The one RefineNet decoder, configured by a :class:`DecoderSpec`.
+
+Every family (original RefineNet, light-weight with RCU, Light-Weight
+RefineNet) is this decoder with a different spec, so an ablation reads as a
+diff of specs. Data flow per level, coarsest (stride 32) first, following the
+reference implementations (DrSleep/refinenet-pytorch and
+DrSleep/light-weight-refinenet)::
+
+    lateral = sum(dimred_i(feature_i))            # adaptation conv(s), tap before_rcu
+    lateral = rcu_in(lateral)                     # RCUs before CRP,    tap after_rcu
+    lateral = adapt(lateral)                      # fusion conv on the lateral path (not at the coarsest level)
+    x = act(lateral + upsample(coarser))          # summation,          tap after_sum
+    x = crp(x)                                    #                     tap after_crp
+    x = rcu_out(x)                                # RCUs after CRP,     tap after_out_rcu
+    coarser = out_conv(x)                         # fusion conv on the top-down path (not at the finest level)
+
+and at the finest level ``logits = classifier(dropout(x))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import ChainedResidualPooling, conv, rcu_chain
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"relu": F.relu, "relu6": F.relu6}
+
+LEVEL_TAPS = ("before_rcu", "after_rcu", "after_sum", "after_crp", "after_out_rcu")
+"""Tap points inside each level, in forward order (see module docstring)."""
+
+HEAD_TAPS = ("classifier_input", "logits")
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """Everything that distinguishes one decoder family from another."""
+
+    family: str
+    crp_kernel: int  # conv kernel inside CRP
+    fusion_kernel: int  # adaptation (dimred) and fusion convs
+    rcu: str = "none"  # "none" | "standard" (Fig. 1b) | "bottleneck" (Fig. 1e)
+    rcu_in: int = 0  # RCUs before CRP, per level
+    rcu_out: int = 0  # RCUs after CRP, per level
+    crp_stages: int = 4
+    top_channels: int = 512  # width of the coarsest level
+    channels: int = 256  # width of every other level
+    lateral_fusion_conv: bool = True  # extra fusion conv on the lateral path (ResNet models; not MobileNet-v2)
+    activation: str = "relu"
+    dropout: float = 0.0  # on the two coarsest inputs and the classifier input (original RefineNet)
+    classifier_kernel: int = 3
+
+    def with_changes(self, **changes) -> "DecoderSpec":
+        return replace(self, **changes)
+
+    @property
+    def has_rcu(self) -> bool:
+        return self.rcu != "none" and (self.rcu_in > 0 or self.rcu_out > 0)
+
+
+class RefineLevel(nn.Module):
+    """One decoder level: adaptation, RCUs, fusion with the coarser level, CRP."""
+
+    def __init__(
+        self,
+        in_channels: list[int],
+        channels: int,
+        out_channels: int | None,
+        spec: DecoderSpec,
+        is_coarsest: bool,
+    ) -> None:
+        super().__init__()
+        self.dimred = nn.ModuleList(conv(c, channels, spec.fusion_kernel) for c in in_channels)
+        self.rcu_in = rcu_chain(spec.rcu, channels, spec.rcu_in)
+        has_adapt = spec.lateral_fusion_conv and not is_coarsest
+        self.adapt = conv(channels, channels, spec.fusion_kernel) if has_adapt else None
+        self.crp = ChainedResidualPooling(channels, spec.crp_stages, spec.crp_kernel)
+        self.rcu_out = rcu_chain(spec.rcu, channels, spec.rcu_out)
+        self.out_conv = conv(channels, out_channels, spec.fusion_kernel) if out_channels else None
+        self.act = ACTIVATIONS[spec.activation]
+
+    def forward(
+        self,
+        inputs: list[torch.Tensor],
+        coarser: torch.Tensor | None,
+        tap: Callable[[str, torch.Tensor], None],
+    ) -> torch.Tensor:
+        lateral = self.dimred[0](inputs[0])
+        for dimred, feature in zip(self.dimred[1:], inputs[1:]):
+            lateral = lateral + dimred(feature)
+        tap("before_rcu", lateral)
+        lateral = self.rcu_in(lateral)
+        tap("after_rcu", lateral)
+        if coarser is not None:
+            if self.adapt is not None:
+                lateral = self.adapt(lateral)
+            coarser = F.interpolate(coarser, size=lateral.shape[-2:], mode="bilinear", align_corners=True)
+            lateral = lateral + coarser
+        x = self.act(lateral)
+        tap("after_sum", x)
+        x = self.crp(x)
+        tap("after_crp", x)
+        x = self.rcu_out(x)
+        tap("after_out_rcu", x)
+        if self.out_conv is not None:
+            x = self.out_conv(x)
+        return x
+
+
+def _no_tap(name: str, tensor: torch.Tensor) -> None:
+    return None
+
+
+class RefineNetDecoder(nn.Module):
+    """Multi-level RefineNet decoder over backbone features of strides 4, 8, 16, 32.
+
+    ``feature_channels`` and ``feature_reductions`` describe the backbone's
+    outputs in the order the backbone returns them. Features with the same
+    reduction feed the same level (MobileNet-v2 feeds two to each of the two
+    coarsest levels, as in the reference); levels are named by their stage,
+    ``level4`` (stride 32) down to ``level1`` (stride 4).
+    """
+
+    def __init__(
+        self,
+        feature_channels: list[int],
+        feature_reductions: list[int],
+        spec: DecoderSpec,
+        num_classes: int,
+    ) -> None:
+        super().__init__()
+        reductions = sorted(set(feature_reductions), reverse=True)
+        if reductions != [32, 16, 8, 4]:
+            raise ValueError(
+                f"the RefineNet decoder needs backbone features at strides 4, 8, 16 and 32; got strides {reductions}"
+            )
+        self.spec = spec
+        self.level_inputs: list[list[int]] = [
+            [i for i, r in enumerate(feature_reductions) if r == red] for red in reductions
+        ]
+        self.level_names = [f"level{n}" for n in range(len(reductions), 0, -1)]
+        widths = [spec.top_channels] + [spec.channels] * (len(reductions) - 1)
+        for k, (name, idx) in enumerate(zip(self.level_names, self.level_inputs)):
+            out_channels = widths[k + 1] if k + 1 < len(widths) else None
+            level = RefineLevel([feature_channels[i] for i in idx], widths[k], out_channels, spec, is_coarsest=(k == 0))
+            self.add_module(name, level)  # decoder.level4 ... decoder.level1
+        self.dropout = nn.Dropout(spec.dropout) if spec.dropout > 0 else None
+        self.classifier = conv(widths[-1], num_classes, spec.classifier_kernel, bias=True)
+
+    def levels(self) -> list[RefineLevel]:
+        """The levels, coarsest (level4, stride 32) first."""
+        return [getattr(self, name) for name in self.level_names]
+
+    def tap_names(self) -> list[str]:
+        return [f"{lvl}.{t}" for lvl in self.level_names for t in LEVEL_TAPS] + list(HEAD_TAPS)
+
+    def tap_aliases(self) -> dict[str, str]:
+        """Taps that are the very same tensor as an earlier tap in this decoder: {alias: original}."""
+        aliases = {}
+        for lvl in self.level_names:
+            if self.spec.rcu == "none" or self.spec.rcu_in == 0:
+                aliases[f"{lvl}.after_rcu"] = f"{lvl}.before_rcu"
+            if self.spec.rcu == "none" or self.spec.rcu_out == 0:
+                aliases[f"{lvl}.after_out_rcu"] = f"{lvl}.after_crp"
+        if self.dropout is None:
+            aliases["classifier_input"] = f"{self.level_names[-1]}.after_out_rcu"
+        return aliases
+
+    def forward(
+        self,
+        features: list[torch.Tensor],
+        tap: Callable[[str, torch.Tensor], None] = _no_tap,
+    ) -> torch.Tensor:
+        x = None
+        n_levels = len(self.level_names)
+        for k, (name, idx) in enumerate(zip(self.level_names, self.level_inputs)):
+            inputs = [features[i] for i in idx]
+            if self.dropout is not None and k < 2:  # as the reference: dropout on the two coarsest stages
+                inputs = [self.dropout(t) for t in inputs]
+            x = getattr(self, name)(inputs, x, lambda t_name, t, _p=name: tap(f"{_p}.{t_name}", t))
+            if k == n_levels - 1:
+                if self.dropout is not None:
+                    x = self.dropout(x)
+                tap("classifier_input", x)
+        logits = self.classifier(x)
+        tap("logits", logits)
+        return logits

@@ -1,0 +1,85 @@
+"""RefineNet = backbone + decoder, with named taps.
+
+``logits = decoder(backbone(x))``; logits come out at 1/4 of the input
+resolution (the resolution of the stride-4 stage), as in the reference models.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from .backbones import Backbone
+from .decoder import DecoderSpec, RefineNetDecoder
+
+
+class RefineNet(nn.Module):
+    def __init__(self, backbone: Backbone, spec: DecoderSpec, num_classes: int = 21, name: str = "") -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.name = name
+        self.num_classes = num_classes
+        self.backbone = backbone
+        self.decoder = RefineNetDecoder(
+            [f.channels for f in backbone.feature_info],
+            [f.reduction for f in backbone.feature_info],
+            spec,
+            num_classes,
+        )
+
+    @property
+    def spec(self) -> DecoderSpec:
+        return self.decoder.spec
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{self.name or 'RefineNet'} expects an image batch of shape (N, 3, H, W), got {shape}")
+        if x.shape[-1] < 32 or x.shape[-2] < 32:
+            raise ValueError(f"input must be at least 32x32 (the backbone's stride), got {tuple(x.shape[-2:])}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        return self.decoder(self.backbone(x))
+
+    # --- taps --------------------------------------------------------------------------------
+
+    def tap_names(self) -> list[str]:
+        """Every tap this model exposes, in forward order.
+
+        ``backbone.<node>`` are the backbone outputs; ``level{4..1}.{before_rcu,
+        after_rcu, after_sum, after_crp, after_out_rcu}`` are the decoder points
+        (level4 = stride 32); then ``classifier_input`` and ``logits``.
+        """
+        return [f"backbone.{f.name}" for f in self.backbone.feature_info] + self.decoder.tap_names()
+
+    def tap_aliases(self) -> dict[str, str]:
+        """Taps that are the same tensor as another tap (e.g. before/after RCU without RCUs)."""
+        return self.decoder.tap_aliases()
+
+    def forward_taps(self, x: torch.Tensor, taps: Iterable[str]) -> dict[str, torch.Tensor]:
+        """One forward pass returning the requested taps by name.
+
+        Aliased taps (see :meth:`tap_aliases`) return the very same tensor object.
+        """
+        self._check_input(x)
+        wanted = list(dict.fromkeys(taps))
+        valid = self.tap_names()
+        unknown = [t for t in wanted if t not in valid]
+        if unknown:
+            raise KeyError(f"unknown tap(s) {unknown} for {self.name or 'this model'}; valid: {', '.join(valid)}")
+        recorded: dict[str, torch.Tensor] = {}
+        needed = set(wanted)
+
+        def tap(name: str, tensor: torch.Tensor) -> None:
+            if name in needed:
+                recorded[name] = tensor
+
+        features = self.backbone(x)
+        for f, t in zip(self.backbone.feature_info, features):
+            tap(f"backbone.{f.name}", t)
+        self.decoder(features, tap)
+        return {t: recorded[t] for t in wanted}

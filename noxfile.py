@@ -1,0 +1,61 @@
+"""Sessions: ``nox -s bench`` regenerates reports/; ``nox -s tests`` runs the test suite.
+
+All sessions share one virtual environment (``.nox/shared``) so torch is
+installed once; it is reinstalled only when pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+ROOT = Path(__file__).parent
+VENV = ROOT / ".nox" / "shared"
+
+
+def _python(session: nox.Session) -> str:
+    """The shared environment's interpreter, created and installed on first use."""
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(VENV), external=True)
+    stamp = VENV / ".rfbench-installed"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        session.run(str(python), "-m", "pip", "install", "-q", "--upgrade", "pip", external=True)
+        session.run(str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[test]", external=True)
+        stamp.write_text(digest)
+    return str(python)
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """The plain test suite (no slow tests, no benchmarks): what CI runs."""
+    session.run(_python(session), "-m", "pytest", "-m", "not slow", *session.posargs, external=True)
+
+
+@nox.session(python=False)
+def tests_slow(session: nox.Session) -> None:
+    """Only the slow tests (paper input sizes, every variant at full size)."""
+    session.run(_python(session), "-m", "pytest", "-m", "slow", *session.posargs, external=True)
+
+
+@nox.session(python=False)
+def benchmarks(session: nox.Session) -> None:
+    """pytest-benchmark forward-pass benchmarks; pass e.g. --benchmark-json=out.json."""
+    session.run(_python(session), "-m", "pytest", "--benchmark-only", *session.posargs, external=True)
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff over the project."""
+    session.run(_python(session), "-m", "ruff", "check", "bench", "analysis", "tests", "noxfile.py", external=True)
+
+
+@nox.session(python=False)
+def bench(session: nox.Session) -> None:
+    """Regenerate reports/ (tables and figures) on the embedded defaults."""
+    session.run(_python(session), "-m", "bench", "report", *session.posargs, external=True)

@@ -1,0 +1,250 @@
+"""The model zoo: every registered variant builds, runs forward and backward, has the paper's size,
+exposes its taps, and loads the public reference checkpoints with identical outputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchvision
+
+from bench import create_model, list_models
+from bench.models import CheckpointError, load_checkpoint
+from bench.models.backbones import probe_stages, torchvision_backbone_names
+from bench.paper import paper_values
+from tests import reference_nets as ref
+
+PAPER_VARIANTS = list_models(include_backbones=False)
+# a sample of "family:backbone" names across torchvision families (the full list is probed below)
+DYNAMIC_SAMPLE = [
+    "rf:resnet18",
+    "rf_lw_rcu:regnet_y_400mf",
+    "rf_lw:convnext_tiny",
+    "rf_lw:efficientnet_b0",
+    "rf_lw:mobilenet_v3_small",
+    "rf_lw_rcu:resnext50_32x4d",
+]
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.fixture(scope="module")
+def lw50() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("rf_lw50").eval()
+
+
+# --- registry ----------------------------------------------------------------------------------
+
+
+def test_registry_lists_paper_variants_and_backbone_names():
+    names = list_models()
+    for expected in ("rf50", "rf101", "rf152", "rf_lw_rcu101", "rf_lw50", "rf_lw_mbv2", "rf_lw_nasnet"):
+        assert expected in names
+    assert "rf_lw:convnext_tiny" in names and "rf:resnet18" in names
+    assert list_models("rf_lw_rcu1*") == ["rf_lw_rcu101", "rf_lw_rcu152"]
+
+
+@pytest.mark.parametrize("bad", ["rf_lw202", "rf_lw:vit_b_16", "lw:resnet18", ""])
+def test_unknown_name_error_lists_valid_names(bad):
+    with pytest.raises(ValueError) as err:
+        create_model(bad)
+    msg = str(err.value)
+    assert repr(bad) in msg and "rf_lw101" in msg and "resnet18" in msg
+
+
+@pytest.mark.parametrize("name", torchvision_backbone_names())
+def test_every_listed_torchvision_backbone_has_four_stages(name):
+    builder = torchvision.models.get_model_builder(name)
+    info = probe_stages(builder)  # meta device: shapes only
+    assert [f.reduction for f in info] == [4, 8, 16, 32]
+    assert all(f.channels > 0 for f in info)
+
+
+# --- size against the paper --------------------------------------------------------------------
+
+PAPER_PARAMS = paper_values("params")
+
+
+@pytest.mark.parametrize("variant", sorted(PAPER_PARAMS))
+def test_parameter_count_matches_paper(variant):
+    """Within 1% of the paper's value, or within the paper's own rounding (27M is 26.5-27.5M)."""
+    published = PAPER_PARAMS[variant]
+    measured = n_params(create_model(variant, num_classes=21)) / 1e6
+    tolerance = max(0.01 * published.value, published.rounding)
+    assert abs(measured - published.value) <= tolerance, (variant, measured, published.value)
+
+
+def test_decoder_is_what_the_paper_describes():
+    rf = create_model("rf101")
+    lw = create_model("rf_lw101")
+    kernels = lambda m: {c.kernel_size for c in m.decoder.modules() if isinstance(c, torch.nn.Conv2d)}  # noqa: E731
+    assert kernels(rf) == {(3, 3)}
+    # light-weight: only 1x1 convs except the 3x3 classifier
+    assert kernels(lw) == {(1, 1), (3, 3)}
+    assert [c for c in lw.decoder.modules() if isinstance(c, torch.nn.Conv2d) and c.kernel_size == (3, 3)] == [
+        lw.decoder.classifier
+    ]
+    assert len(rf.decoder.level4.rcu_in) == 2 and len(rf.decoder.level4.rcu_out) == 3
+    assert rf.decoder.level4.crp.convs[0].in_channels == 512
+    assert rf.decoder.level3.crp.convs[0].in_channels == 256
+    assert len(lw.decoder.level1.crp.convs) == 4
+
+
+# --- forward and backward ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PAPER_VARIANTS + DYNAMIC_SAMPLE)
+def test_forward_backward_any_size(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5).train()
+    x = torch.randn(2, 3, 97, 131, requires_grad=True)  # not divisible by 32
+    out = model(x)
+    stride4 = model.forward_taps(x.detach(), [f"backbone.{model.backbone.feature_info[0].name}"])
+    assert out.shape[:2] == (2, 5)
+    assert out.shape[-2:] == next(iter(stride4.values())).shape[-2:]
+    out.square().mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.decoder.parameters())
+
+
+@pytest.mark.parametrize("name", PAPER_VARIANTS)
+def test_logits_at_quarter_resolution(name):
+    """Reference models output ceil(H/4) x ceil(W/4)."""
+    model = create_model(name).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 70, 101))
+    assert out.shape == (1, 21, math.ceil(70 / 4), math.ceil(101 / 4))
+
+
+def test_paper_input_size_625x468(lw50):
+    with torch.no_grad():
+        out = lw50(torch.randn(1, 3, 468, 625))
+    assert out.shape == (1, 21, 117, 157)
+
+
+@pytest.mark.parametrize("bad", [torch.randn(3, 64, 64), torch.randn(1, 4, 64, 64), torch.randn(1, 3, 16, 16)])
+def test_bad_input_shape_is_a_clear_error(lw50, bad):
+    with pytest.raises(ValueError, match=r"expects an image batch|at least 32x32"):
+        lw50(bad)
+
+
+# --- taps --------------------------------------------------------------------------------------
+
+
+def test_tap_names_are_stable_across_families():
+    decoder_taps = lambda m: [t for t in m.tap_names() if not t.startswith("backbone.")]  # noqa: E731
+    rf, lw_rcu, lw = (create_model(n) for n in ("rf50", "rf_lw_rcu50", "rf_lw50"))
+    assert decoder_taps(rf) == decoder_taps(lw_rcu) == decoder_taps(lw)
+    assert "level4.before_rcu" in lw.tap_names() and "logits" in lw.tap_names()
+
+
+def test_taps_one_forward_aliases_and_values(lw50):
+    x = torch.randn(1, 3, 96, 96)
+    taps = ["level4.before_rcu", "level4.after_rcu", "level4.after_crp", "level3.after_sum", "logits"]
+    with torch.no_grad():
+        out = lw50.forward_taps(x, taps)
+        logits = lw50(x)
+    assert list(out) == taps
+    assert lw50.tap_aliases()["level4.after_rcu"] == "level4.before_rcu"
+    assert out["level4.after_rcu"] is out["level4.before_rcu"]  # no RCU: the very same tensor
+    assert out["level4.after_crp"].shape == (1, 512, 3, 3)
+    assert out["level3.after_sum"].shape == (1, 256, 6, 6)
+    assert torch.equal(out["logits"], logits)
+    with pytest.raises(KeyError, match="valid:"):
+        lw50.forward_taps(x, ["level9.after_crp"])
+
+
+def test_rcu_variants_have_distinct_rcu_taps():
+    model = create_model("rf_lw_rcu50").eval()
+    assert "level4.after_rcu" not in model.tap_aliases()
+    with torch.no_grad():
+        out = model.forward_taps(torch.randn(1, 3, 64, 64), ["level4.before_rcu", "level4.after_rcu"])
+    assert not torch.equal(out["level4.before_rcu"], out["level4.after_rcu"])
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "variant, make_state, forward",
+    [
+        ("rf_lw50", lambda: ref.reference_resnet_state_dict(50, original=False),
+         lambda x, sd: ref.refinenet_resnet_forward(x, sd, 50, original=False)),
+        ("rf101", lambda: ref.reference_resnet_state_dict(101, original=True),
+         lambda x, sd: ref.refinenet_resnet_forward(x, sd, 101, original=True)),
+        ("rf_lw_mbv2", ref.reference_mbv2_state_dict, ref.mbv2_forward),
+    ],
+    ids=["lw_resnet", "refinenet", "lw_mbv2"],
+)
+def test_reference_checkpoint_gives_reference_outputs(variant, make_state, forward):
+    state = make_state()
+    model = create_model(variant).eval()
+    layout = load_checkpoint(model, {f"module.{k}": v for k, v in state.items()})  # DataParallel prefix too
+    assert layout == model_layout(variant)
+    x = torch.randn(2, 3, 83, 109, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours, theirs = model(x), forward(x, state)
+    assert ours.shape == theirs.shape
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * theirs.abs().max().item())
+
+
+def model_layout(variant: str) -> str:
+    from bench.models import variant_info
+
+    return variant_info(variant).checkpoint_layout
+
+
+def test_checkpoint_round_trip_native(tmp_path, lw50):
+    path = tmp_path / "ckpt.pth"
+    torch.save({"state_dict": lw50.state_dict()}, path)
+    other = create_model("rf_lw50", checkpoint=path).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(other(x), lw50(x))
+
+
+def test_checkpoint_with_wrong_keys_lists_them():
+    state = ref.reference_resnet_state_dict(50, original=False)
+    state.pop("mflow_conv_g1_pool.0.2_outvar_dimred.weight")
+    state["clf_conv.weight"] = torch.zeros(21, 256, 1, 1)
+    with pytest.raises(CheckpointError) as err:
+        create_model("rf_lw50", checkpoint=state)
+    msg = str(err.value)
+    assert "1 missing key(s): decoder.level4.crp.convs.1.weight" in msg
+    assert "decoder.classifier.weight (checkpoint (21, 256, 1, 1), model (21, 256, 3, 3))" in msg
+
+    state = ref.reference_resnet_state_dict(50, original=False)
+    state["extra_head.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointError, match="not in the 'lw_resnet' layout: extra_head.weight"):
+        create_model("rf_lw50", checkpoint=state)
+
+
+def test_checkpoint_for_another_variant_is_refused():
+    with pytest.raises(CheckpointError, match="missing key"):
+        create_model("rf_lw101", checkpoint=ref.reference_resnet_state_dict(50, original=False))
+
+
+def test_missing_checkpoint_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        create_model("rf_lw50", checkpoint=tmp_path / "nope.pth")
+
+
+def test_torchvision_imagenet_weights_load_into_backbone(tmp_path):
+    torch.manual_seed(3)
+    classifier = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18-imagenet.pth"
+    torch.save(classifier.state_dict(), path)  # the layout of torchvision's released weights
+    model = create_model("rf_lw:resnet18", backbone_weights=path)
+    body = model.backbone.body
+    assert torch.equal(body.get_submodule("layer3.1.conv2").weight, classifier.layer3[1].conv2.weight)
+    assert torch.equal(model.backbone.body.bn1.running_var, classifier.bn1.running_var)
+
+    broken = classifier.state_dict()
+    broken["layer1.0.conv1.weight"] = torch.zeros(1)
+    torch.save(broken, path)
+    with pytest.raises(CheckpointError, match="layer1.0.conv1.weight"):
+        create_model("rf_lw:resnet18", backbone_weights=path)
