@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -46,7 +46,7 @@ def cmd_models(args: argparse.Namespace) -> None:
     header = ("variant", "paper name", "family", "backbone", "params (M, 21 classes)")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)))
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {"models": cmd_models}

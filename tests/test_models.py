@@ -111,13 +111,17 @@ def test_forward_backward_any_size(name):
     assert all(p.grad is not None for p in model.decoder.parameters())
 
 
+def quarter(n: int, name: str) -> int:
+    """Reference models output ceil(H/4); NASNet's stem conv is unpadded (TF 'VALID'), then halves twice."""
+    return math.ceil(((n - 3) // 2 + 1) / 2) if "nasnet" in name else math.ceil(n / 4)
+
+
 @pytest.mark.parametrize("name", PAPER_VARIANTS)
 def test_logits_at_quarter_resolution(name):
-    """Reference models output ceil(H/4) x ceil(W/4)."""
     model = create_model(name).eval()
     with torch.no_grad():
         out = model(torch.randn(1, 3, 70, 101))
-    assert out.shape == (1, 21, math.ceil(70 / 4), math.ceil(101 / 4))
+    assert out.shape == (1, 21, quarter(70, name), quarter(101, name))
 
 
 def test_paper_input_size_625x468(lw50):
@@ -167,6 +171,25 @@ def test_rcu_variants_have_distinct_rcu_taps():
 
 
 # --- checkpoints -------------------------------------------------------------------------------
+
+
+def test_nasnet_a_mobile_is_the_published_imagenet_model():
+    """Zoph et al. 2018, Table 2: NASNet-A (4 @ 1056) has 5.3M parameters and 564M mult-adds at 224x224."""
+    from fvcore.nn import FlopCountAnalysis
+
+    from bench.models.nasnet import NASNetAMobile
+
+    model = NASNetAMobile(num_classes=1000).eval()
+    assert abs(n_params(model) / 1e6 - 5.3) <= 0.05
+    flops = FlopCountAnalysis(model, torch.randn(1, 3, 224, 224))
+    flops.unsupported_ops_warnings(False)
+    counted = flops.by_operator()
+    mult_adds = (counted["conv"] + counted["linear"]) / 1e6  # the paper counts conv and FC multiply-adds
+    assert abs(mult_adds - 564) <= 0.01 * 564, mult_adds
+    stages = create_model("rf_lw_nasnet").backbone.feature_info
+    assert [(f.name, f.channels, f.reduction) for f in stages] == [
+        ("cell_stem_0", 44, 4), ("cell_3", 264, 8), ("cell_9", 528, 16), ("cell_15", 1056, 32)
+    ]
 
 
 @pytest.mark.parametrize(

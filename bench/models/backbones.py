@@ -12,9 +12,9 @@ torchvision ImageNet weights load directly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torchvision
@@ -66,13 +66,13 @@ def torchvision_backbone_names() -> list[str]:
     return sorted(n for n in names if n.startswith(TORCHVISION_FAMILIES))
 
 
-def probe_stages(build: Callable[[], nn.Module], size: int = PROBE_SIZE) -> list[FeatureInfo]:
+def probe_stages(build: Callable[[], nn.Module], size: int = PROBE_SIZE, max_depth: int = 2) -> list[FeatureInfo]:
     """Find the last module output at each of the strides 4, 8, 16, 32.
 
     The network is built and run on the ``meta`` device, so this costs no
-    weight initialisation and no arithmetic. Candidates are modules up to two
-    levels deep (``layer1``, ``features.3``, ``trunk_output.block2``), in the
-    order their forward returns; the last one at a stride is that stage's output.
+    weight initialisation and no arithmetic. Candidates are modules up to
+    ``max_depth`` levels deep (``layer1``, ``features.3``, ``trunk_output.block2``),
+    in the order their forward returns; the last one at a stride is that stage's output.
     """
     try:
         with torch.device("meta"):
@@ -82,7 +82,7 @@ def probe_stages(build: Callable[[], nn.Module], size: int = PROBE_SIZE) -> list
     seen: list[tuple[str, torch.Tensor]] = []
     hooks = []
     for name, module in model.named_modules():
-        if name and name.count(".") <= 1:
+        if name and name.count(".") < max_depth:
             hooks.append(
                 module.register_forward_hook(lambda m, i, o, _n=name: seen.append((_n, o)))
             )
@@ -137,12 +137,24 @@ def torchvision_backbone(name: str, weights: str | Path | None = None) -> Backbo
     if name not in valid:
         raise ValueError(f"unknown torchvision backbone {name!r}; valid: {', '.join(valid)}")
     builder = torchvision.models.get_model_builder(name)
-    feature_info = probe_stages(builder)
-    is_path = weights is not None and (Path(str(weights)).suffix in (".pth", ".pt", ".bin") or Path(str(weights)).exists())
+    is_path = weights is not None and (
+        Path(str(weights)).suffix in (".pth", ".pt", ".bin") or Path(str(weights)).exists()
+    )
     model = builder(weights=None if (weights is None or is_path) else weights)
     if is_path:
         load_backbone_weights(model, weights)
-    return _extract(model, feature_info, name)
+    return _extract(model, probe_stages(lambda: builder(weights=None)), name)
+
+
+def nasnet_a_mobile(weights: str | Path | None = None) -> Backbone:
+    """NASNet-A Mobile (written here, see :mod:`bench.models.nasnet`); ``weights``: a local state dict."""
+    from .nasnet import NASNetAMobile
+
+    model = NASNetAMobile()
+    if weights is not None:
+        load_backbone_weights(model, weights)
+    # cells are top-level modules; deeper ones (a cell's input adjustments) are not stage outputs
+    return _extract(model, probe_stages(NASNetAMobile, max_depth=1), "nasnet_a_mobile")
 
 
 # --- MobileNet-v2 as in DrSleep/light-weight-refinenet ---------------------------------------
@@ -188,12 +200,13 @@ def mobilenet_v2_lwrf(weights: str | Path | None = None) -> Backbone:
         load_backbone_weights(model, weights)
     channels = (24, 32, 64, 96, 160, 320)
     reductions = (4, 8, 16, 16, 32, 32)
-    info = [FeatureInfo(n, c, r) for n, c, r in zip(MBV2_LWRF_TAPS, channels, reductions)]
+    info = [FeatureInfo(n, c, r) for n, c, r in zip(MBV2_LWRF_TAPS, channels, reductions, strict=False)]
     return _extract(model, info, "mobilenet_v2_lwrf")
 
 
 SPECIAL_BACKBONES: dict[str, Callable[..., Backbone]] = {
     "mobilenet_v2_lwrf": mobilenet_v2_lwrf,
+    "nasnet_a_mobile": nasnet_a_mobile,
 }
 
 

@@ -16,8 +16,8 @@ so reference stage ``n`` is ``level{5-n}``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -116,7 +116,11 @@ def _resnet_rule(key: str) -> str | None:
 # reference MobileNet-v2 layer -> first torchvision features index
 _MBV2_LAYER_START = {2: 1, 3: 2, 4: 4, 5: 7, 6: 11, 7: 14, 8: 17}
 # reference sub-module (output.j.m) -> torchvision InvertedResidual.conv index
-_MBV2_SUB = {("0", "0"): "0.0", ("0", "1"): "0.1", ("1", "0"): "1.0", ("1", "1"): "1.1", ("2", "0"): "2", ("2", "1"): "3"}
+_MBV2_SUB = {
+    ("0", "0"): "0.0", ("0", "1"): "0.1",  # pw conv, BN
+    ("1", "0"): "1.0", ("1", "1"): "1.1",  # dw conv, BN
+    ("2", "0"): "2", ("2", "1"): "3",  # pw-linear conv, BN
+}
 # reference decoder convs -> (level, dimred index); level inputs are ordered as the backbone taps
 _MBV2_DIMRED = {"conv8": (4, 1), "conv7": (4, 0), "conv6": (3, 1), "conv5": (3, 0), "conv4": (2, 0), "conv3": (1, 0)}
 

@@ -19,8 +19,8 @@ and at the finest level ``logits = classifier(dropout(x))``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +54,7 @@ class DecoderSpec:
     dropout: float = 0.0  # on the two coarsest inputs and the classifier input (original RefineNet)
     classifier_kernel: int = 3
 
-    def with_changes(self, **changes) -> "DecoderSpec":
+    def with_changes(self, **changes) -> DecoderSpec:
         return replace(self, **changes)
 
     @property
@@ -90,7 +90,7 @@ class RefineLevel(nn.Module):
         tap: Callable[[str, torch.Tensor], None],
     ) -> torch.Tensor:
         lateral = self.dimred[0](inputs[0])
-        for dimred, feature in zip(self.dimred[1:], inputs[1:]):
+        for dimred, feature in zip(self.dimred[1:], inputs[1:], strict=False):
             lateral = lateral + dimred(feature)
         tap("before_rcu", lateral)
         lateral = self.rcu_in(lateral)
@@ -144,7 +144,7 @@ class RefineNetDecoder(nn.Module):
         ]
         self.level_names = [f"level{n}" for n in range(len(reductions), 0, -1)]
         widths = [spec.top_channels] + [spec.channels] * (len(reductions) - 1)
-        for k, (name, idx) in enumerate(zip(self.level_names, self.level_inputs)):
+        for k, (name, idx) in enumerate(zip(self.level_names, self.level_inputs, strict=False)):
             out_channels = widths[k + 1] if k + 1 < len(widths) else None
             level = RefineLevel([feature_channels[i] for i in idx], widths[k], out_channels, spec, is_coarsest=(k == 0))
             self.add_module(name, level)  # decoder.level4 ... decoder.level1
@@ -177,7 +177,7 @@ class RefineNetDecoder(nn.Module):
     ) -> torch.Tensor:
         x = None
         n_levels = len(self.level_names)
-        for k, (name, idx) in enumerate(zip(self.level_names, self.level_inputs)):
+        for k, (name, idx) in enumerate(zip(self.level_names, self.level_inputs, strict=False)):
             inputs = [features[i] for i in idx]
             if self.dropout is not None and k < 2:  # as the reference: dropout on the two coarsest stages
                 inputs = [self.dropout(t) for t in inputs]

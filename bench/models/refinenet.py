@@ -6,7 +6,7 @@ resolution (the resolution of the stride-4 stage), as in the reference models.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -79,7 +79,7 @@ class RefineNet(nn.Module):
                 recorded[name] = tensor
 
         features = self.backbone(x)
-        for f, t in zip(self.backbone.feature_info, features):
+        for f, t in zip(self.backbone.feature_info, features, strict=False):
             tap(f"backbone.{f.name}", t)
         self.decoder(features, tap)
         return {t: recorded[t] for t in wanted}

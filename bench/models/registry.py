@@ -7,9 +7,9 @@ siblings is its backbone name and its decoder spec (see ``FAMILIES``).
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .backbones import backbone_names, create_backbone
 from .checkpoints import load_checkpoint
@@ -106,6 +106,14 @@ def rf_lw_mbv2(**kwargs) -> RefineNet:
     # the reference keeps 256 channels at the coarsest level and has no lateral fusion conv
     spec = FAMILIES["rf_lw"].with_changes(top_channels=256, lateral_fusion_conv=False, activation="relu6")
     return _build("rf_lw_mbv2", "mobilenet_v2_lwrf", spec, **kwargs)
+
+
+@register_model("RefineNet-LW-NASNet-Mobile")
+def rf_lw_nasnet(**kwargs) -> RefineNet:
+    # no public code: the decoder of the other light backbone (rf_lw_mbv2), which reproduces
+    # the paper's MAC ratio between the two light models (see README)
+    spec = FAMILIES["rf_lw"].with_changes(top_channels=256, lateral_fusion_conv=False)
+    return _build("rf_lw_nasnet", "nasnet_a_mobile", spec, **kwargs)
 
 
 # --- lookup ----------------------------------------------------------------------------------
