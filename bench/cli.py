@@ -6,8 +6,10 @@ Exit codes: 0 success, 2 bad arguments (unknown variant, malformed size, ...).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 
 import torch
 
@@ -49,7 +51,33 @@ def cmd_models(args: argparse.Namespace) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)))
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {"models": cmd_models}
+def cmd_complexity(args: argparse.Namespace) -> None:
+    from .complexity import complexity, complexity_frame
+
+    sizes = [parse_size(s) for s in (args.size or ["512x512"])]
+    variants = check_variants(args.variants)
+    records = complexity(variants, sizes, batch=args.batch, num_classes=args.num_classes)
+    if args.json:
+        print(json.dumps([asdict(r) for r in records], indent=2))
+        return
+    frame = complexity_frame(records)
+    for col in ("macs", "fvcore_flops", "paper_flops", "all_ops"):
+        frame[col] = frame[col] / 1e9
+    frame["params"] = frame["params"] / 1e6
+    frame = frame.rename(
+        columns={
+            "params": "params (M)",
+            "macs": "MACs (G, conv+linear)",
+            "fvcore_flops": "fvcore flops (G)",
+            "paper_flops": "paper-convention (G)",
+            "all_ops": "all ops (G)",
+        }
+    )
+    print(frame.drop(columns=["uncounted_ops"]).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print("\n1 multiply-accumulate = 1; input HxW, batch as listed; see `bench.complexity` for the conventions.")
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {"models": cmd_models, "complexity": cmd_complexity}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list variants with their parameter counts")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'rf_lw*'")
     p.add_argument("--all", action="store_true", help="include every family:backbone combination")
+    p = sub.add_parser("complexity", help="parameters and MACs/FLOPs (four named conventions), no forward pass")
+    p.add_argument("variants", nargs="+", help="registered names or FAMILY:BACKBONE")
+    p.add_argument("--size", action="append", metavar="HxW", help="input size, repeatable (default 512x512)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--num-classes", type=int, default=21)
+    p.add_argument("--json", action="store_true", help="print a JSON list of records")
     return parser
 
 

@@ -4,22 +4,22 @@ Each :class:`Backbone` declares its outputs in ``feature_info`` (node name,
 channels, reduction); the decoder groups them by reduction into the levels of
 strides 4, 8, 16 and 32. Torchvision classification networks are used as they
 are (no hand-written copies): their stage outputs are found once, by running a
-shape-only probe on the ``meta`` device, and extracted with
-:func:`torchvision.models.feature_extraction.create_feature_extractor`. The
-state-dict keys keep torchvision's names under ``backbone.body.``, so
-torchvision ImageNet weights load directly.
+shape-only probe on the ``meta`` device, and extracted with a torch.fx trace
+that stops at the stage modules (:func:`extract_stages`). The state-dict keys
+keep torchvision's names under ``backbone.body.``, so torchvision ImageNet
+weights load directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import torch
 import torchvision
 from torch import nn
-from torchvision.models.feature_extraction import create_feature_extractor
 from torchvision.ops.misc import Conv2dNormActivation
 
 TORCHVISION_FAMILIES = (
@@ -72,7 +72,8 @@ def probe_stages(build: Callable[[], nn.Module], size: int = PROBE_SIZE, max_dep
     The network is built and run on the ``meta`` device, so this costs no
     weight initialisation and no arithmetic. Candidates are modules up to
     ``max_depth`` levels deep (``layer1``, ``features.3``, ``trunk_output.block2``),
-    in the order their forward returns; the last one at a stride is that stage's output.
+    in the order their forward returns; the last one at a stride is that stage's
+    output. A container returning its last child's tensor is named by the child.
     """
     try:
         with torch.device("meta"):
@@ -83,34 +84,82 @@ def probe_stages(build: Callable[[], nn.Module], size: int = PROBE_SIZE, max_dep
     hooks = []
     for name, module in model.named_modules():
         if name and name.count(".") < max_depth:
-            hooks.append(
-                module.register_forward_hook(lambda m, i, o, _n=name: seen.append((_n, o)))
-            )
+            hooks.append(module.register_forward_hook(lambda m, i, o, _n=name: seen.append((_n, o))))
     try:
         with torch.no_grad():
             model(torch.empty(1, 3, size, size, device="meta"))
     finally:
         for h in hooks:
             h.remove()
-    found: dict[int, FeatureInfo] = {}
+    # one entry per distinct tensor; a container returning its last child's tensor adds a name to it
+    names: dict[int, list[str]] = {}
+    outputs: dict[int, torch.Tensor] = {}
     for name, out in seen:
-        if not isinstance(out, torch.Tensor) or out.dim() != 4:
-            continue
+        if isinstance(out, torch.Tensor) and out.dim() == 4:
+            names.setdefault(id(out), []).append(name)
+            outputs[id(out)] = out
+    found: dict[int, int] = {}  # reduction -> tensor id
+    for key, out in outputs.items():  # in the order the tensors were produced
         h, w = out.shape[-2:]
-        if h != w or size % h:
-            continue
-        reduction = size // h
-        if reduction in (4, 8, 16, 32):
-            found[reduction] = FeatureInfo(name, int(out.shape[1]), reduction)
+        if h == w and size % h == 0 and size // h in (4, 8, 16, 32):
+            found[size // h] = key
     missing = [r for r in (4, 8, 16, 32) if r not in found]
     if missing:
         raise ValueError(f"backbone has no stage output at stride(s) {missing}")
-    return [found[r] for r in (4, 8, 16, 32)]
+
+    def pick(key: int) -> str:
+        # the outermost name ("layer1" over "layer1.2") that can be a leaf: not an ancestor of another tap
+        others = [n for k in found.values() if k != key for n in names[k]]
+        for candidate in sorted(names[key], key=lambda n: n.count(".")):
+            if not any(o.startswith(candidate + ".") for o in others):
+                return candidate
+        return names[key][0]
+
+    return [FeatureInfo(pick(found[r]), int(outputs[found[r]].shape[1]), r) for r in (4, 8, 16, 32)]
+
+
+@cache
+def _stages(name: str) -> list[FeatureInfo]:
+    """Stage outputs of a named backbone (probed once per process)."""
+    if name == "nasnet_a_mobile":
+        from .nasnet import NASNetAMobile
+
+        # cells are top-level modules; deeper ones (a cell's input adjustments) are not stage outputs
+        return probe_stages(NASNetAMobile, max_depth=1)
+    builder = torchvision.models.get_model_builder(name)
+    return probe_stages(lambda: builder(weights=None))
+
+
+class _StageTracer(torch.fx.Tracer):
+    """Traces only down to the stage modules: any module that is not an ancestor of a tap is a leaf."""
+
+    def __init__(self, taps: set[str]) -> None:
+        super().__init__()
+        self.ancestors = {".".join(t.split(".")[:i]) for t in taps for i in range(1, t.count(".") + 1)}
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return qualname not in self.ancestors
+
+
+def extract_stages(model: nn.Module, taps: list[str]) -> torch.fx.GraphModule:
+    """A GraphModule computing ``{tap: output of module tap}`` and nothing after the last tap."""
+    graph = _StageTracer(set(taps)).trace(model)
+    nodes = {n.target: n for n in graph.nodes if n.op == "call_module"}
+    missing = [t for t in taps if t not in nodes]
+    if missing:
+        raise ValueError(f"modules {missing} are not called directly by the network's forward")
+    for node in [n for n in graph.nodes if n.op == "output"]:
+        graph.erase_node(node)
+    graph.output({t: nodes[t] for t in taps})
+    module = torch.fx.GraphModule(model, graph, class_name=type(model).__name__ + "Stages")
+    module.graph.eliminate_dead_code()  # the classifier head and anything after the last tap
+    module.delete_all_unused_submodules()
+    module.recompile()
+    return module
 
 
 def _extract(model: nn.Module, feature_info: list[FeatureInfo], name: str) -> Backbone:
-    body = create_feature_extractor(model, return_nodes={f.name: f.name for f in feature_info})
-    return Backbone(body, feature_info, name)
+    return Backbone(extract_stages(model, [f.name for f in feature_info]), feature_info, name)
 
 
 def load_backbone_weights(model: nn.Module, weights: str | Path) -> None:
@@ -143,7 +192,7 @@ def torchvision_backbone(name: str, weights: str | Path | None = None) -> Backbo
     model = builder(weights=None if (weights is None or is_path) else weights)
     if is_path:
         load_backbone_weights(model, weights)
-    return _extract(model, probe_stages(lambda: builder(weights=None)), name)
+    return _extract(model, _stages(name), name)
 
 
 def nasnet_a_mobile(weights: str | Path | None = None) -> Backbone:
@@ -153,8 +202,7 @@ def nasnet_a_mobile(weights: str | Path | None = None) -> Backbone:
     model = NASNetAMobile()
     if weights is not None:
         load_backbone_weights(model, weights)
-    # cells are top-level modules; deeper ones (a cell's input adjustments) are not stage outputs
-    return _extract(model, probe_stages(NASNetAMobile, max_depth=1), "nasnet_a_mobile")
+    return _extract(model, _stages("nasnet_a_mobile"), "nasnet_a_mobile")
 
 
 # --- MobileNet-v2 as in DrSleep/light-weight-refinenet ---------------------------------------
