@@ -24,8 +24,15 @@ def _complexity(out: Path) -> Section:
     return build(out)
 
 
+def _timing(out: Path) -> Section:
+    from .timing_report import build
+
+    return build(out)
+
+
 SECTIONS: dict[str, Callable[[Path], Section]] = {
     "complexity": _complexity,
+    "timing": _timing,
 }
 
 
