@@ -58,4 +58,28 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
     """Regenerate reports/ (tables and figures) on the embedded defaults."""
-    session.run(_python(session), "-m", "bench", "report", *session.posargs, external=True)
+    session.run(_python(session), "-m", "analysis", "report", *session.posargs, external=True)
+
+
+@nox.session(python=False)
+def notebooks(session: nox.Session) -> None:
+    """Execute every notebook (small size) and check they are committed without outputs."""
+    session.run(_python(session), "-m", "pytest", "tests/test_notebooks.py", *session.posargs, external=True)
+
+
+@nox.session(python=False)
+def complexity(session: nox.Session) -> None:
+    """Only the complexity section of reports/ (Tables 1-3, per-block costs, scaling)."""
+    session.run(_python(session), "-m", "analysis", "report", "complexity", external=True)
+
+
+@nox.session(python=False)
+def timing(session: nox.Session) -> None:
+    """Only the timing section of reports/ (Table 2 runtimes, FPS, roofline, sweeps)."""
+    session.run(_python(session), "-m", "analysis", "report", "timing", external=True)
+
+
+@nox.session(python=False)
+def erf(session: nox.Session) -> None:
+    """Only the receptive-field section of reports/ (Figures 3 and 8, ERF sizes)."""
+    session.run(_python(session), "-m", "analysis", "report", "erf", external=True)

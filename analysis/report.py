@@ -30,9 +30,16 @@ def _timing(out: Path) -> Section:
     return build(out)
 
 
+def _erf(out: Path) -> Section:
+    from .erf_report import build
+
+    return build(out)
+
+
 SECTIONS: dict[str, Callable[[Path], Section]] = {
     "complexity": _complexity,
     "timing": _timing,
+    "erf": _erf,
 }
 
 

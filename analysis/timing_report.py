@@ -31,6 +31,14 @@ class Plan:
     sweep_variants: tuple[str, ...]
     sweep_sides: tuple[int, ...]
     sweep_batches: tuple[int, ...]
+    table2_size: tuple[int, int] = (468, 625)  # Table 2: 625 wide, 468 high
+    fps_size: tuple[int, int] = (512, 512)
+
+    @staticmethod
+    def tiny() -> Plan:
+        """Seconds, for tests: tiny inputs, one pass each."""
+        base = TimingSettings(device="cpu", runs=1, min_runs=1, budget_s=0.0)
+        return Plan("cpu", base, ("rf_lw_mbv2",), (64, 96), (1, 2), table2_size=(64, 80), fps_size=(64, 64))
 
     @staticmethod
     def default() -> Plan:
@@ -64,9 +72,9 @@ def build(out: Path = REPORTS, plan: Plan | None = None) -> Section:
     artifacts = []
 
     # Table 2: 625 wide x 468 high, default and inference mode
-    t2_default = replace(base, height=468, width=625)
+    t2_default = replace(base, height=plan.table2_size[0], width=plan.table2_size[1])
     t2_fast = replace(t2_default, fold_bn=True, channels_last=True)
-    print("  Table 2 runtimes (468x625) ...", flush=True)
+    print(f"  Table 2 runtimes ({plan.table2_size[0]}x{plan.table2_size[1]}) ...", flush=True)
     records = time_variants(TABLE2, [t2_default, t2_fast])
     frame = _frame(records)
     paper_mean = paper_values("runtime_mean", "Table 2")
@@ -96,12 +104,14 @@ def build(out: Path = REPORTS, plan: Plan | None = None) -> Section:
     ratio_frame = pd.DataFrame(ratios)
     notes = [
         f"Measured on: {settings_text}.",
-        "Input 625 wide x 468 high, as Table 2. Paper: mean ± std over 100 forward passes of random inputs on a "
+        f"Input {plan.table2_size[1]} wide x {plan.table2_size[0]} high (Table 2: 625 x 468). "
+        "Paper: mean ± std over 100 forward passes of random inputs on a "
         "GTX 1080Ti (CUDA 9.0, cuDNN 7.0). Absolute times are not comparable across devices: compare the ratios.",
         "Inference mode: BatchNorm folded into convs + channels_last memory format; outputs equal the default "
         "within fp32 rounding (tests/test_timing.py).",
     ]
-    save_table(t2, "table2_runtime", "Table 2: forward-pass runtime at 625x468", notes, out)
+    h, w = plan.table2_size
+    save_table(t2, "table2_runtime", f"Table 2: forward-pass runtime at {w}x{h} (width x height)", notes, out)
     save_table(ratio_frame, "table2_speedup", "Table 2: speed-up of Light-Weight RefineNet over RefineNet (RF/LW)",
                notes[:2] + ["On CPU, CRP's 5x5 stride-1 max-pooling in NCHW dominates LW's default forward "
                             "(about 60% of LW-50's time at 256x256); channels_last removes most of it, which is "
@@ -117,7 +127,7 @@ def build(out: Path = REPORTS, plan: Plan | None = None) -> Section:
 
     # FPS at 512x512 (abstract) and the speed-accuracy figure
     print("  512x512 FPS ...", flush=True)
-    fps_records = time_variants(AT_512, replace(base, height=512, width=512))
+    fps_records = time_variants(AT_512, replace(base, height=plan.fps_size[0], width=plan.fps_size[1]))
     fps = _frame(fps_records)
     paper_fps = paper_values("fps", "Abstract")
     fps_rows = []
@@ -129,7 +139,8 @@ def build(out: Path = REPORTS, plan: Plan | None = None) -> Section:
             "fraction of peak": r.roofline_fraction,
         })
     fps_table = pd.DataFrame(fps_rows)
-    save_table(fps_table, "fps_512", "Frames per second at 512x512 (abstract) and roofline",
+    save_table(fps_table, "fps_512", f"Frames per second at {plan.fps_size[0]}x{plan.fps_size[1]} (abstract: "
+               "512x512) and roofline",
                [f"Measured on: {settings_text}.",
                 "Achieved GFLOP/s = 2 x MACs / mean time (a multiply-accumulate is 2 FLOPs here, the hardware "
                 "convention); peak = a 2048x2048 fp32 matmul timed in the same run.",
