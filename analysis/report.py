@@ -36,10 +36,17 @@ def _erf(out: Path) -> Section:
     return build(out)
 
 
+def _probes(out: Path) -> Section:
+    from .probes_report import build
+
+    return build(out)
+
+
 SECTIONS: dict[str, Callable[[Path], Section]] = {
     "complexity": _complexity,
     "timing": _timing,
     "erf": _erf,
+    "probes": _probes,
 }
 
 

@@ -125,3 +125,20 @@ def test_cli_time_bad_device_exits_2():
     proc = subprocess.run([sys.executable, "-m", "bench", "time", "rf_lw50", "--device", "tpu"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "unknown device 'tpu'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_torch_compile_path_runs_on_cpu():
+    """torch.compile is compiled during warm-up, outside the timed passes (minutes on a 2-core CPU)."""
+    (r,) = time_variants(["rf_lw_mbv2"], TimingSettings(compile=True, **TINY), progress=None, measure_peak=False)
+    assert not r.error, r.error
+    assert r.settings["compile"] and r.runs >= 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["rf152", "rf_lw152", "rf_lw_rcu152"])
+def test_full_paper_size_forward_625x468(name):
+    model = create_model(name).eval()
+    with torch.inference_mode():
+        out = model(torch.randn(1, 3, 468, 625))
+    assert out.shape == (1, 21, 117, 157)

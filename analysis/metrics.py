@@ -1,0 +1,67 @@
+"""Segmentation and multi-label metrics, exactly as the reports define them.
+
+mIoU: from one confusion matrix accumulated over the whole split (pixels labelled 255 ignored);
+IoU_c = TP / (TP + FP + FN); a class absent from both prediction and label (TP + FP + FN = 0) is
+excluded from the mean, not counted as 1.
+
+Multi-label (no background): ``label_accuracy`` = correct (image, class) decisions / (images x
+classes), the paper's likely "accuracy"; it is high even for an empty prediction when labels are
+sparse, so ``subset_accuracy`` (all classes of an image right) and ``mAP`` (mean over classes with
+at least one positive of the average precision of the scores) are reported too.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .voc import IGNORE
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore: int = IGNORE) -> torch.Tensor:
+    """(K, K) int64 counts, rows = true class, columns = predicted class."""
+    keep = target != ignore
+    t, p = target[keep].long(), pred[keep].long()
+    if t.numel() and (t.max() >= num_classes or t.min() < 0):
+        raise ValueError(f"label values outside 0..{num_classes - 1} (and {ignore}): {t.unique().tolist()}")
+    return torch.bincount(t * num_classes + p, minlength=num_classes**2).view(num_classes, num_classes)
+
+
+def iou_per_class(cm: torch.Tensor) -> torch.Tensor:
+    """IoU per class; NaN where the class is absent from both prediction and label."""
+    tp = cm.diag().double()
+    denom = cm.sum(0).double() + cm.sum(1).double() - tp
+    return torch.where(denom > 0, tp / denom.clamp_min(1), torch.full_like(tp, float("nan")))
+
+
+def mean_iou(cm: torch.Tensor) -> float:
+    return float(torch.nanmean(iou_per_class(cm)))
+
+
+def presence(masks: torch.Tensor, num_classes: int, ignore: int = IGNORE) -> torch.Tensor:
+    """(N, K-1) bool: which foreground classes (1..K-1) appear in each mask."""
+    out = torch.zeros(len(masks), num_classes - 1, dtype=torch.bool)
+    for c in range(1, num_classes):
+        out[:, c - 1] = (masks == c).flatten(1).any(1)
+    return out
+
+
+def average_precision(scores: torch.Tensor, positives: torch.Tensor) -> float:
+    """AP of one class: mean precision at the rank of each positive (scores sorted descending)."""
+    if positives.sum() == 0:
+        return float("nan")
+    order = torch.argsort(scores, descending=True, stable=True)
+    hits = positives[order].double()
+    precision_at = hits.cumsum(0) / torch.arange(1, len(hits) + 1, dtype=torch.float64)
+    return float((precision_at * hits).sum() / hits.sum())
+
+
+def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5) -> dict[str, float]:
+    """scores: (N, C) probabilities; targets: (N, C) bool."""
+    decided = scores >= threshold
+    correct = decided == targets
+    aps = torch.tensor([average_precision(scores[:, c], targets[:, c]) for c in range(targets.shape[1])])
+    return {
+        "label_accuracy": float(correct.double().mean()),
+        "subset_accuracy": float(correct.all(1).double().mean()),
+        "mAP": float(torch.nanmean(aps)),
+    }

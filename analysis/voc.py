@@ -1,0 +1,128 @@
+"""PASCAL VOC 2012 segmentation data in the VOCdevkit layout: reading, and writing (for generated sets).
+
+Layout (``root`` is the VOCdevkit folder or its ``VOC2012`` subfolder)::
+
+    VOC2012/JPEGImages/<id>.jpg
+    VOC2012/SegmentationClass/<id>.png          palette PNG: pixel value = class id, 255 = boundary/ignore
+    VOC2012/ImageSets/Segmentation/<split>.txt  one id per line
+
+Images are resized bilinearly, masks with nearest neighbour (class ids never blend).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IGNORE = 255
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+
+
+def voc_palette() -> list[int]:
+    """The standard VOC colour map (256 entries, flattened RGB)."""
+    palette = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+def voc2012_dir(root: str | Path) -> Path:
+    root = Path(root)
+    for candidate in (root / "VOC2012", root / "VOCdevkit" / "VOC2012", root):
+        if (candidate / "ImageSets" / "Segmentation").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"no VOC2012 segmentation data under {root}: expected {root}/VOC2012/ImageSets/Segmentation "
+        "(or VOCdevkit/VOC2012/..., or the VOC2012 folder itself)"
+    )
+
+
+@dataclass
+class VOCSegmentation:
+    """A split of a VOC-layout dataset, resized to ``size`` (H, W); ``len`` and ``[i] -> (image, mask)``.
+
+    image: float (3, H, W) in [0, 1]; mask: int64 (H, W) with class ids and 255.
+    """
+
+    root: str | Path
+    split: str = "train"
+    size: tuple[int, int] = (512, 512)
+
+    def __post_init__(self) -> None:
+        self.base = voc2012_dir(self.root)
+        split_file = self.base / "ImageSets" / "Segmentation" / f"{self.split}.txt"
+        if not split_file.is_file():
+            available = sorted(p.stem for p in split_file.parent.glob("*.txt"))
+            raise FileNotFoundError(f"split file not found: {split_file} (available splits: {', '.join(available)})")
+        self.ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        if not self.ids:
+            raise ValueError(f"split file {split_file} lists no images")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def paths(self, i: int) -> tuple[Path, Path]:
+        image_id = self.ids[i]
+        return self.base / "JPEGImages" / f"{image_id}.jpg", self.base / "SegmentationClass" / f"{image_id}.png"
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from PIL import Image
+
+        image_path, mask_path = self.paths(i)
+        for path in (image_path, mask_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"missing file for image id {self.ids[i]!r}: {path}")
+        try:
+            with Image.open(image_path) as im:
+                rgb = np.asarray(im.convert("RGB"))
+            with Image.open(mask_path) as m:
+                if m.mode not in ("P", "L"):
+                    raise ValueError(f"{mask_path}: expected a palette or greyscale PNG of class ids, got mode {m.mode}")
+                mask = np.asarray(m)
+        except OSError as err:
+            raise ValueError(f"cannot read {image_path.name} / {mask_path.name}: {err}") from None
+        if rgb.shape[:2] != mask.shape:
+            raise ValueError(f"image and mask sizes differ for {self.ids[i]!r}: {rgb.shape[:2]} vs {mask.shape}")
+        image = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div(255).unsqueeze(0)
+        image = F.interpolate(image, size=self.size, mode="bilinear", align_corners=False, antialias=True)[0]
+        mask_t = torch.from_numpy(mask.astype(np.int64)).view(1, 1, *mask.shape).float()
+        mask_t = F.interpolate(mask_t, size=self.size, mode="nearest")[0, 0].long()
+        return image.clamp(0, 1), mask_t
+
+    def load_all(self) -> tuple[torch.Tensor, torch.Tensor]:
+        images, masks = zip(*(self[i] for i in range(len(self))), strict=True)
+        return torch.stack(images), torch.stack(masks)
+
+
+def write_voc(root: Path, split_ids: dict[str, list[str]], images: dict[str, np.ndarray],
+              masks: dict[str, np.ndarray]) -> Path:
+    """Write a dataset in the VOC layout (JPEG quality 95, palette PNG masks); returns the VOC2012 folder."""
+    from PIL import Image
+
+    base = root / "VOC2012"
+    (base / "JPEGImages").mkdir(parents=True, exist_ok=True)
+    (base / "SegmentationClass").mkdir(parents=True, exist_ok=True)
+    (base / "ImageSets" / "Segmentation").mkdir(parents=True, exist_ok=True)
+    palette = voc_palette()
+    for image_id, rgb in images.items():
+        Image.fromarray(rgb).save(base / "JPEGImages" / f"{image_id}.jpg", quality=95)
+        mask = Image.fromarray(masks[image_id].astype(np.uint8), mode="P")
+        mask.putpalette(palette)
+        mask.save(base / "SegmentationClass" / f"{image_id}.png")
+    for split, ids in split_ids.items():
+        (base / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    return base
