@@ -1,8 +1,8 @@
 """A short, seeded training of a segmenter, so that probed features are learned rather than random.
 
 AdamW on cross-entropy (255 ignored) with logits upsampled to the label size, random crops and
-horizontal flips, gradient-norm clipping, a linear warm-up, a fixed number of steps. Meant for the small embedded default on a CPU, not for
-reproducing the paper's training schedule.
+horizontal flips, gradient-norm clipping, a linear warm-up, a fixed number of steps. Meant for the
+small embedded default on a CPU, not for reproducing the paper's training schedule.
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ class VOCSegmentation:
                 rgb = np.asarray(im.convert("RGB"))
             with Image.open(mask_path) as m:
                 if m.mode not in ("P", "L"):
-                    raise ValueError(f"{mask_path}: expected a palette or greyscale PNG of class ids, got mode {m.mode}")
+                    raise ValueError(f"{mask_path}: expected a palette or greyscale PNG of class ids, "
+                                     f"got mode {m.mode}")
                 mask = np.asarray(m)
         except OSError as err:
             raise ValueError(f"cannot read {image_path.name} / {mask_path.name}: {err}") from None
