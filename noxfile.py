@@ -83,3 +83,9 @@ def timing(session: nox.Session) -> None:
 def erf(session: nox.Session) -> None:
     """Only the receptive-field section of reports/ (Figures 3 and 8, ERF sizes)."""
     session.run(_python(session), "-m", "analysis", "report", "erf", external=True)
+
+
+@nox.session(python=False)
+def probes(session: nox.Session) -> None:
+    """Only the probes section of reports/ (Table 4 on the embedded default)."""
+    session.run(_python(session), "-m", "analysis", "report", "probes", external=True)

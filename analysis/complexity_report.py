@@ -116,7 +116,8 @@ def build(out: Path = REPORTS) -> Section:
     save_table(t3, "table3_flops", "Table 3: FLOPs (B) at 512x512", t3_notes, out)
     for name, title in (("table1_complexity", "Table 1 replica"), ("table2_params", "Table 2 replica (params)"),
                         ("table3_flops", "Table 3 replica (FLOPs)")):
-        artifacts.append(Artifact(f"{name}.md", title, "paper value, measured value, difference", settings, COMMAND))
+        artifacts.append(Artifact(f"{name}.md", title, "paper value, measured value, difference", settings, COMMAND,
+                                  inline=True))
 
     conv = _convention_search(records)
     resnet_rows = conv[~conv.variant.isin(["rf_lw_mbv2", "rf_lw_nasnet"])]

@@ -82,7 +82,8 @@ def _front_page(manifest: dict, out: Path) -> str:
             if a["path"].endswith(".png") and path.exists():
                 lines += [f"![{a['title']}]({a['path']})", ""]
             elif a.get("inline") and path.exists():
-                lines += [path.read_text().replace("\n# ", "\n### ").removeprefix("# ").strip(), ""]
+                text = path.read_text().strip()
+                lines += [("#### " + text.removeprefix("# ")) if text.startswith("# ") else text, ""]
     return "\n".join(lines) + "\n"
 
 

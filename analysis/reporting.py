@@ -16,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from bench.timing import device_description
+
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 
 
@@ -33,25 +35,9 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
     return path
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_name(device: str = "cpu") -> str:
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    return f"{cpu_name()} ({os.cpu_count()} logical cores)"
-
-
 def environment(device: str = "cpu") -> dict[str, str]:
     env = {
-        "device": device_name(device),
+        "device": device_description(device),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": str(torch.get_num_threads()),
@@ -75,6 +61,7 @@ class Artifact:
     what: str  # one line on what it shows
     settings: str  # device, sizes, ...
     command: str
+    inline: bool = False  # show the table itself on the front page (paper vs measured tables)
 
 
 @dataclass

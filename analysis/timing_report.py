@@ -120,9 +120,9 @@ def build(out: Path = REPORTS, plan: Plan | None = None) -> Section:
                "Table 2 timing records (all settings)", notes[:1], out)
     artifacts += [
         Artifact("table2_runtime.md", "Table 2 replica (runtime)", "paper ms vs measured ms per model",
-                 settings_text, COMMAND),
+                 settings_text, COMMAND, inline=True),
         Artifact("table2_speedup.md", "Table 2 speed-up ratios", "RF/LW per depth: paper 2.77/2.22/1.94 vs measured",
-                 settings_text, COMMAND),
+                 settings_text, COMMAND, inline=True),
     ]
 
     # FPS at 512x512 (abstract) and the speed-accuracy figure
@@ -146,7 +146,7 @@ def build(out: Path = REPORTS, plan: Plan | None = None) -> Section:
                 "convention); peak = a 2048x2048 fp32 matmul timed in the same run.",
                 "Paper FPS: 20 (RF-50), 55 (LW-50), 17 (RF-152), 32 (LW-152) on a GTX 1080Ti."], out)
     artifacts.append(Artifact("fps_512.md", "FPS at 512x512 and roofline", "paper FPS vs measured, GFLOP/s vs peak",
-                              settings_text, COMMAND))
+                              settings_text, COMMAND, inline=True))
 
     fig, ax = plt.subplots(figsize=(8, 4.2))
     order = fps_table.sort_values("fraction of peak")
