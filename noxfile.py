@@ -67,25 +67,21 @@ def notebooks(session: nox.Session) -> None:
     session.run(_python(session), "-m", "pytest", "tests/test_notebooks.py", *session.posargs, external=True)
 
 
-@nox.session(python=False)
-def complexity(session: nox.Session) -> None:
-    """Only the complexity section of reports/ (Tables 1-3, per-block costs, scaling)."""
-    session.run(_python(session), "-m", "analysis", "report", "complexity", external=True)
+REPORT_SECTIONS = {
+    "complexity": "Only the complexity section of reports/ (Tables 1-3, per-block costs, scaling).",
+    "timing": "Only the timing section of reports/ (Table 2 runtimes, FPS, roofline, sweeps).",
+    "erf": "Only the receptive-field section of reports/ (Figures 3 and 8, ERF sizes).",
+    "probes": "Only the probes section of reports/ (Table 4 on the embedded default).",
+}
 
 
-@nox.session(python=False)
-def timing(session: nox.Session) -> None:
-    """Only the timing section of reports/ (Table 2 runtimes, FPS, roofline, sweeps)."""
-    session.run(_python(session), "-m", "analysis", "report", "timing", external=True)
+def _report_section(section: str, doc: str) -> None:
+    def run(session: nox.Session) -> None:
+        session.run(_python(session), "-m", "analysis", "report", section, external=True)
+
+    run.__doc__ = doc
+    nox.session(python=False, name=section)(run)
 
 
-@nox.session(python=False)
-def erf(session: nox.Session) -> None:
-    """Only the receptive-field section of reports/ (Figures 3 and 8, ERF sizes)."""
-    session.run(_python(session), "-m", "analysis", "report", "erf", external=True)
-
-
-@nox.session(python=False)
-def probes(session: nox.Session) -> None:
-    """Only the probes section of reports/ (Table 4 on the embedded default)."""
-    session.run(_python(session), "-m", "analysis", "report", "probes", external=True)
+for _section, _doc in REPORT_SECTIONS.items():
+    _report_section(_section, _doc)

@@ -159,18 +159,20 @@ def build(out: Path = REPORTS, plan: ERFPlan | None = None) -> Section:
                 "channels summed; |gradient| summed over colour channels.",
                 "Theoretical RF: extent of the input region that can influence the unit (clipped by the image).",
                 f"Inputs {plan.size}x{plan.size}, ImageNet-normalised; batch of 4 per backward."], out)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    colours = dict(zip(FAMILIES, plt.cm.tab10.colors, strict=False))
     for ax, (set_name, group) in zip(axes, table.groupby("images", sort=False), strict=True):
         for name, g in group.groupby("variant", sort=False):
             g = g[g.tap != "logits"]
-            ax.plot(range(len(g)), g["r50 (px)"], marker="o", ms=3, label=f"{name} r50")
-            ax.plot(range(len(g)), g["r90 (px)"], marker="x", ms=3, ls="--", label=f"{name} r90")
-        ax.set_xticks(range(len(g)), [t.replace(".", "\n") for t in g.tap], fontsize=6)
+            colour = colours[name.rstrip("0123456789")]
+            ax.plot(range(len(g)), g["r50 (px)"], "-o", ms=3, color=colour, label=f"{name}: 50% of mass")
+            ax.plot(range(len(g)), g["r90 (px)"], "--x", ms=3, color=colour, label=f"{name}: 90% of mass")
+        ax.set_xticks(range(len(g)), list(g.tap), rotation=60, ha="right", fontsize=7)
         ax.set_title(set_name, fontsize=10)
-        ax.set_ylabel("radius holding 50% / 90% of gradient mass (px)")
-    axes[1].legend(fontsize=7, ncol=3)
-    fig.suptitle(f"ERF size along the decoder, three families, ResNet-{plan.depth}, random init, "
-                 f"{plan.size}x{plan.size}", fontsize=10)
+    axes[0].set_ylabel("radius of the centred square (px)")
+    axes[1].legend(fontsize=7, ncol=1, loc="center right")
+    fig.suptitle(f"ERF size along the decoder (unit at the centre), three families, ResNet-{plan.depth}, "
+                 f"{_weights(lw, plan)}, {plan.size}x{plan.size}", fontsize=10)
     save_figure(fig, "erf_sizes", out)
     artifacts += [
         Artifact("erf_sizes.md", "ERF sizes (table)", "r20/r50/r90/r99 and theoretical RF per family and tap",

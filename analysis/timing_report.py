@@ -134,7 +134,9 @@ def build(out: Path = REPORTS, plan: Plan | None = None) -> Section:
     for r in fps.itertuples():
         fps_rows.append({
             "variant": r.variant, "paper FPS (1080Ti)": paper_fps[r.variant].value if r.variant in paper_fps else "",
-            "measured FPS": r.fps, "measured ms": r.mean_ms, "runs": r.runs, "MACs (G)": r.macs / 1e9,
+            "measured FPS": r.fps,
+            "measured / paper": r.fps / paper_fps[r.variant].value if r.variant in paper_fps else "",
+            "measured ms": r.mean_ms, "runs": r.runs, "MACs (G)": r.macs / 1e9,
             "achieved GFLOP/s": r.achieved_gflops, "peak GFLOP/s (matmul, same run)": r.peak_gflops,
             "fraction of peak": r.roofline_fraction,
         })
