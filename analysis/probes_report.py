@@ -137,7 +137,8 @@ def build(out: Path = REPORTS, plan: ProbePlan | None = None) -> Section:
     plan = plan or ProbePlan()
     frame, setting = run_probes(plan)
     (_, _), (_, yva), classes, _ = _data(plan)
-    conclusion = verdict(frame, trivial_baselines(yva, len(classes)))
+    baselines = trivial_baselines(yva, len(classes))
+    conclusion = verdict(frame, baselines)
     weights = "given checkpoints" if plan.checkpoints else (
         f"trained here from scratch: {plan.pretrain.steps} steps backbone pre-training under the LW decoder, then "
         f"{plan.finetune.steps} steps per family (batch {plan.finetune.batch_size}, {plan.finetune.crop}px crops)")
@@ -192,10 +193,15 @@ def build(out: Path = REPORTS, plan: ProbePlan | None = None) -> Section:
         pivot.plot.bar(ax=ax, rot=0, width=0.8, legend=(metric == "mIoU %"))
         ax.set_title(metric.replace(" %", " (%)"), fontsize=10)
         ax.set_xlabel("")
-        low = frame[metric].min()
-        ax.set_ylim(max(0, low - 10), min(100, frame[metric].max() + 5))
+        if metric in baselines:
+            ax.axhline(baselines[metric], color="k", ls="--", lw=1,
+                       label="trivial baseline" if metric == "mIoU %" else None)
+        values = list(frame[metric]) + [baselines.get(metric, frame[metric].min())]
+        ax.set_ylim(max(0, min(values) - 10), min(100, max(values) + 5))
+        if metric == "mIoU %":
+            ax.legend(fontsize=8)
     fig.suptitle(f"Probes on frozen level-4 features ({plan.backbone} backbone, {setting.split(' (')[0]}, "
-                 f"{plan.size}px; not the paper's setting)", fontsize=10)
+                 f"{plan.size}px; not the paper's setting). Dashed: all-background / empty prediction", fontsize=10)
     save_figure(fig, "probes", out)
     artifacts = [
         Artifact("table4_probes.md", "Table 4 replica", "paper vs measured probe scores, original RefineNet",
