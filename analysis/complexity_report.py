@@ -19,7 +19,6 @@ CONVENTIONS = {
     "fvcore_flops": "fvcore default",
     "all_ops": "all ops",
 }
-FAMILY_LABEL = {"rf": "RefineNet", "rf_lw_rcu": "LW with RCU", "rf_lw": "LW"}
 
 
 def _paper_rows(metric: str, source: str, measured: dict[str, float], unit_scale: float) -> pd.DataFrame:
