@@ -127,7 +127,9 @@ def run_probes(plan: ProbePlan = ProbePlan(), progress=print) -> tuple[pd.DataFr
                 "probe train mIoU %": 100 * r.train_miou, "network val mIoU %": 100 * network_miou,
                 "train s": train_seconds, "total s": time.perf_counter() - start,
             })
-    return pd.DataFrame(rows), setting
+    frame = pd.DataFrame(rows)
+    frame.attrs["baselines"] = base
+    return frame, setting
 
 
 def build(out: Path = REPORTS, plan: ProbePlan | None = None) -> Section:
@@ -136,8 +138,7 @@ def build(out: Path = REPORTS, plan: ProbePlan | None = None) -> Section:
 
     plan = plan or ProbePlan()
     frame, setting = run_probes(plan)
-    (_, _), (_, yva), classes, _ = _data(plan)
-    baselines = trivial_baselines(yva, len(classes))
+    baselines = frame.attrs["baselines"]
     conclusion = verdict(frame, baselines)
     weights = "given checkpoints" if plan.checkpoints else (
         f"trained here from scratch: {plan.pretrain.steps} steps backbone pre-training under the LW decoder, then "
