@@ -26,6 +26,22 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     return torch.bincount(t * num_classes + p, minlength=num_classes**2).view(num_classes, num_classes)
 
 
+def per_image_confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                        ignore: int = IGNORE) -> torch.Tensor:
+    """(N, K, K) int64: one confusion matrix per image of (N, H, W) predictions and labels.
+
+    Their sum over images is :func:`confusion_matrix` of the whole split; keeping them apart lets
+    the split be resampled by image (bootstrap) without running anything again.
+    """
+    n, k = len(target), num_classes
+    keep = target != ignore
+    image = torch.arange(n).view(n, *([1] * (target.dim() - 1))).expand_as(target)[keep]
+    t, p = target[keep].long(), pred[keep].long()
+    if t.numel() and (t.max() >= k or t.min() < 0):
+        raise ValueError(f"label values outside 0..{k - 1} (and {ignore}): {t.unique().tolist()}")
+    return torch.bincount((image * k + t) * k + p, minlength=n * k * k).view(n, k, k)
+
+
 def iou_per_class(cm: torch.Tensor) -> torch.Tensor:
     """IoU per class; NaN where the class is absent from both prediction and label."""
     tp = cm.diag().double()

@@ -9,6 +9,8 @@ network per epoch). Per tap, two heads:
   ``train_label_stride``; evaluation is at the full label size);
 - multi-label: global average pooling, linear, K-1 sigmoid outputs (no background), BCE.
 
+Val metrics come with image-level bootstrap samples (``ProbeResult.boot``, same resamples for every
+tap: see ``analysis.bootstrap``), so intervals and paired tap differences need no rerun.
 Everything is seeded: the same inputs give the same numbers.
 """
 
@@ -16,13 +18,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import confusion_matrix, mean_iou, multilabel_metrics, presence
+from .bootstrap import bootstrap_miou, bootstrap_multilabel, resample_indices
+from .metrics import mean_iou, multilabel_metrics, per_image_confusion, presence
 from .voc import IGNORE
 
 PROBE_TAPS = ("level4.before_rcu", "level4.after_rcu", "level4.after_crp")
@@ -77,6 +80,7 @@ class ProbeResult:
     subset_accuracy: float
     mAP: float
     train_miou: float
+    boot: dict[str, torch.Tensor] = field(default_factory=dict)  # (n_boot,) val samples: miou, label_accuracy, mAP
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class ProbeSettings:
     lr: float = 1e-2
     weight_decay: float = 1e-4
     train_label_stride: int = 4  # training loss on labels subsampled (nearest) by this; evaluation at full size
+    n_boot: int = 1000  # bootstrap resamples of the val images (0: none)
     seed: int = 0
 
 
@@ -103,6 +108,8 @@ def train_probes(
     small_masks = train_masks[:, stride // 2 :: stride, stride // 2 :: stride]  # nearest subsampling
     size = tuple(small_masks.shape[-2:])
     train_presence = presence(train_masks, num_classes).float()
+    val_presence = presence(val_masks, num_classes)
+    resamples = resample_indices(len(val_masks), settings.n_boot, settings.seed) if settings.n_boot else None
     for tap, feats in train_features.items():
         torch.manual_seed(settings.seed)
         seg = SegmentationHead(feats.shape[1], num_classes)
@@ -121,19 +128,22 @@ def train_probes(
                 opt.step()
         seg.eval()
         with torch.no_grad():
-            train_cm = _confusion(seg, feats, train_masks, num_classes, settings.batch_size)
-            val_cm = _confusion(seg, val_features[tap], val_masks, num_classes, settings.batch_size)
+            train_cm = _per_image_confusion(seg, feats, train_masks, num_classes, settings.batch_size).sum(0)
+            val_cms = _per_image_confusion(seg, val_features[tap], val_masks, num_classes, settings.batch_size)
             scores = torch.sigmoid(cls(val_features[tap].float()))
-        ml = multilabel_metrics(scores, presence(val_masks, num_classes))
-        results.append(ProbeResult(tap, mean_iou(val_cm), ml["label_accuracy"], ml["subset_accuracy"], ml["mAP"],
-                                   mean_iou(train_cm)))
+        ml = multilabel_metrics(scores, val_presence)
+        boot = {}
+        if resamples is not None:
+            boot = {"miou": bootstrap_miou(val_cms, resamples), **bootstrap_multilabel(scores, val_presence, resamples)}
+        results.append(ProbeResult(tap, mean_iou(val_cms.sum(0)), ml["label_accuracy"], ml["subset_accuracy"],
+                                   ml["mAP"], mean_iou(train_cm), boot))
     return results
 
 
-def _confusion(head: SegmentationHead, feats: torch.Tensor, masks: torch.Tensor, num_classes: int,
-               batch_size: int) -> torch.Tensor:
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.long)
+def _per_image_confusion(head: SegmentationHead, feats: torch.Tensor, masks: torch.Tensor, num_classes: int,
+                         batch_size: int) -> torch.Tensor:
+    cms = []
     for start in range(0, len(feats), batch_size):
         logits = head(feats[start : start + batch_size].float(), tuple(masks.shape[-2:]))
-        cm += confusion_matrix(logits.argmax(1), masks[start : start + batch_size], num_classes)
-    return cm
+        cms.append(per_image_confusion(logits.argmax(1), masks[start : start + batch_size], num_classes))
+    return torch.cat(cms)

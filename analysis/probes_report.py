@@ -21,6 +21,7 @@ import torch
 from bench.models import create_model
 from bench.paper import paper_numbers
 
+from .bootstrap import percentile_interval
 from .images import normalise
 from .probes import PROBE_TAPS, TAP_LABELS, ProbeSettings, cache_features, train_probes
 from .reporting import REPORTS, Artifact, Section, figure_style, save_figure, save_table
@@ -35,12 +36,22 @@ FAMILY_LABEL = {"rf": "RefineNet", "rf_lw_rcu": "LW with RCU", "rf_lw": "LW"}
 
 @dataclass(frozen=True)
 class ProbePlan:
+    """What to probe and how the embedded default trains first.
+
+    Learning rates: Adam moves every weight by about ``lr`` per step whatever its gradient, and the
+    decoders have no normalisation before the ReLU after each summation. With larger rates the
+    early push towards "background everywhere" drives those sums negative and the ReLUs die; the
+    coarse levels then get no gradient and their features stay untrained (measured: at lr 2e-3 the
+    LW level-4 sum is 0.1% active after 20 steps; the RefineNet decoder, 3x3 convs with fan-in 4608,
+    is dead after 10 steps at 5e-4 but stays alive at 1e-4). The report shows the active fraction.
+    """
+
     backbone: str = "resnet18"
     families: tuple[str, ...] = ("rf", "rf_lw_rcu", "rf_lw")
     dataset: SyntheticSpec = SyntheticSpec()
     size: int = 128  # images and labels (H = W) for features and evaluation
-    pretrain: TrainSettings = TrainSettings(steps=400, batch_size=8, crop=64, lr=2e-3)
-    finetune: TrainSettings = TrainSettings(steps=60, batch_size=8, crop=64, lr=2e-4)
+    pretrain: TrainSettings = TrainSettings(steps=300, batch_size=8, crop=None, lr=5e-4)
+    finetune: TrainSettings = TrainSettings(steps=60, batch_size=8, crop=None, lr=1e-4)
     probe: ProbeSettings = ProbeSettings()
     voc_root: str | None = None  # real VOC (21 classes) instead of the generated set
     checkpoints: dict[str, str] = field(default_factory=dict)  # variant name -> checkpoint: no training
@@ -49,8 +60,19 @@ class ProbePlan:
     def tiny() -> ProbePlan:
         """Seconds, for tests: a handful of images and steps."""
         return ProbePlan(dataset=SyntheticSpec(n_train=16, n_val=8, size=64), size=64,
-                         pretrain=TrainSettings(steps=2, batch_size=4, crop=64),
-                         finetune=TrainSettings(steps=1, batch_size=4, crop=64), probe=ProbeSettings(epochs=2))
+                         pretrain=TrainSettings(steps=2, batch_size=4, crop=None),
+                         finetune=TrainSettings(steps=1, batch_size=4, crop=None),
+                         probe=ProbeSettings(epochs=2, n_boot=50))
+
+
+@dataclass
+class ProbeRun:
+    """One run: a row per (variant, tap), the setting in words, trivial baselines, bootstrap samples."""
+
+    frame: pd.DataFrame
+    setting: str
+    baselines: dict[str, float]
+    boot: dict[tuple[str, str], dict[str, torch.Tensor]]  # (variant, tap) -> {metric column: (n_boot,) samples}
 
 
 def _data(plan: ProbePlan):
@@ -66,34 +88,33 @@ def _data(plan: ProbePlan):
 
 
 def trivial_baselines(val_masks: torch.Tensor, num_classes: int) -> dict[str, float]:
-    """Scores of predicting background everywhere and no class present: what 'learned nothing' looks like."""
+    """What 'learned nothing' scores: background everywhere (mIoU), no class present (label accuracy), and
+    uninformative scores (mAP: the expected AP of random scores is the class's frequency among images)."""
     from .metrics import confusion_matrix, mean_iou, multilabel_metrics, presence
 
     cm = confusion_matrix(torch.zeros_like(val_masks), val_masks, num_classes)
     targets = presence(val_masks, num_classes)
     ml = multilabel_metrics(torch.zeros(targets.shape), targets)
-    return {"mIoU %": 100 * mean_iou(cm), "label accuracy %": 100 * ml["label_accuracy"]}
+    prevalence = targets.double().mean(0)
+    return {"mIoU %": 100 * mean_iou(cm), "label accuracy %": 100 * ml["label_accuracy"],
+            "mAP %": 100 * float(prevalence[prevalence > 0].mean())}
 
 
-def verdict(frame: pd.DataFrame, baselines: dict[str, float], margin: float = 2.0) -> str:
-    """One sentence on whether the probes beat the trivial baselines by ``margin`` points."""
-    miou_gain = frame["mIoU %"].max() - baselines["mIoU %"]
-    acc_gain = frame["label accuracy %"].max() - baselines["label accuracy %"]
-    if miou_gain < margin and acc_gain < margin:
-        return (f"No probe beats the trivial baselines by {margin:g} points (best mIoU +{miou_gain:.1f}, best label "
-                f"accuracy {acc_gain:+.1f}): the short CPU training did not give features a linear probe can use, "
-                "so this run says nothing about RCU vs CRP; the paper's ordering is neither confirmed nor refuted.")
-    return (f"Best probe over the trivial baselines: mIoU +{miou_gain:.1f} points, label accuracy {acc_gain:+.1f} "
-            "points.")
+METRICS = {"mIoU %": "miou", "label accuracy %": "label_accuracy", "mAP %": "mAP"}  # column -> ProbeResult field
+# The paper's two questions at the coarsest block: what the RCUs add, and what CRP adds after them.
+COMPARISONS = (("RCU", "level4.after_rcu", "level4.before_rcu"), ("CRP", "level4.after_crp", "level4.after_rcu"))
+ACTIVITY_TAPS = ("level4.after_sum", "level3.after_sum")  # ReLU outputs: dead decoders show here
+PAPER_TAP = {"before RCU": "level4.before_rcu", "after RCU": "level4.after_rcu", "after CRP": "level4.after_crp"}
 
 
-def run_probes(plan: ProbePlan = ProbePlan(), progress=print) -> tuple[pd.DataFrame, str]:
+def run_probes(plan: ProbePlan = ProbePlan(), progress=print) -> ProbeRun:
     """Train (unless checkpoints are given) and probe every family; one row per (variant, tap)."""
     (xtr, ytr), (xva, yva), classes, setting = _data(plan)
     k = len(classes)
     base = trivial_baselines(yva, k)
     setting += (f"; trivial baselines on val: all-background mIoU {base['mIoU %']:.1f}%, "
-                f"empty-prediction label accuracy {base['label accuracy %']:.1f}%")
+                f"empty-prediction label accuracy {base['label accuracy %']:.1f}%, random-score mAP "
+                f"{base['mAP %']:.1f}%")
     names = [f"{f}:{plan.backbone}" for f in plan.families]
     backbone_state = None
     if not plan.checkpoints:
@@ -102,7 +123,7 @@ def run_probes(plan: ProbePlan = ProbePlan(), progress=print) -> tuple[pd.DataFr
         pre = zero_init_residual_branches(create_model(f"rf_lw:{plan.backbone}", num_classes=k))
         train_segmenter(pre, xtr, ytr, normalise, plan.pretrain, progress)
         backbone_state = pre.backbone.state_dict()
-    rows = []
+    rows, boot = [], {}
     for name in list(plan.checkpoints) or names:
         start = time.perf_counter()
         torch.manual_seed(plan.finetune.seed)
@@ -116,100 +137,221 @@ def run_probes(plan: ProbePlan = ProbePlan(), progress=print) -> tuple[pd.DataFr
         network_miou = evaluate(model, xva, yva, k, normalise)
         progress(f"  {name}: network val mIoU {100 * network_miou:.1f}%; caching level-4 features")
         train_feats = cache_features(model, xtr, PROBE_TAPS, normalise=normalise)
-        val_feats = cache_features(model, xva, PROBE_TAPS, normalise=normalise)
+        val_feats = cache_features(model, xva, PROBE_TAPS + ACTIVITY_TAPS, normalise=normalise)
+        active = {t: 100 * float((val_feats.pop(t) > 0).float().mean()) for t in ACTIVITY_TAPS}
         aliases = model.tap_aliases()
         for r in train_probes(train_feats, ytr, val_feats, yva, k, plan.probe):
-            rows.append({
-                "variant": name, "family": name.split(":")[0], "tap": r.tap, "probe point": TAP_LABELS[r.tap],
-                "same tensor as": TAP_LABELS.get(aliases.get(r.tap, ""), ""),
-                "mIoU %": 100 * r.miou, "label accuracy %": 100 * r.label_accuracy,
-                "subset accuracy %": 100 * r.subset_accuracy, "mAP %": 100 * r.mAP,
-                "probe train mIoU %": 100 * r.train_miou, "network val mIoU %": 100 * network_miou,
+            row = {"variant": name, "family": name.split(":")[0], "tap": r.tap, "probe point": TAP_LABELS[r.tap],
+                   "same tensor as": TAP_LABELS.get(aliases.get(r.tap, ""), "")}
+            boot[(name, r.tap)] = {col: 100 * r.boot[field_] for col, field_ in METRICS.items() if r.boot}
+            for col, field_ in METRICS.items():
+                row[col] = 100 * getattr(r, field_)
+                if r.boot:
+                    row[f"{col} CI low"], row[f"{col} CI high"] = percentile_interval(boot[(name, r.tap)][col])
+            row.update({
+                "subset accuracy %": 100 * r.subset_accuracy, "probe train mIoU %": 100 * r.train_miou,
+                "network val mIoU %": 100 * network_miou,
+                **{f"active {t.split('.')[0]} sum %": v for t, v in active.items()},
                 "train s": train_seconds, "total s": time.perf_counter() - start,
             })
-    frame = pd.DataFrame(rows)
-    frame.attrs["baselines"] = base
-    return frame, setting
+            rows.append(row)
+    return ProbeRun(pd.DataFrame(rows), setting, base, boot)
+
+
+
+def tap_differences(run: ProbeRun) -> pd.DataFrame:
+    """Per variant, what the RCUs and what CRP add at level 4: paired bootstrap differences with CIs.
+
+    Where two taps are the same tensor (no RCU), the difference is exactly zero and is left out.
+    The paper's differences (RefineNet-101 on VOC, Table 4) are given next to the ``rf`` family.
+    """
+    paper = {(n.model.split(" probe ")[1], n.metric): n.value for n in paper_numbers() if n.source == "Table 4"}
+    rows = []
+    frame = run.frame.set_index(["variant", "tap"])
+    for variant in dict.fromkeys(run.frame.variant):
+        family = variant.split(":")[0]
+        for block, after, before in COMPARISONS:
+            if frame.loc[(variant, after), "same tensor as"] == TAP_LABELS[before]:
+                continue
+            if block == "CRP" and frame.loc[(variant, before), "same tensor as"]:
+                before = "level4.before_rcu"  # no RCU: CRP is compared with the block's input
+            row = {"variant": variant, "family": family, "block": block,
+                   "difference": f"{TAP_LABELS[after]} - {TAP_LABELS[before]}"}
+            for col in METRICS:
+                row[col] = frame.loc[(variant, after), col] - frame.loc[(variant, before), col]
+                a, b = run.boot.get((variant, after), {}), run.boot.get((variant, before), {})
+                if col in a and col in b:
+                    low, high = percentile_interval(a[col] - b[col])
+                    row[f"{col} CI low"], row[f"{col} CI high"] = low, high
+            paper_metric = {"mIoU %": "probe_miou", "label accuracy %": "probe_multilabel_acc"}
+            for col, metric in paper_metric.items():
+                pa, pb = paper.get((TAP_LABELS[after], metric)), paper.get((TAP_LABELS[before], metric))
+                row[f"paper {col} (RefineNet-101, VOC)"] = pa - pb if family == "rf" and pa and pb else float("nan")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _interval_words(diff: pd.Series, col: str) -> str:
+    low, high = diff.get(f"{col} CI low"), diff.get(f"{col} CI high")
+    if low is None or pd.isna(low):
+        return f"{diff[col]:+.1f}"
+    sign = "above zero" if low > 0 else "below zero" if high < 0 else "includes zero"
+    return f"{diff[col]:+.1f} (95% CI {low:+.1f} to {high:+.1f}, {sign})"
+
+
+def verdict(run: ProbeRun, diffs: pd.DataFrame, margin: float = 2.0) -> str:
+    """What this run shows, in words computed from the numbers: baselines first, then what CRP adds."""
+    frame, baselines = run.frame, run.baselines
+    miou_gain = frame["mIoU %"].max() - baselines["mIoU %"]
+    acc_gain = frame["label accuracy %"].max() - baselines["label accuracy %"]
+    if miou_gain < margin and acc_gain < margin:
+        return (f"No probe beats the trivial baselines by {margin:g} points (best mIoU {miou_gain:+.1f}, best label "
+                f"accuracy {acc_gain:+.1f}): the training did not give features a linear probe can use, "
+                "so this run says nothing about RCU vs CRP; the paper's ordering is neither confirmed nor refuted.")
+    parts = [f"The probes beat the trivial baselines (best mIoU {miou_gain:+.1f} points, best label accuracy "
+             f"{acc_gain:+.1f}), so the level-4 features are learned."]
+    for _, d in diffs[diffs.block == "CRP"].iterrows():
+        parts.append(f"{FAMILY_LABEL.get(d.family, d.family)}: CRP changes the probe mIoU by "
+                     f"{_interval_words(d, 'mIoU %')} and mAP by {_interval_words(d, 'mAP %')}.")
+    paper_crp = diffs.loc[diffs.block == "CRP", "paper mIoU % (RefineNet-101, VOC)"].dropna()
+    if len(paper_crp):
+        parts.append(f"In the paper CRP adds {paper_crp.iloc[0]:+.2f} mIoU (RefineNet-101 on VOC, no interval given).")
+    return " ".join(parts)
+
+
+def _table4(run: ProbeRun) -> pd.DataFrame:
+    """Paper vs measured for the original RefineNet at the three probe points."""
+    rf_rows = run.frame[run.frame.family == "rf"].set_index("tap")
+    paper = {(n.model.split(" probe ")[1], n.metric): n.value for n in paper_numbers() if n.source == "Table 4"}
+    rows = []
+    for label, tap in PAPER_TAP.items():
+        row = rf_rows.loc[tap] if tap in rf_rows.index else pd.Series(dtype=float)
+        m = row.get("mIoU %", float("nan"))
+        a = row.get("label accuracy %", float("nan"))
+        rows.append({
+            "probe point": label,
+            "paper mIoU % (RefineNet-101, VOC val)": paper[(label, "probe_miou")],
+            "measured mIoU %": m,
+            "measured mIoU 95% CI": _ci_text(row, "mIoU %"),
+            "paper acc % (VOC, no background)": paper[(label, "probe_multilabel_acc")],
+            "measured label acc %": a,
+            "measured label acc 95% CI": _ci_text(row, "label accuracy %"),
+            "measured mAP %": row.get("mAP %", float("nan")),
+        })
+    return pd.DataFrame(rows)
+
+
+def _ci_text(row: pd.Series, col: str) -> str:
+    low, high = row.get(f"{col} CI low"), row.get(f"{col} CI high")
+    return "" if low is None or pd.isna(low) else f"{low:.1f} - {high:.1f}"
+
+
+def _figure(run: ProbeRun, diffs: pd.DataFrame, plan: ProbePlan, setting: str):
+    """Bars with 95% CIs per metric, family and probe point; then the paired CRP/RCU differences."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import seaborn as sns
+
+    frame = run.frame
+    families = [f for f in plan.families if f in set(frame.family)] or list(dict.fromkeys(frame.family))
+    colours = sns.color_palette("colorblind", len(PROBE_TAPS))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2), gridspec_kw={"width_ratios": [1, 1, 1, 1.1]})
+    width = 0.8 / len(PROBE_TAPS)
+    for ax, metric in zip(axes[:3], METRICS, strict=True):
+        for j, tap in enumerate(PROBE_TAPS):
+            sub = frame[frame.tap == tap].set_index("family").reindex(families)
+            x = np.arange(len(families)) + (j - (len(PROBE_TAPS) - 1) / 2) * width
+            err = None
+            if f"{metric} CI low" in sub:
+                err = np.vstack([sub[metric] - sub[f"{metric} CI low"], sub[f"{metric} CI high"] - sub[metric]])
+            ax.bar(x, sub[metric], width, yerr=err, capsize=2, color=colours[j], label=TAP_LABELS[tap],
+                   error_kw={"lw": 0.8})
+        if metric in run.baselines:
+            ax.axhline(run.baselines[metric], color="k", ls="--", lw=1, label="trivial baseline")
+        lows, highs = frame.get(f"{metric} CI low", frame[metric]), frame.get(f"{metric} CI high", frame[metric])
+        ax.set_ylim(max(0, min(lows.min(), run.baselines.get(metric, 100)) - 5), min(100, highs.max() + 5))
+        ax.set_xticks(np.arange(len(families)), [FAMILY_LABEL.get(f, f) for f in families])
+        ax.set_title(metric.replace(" %", " (%)"), fontsize=10)
+    axes[0].legend(fontsize=7, loc="upper left")
+    ax = axes[3]
+    labels, paper_drawn = [], False
+    for i, (_, d) in enumerate(diffs.iterrows()):
+        y = len(diffs) - 1 - i
+        low, high = d.get("mIoU % CI low", d["mIoU %"]), d.get("mIoU % CI high", d["mIoU %"])
+        ax.errorbar(d["mIoU %"], y, xerr=[[d["mIoU %"] - low], [high - d["mIoU %"]]], fmt="o", color="C0",
+                    capsize=3, label="measured (95% CI)" if i == 0 else None)
+        paper = d.get("paper mIoU % (RefineNet-101, VOC)")
+        if paper is not None and not pd.isna(paper):
+            ax.plot(paper, y, marker="D", color="C3", ls="none",
+                    label=None if paper_drawn else "paper (RefineNet-101, VOC)")
+            paper_drawn = True
+        labels.append(f"{FAMILY_LABEL.get(d.family, d.family)}: {d.block}")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(diffs)), labels[::-1])
+    ax.set_xlabel("mIoU points (after - before the block)")
+    ax.set_title("What the block adds at level 4 (paired)", fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    fig.suptitle(f"Probes on frozen level-4 (stride 32) features: {plan.backbone} backbone, "
+                 f"{setting.split(' (')[0]}, {plan.size}px, not the paper's setting. "
+                 "Error bars: 95% bootstrap CI over val images. "
+                 "Dashed: all-background / empty prediction / random scores",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def build(out: Path = REPORTS, plan: ProbePlan | None = None) -> Section:
     figure_style()
-    import matplotlib.pyplot as plt
-
     plan = plan or ProbePlan()
-    frame, setting = run_probes(plan)
-    baselines = frame.attrs["baselines"]
-    conclusion = verdict(frame, baselines)
+    run = run_probes(plan)
+    diffs = tap_differences(run)
+    conclusion = verdict(run, diffs)
     weights = "given checkpoints" if plan.checkpoints else (
-        f"trained here from scratch: {plan.pretrain.steps} steps backbone pre-training under the LW decoder, then "
-        f"{plan.finetune.steps} steps per family (batch {plan.finetune.batch_size}, {plan.finetune.crop}px crops)")
-    settings_text = f"{setting}; backbone {plan.backbone}; {plan.size}px; {weights}; probe heads " \
-                    f"{plan.probe.epochs} epochs, seed {plan.probe.seed}"
-    save_table(frame, "probes_all", "Probes at the lowest-resolution block, every family", [
-        f"Setting: {settings_text}.",
+        f"trained here from scratch on the CPU: {plan.pretrain.steps} steps backbone pre-training under the LW "
+        f"decoder (AdamW lr {plan.pretrain.lr:g}), then {plan.finetune.steps} steps per family end to end (lr "
+        f"{plan.finetune.lr:g}; batch {plan.finetune.batch_size}, whole {plan.size}px images, flips)")
+    settings_text = (f"{run.setting}; backbone {plan.backbone}; {plan.size}px; {weights}; probe heads "
+                     f"{plan.probe.epochs} epochs on fp16 cached features, seed {plan.probe.seed}; 95% CIs from "
+                     f"{plan.probe.n_boot} bootstrap resamples of the val images")
+    definitions = (
         "mIoU: one confusion matrix over the whole val split, 255 ignored, classes absent from both prediction and "
-        "label excluded. Label accuracy: correct (image, class) decisions over images x foreground classes "
+        "label excluded. Label accuracy: correct (image, class) decisions at 0.5 over images x foreground classes "
         "(the paper's 'acc, without background'). Subset accuracy: images with every class right. mAP: mean over "
-        "classes of the average precision of the scores.",
+        "classes of the average precision of the scores.")
+    ci_note = ("CI: 95% percentile interval over image-level bootstrap resamples of val (same resamples for every "
+               "tap and family, so differences are paired); it covers the choice of val images, not training seeds.")
+    save_table(run.frame, "probes_all", "Probes at the lowest-resolution block, every family", [
+        f"Setting: {settings_text}.", definitions, ci_note,
         "'same tensor as': without RCUs, before-RCU and after-RCU are one tensor, so their rows are identical.",
-    ], out)
-
-    rf_rows = frame[frame.family == "rf"].set_index("tap")
-    table4 = []
-    for n in paper_numbers():
-        if n.source == "Table 4" and n.metric == "probe_miou":
-            tap = {"before RCU": "level4.before_rcu", "after RCU": "level4.after_rcu",
-                   "after CRP": "level4.after_crp"}[n.model.split(" probe ")[1]]
-            acc = next(a for a in paper_numbers() if a.source == "Table 4" and a.metric == "probe_multilabel_acc"
-                       and a.model == n.model)
-            row = rf_rows.loc[tap] if tap in rf_rows.index else None
-            miou = row["mIoU %"] if row is not None else float("nan")
-            label_acc = row["label accuracy %"] if row is not None else float("nan")
-            table4.append({
-                "probe point": TAP_LABELS[tap],
-                "paper mIoU % (RefineNet-101, VOC val)": n.value,
-                "measured mIoU %": miou,
-                "mIoU diff": miou - n.value,
-                "paper acc % (VOC, no background)": acc.value,
-                "measured label acc %": label_acc,
-                "acc diff": label_acc - acc.value,
-                "measured mAP %": row["mAP %"] if row is not None else float("nan"),
-            })
-    t4 = pd.DataFrame(table4)
-    save_table(t4, "table4_probes", "Table 4: probes before RCU, after RCU, after CRP (original RefineNet)", [
+        "'active levelN sum %': share of positive outputs of the ReLU after the level's summation, on val; a "
+        "decoder whose ReLUs died in training shows ~0 here and its coarse features are untrained.",
+    ], out, floatfmt=".1f")
+    save_table(diffs, "probes_differences", "What RCU and CRP add at the lowest-resolution block (paired differences)",
+               [f"Setting: {settings_text}.", ci_note,
+                "RCU: after RCU - before RCU (families with RCUs). CRP: after CRP - after RCU (or - before RCU "
+                "where there is no RCU). Paper columns: the same differences in Table 4 (RefineNet-101 on VOC).",
+                conclusion], out, floatfmt=".2f")
+    save_table(_table4(run), "table4_probes",
+               "Table 4: probes before RCU, after RCU, after CRP (original RefineNet)", [
         f"Measured setting (not the paper's): {settings_text}.",
         "Paper: RefineNet-101 trained on PASCAL VOC, heads fine-tuned on the 1464 VOC train images, evaluated on VOC "
-        "val. The measured numbers come from a different dataset, backbone and training budget; only the order "
-        "of the three probe points could be compared, not the values.",
+        "val. The measured numbers come from a different dataset, backbone and training budget: compare the order "
+        "and the differences of the three probe points (probes_differences.md), not the values.",
         conclusion,
         "All three families: probes_all.md.",
-    ], out)
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=False)
-    for ax, metric in zip(axes, ("mIoU %", "label accuracy %", "mAP %"), strict=True):
-        pivot = frame.pivot(index="family", columns="probe point", values=metric)
-        pivot = pivot.reindex([f for f in plan.families if f in pivot.index])
-        pivot = pivot[[TAP_LABELS[t] for t in PROBE_TAPS]]
-        pivot.index = [FAMILY_LABEL.get(f, f) for f in pivot.index]
-        pivot.plot.bar(ax=ax, rot=0, width=0.8, legend=(metric == "mIoU %"))
-        ax.set_title(metric.replace(" %", " (%)"), fontsize=10)
-        ax.set_xlabel("")
-        if metric in baselines:
-            ax.axhline(baselines[metric], color="k", ls="--", lw=1,
-                       label="trivial baseline" if metric == "mIoU %" else None)
-        values = list(frame[metric]) + [baselines.get(metric, frame[metric].min())]
-        ax.set_ylim(max(0, min(values) - 10), min(100, max(values) + 5))
-        if metric == "mIoU %":
-            ax.legend(fontsize=8)
-    fig.suptitle(f"Probes on frozen level-4 features ({plan.backbone} backbone, {setting.split(' (')[0]}, "
-                 f"{plan.size}px; not the paper's setting). Dashed: all-background / empty prediction", fontsize=10)
-    save_figure(fig, "probes", out)
+    ], out, floatfmt=".1f")
+    save_figure(_figure(run, diffs, plan, run.setting), "probes", out)
     artifacts = [
         Artifact("table4_probes.md", "Table 4 replica", "paper vs measured probe scores, original RefineNet",
                  settings_text, COMMAND, inline=True),
-        Artifact("probes_all.md", "Probes, every family", "mIoU, label/subset accuracy, mAP per tap and family",
+        Artifact("probes_differences.md", "What RCU and CRP add (probes)",
+                 "paired differences between probe points with 95% CIs, every family, paper's next to them",
+                 settings_text, COMMAND, inline=True),
+        Artifact("probes_all.md", "Probes, every family",
+                 "mIoU, label/subset accuracy, mAP with CIs per tap and family; active-ReLU diagnostics",
                  settings_text, COMMAND),
-        Artifact("probes.png", "Probes (figure)", "the three probe points' scores per family", settings_text, COMMAND),
+        Artifact("probes.png", "Probes (figure)", "the three probe points' scores per family, and the differences",
+                 settings_text, COMMAND),
     ]
     text = ("The paper's probes used RefineNet-101 trained on VOC; neither VOC nor trained weights can be downloaded "
             "here, so the embedded default trains small models on generated data first (settings in each table). "

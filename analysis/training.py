@@ -2,7 +2,9 @@
 
 AdamW on cross-entropy (255 ignored) with logits upsampled to the label size, random crops and
 horizontal flips, gradient-norm clipping, a linear warm-up, a fixed number of steps. Meant for the
-small embedded default on a CPU, not for reproducing the paper's training schedule.
+small embedded default on a CPU, not for reproducing the paper's training schedule. The model and
+its inputs are put in channels-last memory format (the same values; about twice as fast on a CPU for
+the light-weight decoders).
 """
 
 from __future__ import annotations
@@ -62,11 +64,11 @@ def zero_init_residual_branches(model: nn.Module) -> nn.Module:
 def evaluate(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, num_classes: int,
              normalise: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 32) -> float:
     """mIoU of the whole network on a split (one confusion matrix over the split)."""
-    model.eval()
+    model.eval().to(memory_format=torch.channels_last)
     cm = torch.zeros(num_classes, num_classes, dtype=torch.long)
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            logits = model(normalise(images[start : start + batch_size]))
+            logits = model(normalise(images[start : start + batch_size]).contiguous(memory_format=torch.channels_last))
             logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
             cm += confusion_matrix(logits.argmax(1), masks[start : start + batch_size], num_classes)
     return mean_iou(cm)
@@ -87,7 +89,7 @@ def train_segmenter(
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
     log = TrainLog()
     start = time.perf_counter()
-    model.train()
+    model.train().to(memory_format=torch.channels_last)
     order = torch.randperm(len(images), generator=g)
     cursor = 0
     for step in range(settings.steps):
@@ -104,7 +106,8 @@ def train_segmenter(
         flip = torch.rand(len(idx), generator=g) < 0.5
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         y = torch.where(flip.view(-1, 1, 1), y.flip(-1), y)
-        logits = F.interpolate(model(normalise(x)), size=y.shape[-2:], mode="bilinear", align_corners=False)
+        x = normalise(x).contiguous(memory_format=torch.channels_last)
+        logits = F.interpolate(model(x), size=y.shape[-2:], mode="bilinear", align_corners=False)
         loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
         opt.zero_grad()
         loss.backward()

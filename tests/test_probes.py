@@ -10,10 +10,19 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.bootstrap import bootstrap_miou, bootstrap_multilabel, percentile_interval, resample_indices
 from analysis.images import VOC_SAMPLE
-from analysis.metrics import average_precision, confusion_matrix, iou_per_class, mean_iou, multilabel_metrics, presence
+from analysis.metrics import (
+    average_precision,
+    confusion_matrix,
+    iou_per_class,
+    mean_iou,
+    multilabel_metrics,
+    per_image_confusion,
+    presence,
+)
 from analysis.probes import PROBE_TAPS, cache_features
-from analysis.probes_report import ProbePlan, run_probes
+from analysis.probes_report import ProbePlan, ProbeRun, run_probes, tap_differences, verdict
 from analysis.synthetic import CLASSES, SyntheticSpec, generate_image, synthetic_voc
 from analysis.voc import IGNORE, VOCSegmentation
 from bench import create_model
@@ -102,6 +111,48 @@ def test_multilabel_metrics_by_hand():
     assert empty["label_accuracy"] == pytest.approx(5 / 9)  # why label accuracy alone flatters sparse labels
 
 
+def test_per_image_confusion_by_hand_and_sums_to_the_split_matrix():
+    target = torch.tensor([[[0, 1], [1, 255]], [[2, 2], [0, 1]]])
+    pred = torch.tensor([[[0, 1], [0, 2]], [[2, 1], [0, 1]]])
+    cms = per_image_confusion(pred, target, 3)
+    assert cms.shape == (2, 3, 3)
+    assert cms[0].tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 0]]  # the 255 pixel is ignored
+    assert cms[1].tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    assert torch.equal(cms.sum(0), confusion_matrix(pred, target, 3))
+
+
+def test_bootstrap_of_identical_images_has_no_spread_and_is_seeded():
+    cm = torch.tensor([[5, 1], [2, 4]])
+    idx = resample_indices(6, n_boot=200, seed=1)
+    assert torch.equal(idx, resample_indices(6, n_boot=200, seed=1)) and idx.shape == (200, 6)
+    samples = bootstrap_miou(cm.expand(6, 2, 2), idx)
+    low, high = percentile_interval(samples)
+    assert low == pytest.approx(mean_iou(cm), abs=1e-6) and high == pytest.approx(mean_iou(cm), abs=1e-6)
+
+
+def test_bootstrap_interval_brackets_the_split_value_and_widens_with_fewer_images():
+    g = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 3, (40, 8, 8), generator=g)
+    pred = torch.where(torch.rand(40, 8, 8, generator=g) < 0.7, target, torch.randint(0, 3, (40, 8, 8), generator=g))
+    cms = per_image_confusion(pred, target, 3)
+    point = mean_iou(cms.sum(0))
+    low, high = percentile_interval(bootstrap_miou(cms, resample_indices(40, 500)))
+    assert low < point < high
+    few_low, few_high = percentile_interval(bootstrap_miou(cms[:5], resample_indices(5, 500)))
+    assert few_high - few_low > high - low
+
+
+def test_bootstrap_multilabel_samples_are_resampled_metrics():
+    targets = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=torch.bool)
+    scores = torch.tensor([[0.9, 0.1], [0.2, 0.3], [0.8, 0.7], [0.1, 0.6]])
+    idx = torch.tensor([[0, 1, 2, 3], [0, 0, 0, 0], [3, 3, 1, 1]])
+    boot = bootstrap_multilabel(scores, targets, idx)
+    # row 0 is the split itself; row 1 is image 0 four times (both labels right); row 2: images 3 and 1 (1/2 right)
+    assert boot["label_accuracy"].tolist() == pytest.approx([multilabel_metrics(scores, targets)["label_accuracy"],
+                                                            1.0, 0.5])
+    assert float(boot["mAP"][0]) == pytest.approx(multilabel_metrics(scores, targets)["mAP"])
+
+
 def test_presence_ignores_background_and_boundary():
     masks = torch.tensor([[[0, 2], [255, 2]], [[0, 0], [0, 0]]])
     assert presence(masks, 4).tolist() == [[False, True, False], [False, False, False]]
@@ -152,11 +203,79 @@ def test_tiny_end_to_end_is_repeatable(tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic, "CACHE", tmp_path)
     plan = ProbePlan.tiny()
     plan = ProbePlan(**{**plan.__dict__, "dataset": SyntheticSpec(n_train=16, n_val=8, size=64)})
-    first, setting = run_probes(plan, progress=lambda msg: None)
-    second, _ = run_probes(plan, progress=lambda msg: None)
+    run = run_probes(plan, progress=lambda msg: None)
+    again = run_probes(plan, progress=lambda msg: None)
+    first, second = run.frame, again.frame
     assert len(first) == 9 and set(first.tap) == set(PROBE_TAPS)
-    cols = ["mIoU %", "label accuracy %", "mAP %"]
-    assert first[cols].equals(second[cols])  # seeded: same numbers twice
+    cols = ["mIoU %", "label accuracy %", "mAP %", "mIoU % CI low", "mIoU % CI high"]
+    assert first[cols].equals(second[cols])  # seeded: same numbers (and intervals) twice
+    assert (first["mIoU % CI low"] <= first["mIoU %"] + 1e-9).all()
+    assert (first["mIoU %"] <= first["mIoU % CI high"] + 1e-9).all()
     lw = first[first.family == "rf_lw"].set_index("tap")
     assert lw.loc["level4.after_rcu", "mIoU %"] == lw.loc["level4.before_rcu", "mIoU %"]
-    assert "generated shapes" in setting
+    assert first["active level4 sum %"].between(0, 100).all()
+    assert "generated shapes" in run.setting
+    diffs = tap_differences(run)
+    # LW has no RCU: one CRP row (against before RCU); the others an RCU and a CRP row
+    assert diffs.groupby("family").size().to_dict() == {"rf": 2, "rf_lw": 1, "rf_lw_rcu": 2}
+    rf = first[first.family == "rf"].set_index("tap")
+    crp = diffs[(diffs.family == "rf") & (diffs.block == "CRP")].iloc[0]
+    assert crp["mIoU %"] == pytest.approx(rf.loc["level4.after_crp", "mIoU %"] - rf.loc["level4.after_rcu", "mIoU %"])
+    assert crp["mIoU % CI low"] <= crp["mIoU %"] + 1e-9 <= crp["mIoU % CI high"] + 2e-9
+
+
+def _fake_run(scores: dict[str, float], boot_shift: float = 0.0) -> ProbeRun:
+    """A hand-made run of one rf variant: tap -> mIoU (the other metrics equal to it)."""
+    import pandas as pd
+
+    rows, boot = [], {}
+    labels = {"level4.before_rcu": "before RCU", "level4.after_rcu": "after RCU", "level4.after_crp": "after CRP"}
+    for tap, value in scores.items():
+        rows.append({"variant": "rf:x", "family": "rf", "tap": tap, "probe point": labels[tap], "same tensor as": "",
+                     "mIoU %": value, "label accuracy %": value, "mAP %": value})
+        samples = value + boot_shift * torch.linspace(-1, 1, 101)
+        boot[("rf:x", tap)] = {"mIoU %": samples, "label accuracy %": samples, "mAP %": samples}
+    return ProbeRun(pd.DataFrame(rows), "hand-made", {"mIoU %": 13.0, "label accuracy %": 70.0}, boot)
+
+
+def test_tap_differences_and_verdict_against_the_papers_table4():
+    run = _fake_run({"level4.before_rcu": 30.0, "level4.after_rcu": 31.0, "level4.after_crp": 36.0})
+    diffs = tap_differences(run).set_index("block")
+    assert diffs.loc["RCU", "mIoU %"] == pytest.approx(1.0) and diffs.loc["CRP", "mIoU %"] == pytest.approx(5.0)
+    # paired: the same resamples shift both taps together, so the difference has no spread
+    assert diffs.loc["CRP", "mIoU % CI low"] == pytest.approx(5.0) == diffs.loc["CRP", "mIoU % CI high"]
+    # the paper's Table 4 differences (RefineNet-101, VOC val): 55.16 - 54.63 and 57.83 - 55.16
+    assert diffs.loc["RCU", "paper mIoU % (RefineNet-101, VOC)"] == pytest.approx(0.53, abs=1e-6)
+    assert diffs.loc["CRP", "paper mIoU % (RefineNet-101, VOC)"] == pytest.approx(2.67, abs=1e-6)
+    text = verdict(run, tap_differences(run))
+    assert "beat the trivial baselines" in text and "+5.0 (95% CI +5.0 to +5.0, above zero)" in text
+    flat = _fake_run({"level4.before_rcu": 13.5, "level4.after_rcu": 13.5, "level4.after_crp": 13.2})
+    assert "says nothing about RCU vs CRP" in verdict(flat, tap_differences(flat))
+
+
+@pytest.mark.slow
+def test_default_plan_learns_level4_features():
+    """The embedded default (several CPU minutes): every family's level-4 probes clearly beat the trivial
+    baselines, and no decoder's level-4 ReLUs died in training (the failure that lower learning rates fixed)."""
+    run = run_probes(ProbePlan(), progress=lambda msg: None)
+    best = run.frame.groupby("family")[["mIoU %", "mAP %"]].max()
+    assert (best["mIoU %"] > run.baselines["mIoU %"] + 10).all(), best
+    assert (run.frame["active level4 sum %"] > 1).all() and (run.frame["active level3 sum %"] > 1).all()
+
+
+def test_real_data_path_probes_a_given_checkpoint_on_voc_layout_data(tmp_path):
+    """The paper's setting in miniature: VOC-layout files (the shipped VOC sample, 21 classes) and a
+    checkpoint file instead of training; the network must not be trained, only probed."""
+    torch.manual_seed(0)
+    trained = create_model("rf_lw:resnet18", num_classes=21)
+    path = tmp_path / "rf_lw_resnet18_voc.pth"
+    torch.save({"state_dict": trained.state_dict()}, path)
+    plan = ProbePlan(voc_root=str(VOC_SAMPLE), checkpoints={"rf_lw:resnet18": str(path)}, size=64,
+                     probe=ProbePlan.tiny().probe)
+    run = run_probes(plan, progress=lambda msg: None)
+    assert list(run.frame.variant.unique()) == ["rf_lw:resnet18"] and len(run.frame) == 3
+    assert (run.frame["train s"] == 0).all()  # loaded, not trained
+    assert "PASCAL VOC" in run.setting
+    with pytest.raises(Exception, match="missing|unexpected|shape"):  # a checkpoint for another head is named
+        run_probes(ProbePlan(voc_root=str(VOC_SAMPLE), checkpoints={"rf_lw:resnet34": str(path)}, size=64,
+                             probe=ProbePlan.tiny().probe), progress=lambda msg: None)

@@ -1,0 +1,48 @@
+"""Image-level bootstrap confidence intervals for split-level metrics, paired across taps.
+
+The val split is resampled by image (with replacement) ``n_boot`` times; every metric is computed
+again on each resample from per-image statistics (no network or head runs again). All taps and
+families use the *same* resamples (one seed), so the difference of two metrics is bootstrapped
+paired, image by image: the interval of "after CRP minus before RCU" accounts for both probes
+seeing the same images. Intervals are percentile intervals; they cover the variation due to the
+choice of val images only, not that of training seeds.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .metrics import average_precision, iou_per_class
+
+
+def resample_indices(n_items: int, n_boot: int = 1000, seed: int = 0) -> torch.Tensor:
+    """(n_boot, n_items) indices drawn with replacement, seeded."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, n_items, (n_boot, n_items), generator=g)
+
+
+def bootstrap_miou(per_image_cm: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """(n_boot,) mIoU of each resample; per_image_cm: (N, K, K) from ``per_image_confusion``."""
+    cms = per_image_cm[indices].sum(1)  # (B, K, K)
+    return torch.stack([torch.nanmean(iou_per_class(cm)) for cm in cms]).float()
+
+
+def bootstrap_multilabel(scores: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor,
+                         threshold: float = 0.5) -> dict[str, torch.Tensor]:
+    """(n_boot,) label accuracy and mAP of each resample (definitions as in ``multilabel_metrics``)."""
+    correct = ((scores >= threshold) == targets).double().mean(1)  # per image
+    label_accuracy = correct[indices].mean(1).float()
+    aps = []
+    for idx in indices:
+        s, t = scores[idx], targets[idx]
+        aps.append(torch.nanmean(torch.tensor([average_precision(s[:, c], t[:, c]) for c in range(t.shape[1])])))
+    return {"label_accuracy": label_accuracy, "mAP": torch.stack(aps).float()}
+
+
+def percentile_interval(samples: torch.Tensor, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap samples (NaN samples dropped)."""
+    samples = samples[~torch.isnan(samples)].double()
+    if samples.numel() == 0:
+        return float("nan"), float("nan")
+    alpha = (1 - level) / 2
+    return float(torch.quantile(samples, alpha)), float(torch.quantile(samples, 1 - alpha))
