@@ -241,9 +241,26 @@ def _table4(run: ProbeRun) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def with_intervals(frame: pd.DataFrame, digits: int = 1, signed: bool = False) -> pd.DataFrame:
+    """For reading: each metric with its CI as one text column, "v (low to high)"; CI columns dropped."""
+    shown = frame.copy()
+    fmt = f"{'+' if signed else ''}.{digits}f"
+    for col in METRICS:
+        low, high = f"{col} CI low", f"{col} CI high"
+        if col in shown and low in shown:
+            shown[f"{col} (95% CI)"] = [f"{v:{fmt}} ({lo:{fmt}} to {hi:{fmt}})"
+                                        for v, lo, hi in zip(shown[col], shown[low], shown[high], strict=True)]
+            at = shown.columns.get_loc(col)
+            shown = shown.drop(columns=[col, low, high])
+            cols = list(shown.columns)
+            cols.insert(at, cols.pop(cols.index(f"{col} (95% CI)")))
+            shown = shown[cols]
+    return shown
+
+
 def _ci_text(row: pd.Series, col: str) -> str:
     low, high = row.get(f"{col} CI low"), row.get(f"{col} CI high")
-    return "" if low is None or pd.isna(low) else f"{low:.1f} - {high:.1f}"
+    return "" if low is None or pd.isna(low) else f"{low:.1f} to {high:.1f}"
 
 
 def _figure(run: ProbeRun, diffs: pd.DataFrame, plan: ProbePlan, setting: str):
@@ -325,12 +342,13 @@ def build(out: Path = REPORTS, plan: ProbePlan | None = None) -> Section:
         "'same tensor as': without RCUs, before-RCU and after-RCU are one tensor, so their rows are identical.",
         "'active levelN sum %': share of positive outputs of the ReLU after the level's summation, on val; a "
         "decoder whose ReLUs died in training shows ~0 here and its coarse features are untrained.",
-    ], out, floatfmt=".1f")
+    ], out, floatfmt=".1f", display=with_intervals(run.frame.drop(columns=["tap"])))
     save_table(diffs, "probes_differences", "What RCU and CRP add at the lowest-resolution block (paired differences)",
                [f"Setting: {settings_text}.", ci_note,
                 "RCU: after RCU - before RCU (families with RCUs). CRP: after CRP - after RCU (or - before RCU "
                 "where there is no RCU). Paper columns: the same differences in Table 4 (RefineNet-101 on VOC).",
-                conclusion], out, floatfmt=".2f")
+                conclusion], out, floatfmt=".2f",
+               display=with_intervals(diffs.drop(columns=["variant"]), digits=2, signed=True))
     save_table(_table4(run), "table4_probes",
                "Table 4: probes before RCU, after RCU, after CRP (original RefineNet)", [
         f"Measured setting (not the paper's): {settings_text}.",

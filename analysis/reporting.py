@@ -78,10 +78,15 @@ def save_table(
     notes: Iterable[str] = (),
     out: Path = REPORTS,
     floatfmt: str = ".2f",
+    display: pd.DataFrame | None = None,
 ) -> tuple[Path, Path]:
-    """``name.csv`` (full precision) and ``name.md`` (title, table, notes)."""
+    """``name.csv`` (full precision) and ``name.md`` (title, table, notes).
+
+    ``display``: a more readable version of the same rows for the Markdown (e.g. intervals folded
+    into one text column); the CSV always holds ``frame``.
+    """
     csv = write_atomic(out / f"{name}.csv", frame.to_csv(index=False))
-    body = [f"# {title}", "", markdown_table(frame, floatfmt), ""]
+    body = [f"# {title}", "", markdown_table(frame if display is None else display, floatfmt), ""]
     body += [f"- {n}" for n in notes]
     md = write_atomic(out / f"{name}.md", "\n".join(body) + "\n")
     return csv, md

@@ -279,3 +279,21 @@ def test_real_data_path_probes_a_given_checkpoint_on_voc_layout_data(tmp_path):
     with pytest.raises(Exception, match="missing|unexpected|shape"):  # a checkpoint for another head is named
         run_probes(ProbePlan(voc_root=str(VOC_SAMPLE), checkpoints={"rf_lw:resnet34": str(path)}, size=64,
                              probe=ProbePlan.tiny().probe), progress=lambda msg: None)
+
+
+def test_probes_section_writes_tables_with_intervals_and_the_figure(tmp_path, monkeypatch):
+    import pandas as pd
+
+    import analysis.synthetic as synthetic
+    from analysis.probes_report import build
+
+    monkeypatch.setattr(synthetic, "CACHE", tmp_path / "cache")
+    section = build(tmp_path, ProbePlan.tiny())
+    for artifact in section.artifacts:
+        assert (tmp_path / artifact.path).stat().st_size > 0, artifact.path
+    diffs = pd.read_csv(tmp_path / "probes_differences.csv")
+    assert {"mIoU %", "mIoU % CI low", "mIoU % CI high"} <= set(diffs.columns)  # numbers in the CSV
+    md = (tmp_path / "probes_differences.md").read_text()
+    assert "mIoU % (95% CI)" in md and "CI low" not in md  # intervals folded into text for reading
+    table4 = (tmp_path / "table4_probes.md").read_text()
+    assert "54.6" in table4 and "57.8" in table4 and "generated shapes" in table4  # paper values, setting named
