@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench.models import create_model
+from bench.models import create_model, variant_info
 from bench.paper import paper_numbers
 
 from .bootstrap import percentile_interval
@@ -109,13 +109,15 @@ PAPER_TAP = {"before RCU": "level4.before_rcu", "after RCU": "level4.after_rcu",
 
 def run_probes(plan: ProbePlan = ProbePlan(), progress=print) -> ProbeRun:
     """Train (unless checkpoints are given) and probe every family; one row per (variant, tap)."""
+    names = [f"{f}:{plan.backbone}" for f in plan.families]
+    for name in list(plan.checkpoints) or names:
+        variant_info(name)  # an unknown name fails here, before minutes of data loading and training
     (xtr, ytr), (xva, yva), classes, setting = _data(plan)
     k = len(classes)
     base = trivial_baselines(yva, k)
     setting += (f"; trivial baselines on val: all-background mIoU {base['mIoU %']:.1f}%, "
                 f"empty-prediction label accuracy {base['label accuracy %']:.1f}%, random-score mAP "
                 f"{base['mAP %']:.1f}%")
-    names = [f"{f}:{plan.backbone}" for f in plan.families]
     backbone_state = None
     if not plan.checkpoints:
         progress(f"  stage 1: backbone {plan.backbone} under the LW decoder, {plan.pretrain.steps} steps")
@@ -212,10 +214,13 @@ def verdict(run: ProbeRun, diffs: pd.DataFrame, margin: float = 2.0) -> str:
              f"{acc_gain:+.1f}), so the level-4 features are learned."]
     for _, d in diffs[diffs.block == "CRP"].iterrows():
         parts.append(f"{FAMILY_LABEL.get(d.family, d.family)}: CRP changes the probe mIoU by "
-                     f"{_interval_words(d, 'mIoU %')} and mAP by {_interval_words(d, 'mAP %')}.")
+                     f"{_interval_words(d, 'mIoU %')}, label accuracy by {_interval_words(d, 'label accuracy %')} "
+                     f"and mAP by {_interval_words(d, 'mAP %')}.")
     paper_crp = diffs.loc[diffs.block == "CRP", "paper mIoU % (RefineNet-101, VOC)"].dropna()
     if len(paper_crp):
-        parts.append(f"In the paper CRP adds {paper_crp.iloc[0]:+.2f} mIoU (RefineNet-101 on VOC, no interval given).")
+        paper_acc = diffs.loc[diffs.block == "CRP", "paper label accuracy % (RefineNet-101, VOC)"].dropna()
+        parts.append(f"In the paper CRP adds {paper_crp.iloc[0]:+.2f} mIoU and {paper_acc.iloc[0]:+.2f} accuracy "
+                     "(RefineNet-101 on VOC, no interval given).")
     return " ".join(parts)
 
 

@@ -297,3 +297,33 @@ def test_probes_section_writes_tables_with_intervals_and_the_figure(tmp_path, mo
     assert "mIoU % (95% CI)" in md and "CI low" not in md  # intervals folded into text for reading
     table4 = (tmp_path / "table4_probes.md").read_text()
     assert "54.6" in table4 and "57.8" in table4 and "generated shapes" in table4  # paper values, setting named
+
+
+def test_cli_probes_on_voc_layout_data_with_a_checkpoint(tmp_path, capsys):
+    from analysis.cli import main
+
+    torch.manual_seed(0)
+    path = tmp_path / "lw18.pth"
+    torch.save(create_model("rf_lw:resnet18", num_classes=21).state_dict(), path)
+    out = tmp_path / "out"
+    code = main(["probes", "--tiny", "--voc-root", str(VOC_SAMPLE), "--checkpoint", f"rf_lw:resnet18={path}",
+                 "--size", "64", "--out", str(out)])
+    assert code == 0 and (out / "table4_probes.md").is_file() and (out / "probes.png").is_file()
+    assert "PASCAL VOC" in (out / "probes_all.md").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--checkpoint", "rf101"], "expected VARIANT=PATH"),
+    (["--checkpoint", "rf101=/nowhere/x.pth"], "checkpoint file not found: /nowhere/x.pth"),
+    (["--voc-root", "/nowhere"], "no VOC2012 segmentation data under /nowhere"),
+    (["--backbone", "resnet_nonesuch"], "unknown model"),
+])
+def test_cli_probes_bad_input_is_named_with_exit_status_2(args, message, tmp_path, capsys, monkeypatch):
+    import analysis.synthetic as synthetic
+    from analysis.cli import main
+
+    monkeypatch.setattr(synthetic, "CACHE", tmp_path / "cache")
+
+    assert main(["probes", "--tiny", "--out", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err and "Traceback" not in err
