@@ -41,9 +41,11 @@ class ProbePlan:
     Learning rates: Adam moves every weight by about ``lr`` per step whatever its gradient, and the
     decoders have no normalisation before the ReLU after each summation. With larger rates the
     early push towards "background everywhere" drives those sums negative and the ReLUs die; the
-    coarse levels then get no gradient and their features stay untrained (measured: at lr 2e-3 the
-    LW level-4 sum is 0.1% active after 20 steps; the RefineNet decoder, 3x3 convs with fan-in 4608,
-    is dead after 10 steps at 5e-4 but stays alive at 1e-4). The report shows the active fraction.
+    coarse levels then get no gradient and their features stay untrained (measured without warm-up:
+    at lr 2e-3 the LW level-4 sum is 0.1% active after 20 steps; the RefineNet decoder, 3x3 convs with
+    fan-in 4608, is dead after 10 steps at 5e-4 but stays alive at 1e-4. With warm-up and 2e-3 the
+    pre-trained LW network's level-3 CRP output was exactly zero on every image). The report shows
+    the active fraction.
     """
 
     backbone: str = "resnet18"
