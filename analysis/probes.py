@@ -29,6 +29,8 @@ from .metrics import mean_iou, multilabel_metrics, per_image_confusion, presence
 from .voc import IGNORE
 
 PROBE_TAPS = ("level4.before_rcu", "level4.after_rcu", "level4.after_crp")
+METRICS = {"mIoU %": "miou", "label accuracy %": "label_accuracy", "mAP %": "mAP"}  # column -> ProbeResult field
+FAMILY_LABEL = {"rf": "RefineNet", "rf_lw_rcu": "LW with RCU", "rf_lw": "LW"}
 TAP_LABELS = {"level4.before_rcu": "before RCU", "level4.after_rcu": "after RCU", "level4.after_crp": "after CRP"}
 
 

@@ -23,7 +23,8 @@ from bench.paper import paper_numbers
 
 from .bootstrap import percentile_interval
 from .images import normalise
-from .probes import PROBE_TAPS, TAP_LABELS, ProbeSettings, cache_features, train_probes
+from .probes import FAMILY_LABEL, METRICS, PROBE_TAPS, TAP_LABELS, ProbeSettings, cache_features, train_probes
+from .probes_plots import draw_probes
 from .reporting import REPORTS, Artifact, Section, figure_style, save_figure, save_table
 from .synthetic import CLASSES as SYNTHETIC_CLASSES
 from .synthetic import SyntheticSpec, synthetic_voc
@@ -31,7 +32,6 @@ from .training import TrainSettings, evaluate, train_segmenter, zero_init_residu
 from .voc import VOC_CLASSES, VOCSegmentation
 
 COMMAND = "python -m analysis report probes"
-FAMILY_LABEL = {"rf": "RefineNet", "rf_lw_rcu": "LW with RCU", "rf_lw": "LW"}
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,6 @@ def trivial_baselines(val_masks: torch.Tensor, num_classes: int) -> dict[str, fl
             "mAP %": 100 * float(prevalence[prevalence > 0].mean())}
 
 
-METRICS = {"mIoU %": "miou", "label accuracy %": "label_accuracy", "mAP %": "mAP"}  # column -> ProbeResult field
 # The paper's two questions at the coarsest block: what the RCUs add, and what CRP adds after them.
 COMPARISONS = (("RCU", "level4.after_rcu", "level4.before_rcu"), ("CRP", "level4.after_crp", "level4.after_rcu"))
 ACTIVITY_TAPS = ("level4.after_sum", "level3.after_sum")  # ReLU outputs: dead decoders show here
@@ -270,60 +269,6 @@ def _ci_text(row: pd.Series, col: str) -> str:
     return "" if low is None or pd.isna(low) else f"{low:.1f} to {high:.1f}"
 
 
-def _figure(run: ProbeRun, diffs: pd.DataFrame, plan: ProbePlan, setting: str):
-    """Bars with 95% CIs per metric, family and probe point; then the paired CRP/RCU differences."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import seaborn as sns
-
-    frame = run.frame
-    families = [f for f in plan.families if f in set(frame.family)] or list(dict.fromkeys(frame.family))
-    colours = sns.color_palette("colorblind", len(PROBE_TAPS))
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2), gridspec_kw={"width_ratios": [1, 1, 1, 1.1]})
-    width = 0.8 / len(PROBE_TAPS)
-    for ax, metric in zip(axes[:3], METRICS, strict=True):
-        for j, tap in enumerate(PROBE_TAPS):
-            sub = frame[frame.tap == tap].set_index("family").reindex(families)
-            x = np.arange(len(families)) + (j - (len(PROBE_TAPS) - 1) / 2) * width
-            err = None
-            if f"{metric} CI low" in sub:
-                err = np.vstack([sub[metric] - sub[f"{metric} CI low"], sub[f"{metric} CI high"] - sub[metric]])
-            ax.bar(x, sub[metric], width, yerr=err, capsize=2, color=colours[j], label=TAP_LABELS[tap],
-                   error_kw={"lw": 0.8})
-        if metric in run.baselines:
-            ax.axhline(run.baselines[metric], color="k", ls="--", lw=1, label="trivial baseline")
-        lows, highs = frame.get(f"{metric} CI low", frame[metric]), frame.get(f"{metric} CI high", frame[metric])
-        ax.set_ylim(max(0, min(lows.min(), run.baselines.get(metric, 100)) - 5), min(100, highs.max() + 5))
-        ax.set_xticks(np.arange(len(families)), [FAMILY_LABEL.get(f, f) for f in families])
-        ax.set_title(metric.replace(" %", " (%)"), fontsize=10)
-    axes[0].legend(fontsize=7, loc="upper left")
-    ax = axes[3]
-    labels, paper_drawn = [], False
-    for i, (_, d) in enumerate(diffs.iterrows()):
-        y = len(diffs) - 1 - i
-        low, high = d.get("mIoU % CI low", d["mIoU %"]), d.get("mIoU % CI high", d["mIoU %"])
-        ax.errorbar(d["mIoU %"], y, xerr=[[d["mIoU %"] - low], [high - d["mIoU %"]]], fmt="o", color="C0",
-                    capsize=3, label="measured (95% CI)" if i == 0 else None)
-        paper = d.get("paper mIoU % (RefineNet-101, VOC)")
-        if paper is not None and not pd.isna(paper):
-            ax.plot(paper, y, marker="D", color="C3", ls="none",
-                    label=None if paper_drawn else "paper (RefineNet-101, VOC)")
-            paper_drawn = True
-        labels.append(f"{FAMILY_LABEL.get(d.family, d.family)}: {d.block}")
-    ax.axvline(0, color="k", lw=0.8)
-    ax.set_yticks(range(len(diffs)), labels[::-1])
-    ax.set_xlabel("mIoU points (after - before the block)")
-    ax.set_title("What the block adds at level 4 (paired)", fontsize=10)
-    ax.legend(fontsize=7, loc="best")
-    fig.suptitle(f"Probes on frozen level-4 (stride 32) features: {plan.backbone} backbone, "
-                 f"{setting.split(' (')[0]}, {plan.size}px, not the paper's setting. "
-                 "Error bars: 95% bootstrap CI over val images. "
-                 "Dashed: all-background / empty prediction / random scores",
-                 fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 def build(out: Path = REPORTS, plan: ProbePlan | None = None) -> Section:
     figure_style()
     plan = plan or ProbePlan()
@@ -365,7 +310,10 @@ def build(out: Path = REPORTS, plan: ProbePlan | None = None) -> Section:
         conclusion,
         "All three families: probes_all.md.",
     ], out, floatfmt=".1f")
-    save_figure(_figure(run, diffs, plan, run.setting), "probes", out)
+    title = (f"Probes on frozen level-4 (stride 32) features: {plan.backbone} backbone, {run.setting.split(' (')[0]}, "
+             f"{plan.size}px, not the paper's setting. Error bars: 95% bootstrap CI over val images. "
+             "Dashed: all-background / empty prediction / random scores")
+    save_figure(draw_probes(run.frame, diffs, run.baselines, plan.families, title), "probes", out)
     artifacts = [
         Artifact("table4_probes.md", "Table 4 replica", "paper vs measured probe scores, original RefineNet",
                  settings_text, COMMAND, inline=True),
