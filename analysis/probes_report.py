@@ -239,9 +239,11 @@ def _table4(run: ProbeRun) -> pd.DataFrame:
             "paper mIoU % (RefineNet-101, VOC val)": paper[(label, "probe_miou")],
             "measured mIoU %": m,
             "measured mIoU 95% CI": _ci_text(row, "mIoU %"),
+            "mIoU diff": m - paper[(label, "probe_miou")],
             "paper acc % (VOC, no background)": paper[(label, "probe_multilabel_acc")],
             "measured label acc %": a,
             "measured label acc 95% CI": _ci_text(row, "label accuracy %"),
+            "acc diff": a - paper[(label, "probe_multilabel_acc")],
             "measured mAP %": row.get("mAP %", float("nan")),
         })
     return pd.DataFrame(rows)
@@ -310,9 +312,12 @@ def build(out: Path = REPORTS, plan: ProbePlan | None = None) -> Section:
         conclusion,
         "All three families: probes_all.md.",
     ], out, floatfmt=".1f")
+    trained = "given checkpoints" if plan.checkpoints else (
+        f"trained here on the CPU ({plan.pretrain.steps} + {plan.finetune.steps} steps, "
+        f"batch {plan.finetune.batch_size})")
     title = (f"Probes on frozen level-4 (stride 32) features: {plan.backbone} backbone, {run.setting.split(' (')[0]}, "
-             f"{plan.size}px, not the paper's setting. Error bars: 95% bootstrap CI over val images. "
-             "Dashed: all-background / empty prediction / random scores")
+             f"{plan.size}px, {trained}; not the paper's setting.\nError bars: 95% bootstrap CI over val images "
+             f"({plan.probe.n_boot} resamples). Dashed: all-background / empty prediction / random scores")
     save_figure(draw_probes(run.frame, diffs, run.baselines, plan.families, title), "probes", out)
     artifacts = [
         Artifact("table4_probes.md", "Table 4 replica", "paper vs measured probe scores, original RefineNet",

@@ -297,6 +297,8 @@ def test_probes_section_writes_tables_with_intervals_and_the_figure(tmp_path, mo
     assert "mIoU % (95% CI)" in md and "CI low" not in md  # intervals folded into text for reading
     table4 = (tmp_path / "table4_probes.md").read_text()
     assert "54.6" in table4 and "57.8" in table4 and "generated shapes" in table4  # paper values, setting named
+    t4 = pd.read_csv(tmp_path / "table4_probes.csv")
+    assert (t4["mIoU diff"] == t4["measured mIoU %"] - t4["paper mIoU % (RefineNet-101, VOC val)"]).all()
 
 
 def test_cli_probes_on_voc_layout_data_with_a_checkpoint(tmp_path, capsys):
