@@ -18,12 +18,8 @@ from .voc import IGNORE
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore: int = IGNORE) -> torch.Tensor:
-    """(K, K) int64 counts, rows = true class, columns = predicted class."""
-    keep = target != ignore
-    t, p = target[keep].long(), pred[keep].long()
-    if t.numel() and (t.max() >= num_classes or t.min() < 0):
-        raise ValueError(f"label values outside 0..{num_classes - 1} (and {ignore}): {t.unique().tolist()}")
-    return torch.bincount(t * num_classes + p, minlength=num_classes**2).view(num_classes, num_classes)
+    """(K, K) int64 counts over all pixels of any shape, rows = true class, columns = predicted class."""
+    return per_image_confusion(pred.reshape(1, -1), target.reshape(1, -1), num_classes, ignore)[0]
 
 
 def per_image_confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int,

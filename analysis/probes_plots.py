@@ -36,7 +36,8 @@ def draw_probes(frame: pd.DataFrame, diffs: pd.DataFrame, baselines: dict[str, f
         ax.set_ylim(max(0, min(lows.min(), baselines.get(metric, 100)) - 5), min(100, highs.max() + 5))
         ax.set_xticks(np.arange(len(families)), [FAMILY_LABEL.get(f, f) for f in families])
         ax.set_title(metric.replace(" %", " (%)"), fontsize=10)
-    axes[0].legend(fontsize=7, loc="upper left")
+    handles, labels = axes[0].get_legend_handles_labels()  # one legend for the three bar panels, below them
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.4, -0.06))
     ax = axes[3]
     labels, paper_drawn = [], False
     for i, (_, d) in enumerate(diffs.iterrows()):
