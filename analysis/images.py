@@ -14,7 +14,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".we
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:
-    """[0, 1] RGB -> ImageNet-normalised, as the backbones expect."""
+    """[0, 1] float (or uint8 0..255) RGB -> ImageNet-normalised float, as the backbones expect."""
+    if images.dtype == torch.uint8:
+        images = images.float().div(255)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (images - mean) / std

@@ -123,7 +123,7 @@ def train_probes(
             seg.train()
             for idx in torch.randperm(len(feats), generator=g).split(settings.batch_size):
                 x = feats[idx].float()
-                loss = F.cross_entropy(seg(x, size), small_masks[idx], ignore_index=IGNORE)
+                loss = F.cross_entropy(seg(x, size), small_masks[idx].long(), ignore_index=IGNORE)
                 loss = loss + F.binary_cross_entropy_with_logits(cls(x), train_presence[idx])
                 opt.zero_grad()
                 loss.backward()

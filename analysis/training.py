@@ -108,7 +108,7 @@ def train_segmenter(
         y = torch.where(flip.view(-1, 1, 1), y.flip(-1), y)
         x = normalise(x).contiguous(memory_format=torch.channels_last)
         logits = F.interpolate(model(x), size=y.shape[-2:], mode="bilinear", align_corners=False)
-        loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
+        loss = F.cross_entropy(logits, y.long(), ignore_index=IGNORE)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad_norm)

@@ -105,8 +105,20 @@ class VOCSegmentation:
         return image.clamp(0, 1), mask_t
 
     def load_all(self) -> tuple[torch.Tensor, torch.Tensor]:
-        images, masks = zip(*(self[i] for i in range(len(self))), strict=True)
-        return torch.stack(images), torch.stack(masks)
+        """The whole split, compact: uint8 (N, 3, H, W) images (0..255) and uint8 (N, H, W) masks.
+
+        A quarter of float32 images and an eighth of int64 masks: VOC train at 512x512 is ~1.5 GB
+        instead of ~7.6 GB. ``analysis.images.normalise`` takes uint8 images; cast masks with
+        ``.long()`` where a loss needs it.
+        """
+        n = len(self)
+        images = torch.empty(n, 3, *self.size, dtype=torch.uint8)
+        masks = torch.empty(n, *self.size, dtype=torch.uint8)
+        for i in range(n):
+            image, mask = self[i]
+            images[i] = image.mul(255).round().to(torch.uint8)
+            masks[i] = mask.to(torch.uint8)  # class ids < 256 and 255 (ignore) fit
+        return images, masks
 
 
 def write_voc(root: Path, split_ids: dict[str, list[str]], images: dict[str, np.ndarray],

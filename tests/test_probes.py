@@ -39,8 +39,12 @@ def test_reader_on_real_voc_files():
     assert mask.shape == (60, 80) and mask.dtype == torch.int64
     values = set(mask.unique().tolist())
     assert IGNORE in values and values <= set(range(21)) | {IGNORE}  # class ids and the 255 boundary survive
-    images, masks = val.load_all()
+    images, masks = val.load_all()  # compact whole split: uint8, the same content as item by item
     assert images.shape == (2, 3, 60, 80) and masks.shape == (2, 60, 80)
+    assert images.dtype == torch.uint8 and masks.dtype == torch.uint8
+    image, mask = val[1]
+    assert torch.equal(masks[1].long(), mask)
+    assert (images[1].float() / 255 - image).abs().max() <= 0.5 / 255 + 1e-6
 
 
 def test_masks_are_resized_with_nearest_neighbour():
@@ -329,3 +333,10 @@ def test_cli_probes_bad_input_is_named_with_exit_status_2(args, message, tmp_pat
     assert main(["probes", "--tiny", "--out", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err and "Traceback" not in err
+
+
+def test_normalise_takes_uint8_images_as_0_to_255():
+    from analysis.images import normalise
+
+    u8 = torch.randint(0, 256, (2, 3, 5, 5), dtype=torch.uint8)
+    assert torch.allclose(normalise(u8), normalise(u8.float() / 255))
