@@ -105,7 +105,12 @@ def trivial_baselines(val_masks: torch.Tensor, num_classes: int) -> dict[str, fl
 # The paper's two questions at the coarsest block: what the RCUs add, and what CRP adds after them.
 COMPARISONS = (("RCU", "level4.after_rcu", "level4.before_rcu"), ("CRP", "level4.after_crp", "level4.after_rcu"))
 ACTIVITY_TAPS = ("level4.after_sum", "level3.after_sum")  # ReLU outputs: dead decoders show here
-PAPER_TAP = {"before RCU": "level4.before_rcu", "after RCU": "level4.after_rcu", "after CRP": "level4.after_crp"}
+PAPER_TAP = {label: tap for tap, label in TAP_LABELS.items()}  # Table 4's row names -> taps
+
+
+def paper_table4() -> dict[tuple[str, str], float]:
+    """The paper's Table 4 as {(probe point, metric): value}, e.g. ("after CRP", "probe_miou")."""
+    return {(n.model.split(" probe ")[1], n.metric): n.value for n in paper_numbers() if n.source == "Table 4"}
 
 
 def run_probes(plan: ProbePlan = ProbePlan(), progress=print) -> ProbeRun:
@@ -168,7 +173,7 @@ def tap_differences(run: ProbeRun) -> pd.DataFrame:
     Where two taps are the same tensor (no RCU), the difference is exactly zero and is left out.
     The paper's differences (RefineNet-101 on VOC, Table 4) are given next to the ``rf`` family.
     """
-    paper = {(n.model.split(" probe ")[1], n.metric): n.value for n in paper_numbers() if n.source == "Table 4"}
+    paper = paper_table4()
     rows = []
     frame = run.frame.set_index(["variant", "tap"])
     for variant in dict.fromkeys(run.frame.variant):
@@ -228,7 +233,7 @@ def verdict(run: ProbeRun, diffs: pd.DataFrame, margin: float = 2.0) -> str:
 def _table4(run: ProbeRun) -> pd.DataFrame:
     """Paper vs measured for the original RefineNet at the three probe points."""
     rf_rows = run.frame[run.frame.family == "rf"].set_index("tap")
-    paper = {(n.model.split(" probe ")[1], n.metric): n.value for n in paper_numbers() if n.source == "Table 4"}
+    paper = paper_table4()
     rows = []
     for label, tap in PAPER_TAP.items():
         row = rf_rows.loc[tap] if tap in rf_rows.index else pd.Series(dtype=float)
