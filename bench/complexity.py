@@ -18,6 +18,13 @@ Counting conventions (every column says which one it holds):
                   biases (one op per output element). Data movement (concatenation, slicing,
                   padding, views, eval-mode dropout) is free.
 
+And one count of memory traffic, for the roofline:
+
+``elements``      tensor elements each op reads and writes, counted once per op: every input
+                  (weights included) and every output; views move nothing. Times the element size
+                  it is a lower bound on the bytes moved (real kernels re-read; caches help), the
+                  convention of NVIDIA's PyProf (``bytes = (inputs + weights + outputs) x size``).
+
 How it is fast: the model is built on the ``meta`` device (no weights) and run once per input size
 under a dispatch mode that records each aten op with its shapes; the handles below turn shapes
 into counts. fvcore itself needs a real forward pass (its JIT trace does not run on meta tensors);
@@ -38,7 +45,9 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .models import create_model
+from . import validation
+from .models import meta_model, variant_info
+from .models.meta import is_on_meta
 
 COLUMNS = ("macs", "fvcore_flops", "paper_flops", "all_ops")
 
@@ -167,6 +176,30 @@ FREE_OPS = frozenset(
 )
 """Data movement: counted as zero, on purpose. Any op in neither table is reported as uncounted."""
 
+VIEW_OPS = frozenset(
+    {
+        "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "flatten", "expand", "unsqueeze", "squeeze",
+        "select", "split", "split_with_sizes", "chunk", "slice", "alias", "detach", "lift_fresh", "dropout",
+        "feature_dropout", "empty", "new_empty", "empty_like", "contiguous",
+    }
+)
+"""Ops that move no data (views, eval-mode dropout, allocation; ``contiguous`` of a contiguous tensor)."""
+
+
+def _tensors(obj) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [t for item in obj for t in _tensors(item)]
+    return []
+
+
+def moved_elements(op: str, args: tuple, kwargs: dict, out) -> int:
+    """Elements read and written by one op: each input tensor (weights too) and each output, once."""
+    if op in VIEW_OPS:
+        return 0
+    return sum(_numel(t) for t in _tensors(list(args) + list(kwargs.values()))) + sum(_numel(t) for t in _tensors(out))
+
 
 _SHAPE_PRESERVING = frozenset(
     {"batch_norm", "relu", "relu6", "hardtanh", "gelu", "silu", "sigmoid", "hardswish", "hardsigmoid", "dropout"}
@@ -196,7 +229,7 @@ class _OpRecorder(TorchDispatchMode):
         super().__init__()
         self.names = {id(m): name for name, m in model.named_modules()}
         self.stack: list[str] = [""]
-        self.rows: list[tuple[str, str, OpCount]] = []
+        self.rows: list[tuple[str, str, OpCount, int]] = []
         self.uncounted: Counter[str] = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -206,10 +239,12 @@ class _OpRecorder(TorchDispatchMode):
         if out is None:
             out = func(*args, **kwargs)
         handle = HANDLES.get(op)
-        if handle is not None:
-            self.rows.append((self.stack[-1], op, handle(args, kwargs, out)))
-        elif op not in FREE_OPS:
+        if handle is None and op not in FREE_OPS:
             self.uncounted[op] += 1
+        count = handle(args, kwargs, out) if handle is not None else OpCount()
+        elements = moved_elements(op, args, kwargs, out)
+        if handle is not None or elements:
+            self.rows.append((self.stack[-1], op, count, elements))
         return out
 
     def __enter__(self):
@@ -239,7 +274,7 @@ class OpTable:
     uncounted: dict[str, int] = field(default_factory=dict)
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=["module", "op", *COLUMNS])
+        return pd.DataFrame(self.rows, columns=["module", "op", *COLUMNS, "elements"])
 
 
 def paper_convention(c: OpCount) -> int:
@@ -254,15 +289,16 @@ def paper_convention(c: OpCount) -> int:
 
 def count_ops(model: nn.Module, height: int, width: int, batch: int = 1) -> OpTable:
     """Count every op of ``model`` at ``batch x 3 x height x width`` on the meta device."""
-    meta_model = model if _on_meta(model) else _to_meta(model)
-    recorder = _OpRecorder(meta_model)
-    was_training = meta_model.training
-    meta_model.eval()
+    validation.integer("batch", batch, minimum=1)
+    on_meta = model if is_on_meta(model) else _to_meta(model)
+    recorder = _OpRecorder(on_meta)
+    was_training = on_meta.training
+    on_meta.eval()
     try:
         with recorder, torch.inference_mode():
-            meta_model(torch.empty(batch, 3, height, width, device="meta"))
+            on_meta(torch.empty(batch, 3, height, width, device="meta"))
     finally:
-        meta_model.train(was_training)
+        on_meta.train(was_training)
     rows = [
         {
             "module": module,
@@ -271,29 +307,17 @@ def count_ops(model: nn.Module, height: int, width: int, batch: int = 1) -> OpTa
             "fvcore_flops": c.fvcore,
             "paper_flops": paper_convention(c),
             "all_ops": c.fvcore + c.extra,
+            "elements": elements,
         }
-        for module, op, c in recorder.rows
+        for module, op, c, elements in recorder.rows
     ]
     return OpTable(rows, dict(recorder.uncounted))
-
-
-def _on_meta(model: nn.Module) -> bool:
-    return all(p.device.type == "meta" for p in model.parameters())
 
 
 def _to_meta(model: nn.Module) -> nn.Module:
     import copy
 
     return copy.deepcopy(model).to("meta")
-
-
-def meta_model(name: str, num_classes: int = 21) -> nn.Module:
-    """Build a registered variant with shapes only (no weights, no initialisation cost)."""
-    try:
-        with torch.device("meta"):
-            return create_model(name, num_classes=num_classes)
-    except NotImplementedError:  # builders that read tensor values while building (RegNet)
-        return create_model(name, num_classes=num_classes).to("meta")
 
 
 # --- blocks ------------------------------------------------------------------------------------
@@ -337,6 +361,7 @@ class ComplexityRecord:
     fvcore_flops: int
     paper_flops: int
     all_ops: int
+    elements: int  # tensor elements read + written, once per op (x element size: bytes, a lower bound)
     uncounted_ops: str  # ops seen but counted by no handle ("" when none)
 
 
@@ -346,21 +371,38 @@ def complexity(
     batch: int = 1,
     num_classes: int = 21,
 ) -> list[ComplexityRecord]:
-    """One record per (variant, size): parameters and the four counting conventions."""
+    """One record per (variant, size): parameters, the four counting conventions, elements moved.
+
+    Every argument is checked before anything is built (unknown variant, size under 32x32, batch or
+    num_classes under 1: ValueError naming the argument).
+    """
+    variants = _check_variants(variants)
+    sizes = validation.sizes("sizes", sizes)
+    validation.integer("batch", batch, minimum=1)
+    validation.integer("num_classes", num_classes, minimum=1)
     records = []
     for name in variants:
         model = meta_model(name, num_classes)
         params = sum(p.numel() for p in model.parameters())
         for h, w in sizes:
             table = count_ops(model, h, w, batch)
-            totals = table.frame()[list(COLUMNS)].sum()
+            totals = table.frame()[[*COLUMNS, "elements"]].sum()
             records.append(
                 ComplexityRecord(
-                    name, h, w, batch, num_classes, params, *(int(totals[c]) for c in COLUMNS),
+                    name, h, w, batch, num_classes, params, *(int(totals[c]) for c in (*COLUMNS, "elements")),
                     uncounted_ops=", ".join(f"{op} x{n}" for op, n in sorted(table.uncounted.items())),
                 )
             )
     return records
+
+
+def _check_variants(variants: Sequence[str]) -> list[str]:
+    if isinstance(variants, str):
+        variants = [variants]
+    variants = list(variants)
+    for name in variants:
+        variant_info(name)  # ValueError / TypeError naming the valid ones
+    return variants
 
 
 def complexity_frame(records: Iterable[ComplexityRecord]) -> pd.DataFrame:
@@ -371,6 +413,8 @@ def block_breakdown(
     variants: Sequence[str], height: int = 512, width: int = 512, num_classes: int = 21
 ) -> pd.DataFrame:
     """Parameters and counts per block (and per decoder level) for each variant."""
+    variants = _check_variants(variants)
+    validation.image_size("input", height, width)
     frames = []
     for name in variants:
         model = meta_model(name, num_classes)

@@ -1,15 +1,21 @@
 """Forward-pass timing on GPU or CPU, with the settings that made each number.
 
-On CUDA, each pass is timed with CUDA events after a warm-up (compilation and cuDNN autotuning
-happen there, outside the timed region), over a fixed number of passes (100 by default, as the
-paper). On CPU a pass of a large model takes seconds, so the number of passes is adaptive: at least
-``min_runs``, then more until ``budget_s`` is spent or ``runs`` is reached, as
-``torch.utils.benchmark``'s adaptive autorange does; the thread count is set explicitly.
+CUDA. After warm-up (cuDNN autotuning and ``torch.compile`` happen there, outside the timed
+region), each pass is timed with CUDA events. With ``cuda_graph=True`` (the report's default on a
+GPU) the forward is captured once in a CUDA graph, after a warm-up on a side stream as torch's
+CUDA-graphs notes prescribe, and each timed pass is one replay: no Python, no dispatcher, no kernel
+launches from the host, so the number measures the network rather than the launcher. The eager
+time is measured beside it, and ``launch_overhead = 1 - graph / eager`` says how much of an eager
+pass was host work. A capture that fails falls back to eager timing and says why in the record.
+
+CPU. A pass of a large model takes seconds, so the number of passes is adaptive: at least
+``min_runs``, then more until ``budget_s`` is spent or ``runs`` is reached (as
+``torch.utils.benchmark``'s adaptive autorange does); the thread count is set explicitly.
 
 Reported per configuration: mean, std, median, p10, p90 (ms per batch), ms per image, FPS
-(batches/s), images/s, peak memory, achieved GFLOP/s (2 x MACs / time; one MAC = 2 FLOPs here,
-the hardware convention) and its fraction of a peak measured in the same run with a large matmul
-in the same dtype.
+(images per second, from the median), batches per second, peak memory (CUDA), achieved GFLOP/s
+(2 x MACs / median time: one multiply-accumulate is 2 FLOPs here, the hardware convention) and the
+environment record (device, versions, TF32 flags, matmul precision, threads).
 """
 
 from __future__ import annotations
@@ -24,10 +30,14 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from torch import nn
 
+from . import validation
 from .complexity import complexity
-from .models import create_model
+from .environment import environment
+from .models import create_model, variant_info
+from .stats import percentile
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 
 
 @dataclass(frozen=True)
@@ -41,71 +51,86 @@ class TimingSettings:
     compile: bool = False  # torch.compile (compiled during warm-up)
     fold_bn: bool = False  # BatchNorm folded into the preceding convs
     cudnn_benchmark: bool = False
+    cuda_graph: bool = False  # CUDA: time replays of a captured graph (eager time measured beside it)
+    tf32: bool | None = None  # CUDA fp32: True = TF32 convs and matmuls, False = strict fp32, None = torch's default
     threads: int | None = None  # CPU threads; None = all cores
     runs: int = 100  # passes on CUDA; the cap on CPU
     min_runs: int = 3  # CPU: at least this many
     budget_s: float = 10.0  # CPU: stop after this much timed time (once min_runs are done)
     warmup: int = 10  # CUDA warm-up passes (CPU: 1, or 2 with compile)
 
-    def validate(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
+    def validate(self, require_device: bool = True) -> None:
+        """Every field checked; a ValueError/TypeError names the field, the value and what is accepted.
+
+        ``require_device=False`` checks a CUDA configuration on a machine without CUDA (planning a sweep
+        that runs elsewhere)."""
+        validation.choice("dtype", self.dtype, DTYPES)
+        if not isinstance(self.device, str) or not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"unknown device {self.device!r}; valid: cpu, cuda, cuda:N")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
+        if require_device and self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False on this machine")
-        if self.batch < 1 or self.height < 32 or self.width < 32:
-            raise ValueError(f"batch must be >= 1 and the input at least 32x32, got {self}")
+        validation.integer("batch", self.batch, minimum=1)
+        validation.image_size("input", self.height, self.width)
+        validation.integer("runs", self.runs, minimum=1)
+        validation.integer("min_runs", self.min_runs, minimum=1)
+        validation.integer("warmup", self.warmup, minimum=0)
+        validation.number("budget_s", self.budget_s, minimum=0)
+        if self.threads is not None:
+            validation.integer("threads", self.threads, minimum=1)
+        if self.cuda_graph and not self.device.startswith("cuda"):
+            raise ValueError(f"cuda_graph needs a CUDA device, got device {self.device!r}")
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.startswith("cuda")
 
 
 @dataclass
 class TimingRecord:
     variant: str
     settings: dict
-    device_name: str
-    torch: str
-    cuda: str | None
-    cudnn: str | None
-    tf32_matmul: bool
-    tf32_cudnn: bool
-    threads: int
+    environment: dict
+    mode: str = "eager"  # "graph" (CUDA-graph replay) or "eager"
     runs: int = 0
     mean_ms: float = math.nan
     std_ms: float = math.nan
     median_ms: float = math.nan
     p10_ms: float = math.nan
     p90_ms: float = math.nan
-    ms_per_image: float = math.nan
-    fps: float = math.nan  # forward passes (batches) per second
-    images_per_s: float = math.nan
+    ms_per_image: float = math.nan  # median / batch
+    fps: float = math.nan  # images per second (median)
+    batches_per_s: float = math.nan
+    eager_median_ms: float = math.nan  # graph mode: the eager time of the same forward, same run
+    launch_overhead: float = math.nan  # graph mode: 1 - graph / eager, the host's share of an eager pass
+    fallback: str = ""  # why graph replay was not used where it was asked for
     peak_memory_mb: float = math.nan  # CUDA: max allocated; CPU: not measured (nan)
     params: int = 0
     macs: int = 0
-    achieved_gflops: float = math.nan  # 2 x MACs / mean time
-    peak_gflops: float = math.nan  # measured matmul peak in the same dtype, same run
-    roofline_fraction: float = math.nan
+    achieved_gflops: float = math.nan  # 2 x MACs / median time
     error: str = ""
     samples_ms: list[float] = field(default_factory=list)
 
     def flat(self) -> dict:
-        """One flat row (settings expanded), for tables."""
-        row = {k: v for k, v in asdict(self).items() if k not in ("settings", "samples_ms")}
-        return {"variant": self.variant, **self.settings, **row}
+        """One flat row (settings and environment expanded), for tables."""
+        row = {k: v for k, v in asdict(self).items() if k not in ("settings", "environment", "samples_ms")}
+        return {"variant": self.variant, **self.settings, **self.environment, **row}
 
 
-def device_description(device: str) -> str:
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    from_cpuinfo = ""
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                from_cpuinfo = line.split(":", 1)[1].strip()
-                break
-    import os
-    import platform
-
-    return f"{from_cpuinfo or platform.processor() or platform.machine()} ({os.cpu_count()} logical cores)"
+def summarise(record: TimingRecord, samples: Sequence[float], batch: int) -> TimingRecord:
+    """Fill a record's statistics from per-pass times in ms."""
+    record.samples_ms = list(samples)
+    record.runs = len(samples)
+    record.mean_ms = statistics.fmean(samples)
+    record.std_ms = statistics.stdev(samples) if len(samples) > 1 else 0.0
+    record.median_ms = statistics.median(samples)
+    record.p10_ms = percentile(samples, 0.1)
+    record.p90_ms = percentile(samples, 0.9)
+    record.ms_per_image = record.median_ms / batch
+    record.batches_per_s = 1e3 / record.median_ms
+    record.fps = record.batches_per_s * batch
+    if record.macs:
+        record.achieved_gflops = 2 * record.macs / (record.median_ms / 1e3) / 1e9
+    return record
 
 
 # --- inference-mode model ----------------------------------------------------------------------
@@ -145,21 +170,75 @@ def make_input(settings: TimingSettings, seed: int = 0) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if settings.channels_last else x
 
 
-def _autocast(settings: TimingSettings):
+def autocast(settings: TimingSettings, cache_enabled: bool = True):
+    """Autocast for fp16/bf16 (CUDA graphs need ``cache_enabled=False``); nothing for fp32."""
     if settings.dtype == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device_type=settings.device.split(":")[0], dtype=DTYPES[settings.dtype])
+    return torch.autocast(device_type=settings.device.split(":")[0], dtype=DTYPES[settings.dtype],
+                          cache_enabled=cache_enabled)
 
 
-# --- timers ------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def torch_settings(settings: TimingSettings):
+    """Threads, cudnn.benchmark and TF32 flags for the duration of a measurement, then restored."""
+    old = (torch.get_num_threads(), torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
+           torch.backends.cuda.matmul.allow_tf32)
+    try:
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        torch.backends.cudnn.benchmark = settings.cudnn_benchmark
+        if settings.tf32 is not None:
+            torch.backends.cudnn.allow_tf32 = settings.tf32
+            torch.backends.cuda.matmul.allow_tf32 = settings.tf32
+        yield
+    finally:
+        torch.set_num_threads(old[0])
+        torch.backends.cudnn.benchmark = old[1]
+        torch.backends.cudnn.allow_tf32 = old[2]
+        torch.backends.cuda.matmul.allow_tf32 = old[3]
 
 
-def _time_cuda(fn: Callable[[], object], settings: TimingSettings) -> list[float]:
-    for _ in range(settings.warmup):
+# --- one pass, eager or replayed -----------------------------------------------------------------
+
+
+def eager_pass(runner: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, settings: TimingSettings):
+    def forward():
+        with torch.inference_mode(), autocast(settings):
+            return runner(x)
+
+    return forward
+
+
+def graph_pass(runner: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, settings: TimingSettings):
+    """Capture one forward in a CUDA graph and return its replay.
+
+    Warm-up runs on a side stream before capture (cuDNN autotuning, allocator, lazy init), as
+    torch's CUDA-graphs notes prescribe; the input lives in a static tensor the graph reads.
+    """
+    static_x = x.clone()
+    stream = torch.cuda.Stream(device=x.device)
+    stream.wait_stream(torch.cuda.current_stream(x.device))
+    with torch.cuda.stream(stream), torch.no_grad(), autocast(settings, cache_enabled=False):
+        for _ in range(max(3, settings.warmup)):
+            runner(static_x)
+    torch.cuda.current_stream(x.device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.no_grad(), autocast(settings, cache_enabled=False):
+        static_out = runner(static_x)
+
+    def replay() -> torch.Tensor:
+        graph.replay()
+        return static_out  # the graph writes its output here; holding it keeps the buffer alive
+
+    return replay
+
+
+def time_cuda(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(settings.runs)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(settings.runs)]
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
     for start, end in zip(starts, ends, strict=True):
         start.record()
         fn()
@@ -168,7 +247,7 @@ def _time_cuda(fn: Callable[[], object], settings: TimingSettings) -> list[float
     return [s.elapsed_time(e) for s, e in zip(starts, ends, strict=True)]
 
 
-def _time_cpu(fn: Callable[[], object], settings: TimingSettings) -> list[float]:
+def time_cpu(fn: Callable[[], object], settings: TimingSettings) -> list[float]:
     for _ in range(2 if settings.compile else 1):
         fn()
     samples: list[float] = []
@@ -182,105 +261,45 @@ def _time_cpu(fn: Callable[[], object], settings: TimingSettings) -> list[float]
     return samples
 
 
-@contextlib.contextmanager
-def _torch_settings(settings: TimingSettings):
-    old_threads = torch.get_num_threads()
-    old_bench = torch.backends.cudnn.benchmark
-    try:
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
-        torch.backends.cudnn.benchmark = settings.cudnn_benchmark
-        yield
-    finally:
-        torch.set_num_threads(old_threads)
-        torch.backends.cudnn.benchmark = old_bench
-
-
-def peak_matmul_gflops(device: str = "cpu", dtype: str = "fp32", n: int = 2048, seconds: float = 1.0) -> float:
-    """Achievable GFLOP/s of a large square matmul (2 n^3 FLOPs), measured now, on this device."""
-    torch_dtype = DTYPES[dtype] if device.startswith("cuda") or dtype != "fp16" else torch.float32
-    a = torch.randn(n, n, device=device, dtype=torch_dtype)
-    b = torch.randn(n, n, device=device, dtype=torch_dtype)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    a @ b
-    sync()
-    reps, t0 = 0, time.perf_counter()
-    while True:
-        a @ b
-        reps += 1
-        sync()
-        elapsed = time.perf_counter() - t0
-        if elapsed >= seconds and reps >= 3:
-            return 2 * n**3 * reps / elapsed / 1e9
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def time_model(
-    model: nn.Module,
-    settings: TimingSettings,
-    variant: str = "",
-    macs: int | None = None,
-    peak_gflops: float | None = None,
-) -> TimingRecord:
+def time_model(model: nn.Module, settings: TimingSettings, variant: str = "", macs: int | None = None) -> TimingRecord:
     """Time one model under one set of settings. Errors (e.g. out of memory) become the record's
     ``error`` rather than an exception, so sweeps go on."""
-    cuda = settings.device.startswith("cuda")
     record = TimingRecord(
         variant=variant or getattr(model, "name", type(model).__name__),
         settings=asdict(settings),
-        device_name=device_description(settings.device),
-        torch=torch.__version__,
-        cuda=torch.version.cuda if cuda else None,
-        cudnn=str(torch.backends.cudnn.version()) if cuda else None,
-        tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32),
-        tf32_cudnn=bool(torch.backends.cudnn.allow_tf32),
-        threads=settings.threads or torch.get_num_threads(),
+        environment={},
         params=sum(p.numel() for p in model.parameters()),
+        macs=macs or 0,
     )
     try:
         settings.validate()
-        with _torch_settings(settings):
-            record.threads = torch.get_num_threads()
+        with torch_settings(settings):
+            record.environment = environment(settings.device)
             runner = prepare(model, settings)
             x = make_input(settings)
-            if cuda:
+            if settings.is_cuda:
                 torch.cuda.reset_peak_memory_stats(settings.device)
-
-            def forward():
-                with torch.inference_mode(), _autocast(settings):
-                    return runner(x)
-
-            samples = _time_cuda(forward, settings) if cuda else _time_cpu(forward, settings)
-            if cuda:
+                eager = time_cuda(eager_pass(runner, x, settings), settings.runs, settings.warmup)
+                samples = eager
+                if settings.cuda_graph:
+                    try:
+                        replay = graph_pass(runner, x, settings)
+                    except Exception as err:  # capture is fragile (compile, some kernels): eager instead
+                        record.fallback = f"graph capture failed, eager timing: {type(err).__name__}: {err}"[:300]
+                    else:
+                        samples = time_cuda(replay, settings.runs, 3)
+                        record.mode = "graph"
+                        record.eager_median_ms = statistics.median(eager)
+                        record.launch_overhead = 1 - statistics.median(samples) / record.eager_median_ms
                 record.peak_memory_mb = torch.cuda.max_memory_allocated(settings.device) / 2**20
-    except (RuntimeError, ValueError, torch.OutOfMemoryError) as err:  # recorded, the sweep goes on
+            else:
+                samples = time_cpu(eager_pass(runner, x, settings), settings)
+    except (RuntimeError, ValueError, TypeError, torch.OutOfMemoryError) as err:  # recorded, the sweep goes on
         record.error = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
-        if cuda:
+        if settings.device.startswith("cuda") and torch.cuda.is_available():
             torch.cuda.empty_cache()
         return record
-    record.samples_ms = samples
-    record.runs = len(samples)
-    record.mean_ms = statistics.fmean(samples)
-    record.std_ms = statistics.stdev(samples) if len(samples) > 1 else 0.0
-    record.median_ms = statistics.median(samples)
-    record.p10_ms = _percentile(samples, 0.1)
-    record.p90_ms = _percentile(samples, 0.9)
-    record.ms_per_image = record.mean_ms / settings.batch
-    record.fps = 1e3 / record.mean_ms
-    record.images_per_s = record.fps * settings.batch
-    if macs is not None:
-        record.macs = macs
-        record.achieved_gflops = 2 * macs / (record.mean_ms / 1e3) / 1e9
-        if peak_gflops:
-            record.peak_gflops = peak_gflops
-            record.roofline_fraction = record.achieved_gflops / peak_gflops
-    return record
+    return summarise(record, samples, settings.batch)
 
 
 def time_variants(
@@ -288,13 +307,16 @@ def time_variants(
     settings: Iterable[TimingSettings] | TimingSettings,
     seed: int = 0,
     progress: Callable[[str], None] | None = print,
-    measure_peak: bool = True,
 ) -> list[TimingRecord]:
-    """Time each variant under each settings (random init, seeded); MACs from the shape-only count."""
+    """Time each variant under each settings (random init, seeded); MACs from the shape-only count.
+
+    Variant names are checked before anything is built; a setting that fails becomes a row.
+    """
     all_settings = [settings] if isinstance(settings, TimingSettings) else list(settings)
-    peaks: dict[tuple[str, str], float] = {}
+    variants = [variants] if isinstance(variants, str) else list(variants)
+    for name in variants:
+        variant_info(name)
     records = []
-    variants = list(variants)
     total = len(variants) * len(all_settings)
     done = 0
     for name in variants:
@@ -302,25 +324,16 @@ def time_variants(
         model = create_model(name).eval()
         for s in all_settings:
             done += 1
-            key = (s.device, s.dtype)
             try:
                 s.validate()
-            except ValueError:
-                measure = False  # time_model records the reason
-            else:
-                measure = measure_peak
-            if measure and key not in peaks:
-                with _torch_settings(s):
-                    peaks[key] = peak_matmul_gflops(s.device, s.dtype)
-            try:
                 (count,) = complexity([name], [(s.height, s.width)], batch=s.batch)
                 macs = count.macs
-            except ValueError:  # bad settings: time_model records the reason
+            except (ValueError, TypeError):  # bad settings: time_model records the reason
                 macs = None
-            record = time_model(model, s, name, macs=macs, peak_gflops=peaks.get(key))
+            record = time_model(model, s, name, macs=macs)
             records.append(record)
             if progress:
-                status = record.error or f"{record.mean_ms:.1f} ± {record.std_ms:.1f} ms over {record.runs} runs"
+                status = record.error or f"median {record.median_ms:.1f} ms over {record.runs} runs ({record.mode})"
                 progress(f"  [{done}/{total}] {name} {s.batch}x{s.height}x{s.width} {s.device} {s.dtype}: {status}")
     return records
 

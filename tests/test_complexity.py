@@ -13,9 +13,10 @@ from fvcore.nn import FlopCountAnalysis
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from analysis.paper import paper_values
 from bench import create_model, list_models
-from bench.complexity import COLUMNS, block_breakdown, complexity, count_ops, meta_model
-from bench.paper import paper_values
+from bench.complexity import COLUMNS, block_breakdown, complexity, count_ops
+from bench.models import meta_model
 
 PAPER_VARIANTS = list_models(include_backbones=False)
 

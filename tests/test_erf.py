@@ -8,9 +8,12 @@ from torch import nn
 
 from analysis.erf import (
     ERFOptions,
+    decoder_grid_erf,
     gradient_erf,
+    level_theoretical,
     mass_radii,
     occlusion_maps,
+    recalibrate_batchnorm,
     tap_features,
     theoretical_rf,
     top_activating,
@@ -128,3 +131,89 @@ def test_top_activating_and_regions():
     d[2:4, 2:4] = 1.0
     d[6, 6] = 0.3
     assert top_region(d, 0.5).sum() == 4
+
+
+# --- bad arguments ------------------------------------------------------------------------------
+
+
+def test_out_of_range_channel_unit_or_tap_is_refused():
+    model = create_model("rf_lw:resnet18", num_classes=40).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with pytest.raises(ValueError, match=r"channel 40 is out of range for tap 'logits', which has 40 channels"):
+        gradient_erf(model, x, "logits", channel=40)
+    with pytest.raises(ValueError, match=r"unit \(-1, -1\) is outside tap 'logits'"):
+        gradient_erf(model, x, "logits", unit=(-1, -1))
+    with pytest.raises(ValueError, match="unknown tap.*'level9.after_crp'.*valid:"):
+        gradient_erf(model, x, "level9.after_crp")
+    with pytest.raises(ValueError, match="channel 99 is out of range"):
+        occlusion_maps(tap_features(model, ["logits"]), x[0], [("logits", 99, (0, 0))], window=16, stride=16)
+
+
+# --- decoder grid -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_decoder_grid_theoretical_field_of_k_chained_max_pools_grows_by_4k(k):
+    """CRP with 1x1 convs is k 5x5 stride-1 max-pools in a chain: each adds 4 cells to the field."""
+    model = create_model("rf_lw:resnet18", decoder={"crp_stages": k}).eval()
+    fields = level_theoretical(model, "level2", (41, 41), [("after_crp", "after_sum")])
+    assert fields[("after_crp", "after_sum")] == (1 + 4 * k, 1 + 4 * k)
+
+
+def test_1x1_decoder_without_crp_has_a_one_cell_decoder_erf():
+    model = create_model("rf_lw:resnet18", decoder={"crp_stages": 0}).eval()
+    grid = decoder_grid_erf(model, torch.randn(2, 3, 128, 128), levels=["level2", "level3"], n_boot=20)
+    whole = grid.frame[grid.frame.block == "whole level"]
+    assert (whole.theoretical_cells == 1).all() and (whole.r90_cells == 0).all()
+    erf = grid.maps[("level2.after_out_rcu", "level2.before_rcu")]
+    assert (erf.map > 0).sum() == 1 and erf.map.shape == (16, 16)  # one cell of level 2's 16x16 grid
+
+
+def test_decoder_grid_of_the_three_families_matches_their_blocks():
+    x = torch.randn(2, 3, 256, 256)
+    rows = {}
+    for name in ("rf50", "rf_lw50"):
+        torch.manual_seed(0)
+        grid = decoder_grid_erf(create_model(name).eval(), x, levels=["level1"], n_boot=20)
+        rows[name] = grid.frame.set_index("block")
+    rf, lw = rows["rf50"], rows["rf_lw50"]
+    # theoretical fields from the architecture: 2 RCUs of two 3x3 convs = 9 cells, CRP 4 x (5x5 pool + 3x3 conv)
+    assert rf.loc["RCU before CRP", "theoretical_cells"] == 9 and rf.loc["CRP", "theoretical_cells"] == 25
+    assert lw.loc["RCU before CRP", "theoretical_cells"] == 1 and lw.loc["CRP", "theoretical_cells"] == 17
+    assert (lw.loc["CRP", "r90_cells"] >= 1) and (lw.loc["fusion + sum", "r90_cells"] == 0)
+    assert (rf["r50_cells_ci_low"] <= rf["r50_cells"]).all() and (rf["r50_cells"] <= rf["r50_cells_ci_high"]).all()
+
+
+def test_batchnorm_re_estimation_keeps_weights_and_gives_unit_variance():
+    torch.manual_seed(0)
+    model = create_model("rf_lw:resnet18").eval()
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    images = torch.randn(6, 3, 64, 64) * 3 + 1
+    recalibrate_batchnorm(model, images, batch_size=6)
+    assert not model.training
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+    bn = model.backbone.body.get_submodule("layer2.0.bn1")
+    seen = {}
+    handle = bn.register_forward_hook(lambda m, i, o: seen.update(out=o.clone()))  # before the in-place ReLU
+    with torch.no_grad():
+        model(images)
+    handle.remove()
+    out = seen["out"]  # BN output with weight 1, bias 0 at init: normalised activations
+    assert out.mean(dim=(0, 2, 3)).abs().max() < 5e-3  # float32 sums over 6 x 16 x 16 values
+    assert out.var(dim=(0, 2, 3), unbiased=False).sub(1).abs().max() < 0.02
+
+
+def test_claims_a_and_b_from_decoder_grids():
+    from analysis.erf.claims import claim_a, claim_b
+
+    x = torch.randn(2, 3, 128, 128)
+    grids = {}
+    for family in ("rf", "rf_lw"):
+        torch.manual_seed(0)
+        grids[family] = decoder_grid_erf(create_model(f"{family}:resnet18").eval(), x, levels=["level1"], n_boot=20)
+    a, b = claim_a(grids), claim_b(grids)
+    assert list(a.family) == ["rf_lw"] and a.iloc[0].side_ratio > 0
+    assert set(b.family) == {"rf", "rf_lw"} and (b.status == "reproduced").all()  # CRP moves information
+    nocrp = {f: decoder_grid_erf(create_model(f"{f}:resnet18", decoder={"crp_stages": 0}).eval(), x,
+                                 levels=["level1"], n_boot=20) for f in ("rf_lw",)}
+    assert (claim_b(nocrp).status == "not reproduced").all()  # no CRP: nothing spreads

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torchvision
 
+from analysis.paper import paper_numbers, paper_values
 from bench import create_model, list_models
 from bench.models import CheckpointError, load_checkpoint
 from bench.models.backbones import probe_stages, torchvision_backbone_names
-from bench.paper import paper_values
 from tests import reference_nets as ref
 
 PAPER_VARIANTS = list_models(include_backbones=False)
@@ -46,6 +46,51 @@ def test_registry_lists_paper_variants_and_backbone_names():
         assert expected in names
     assert "rf_lw:convnext_tiny" in names and "rf:resnet18" in names
     assert list_models("rf_lw_rcu1*") == ["rf_lw_rcu101", "rf_lw_rcu152"]
+
+
+def test_variant_facts_live_in_the_registry():
+    from bench.models import find_variant, variant_info, variants_by_paper_name
+
+    info = variant_info("rf_lw101")
+    assert (info.family, info.backbone, info.depth, info.checkpoint_layout) == ("rf_lw", "resnet101", 101, "lw_resnet")
+    assert info.paper_names == ("RefineNet-LW-101", "RefineNet-101-LW") and info.paper_name == "RefineNet-LW-101"
+    dynamic = variant_info("rf_lw_rcu:resnet34")
+    assert (dynamic.family, dynamic.backbone, dynamic.depth, dynamic.registered) == ("rf_lw_rcu", "resnet34", 34, False)
+    assert variant_info("rf_lw_mbv2").depth is None and variant_info("rf_lw_mbv2").family == "rf_lw"
+    assert list_models(family="rf", include_backbones=False) == ["rf50", "rf101", "rf152"]
+    assert list_models(backbone="resnet101", include_backbones=False) == ["rf101", "rf_lw_rcu101", "rf_lw101"]
+    on_101 = list_models(backbone="resnet101")
+    assert "rf:resnet101" in on_101 and "rf:resnet50" not in on_101
+    assert find_variant("rf_lw", "resnet101") == "rf_lw101" and find_variant("rf", "resnet18") == "rf:resnet18"
+    assert find_variant("rf_lw", "mobilenet_v2_lwrf") == "rf_lw_mbv2"
+    # every model named by the paper's published numbers is a registered variant (Table 4 names probe points)
+    names = variants_by_paper_name()
+    assert {n.model for n in paper_numbers() if n.source != "Table 4"} <= set(names)
+
+
+def test_every_listed_name_builds_on_meta_with_its_parameter_count():
+    """`python -m bench models --all` lists every name of list_models() with its parameters (meta device)."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "bench", "models", "--all", "--json"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["variant"] for r in rows] == list_models(include_backbones=True)
+    assert all(float(r["params_m"]) > 0 for r in rows)
+    by_name = {r["variant"]: float(r["params_m"]) for r in rows}
+    assert by_name["rf101"] == pytest.approx(118.05, abs=0.01)
+    assert by_name["rf:regnet_y_400mf"] > by_name["rf_lw:regnet_y_400mf"]  # RegNet reads tensors while building
+
+
+def test_decoder_changes_make_an_ablation_of_a_family():
+    narrow = create_model("rf:resnet18", decoder={"channels": 64, "top_channels": 128})
+    assert narrow.decoder.level3.crp.convs[0].in_channels == 64
+    assert narrow.decoder.level4.crp.convs[0].in_channels == 128
+    assert narrow.spec.family == "rf" and narrow.spec.rcu == "standard"
+    assert len(create_model("rf_lw:resnet18", decoder={"crp_stages": 2}).decoder.level1.crp.convs) == 2
 
 
 @pytest.mark.parametrize("bad", ["rf_lw202", "rf_lw:vit_b_16", "lw:resnet18", ""])

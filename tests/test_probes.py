@@ -10,9 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.bootstrap import bootstrap_miou, bootstrap_multilabel, percentile_interval, resample_indices
-from analysis.images import VOC_SAMPLE
-from analysis.metrics import (
+from analysis.datasets.images import VOC_SAMPLE
+from analysis.datasets.synthetic import CLASSES, SyntheticSpec, generate_image, synthetic_voc
+from analysis.datasets.voc import IGNORE, VOCSegmentation, dataset_classes, write_voc
+from analysis.probes import (
+    POINTS,
+    ProbePlan,
+    ProbeRun,
+    cache_features,
+    crp_verdicts,
+    run_probes,
+    tap_differences,
+    trivial_baselines,
+)
+from analysis.probes.bootstrap import bootstrap_miou, bootstrap_multilabel
+from analysis.probes.metrics import (
     average_precision,
     confusion_matrix,
     iou_per_class,
@@ -21,11 +33,10 @@ from analysis.metrics import (
     per_image_confusion,
     presence,
 )
-from analysis.probes import PROBE_TAPS, cache_features
-from analysis.probes_report import ProbePlan, ProbeRun, run_probes, tap_differences, verdict
-from analysis.synthetic import CLASSES, SyntheticSpec, generate_image, synthetic_voc
-from analysis.voc import IGNORE, VOCSegmentation
 from bench import create_model
+from bench.stats import percentile_interval, resample_indices
+
+PROBE_TAPS = ("level4.before_rcu", "level4.after_rcu", "level4.after_crp")
 
 # --- reader ------------------------------------------------------------------------------------
 
@@ -108,7 +119,7 @@ def test_multilabel_metrics_by_hand():
     # decisions at 0.5: [1,0,0] [0,1,0] [1,0,0]: 8 of 9 labels right, 2 of 3 images fully right
     assert m["label_accuracy"] == pytest.approx(8 / 9) and m["subset_accuracy"] == pytest.approx(2 / 3)
     # AP class 0: ranks 0.9(+) 0.6(+) 0.4(-) -> 1; class 1: 0.8(+) 0.3(+) 0.2(-) -> 1; class 2: no positive
-    assert m["mAP"] == pytest.approx(1.0)
+    assert m["map"] == pytest.approx(1.0)
     assert average_precision(torch.tensor([0.9, 0.8, 0.1]), torch.tensor([False, True, True])) == pytest.approx(
         (1 / 2 + 2 / 3) / 2)
     empty = multilabel_metrics(torch.zeros(3, 3), targets)
@@ -154,7 +165,7 @@ def test_bootstrap_multilabel_samples_are_resampled_metrics():
     # row 0 is the split itself; row 1 is image 0 four times (both labels right); row 2: images 3 and 1 (1/2 right)
     assert boot["label_accuracy"].tolist() == pytest.approx([multilabel_metrics(scores, targets)["label_accuracy"],
                                                             1.0, 0.5])
-    assert float(boot["mAP"][0]) == pytest.approx(multilabel_metrics(scores, targets)["mAP"])
+    assert float(boot["map"][0]) == pytest.approx(multilabel_metrics(scores, targets)["map"])
 
 
 def test_presence_ignores_background_and_boundary():
@@ -201,70 +212,128 @@ def test_feature_cache_runs_the_network_once_per_image():
     assert feats["level4.after_rcu"] is feats["level4.before_rcu"]  # no RCU: one tensor, cached once
 
 
-def test_tiny_end_to_end_is_repeatable(tmp_path, monkeypatch):
-    import analysis.synthetic as synthetic
 
-    monkeypatch.setattr(synthetic, "CACHE", tmp_path)
+def _tiny(tmp_path, monkeypatch, **changes) -> ProbePlan:
+    import analysis.datasets.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "CACHE", tmp_path / "cache")
     plan = ProbePlan.tiny()
-    plan = ProbePlan(**{**plan.__dict__, "dataset": SyntheticSpec(n_train=16, n_val=8, size=64)})
-    run = run_probes(plan, progress=lambda msg: None)
-    again = run_probes(plan, progress=lambda msg: None)
+    return ProbePlan(**{**plan.__dict__, **changes})
+
+
+def test_tiny_end_to_end_is_repeatable(tmp_path, monkeypatch):
+    plan = _tiny(tmp_path, monkeypatch, levels=("level4", "level2"))
+    run = run_probes(plan, progress=None)
+    again = run_probes(plan, progress=None)
     first, second = run.frame, again.frame
-    assert len(first) == 9 and set(first.tap) == set(PROBE_TAPS)
-    cols = ["mIoU %", "label accuracy %", "mAP %", "mIoU % CI low", "mIoU % CI high"]
+    assert len(first) == 3 * 2 * 3 and set(first.point) == set(POINTS) and set(first.level) == {"level4", "level2"}
+    cols = ["miou", "label_accuracy", "map", "miou_ci_low", "miou_ci_high"]
     assert first[cols].equals(second[cols])  # seeded: same numbers (and intervals) twice
-    assert (first["mIoU % CI low"] <= first["mIoU %"] + 1e-9).all()
-    assert (first["mIoU %"] <= first["mIoU % CI high"] + 1e-9).all()
-    lw = first[first.family == "rf_lw"].set_index("tap")
-    assert lw.loc["level4.after_rcu", "mIoU %"] == lw.loc["level4.before_rcu", "mIoU %"]
-    assert first["active level4 sum %"].between(0, 100).all()
-    assert "generated shapes" in run.setting
+    assert (first["miou_ci_low"] <= first["miou"] + 1e-9).all()
+    assert (first["miou"] <= first["miou_ci_high"] + 1e-9).all()
+    lw = first[(first.family == "rf_lw") & (first.level == "level4")].set_index("point")
+    assert lw.loc["after_rcu", "miou"] == lw.loc["before_rcu", "miou"]
+    assert lw.loc["after_rcu", "same_as"] == "before_rcu"
+    assert first["active_sum"].between(0, 1).all()
+    assert "generated shapes" in run.setting and run.classes == CLASSES
     diffs = tap_differences(run)
-    # LW has no RCU: one CRP row (against before RCU); the others an RCU and a CRP row
-    assert diffs.groupby("family").size().to_dict() == {"rf": 2, "rf_lw": 1, "rf_lw_rcu": 2}
-    rf = first[first.family == "rf"].set_index("tap")
-    crp = diffs[(diffs.family == "rf") & (diffs.block == "CRP")].iloc[0]
-    assert crp["mIoU %"] == pytest.approx(rf.loc["level4.after_crp", "mIoU %"] - rf.loc["level4.after_rcu", "mIoU %"])
-    assert crp["mIoU % CI low"] <= crp["mIoU %"] + 1e-9 <= crp["mIoU % CI high"] + 2e-9
+    # LW has no RCU: one CRP row per level (against before RCU); the others an RCU and a CRP row
+    assert diffs.groupby("family").size().to_dict() == {"rf": 4, "rf_lw": 2, "rf_lw_rcu": 4}
+    rf = first[(first.family == "rf") & (first.level == "level4")].set_index("point")
+    crp = diffs[(diffs.family == "rf") & (diffs.block == "CRP") & (diffs.level == "level4")].iloc[0]
+    assert crp["miou"] == pytest.approx(rf.loc["after_crp", "miou"] - rf.loc["after_rcu", "miou"])
+    assert crp["miou_ci_low"] <= crp["miou"] + 1e-9 <= crp["miou_ci_high"] + 2e-9
+    assert math.isnan(crp["miou_seed_sd"])  # one seed: no spread across seeds
 
 
-def _fake_run(scores: dict[str, float], boot_shift: float = 0.0) -> ProbeRun:
-    """A hand-made run of one rf variant: tap -> mIoU (the other metrics equal to it)."""
+def _fake_run(scores: dict[str, float], boot_shift: float = 0.0, baseline: float = 0.13) -> ProbeRun:
+    """A hand-made run of one rf variant at level 4: point -> mIoU (the other metrics equal to it)."""
     import pandas as pd
 
     rows, boot = [], {}
-    labels = {"level4.before_rcu": "before RCU", "level4.after_rcu": "after RCU", "level4.after_crp": "after CRP"}
-    for tap, value in scores.items():
-        rows.append({"variant": "rf:x", "family": "rf", "tap": tap, "probe point": labels[tap], "same tensor as": "",
-                     "mIoU %": value, "label accuracy %": value, "mAP %": value})
+    for point, value in scores.items():
+        rows.append({"variant": "rf:x", "family": "rf", "seed": 0, "level": "level4", "tap": f"level4.{point}",
+                     "point": point, "same_as": "", "miou": value, "label_accuracy": value, "map": value})
         samples = value + boot_shift * torch.linspace(-1, 1, 101)
-        boot[("rf:x", tap)] = {"mIoU %": samples, "label accuracy %": samples, "mAP %": samples}
-    return ProbeRun(pd.DataFrame(rows), "hand-made", {"mIoU %": 13.0, "label accuracy %": 70.0}, boot)
+        boot[("rf:x", 0, f"level4.{point}")] = {"miou": samples, "label_accuracy": samples, "map": samples}
+    return ProbeRun(pd.DataFrame(rows), "hand-made", {"miou": baseline, "label_accuracy": 0.70, "map": 0.3}, boot,
+                    CLASSES, "given", ProbePlan.tiny())
 
 
 def test_tap_differences_and_verdict_against_the_papers_table4():
-    run = _fake_run({"level4.before_rcu": 30.0, "level4.after_rcu": 31.0, "level4.after_crp": 36.0})
+    run = _fake_run({"before_rcu": 0.30, "after_rcu": 0.31, "after_crp": 0.36})
     diffs = tap_differences(run).set_index("block")
-    assert diffs.loc["RCU", "mIoU %"] == pytest.approx(1.0) and diffs.loc["CRP", "mIoU %"] == pytest.approx(5.0)
+    assert diffs.loc["RCU", "miou"] == pytest.approx(0.01) and diffs.loc["CRP", "miou"] == pytest.approx(0.05)
     # paired: the same resamples shift both taps together, so the difference has no spread
-    assert diffs.loc["CRP", "mIoU % CI low"] == pytest.approx(5.0) == diffs.loc["CRP", "mIoU % CI high"]
+    assert diffs.loc["CRP", "miou_ci_low"] == pytest.approx(0.05) == diffs.loc["CRP", "miou_ci_high"]
     # the paper's Table 4 differences (RefineNet-101, VOC val): 55.16 - 54.63 and 57.83 - 55.16
-    assert diffs.loc["RCU", "paper mIoU % (RefineNet-101, VOC)"] == pytest.approx(0.53, abs=1e-6)
-    assert diffs.loc["CRP", "paper mIoU % (RefineNet-101, VOC)"] == pytest.approx(2.67, abs=1e-6)
-    text = verdict(run, tap_differences(run))
-    assert "beat the trivial baselines" in text and "+5.0 (95% CI +5.0 to +5.0, above zero)" in text
-    flat = _fake_run({"level4.before_rcu": 13.5, "level4.after_rcu": 13.5, "level4.after_crp": 13.2})
-    assert "says nothing about RCU vs CRP" in verdict(flat, tap_differences(flat))
+    assert diffs.loc["RCU", "paper_miou"] == pytest.approx(0.0053, abs=1e-9)
+    assert diffs.loc["CRP", "paper_miou"] == pytest.approx(0.0267, abs=1e-9)
+    verdicts = crp_verdicts(run, tap_differences(run))
+    assert list(verdicts.status) == ["reproduced"]
+    hurt = _fake_run({"before_rcu": 0.30, "after_rcu": 0.31, "after_crp": 0.25})
+    assert list(crp_verdicts(hurt, tap_differences(hurt)).status) == ["not reproduced"]
+    rcu = _fake_run({"before_rcu": 0.30, "after_rcu": 0.40, "after_crp": 0.42}, boot_shift=0.01)
+    assert list(crp_verdicts(rcu, tap_differences(rcu)).status) == ["not reproduced"]  # RCU adds more than CRP
+    wide = _fake_run({"before_rcu": 0.30, "after_rcu": 0.30, "after_crp": 0.31}, boot_shift=0.05)
+    wide.boot[("rf:x", 0, "level4.after_crp")]["miou"] = 0.31 + 0.05 * torch.linspace(1, -1, 101)  # unpaired noise
+    assert list(crp_verdicts(wide, tap_differences(wide)).status) == ["inconclusive"]
+    flat = _fake_run({"before_rcu": 0.135, "after_rcu": 0.135, "after_crp": 0.132})
+    assert list(crp_verdicts(flat, tap_differences(flat)).status) == ["not testable"]
 
 
 @pytest.mark.slow
-def test_default_plan_learns_level4_features():
-    """The embedded default (several CPU minutes): every family's level-4 probes clearly beat the trivial
-    baselines, and no decoder's level-4 ReLUs died in training (the failure that lower learning rates fixed)."""
-    run = run_probes(ProbePlan(), progress=lambda msg: None)
-    best = run.frame.groupby("family")[["mIoU %", "mAP %"]].max()
-    assert (best["mIoU %"] > run.baselines["mIoU %"] + 10).all(), best
-    assert (run.frame["active level4 sum %"] > 1).all() and (run.frame["active level3 sum %"] > 1).all()
+def test_default_plan_learns_features_at_every_level():
+    """The embedded default (several CPU minutes): probes beat the trivial baselines at every level of every
+    family, and no decoder's summation ReLUs died in training."""
+    run = run_probes(ProbePlan.default(), progress=None)
+    best = run.frame.groupby(["family", "level"])[["miou"]].max()
+    assert (best["miou"] > run.baselines["miou"] + 0.10).all(), best
+    assert (run.frame["active_sum"] > 0.01).all()
+
+
+def _k_class_dataset(root, k: int, n_train: int = 6, n_val: int = 4, size: int = 64, png: bool = False):
+    """A VOC-layout dataset of k classes (background + k-1 squares), images as JPEG or PNG, no classes.txt."""
+    rng = np.random.default_rng(0)
+    images, masks, splits = {}, {}, {"train": [], "val": []}
+    for split, n in (("train", n_train), ("val", n_val)):
+        for i in range(n):
+            mask = np.zeros((size, size), np.uint8)
+            for c in range(1, k):
+                y, x = rng.integers(0, size - 12, 2)
+                mask[y : y + 10, x : x + 10] = c
+            image = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+            image[mask > 0] = (mask[mask > 0, None] * 37 % 255).astype(np.uint8)
+            images[f"{split}{i}"], masks[f"{split}{i}"] = image, mask
+            splits[split].append(f"{split}{i}")
+    base = write_voc(root, splits, images, masks)
+    if png:
+        from PIL import Image
+
+        for path in (base / "JPEGImages").glob("*.jpg"):
+            Image.open(path).save(path.with_suffix(".png"))
+            path.unlink()
+    return root
+
+
+def test_a_5_class_dataset_gets_baselines_over_its_4_foreground_classes(tmp_path):
+    root = _k_class_dataset(tmp_path / "five", 5, png=True)
+    k, names, source = dataset_classes(root, None, [VOCSegmentation(root, "train", (64, 64)).load_all()[1]])
+    assert (k, source) == (5, "largest label + 1") and names[0] == "background" and len(names) == 5
+    _, masks = VOCSegmentation(root, "val", (64, 64), num_classes=5).load_all()
+    base = trivial_baselines(masks, 5)
+    assert base["label_accuracy"] == pytest.approx(0.0)  # every image holds all 4 foreground classes
+    plan = ProbePlan(**{**ProbePlan.tiny().__dict__, "voc_root": str(root), "num_classes": 5, "levels": ("level4",),
+                        "families": ("rf_lw",)})
+    run = run_probes(plan, progress=None)
+    assert run.baselines["label_accuracy"] == pytest.approx(0.0) and len(run.classes) == 5
+    assert "K = 5 classes (given)" in run.setting
+
+
+def test_labels_outside_the_class_range_name_the_file_and_value(tmp_path):
+    root = _k_class_dataset(tmp_path / "seven", 7)
+    with pytest.raises(ValueError, match=r"train0.png: label value 5 outside 0..4 \(num_classes=5"):
+        VOCSegmentation(root, "train", (64, 64), num_classes=5)[0]
 
 
 def test_real_data_path_probes_a_given_checkpoint_on_voc_layout_data(tmp_path):
@@ -274,38 +343,38 @@ def test_real_data_path_probes_a_given_checkpoint_on_voc_layout_data(tmp_path):
     trained = create_model("rf_lw:resnet18", num_classes=21)
     path = tmp_path / "rf_lw_resnet18_voc.pth"
     torch.save({"state_dict": trained.state_dict()}, path)
-    plan = ProbePlan(voc_root=str(VOC_SAMPLE), checkpoints={"rf_lw:resnet18": str(path)}, size=64,
-                     probe=ProbePlan.tiny().probe)
-    run = run_probes(plan, progress=lambda msg: None)
+    plan = ProbePlan(**{**ProbePlan.tiny().__dict__, "voc_root": str(VOC_SAMPLE), "num_classes": 21,
+                        "checkpoints": {"rf_lw:resnet18": str(path)}, "levels": ("level4",)})
+    run = run_probes(plan, progress=None)
     assert list(run.frame.variant.unique()) == ["rf_lw:resnet18"] and len(run.frame) == 3
-    assert (run.frame["train s"] == 0).all()  # loaded, not trained
-    assert "PASCAL VOC" in run.setting
-    with pytest.raises(Exception, match="missing|unexpected|shape"):  # a checkpoint for another head is named
-        run_probes(ProbePlan(voc_root=str(VOC_SAMPLE), checkpoints={"rf_lw:resnet34": str(path)}, size=64,
-                             probe=ProbePlan.tiny().probe), progress=lambda msg: None)
+    assert (run.frame["train_s"] == 0).all()  # loaded, not trained
+    assert "VOC-layout data" in run.setting
+    bad = ProbePlan(**{**plan.__dict__, "checkpoints": {"rf_lw:resnet34": str(path)}})
+    with pytest.raises(Exception, match="missing|unexpected|shape"):  # a checkpoint for another model is named
+        run_probes(bad, progress=None)
 
 
 def test_probes_section_writes_tables_with_intervals_and_the_figure(tmp_path, monkeypatch):
     import pandas as pd
 
-    import analysis.synthetic as synthetic
-    from analysis.probes_report import build
+    from analysis.report.probes import build
 
-    monkeypatch.setattr(synthetic, "CACHE", tmp_path / "cache")
-    section = build(tmp_path, ProbePlan.tiny())
+    plan = _tiny(tmp_path, monkeypatch, levels=("level4", "level3"))
+    section = build(tmp_path, plan)
     for artifact in section.artifacts:
         assert (tmp_path / artifact.path).stat().st_size > 0, artifact.path
-    diffs = pd.read_csv(tmp_path / "probes_differences.csv")
-    assert {"mIoU %", "mIoU % CI low", "mIoU % CI high"} <= set(diffs.columns)  # numbers in the CSV
-    md = (tmp_path / "probes_differences.md").read_text()
-    assert "mIoU % (95% CI)" in md and "CI low" not in md  # intervals folded into text for reading
-    table4 = (tmp_path / "table4_probes.md").read_text()
+    diffs = pd.read_csv(tmp_path / "probes" / "differences.csv")
+    assert {"miou", "miou_ci_low", "miou_ci_high", "paper_miou"} <= set(diffs.columns)  # plain names in the CSV
+    md = (tmp_path / "probes" / "differences.md").read_text()
+    assert "mIoU % (95% CI)" in md and "ci_low" not in md  # intervals folded into text for reading
+    table4 = (tmp_path / "probes" / "table4.md").read_text()
     assert "54.6" in table4 and "57.8" in table4 and "generated shapes" in table4  # paper values, setting named
-    t4 = pd.read_csv(tmp_path / "table4_probes.csv")
-    assert (t4["mIoU diff"] == t4["measured mIoU %"] - t4["paper mIoU % (RefineNet-101, VOC val)"]).all()
+    t4 = pd.read_csv(tmp_path / "probes" / "table4.csv")
+    assert (t4["mIoU diff"] - (t4["measured mIoU %"] - t4["paper mIoU %"])).abs().max() < 1e-9
+    assert {s.artifact for s in section.scores} == {"Table 4 (probe values)", "Table 4 / claim (c): CRP, not RCU"}
 
 
-def test_cli_probes_on_voc_layout_data_with_a_checkpoint(tmp_path, capsys):
+def test_cli_probes_on_voc_layout_data_with_a_checkpoint(tmp_path):
     from analysis.cli import main
 
     torch.manual_seed(0)
@@ -313,30 +382,23 @@ def test_cli_probes_on_voc_layout_data_with_a_checkpoint(tmp_path, capsys):
     torch.save(create_model("rf_lw:resnet18", num_classes=21).state_dict(), path)
     out = tmp_path / "out"
     code = main(["probes", "--tiny", "--voc-root", str(VOC_SAMPLE), "--checkpoint", f"rf_lw:resnet18={path}",
-                 "--size", "64", "--out", str(out)])
-    assert code == 0 and (out / "table4_probes.md").is_file() and (out / "probes.png").is_file()
-    assert "PASCAL VOC" in (out / "probes_all.md").read_text()
+                 "--size", "64", "--levels", "level4", "--out", str(out)])
+    assert code == 0 and (out / "probes" / "table4.md").is_file() and (out / "probes" / "probes.png").is_file()
+    assert "VOC-layout data" in (out / "probes" / "all.md").read_text()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--checkpoint", "rf101"], "expected VARIANT=PATH"),
-    (["--checkpoint", "rf101=/nowhere/x.pth"], "checkpoint file not found: /nowhere/x.pth"),
-    (["--voc-root", "/nowhere"], "no VOC2012 segmentation data under /nowhere"),
-    (["--backbone", "resnet_nonesuch"], "unknown model"),
-])
-def test_cli_probes_bad_input_is_named_with_exit_status_2(args, message, tmp_path, capsys, monkeypatch):
-    import analysis.synthetic as synthetic
+def test_cli_probes_on_a_k_class_folder(tmp_path, monkeypatch):
     from analysis.cli import main
 
-    monkeypatch.setattr(synthetic, "CACHE", tmp_path / "cache")
-
-    assert main(["probes", "--tiny", "--out", str(tmp_path), *args]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error:") and message in err and "Traceback" not in err
+    root = _k_class_dataset(tmp_path / "seven", 7)
+    out = tmp_path / "out"
+    assert main(["probes", "--tiny", "--voc-root", str(root), "--num-classes", "7", "--families", "rf_lw",
+                 "--levels", "level4", "--size", "64", "--out", str(out)]) == 0
+    assert "K = 7 classes (given)" in (out / "probes" / "all.md").read_text()
 
 
 def test_normalise_takes_uint8_images_as_0_to_255():
-    from analysis.images import normalise
+    from analysis.datasets.images import normalise
 
     u8 = torch.randint(0, 256, (2, 3, 5, 5), dtype=torch.uint8)
     assert torch.allclose(normalise(u8), normalise(u8.float() / 255))

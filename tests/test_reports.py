@@ -1,30 +1,41 @@
-"""Each report section runs end to end at a tiny size and writes whole tables and figures."""
+"""Each report section runs end to end at a tiny size and writes whole tables and figures; the front
+page's scorecard follows its rules; files keep a plain write's permissions."""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pandas as pd
+import pytest
 
 from analysis import report
-from analysis.erf_report import ERFPlan
-from analysis.erf_report import build as build_erf
-from analysis.reporting import write_atomic
-from analysis.timing_report import Plan
-from analysis.timing_report import build as build_timing
+from analysis.report.erf import ERFPlan
+from analysis.report.erf import build as build_erf
+from analysis.report.files import ScoreRow, Section, markdown_table, write_atomic
+from analysis.report.scorecard import ratio_status, render, tally_status, within_rounding_status
+from analysis.report.timing import TimingPlan
+from analysis.report.timing import build as build_timing
 
 
-def test_complexity_section_and_front_page(tmp_path, monkeypatch):
+def test_complexity_section_and_front_page(tmp_path):
     status = report.run(["complexity"], out=tmp_path)
     assert status == {"complexity": "ok"}
-    t3 = pd.read_csv(tmp_path / "table3_flops.csv")
-    assert {"paper", "measured", "diff", "diff %"} <= set(t3.columns)
+    t3 = pd.read_csv(tmp_path / "complexity" / "table3_flops.csv")
+    assert {"paper", "measured", "diff", "diff_pct", "within_rounding"} <= set(t3.columns)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     front = (tmp_path / "README.md").read_text()
     for artifact in manifest["complexity"]["artifacts"]:
         assert (tmp_path / artifact["path"]).stat().st_size > 0
         assert f"]({artifact['path']})" in front
-    assert not list(tmp_path.glob(".*.tmp"))  # no half-written files left behind
+    assert not list(tmp_path.rglob(".*.tmp"))  # no half-written files left behind
+    assert front.index("## Scorecard") < front.index("## Complexity")  # "what reproduces?" first
+    assert "| Table 1 " in front.replace("[Table 1]", "Table 1 ") and "**reproduced**" in front
+    assert front.count("*Settings:*") == 1  # one settings footnote per section
+    notes = (tmp_path / "complexity" / "table3_flops.md").read_text()
+    assert "integers except 9.3 and 11.4" in notes  # computed from the printed values
+    assert " nan " not in (tmp_path / "complexity" / "block_breakdown.md").read_text()
 
 
 def test_failed_section_is_reported_and_others_run(tmp_path, monkeypatch):
@@ -37,28 +48,104 @@ def test_failed_section_is_reported_and_others_run(tmp_path, monkeypatch):
     assert "failed on its last run" in (tmp_path / "README.md").read_text()
 
 
-def test_timing_section_tiny(tmp_path):
-    section = build_timing(tmp_path, Plan.tiny())
-    ratios = pd.read_csv(tmp_path / "table2_speedup.csv")
+def test_timing_section_tiny_goes_under_its_device(tmp_path):
+    from bench.environment import device_slug
+
+    section = build_timing(tmp_path, TimingPlan.tiny())
+    folder = tmp_path / "timing" / device_slug("cpu")
+    ratios = pd.read_csv(folder / "table2_speedup.csv")
     assert list(ratios["depth"]) == [50, 101, 152]
-    assert ratios["paper RF/LW"].round(2).tolist() == [2.77, 2.22, 1.94]  # from the paper's runtimes
+    assert ratios["paper_rf_over_lw"].round(2).tolist() == [2.77, 2.22, 1.94]  # from the paper's runtimes
+    assert ((ratios.ci_low <= ratios.measured) & (ratios.measured <= ratios.ci_high)).all()
     assert all((tmp_path / a.path).exists() for a in section.artifacts)
+    runtime = pd.read_csv(folder / "table2_runtime.csv")
+    assert "measured / paper" not in " ".join(runtime.columns)  # absolute times are not compared across devices
+    fps = pd.read_csv(folder / "fps_512.csv")
+    assert set(fps.variant) >= {"rf50", "rf_lw50", "rf_lw_mbv2"} and (fps["fps"] > 0).all()
+    assert [s.artifact for s in section.scores] == ["Table 2 (runtimes, RF/LW)", "Abstract FPS (LW/RF at 512)"]
+    assert "On CPU" not in section.text and "LW runs" in section.text
+    profile = pd.read_csv(folder / "profile.csv")
+    assert (profile["explained"] > 0.8).all()
+    sweep = (folder / "timing_sweep.md").read_text()
+    assert "batch 2 are at 64x64" in sweep and "peak_memory" not in sweep  # footnote from the rows; no empty column
 
 
 def test_erf_section_small(tmp_path):
     section = build_erf(tmp_path, ERFPlan.small())
-    sizes = pd.read_csv(tmp_path / "erf_sizes.csv")
-    assert set(sizes.variant) == {"rf50", "rf_lw_rcu50", "rf_lw50"}
-    assert (sizes["r50 (px)"] <= sizes["r90 (px)"]).all()
+    grid = pd.read_csv(tmp_path / "erf" / "decoder_grid.csv")
+    assert set(grid.variant) == {"rf50", "rf_lw_rcu50", "rf_lw50"}
+    assert (grid["r50_cells"] <= grid["r90_cells"]).all()
     assert all((tmp_path / a.path).exists() for a in section.artifacts)
+    claims = pd.read_csv(tmp_path / "erf" / "claims.csv")
+    assert set(claims.status) <= {"reproduced", "not reproduced"}
+    fig8 = [s for s in section.scores if s.artifact.startswith("Figure 8")][0]
+    assert fig8.status == "not testable here"  # random init: no class names
 
 
 def test_write_atomic_leaves_old_file_on_failure(tmp_path):
     target = tmp_path / "table.md"
     write_atomic(target, "old")
-    try:
+    with pytest.raises(TypeError):
         write_atomic(target, 12345)  # type: ignore[arg-type]  # the write itself fails
-    except TypeError:
-        pass
     assert target.read_text() == "old"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_write_atomic_gives_a_plain_writes_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+        atomic = write_atomic(tmp_path / "atomic.txt", "x")
+        assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644
+        os.umask(0o077)
+        assert stat.S_IMODE(write_atomic(tmp_path / "private.txt", "x").stat().st_mode) == 0o600  # umask respected
+    finally:
+        os.umask(old)
+
+
+def test_markdown_prints_a_dash_for_missing_values():
+    text = markdown_table(pd.DataFrame({"a": [1.0, float("nan")], "b": ["x", ""]}), labels={"a": "A"})
+    assert "| A | b |" in text and "| - | - |" in text and "nan" not in text
+
+
+# --- scorecard rules: feed numbers, watch the status flip ----------------------------------------
+
+
+def test_within_rounding_rule():
+    assert within_rounding_status([True, True], [0.1, -0.2])[0] == "reproduced"
+    assert within_rounding_status([True, False], [0.1, -2.9])[0] == "partly"
+    assert within_rounding_status([True, False], [0.1, -3.1])[0] == "not reproduced"
+
+
+def test_speedup_ratio_rule():
+    paper = [2.77, 2.22, 1.94]
+    assert ratio_status([(2.6, 2.5, 2.7), (2.1, 2.0, 2.2), (2.0, 1.9, 2.1)], paper)[0] == "reproduced"
+    assert ratio_status([(1.5, 1.4, 1.6), (1.3, 1.2, 1.4), (1.2, 1.1, 1.3)], paper)[0] == "partly"
+    assert ratio_status([(1.5, 1.4, 1.6), (1.3, 1.2, 1.4), (1.05, 0.98, 1.1)], paper)[0] == "not reproduced"
+    assert ratio_status([(float("nan"), 0, 0)], [2.0])[0] == "not testable here"
+
+
+def test_tally_rule():
+    assert tally_status(["reproduced", "reproduced", "not testable"], "(c)")[0] == "reproduced"
+    assert tally_status(["reproduced", "inconclusive"], "(c)")[0] == "partly"
+    assert tally_status(["not reproduced", "inconclusive"], "(c)")[0] == "not reproduced"
+    assert tally_status(["not testable"], "(c)")[0] == "not testable here"
+
+
+def test_front_page_shows_every_device_and_the_scorecard(tmp_path):
+    from analysis.report.front_page import front_page
+
+    row = ScoreRow("Table 2 (runtimes, RF/LW)", "2.77", "2.0 (1.9 to 2.1)", "NVIDIA H200", "partly", "slower", "rule",
+                   "timing/nvidia-h200/table2_speedup.md")
+    manifest = {
+        "timing/nvidia-h200": {"section": "timing", "title": "Timing on NVIDIA H200", "scores": [vars(row)],
+                               "environment": {"device_name": "NVIDIA H200"}, "text": "GPU words", "artifacts": []},
+        "timing/cpu-x": {"section": "timing", "title": "Timing on a CPU", "scores": [], "text": "CPU words",
+                         "environment": {"device_name": "CPU"}, "artifacts": []},
+    }
+    page = front_page(manifest, tmp_path)
+    assert "Timing on NVIDIA H200" in page and "Timing on a CPU" in page and "GPU words" in page
+    assert "**partly**" in page and "[Table 2 (runtimes, RF/LW)](timing/nvidia-h200/table2_speedup.md)" in page
+    assert render([row]).count("Status rules") == 1
+    assert isinstance(Section("x"), Section)

@@ -22,6 +22,8 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import Conv2dNormActivation
 
+from .meta import build_on_meta
+
 TORCHVISION_FAMILIES = (
     "resnet",
     "resnext",
@@ -75,11 +77,7 @@ def probe_stages(build: Callable[[], nn.Module], size: int = PROBE_SIZE, max_dep
     in the order their forward returns; the last one at a stride is that stage's
     output. A container returning its last child's tensor is named by the child.
     """
-    try:
-        with torch.device("meta"):
-            model = build().eval()
-    except NotImplementedError:  # a builder that reads tensor values while building (RegNet)
-        model = build().to("meta").eval()
+    model = build_on_meta(build).eval()
     seen: list[tuple[str, torch.Tensor]] = []
     hooks = []
     for name, module in model.named_modules():

@@ -35,7 +35,15 @@ def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> StateDic
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint file not found: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch.load raises many kinds (pickle, zip, EOF, runtime): one message
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if len(reason) > 200 or reason.isdigit():
+                reason = f"{type(err).__name__} ({reason[:120]})"
+            raise CheckpointError(
+                f"cannot read checkpoint {path}: {reason} (not a torch.save file, or truncated)"
+            ) from None
     else:
         state = source
     for container in ("state_dict", "model", "segmenter"):

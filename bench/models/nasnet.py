@@ -184,7 +184,3 @@ class NASNetAMobile(nn.Module):
             previous, current = current, getattr(self, name)(current, previous)
         pooled = F.adaptive_avg_pool2d(F.relu(current), 1).flatten(1)
         return self.classifier(F.dropout(pooled, 0.5, self.training))
-
-
-def nasnet_a_mobile(num_classes: int = 1000) -> NASNetAMobile:
-    return NASNetAMobile(num_classes=num_classes)

@@ -11,15 +11,22 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from .. import validation
 from .backbones import Backbone
 from .decoder import DecoderSpec, RefineNetDecoder
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        return torch.is_autocast_enabled() if device_type == "cuda" else torch.is_autocast_cpu_enabled()
 
 
 class RefineNet(nn.Module):
     def __init__(self, backbone: Backbone, spec: DecoderSpec, num_classes: int = 21, name: str = "") -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        validation.integer("num_classes", num_classes, minimum=1)
         self.name = name
         self.num_classes = num_classes
         self.backbone = backbone
@@ -35,11 +42,24 @@ class RefineNet(nn.Module):
         return self.decoder.spec
 
     def _check_input(self, x: torch.Tensor) -> None:
+        """Shape, dtype and device, checked before the first op so a mistake reads as one line."""
+        who = self.name or "RefineNet"
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{self.name or 'RefineNet'} expects an image batch of shape (N, 3, H, W), got {shape}")
-        if x.shape[-1] < 32 or x.shape[-2] < 32:
+            raise ValueError(f"{who} expects an image batch of shape (N, 3, H, W), got {shape}")
+        if x.shape[0] < 1:
+            raise ValueError(f"{who} expects at least one image, got a batch of 0")
+        if x.shape[-1] < validation.MIN_SIDE or x.shape[-2] < validation.MIN_SIDE:
             raise ValueError(f"input must be at least 32x32 (the backbone's stride), got {tuple(x.shape[-2:])}")
+        weight = self.decoder.classifier.weight
+        if not x.is_floating_point():
+            raise TypeError(f"{who} expects a floating-point image batch (normalised RGB), got dtype {x.dtype}; "
+                            "convert with x.float() (and normalise uint8 images first)")
+        if x.dtype != weight.dtype and not _autocast_on(x.device.type):
+            raise TypeError(f"{who} has {weight.dtype} weights but the input is {x.dtype}: convert one of them "
+                            "(x.to(dtype) or model.to(dtype)), or run under torch.autocast")
+        if x.device != weight.device:
+            raise ValueError(f"{who} is on {weight.device} but the input is on {x.device}: move one of them")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
@@ -60,13 +80,13 @@ class RefineNet(nn.Module):
         """Taps that are the same tensor as another tap (e.g. before/after RCU without RCUs)."""
         return self.decoder.tap_aliases()
 
-    def forward_taps(self, x: torch.Tensor, taps: Iterable[str]) -> dict[str, torch.Tensor]:
-        """One forward pass returning the requested taps by name.
+    def forward_taps(self, x: torch.Tensor, taps: Iterable[str] | str) -> dict[str, torch.Tensor]:
+        """One forward pass returning the requested taps by name (one name or several).
 
         Aliased taps (see :meth:`tap_aliases`) return the very same tensor object.
         """
         self._check_input(x)
-        wanted = list(dict.fromkeys(taps))
+        wanted = list(dict.fromkeys([taps] if isinstance(taps, str) else taps))
         valid = self.tap_names()
         unknown = [t for t in wanted if t not in valid]
         if unknown:

@@ -1,19 +1,26 @@
-"""Variant registry: a name -> builder, plus ``family:backbone`` for any supported backbone.
+"""Variant registry: a name -> builder and its facts, plus ``family:backbone`` for any supported backbone.
 
-A paper variant is a three-line builder; what distinguishes it from its
-siblings is its backbone name and its decoder spec (see ``FAMILIES``).
+A paper variant is a three-line builder; what distinguishes it from its siblings is its backbone
+name and its decoder spec (see ``FAMILIES``). Every fact about a variant (family, backbone, depth,
+the paper's names for it, its public checkpoint layout) lives in its :class:`VariantInfo`: callers
+ask :func:`variant_info` or :func:`find_variant` and never parse a name.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from torch import nn
+
+from .. import validation
 from .backbones import backbone_names, create_backbone
 from .checkpoints import load_checkpoint
 from .decoder import DecoderSpec
+from .meta import build_on_meta
 from .refinenet import RefineNet
 
 FAMILIES: dict[str, DecoderSpec] = {
@@ -25,90 +32,133 @@ FAMILIES: dict[str, DecoderSpec] = {
     "rf_lw": DecoderSpec(family="rf_lw", crp_kernel=1, fusion_kernel=1),
 }
 
+FAMILY_LABELS: dict[str, str] = {"rf": "RefineNet", "rf_lw_rcu": "LW with RCU", "rf_lw": "LW"}
+"""How tables and figures name each family."""
+
 
 @dataclass(frozen=True)
 class VariantInfo:
     name: str
     builder: Callable[..., RefineNet]
-    paper_name: str | None = None  # the name used in the paper's tables
+    family: str  # a key of FAMILIES
+    backbone: str  # a name from backbone_names()
+    depth: int | None = None  # ResNet depth (50, 101, 152, ...); None for other backbones
+    paper_names: tuple[str, ...] = ()  # the names the paper's tables use for it (first: the main one)
     checkpoint_layout: str | None = None  # public reference checkpoint layout, if any
+
+    @property
+    def paper_name(self) -> str | None:
+        return self.paper_names[0] if self.paper_names else None
+
+    @property
+    def family_label(self) -> str:
+        return FAMILY_LABELS[self.family]
+
+    @property
+    def registered(self) -> bool:
+        """A named variant (``rf_lw101``) rather than a ``family:backbone`` combination."""
+        return ":" not in self.name
 
 
 _REGISTRY: dict[str, VariantInfo] = {}
 
 
-def register_model(paper_name: str | None = None, checkpoint_layout: str | None = None):
-    """Decorator registering a builder under its function name; refuses duplicates."""
+def _depth(backbone: str) -> int | None:
+    match = re.fullmatch(r"resnet(\d+)", backbone)
+    return int(match[1]) if match else None
+
+
+def register_model(family: str, backbone: str, paper_names: tuple[str, ...] = (), checkpoint_layout: str | None = None):
+    """Decorator registering a builder under its function name, with its facts; refuses duplicates."""
 
     def wrap(fn: Callable[..., RefineNet]) -> Callable[..., RefineNet]:
         if fn.__name__ in _REGISTRY:
             raise ValueError(f"variant {fn.__name__!r} is already registered")
-        _REGISTRY[fn.__name__] = VariantInfo(fn.__name__, fn, paper_name, checkpoint_layout)
+        _REGISTRY[fn.__name__] = VariantInfo(fn.__name__, fn, family, backbone, _depth(backbone), paper_names,
+                                             checkpoint_layout)
         return fn
 
     return wrap
 
 
-def _build(name: str, backbone: str, spec: DecoderSpec, num_classes: int, backbone_weights=None) -> RefineNet:
+def _build(name: str, backbone: str, spec: DecoderSpec, num_classes: int, backbone_weights=None,
+           decoder: dict | None = None) -> RefineNet:
+    if decoder:
+        spec = spec.with_changes(**decoder)
     return RefineNet(create_backbone(backbone, weights=backbone_weights), spec, num_classes, name=name)
+
+
+def _check_decoder_changes(decoder: dict | None) -> None:
+    if decoder is None:
+        return
+    if not isinstance(decoder, dict):
+        raise TypeError(f"decoder must be a dict of DecoderSpec fields, got {decoder!r}")
+    valid = [f for f in DecoderSpec.__dataclass_fields__ if f != "family"]
+    unknown = [k for k in decoder if k not in valid]
+    if unknown:
+        raise ValueError(f"unknown decoder field(s) {unknown}; valid: {', '.join(valid)}")
+    for key in ("channels", "top_channels", "crp_stages", "rcu_in", "rcu_out"):
+        if key in decoder:
+            validation.integer(f"decoder {key}", decoder[key], minimum=0 if key in ("crp_stages", "rcu_in", "rcu_out")
+                               else 2)
 
 
 # --- the paper's variants --------------------------------------------------------------------
 
 
-@register_model("RefineNet-50")
+@register_model("rf", "resnet50", ("RefineNet-50",))
 def rf50(**kwargs) -> RefineNet:
     return _build("rf50", "resnet50", FAMILIES["rf"], **kwargs)
 
 
-@register_model("RefineNet-101", checkpoint_layout="refinenet")
+@register_model("rf", "resnet101", ("RefineNet-101",), checkpoint_layout="refinenet")
 def rf101(**kwargs) -> RefineNet:
     return _build("rf101", "resnet101", FAMILIES["rf"], **kwargs)
 
 
-@register_model("RefineNet-152")
+@register_model("rf", "resnet152", ("RefineNet-152",))
 def rf152(**kwargs) -> RefineNet:
     return _build("rf152", "resnet152", FAMILIES["rf"], **kwargs)
 
 
-@register_model()  # not in the paper
+@register_model("rf_lw_rcu", "resnet50")  # not in the paper
 def rf_lw_rcu50(**kwargs) -> RefineNet:
     return _build("rf_lw_rcu50", "resnet50", FAMILIES["rf_lw_rcu"], **kwargs)
 
 
-@register_model("RefineNet-101-LW-WITH-RCU")
+@register_model("rf_lw_rcu", "resnet101", ("RefineNet-101-LW-WITH-RCU",))
 def rf_lw_rcu101(**kwargs) -> RefineNet:
     return _build("rf_lw_rcu101", "resnet101", FAMILIES["rf_lw_rcu"], **kwargs)
 
 
-@register_model()  # not in the paper
+@register_model("rf_lw_rcu", "resnet152")  # not in the paper
 def rf_lw_rcu152(**kwargs) -> RefineNet:
     return _build("rf_lw_rcu152", "resnet152", FAMILIES["rf_lw_rcu"], **kwargs)
 
 
-@register_model("RefineNet-LW-50", checkpoint_layout="lw_resnet")
+@register_model("rf_lw", "resnet50", ("RefineNet-LW-50",), checkpoint_layout="lw_resnet")
 def rf_lw50(**kwargs) -> RefineNet:
     return _build("rf_lw50", "resnet50", FAMILIES["rf_lw"], **kwargs)
 
 
-@register_model("RefineNet-LW-101", checkpoint_layout="lw_resnet")
+@register_model("rf_lw", "resnet101", ("RefineNet-LW-101", "RefineNet-101-LW"), checkpoint_layout="lw_resnet")
 def rf_lw101(**kwargs) -> RefineNet:
     return _build("rf_lw101", "resnet101", FAMILIES["rf_lw"], **kwargs)
 
 
-@register_model("RefineNet-LW-152", checkpoint_layout="lw_resnet")
+@register_model("rf_lw", "resnet152", ("RefineNet-LW-152",), checkpoint_layout="lw_resnet")
 def rf_lw152(**kwargs) -> RefineNet:
     return _build("rf_lw152", "resnet152", FAMILIES["rf_lw"], **kwargs)
 
 
-@register_model("RefineNet-LW-MobileNet-v2", checkpoint_layout="lw_mbv2")
+@register_model("rf_lw", "mobilenet_v2_lwrf", ("RefineNet-LW-MobileNet-v2",), checkpoint_layout="lw_mbv2")
 def rf_lw_mbv2(**kwargs) -> RefineNet:
     # the reference keeps 256 channels at the coarsest level and has no lateral fusion conv
     spec = FAMILIES["rf_lw"].with_changes(top_channels=256, lateral_fusion_conv=False, activation="relu6")
     return _build("rf_lw_mbv2", "mobilenet_v2_lwrf", spec, **kwargs)
 
 
-@register_model("RefineNet-LW-NASNet-Mobile")
+@register_model("rf_lw", "nasnet_a_mobile", ("RefineNet-LW-NASNet-Mobile",))
 def rf_lw_nasnet(**kwargs) -> RefineNet:
     # no public code: the decoder of the other light backbone (rf_lw_mbv2), which reproduces
     # the paper's MAC ratio between the two light models (see README)
@@ -119,25 +169,48 @@ def rf_lw_nasnet(**kwargs) -> RefineNet:
 # --- lookup ----------------------------------------------------------------------------------
 
 
-def list_models(pattern: str = "*", include_backbones: bool = True) -> list[str]:
+def list_models(
+    pattern: str = "*",
+    include_backbones: bool = True,
+    family: str | None = None,
+    backbone: str | None = None,
+) -> list[str]:
     """Registered variant names, then ``family:backbone`` for every supported backbone.
 
-    ``pattern`` is a shell-style filter, e.g. ``"rf_lw*"`` or ``"*:resnet*"``.
+    ``pattern`` is a shell-style filter on the name (``"rf_lw*"``, ``"*:resnet*"``); ``family``
+    and ``backbone`` keep the variants with that family / backbone (e.g. ``family="rf"``,
+    ``backbone="resnet101"`` gives ``rf101`` and ``rf:resnet101``).
     """
-    names = list(_REGISTRY)
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a string, got {pattern!r}")
+    if family is not None:
+        validation.choice("family", family, FAMILIES)
+    if backbone is not None:
+        validation.choice("backbone", backbone, backbone_names())
+    infos = list(_REGISTRY.values())
     if include_backbones:
-        names += [f"{fam}:{bb}" for fam in FAMILIES for bb in backbone_names()]
-    return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        infos += [_dynamic_info(fam, bb) for fam in FAMILIES for bb in backbone_names()]
+    return [
+        i.name
+        for i in infos
+        if fnmatch.fnmatchcase(i.name, pattern)
+        and (family is None or i.family == family)
+        and (backbone is None or i.backbone == backbone)
+    ]
+
+
+def _dynamic_info(family: str, backbone: str) -> VariantInfo:
+    name = f"{family}:{backbone}"
+    return VariantInfo(name, lambda **kw: _build(name, backbone, FAMILIES[family], **kw), family, backbone,
+                       _depth(backbone))
 
 
 def variant_info(name: str) -> VariantInfo:
+    """Every fact about a variant; an unknown name is a ValueError listing the valid ones."""
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a string such as 'rf_lw101' or 'rf_lw:resnet18', got {name!r}")
     if name in _REGISTRY:
         return _REGISTRY[name]
-    family, backbone = _split_dynamic(name)
-    return VariantInfo(name, lambda **kw: _build(name, backbone, FAMILIES[family], **kw))
-
-
-def _split_dynamic(name: str) -> tuple[str, str]:
     family, sep, backbone = name.partition(":")
     if not sep or family not in FAMILIES or backbone not in backbone_names():
         hint = (
@@ -145,7 +218,22 @@ def _split_dynamic(name: str) -> tuple[str, str]:
             f"{', '.join(FAMILIES)} and BACKBONE in {', '.join(backbone_names())} (see list_models())"
         )
         raise ValueError(f"unknown model {name!r}; {hint}")
-    return family, backbone
+    return _dynamic_info(family, backbone)
+
+
+def find_variant(family: str, backbone: str) -> str:
+    """The name for a family on a backbone: the registered one where there is one (``rf_lw101``),
+    else ``family:backbone``."""
+    validation.choice("family", family, FAMILIES)
+    for info in _REGISTRY.values():
+        if info.family == family and info.backbone == backbone:
+            return info.name
+    return variant_info(f"{family}:{backbone}").name
+
+
+def variants_by_paper_name() -> dict[str, str]:
+    """{name in the paper's tables: registry name}, from the registry."""
+    return {paper: info.name for info in _REGISTRY.values() for paper in info.paper_names}
 
 
 def create_model(
@@ -154,6 +242,7 @@ def create_model(
     checkpoint: str | Path | dict | None = None,
     checkpoint_layout: str = "auto",
     backbone_weights: str | Path | None = None,
+    decoder: dict | None = None,
 ) -> RefineNet:
     """Build a registered variant (``rf_lw101``) or ``family:backbone`` (``rf_lw:resnet18``).
 
@@ -161,8 +250,20 @@ def create_model(
     reference layout (see :mod:`bench.models.checkpoints`), loaded strictly.
     ``backbone_weights`` is a torchvision weights name (downloaded by torchvision)
     or a local state-dict file for the backbone's classification network.
+    ``decoder``: changes to the variant's :class:`DecoderSpec` for an ablation of your own,
+    e.g. ``{"channels": 64, "top_channels": 128}`` for a narrower decoder of the same family.
     """
-    model = variant_info(name).builder(num_classes=num_classes, backbone_weights=backbone_weights)
+    info = variant_info(name)
+    validation.integer("num_classes", num_classes, minimum=1)
+    _check_decoder_changes(decoder)
+    model = info.builder(num_classes=num_classes, backbone_weights=backbone_weights, decoder=decoder)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, layout=checkpoint_layout)
     return model
+
+
+def meta_model(name: str, num_classes: int = 21) -> nn.Module:
+    """A variant with shapes only (meta device): for counting, listing and layout questions."""
+    info = variant_info(name)
+    validation.integer("num_classes", num_classes, minimum=1)
+    return build_on_meta(lambda: info.builder(num_classes=num_classes))

@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import confusion_matrix, mean_iou
-from .voc import IGNORE
+from ..datasets.voc import IGNORE
 
 
 @dataclass(frozen=True)
@@ -61,19 +60,6 @@ def zero_init_residual_branches(model: nn.Module) -> nn.Module:
     return model
 
 
-def evaluate(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, num_classes: int,
-             normalise: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 32) -> float:
-    """mIoU of the whole network on a split (one confusion matrix over the split)."""
-    model.eval().to(memory_format=torch.channels_last)
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            logits = model(normalise(images[start : start + batch_size]).contiguous(memory_format=torch.channels_last))
-            logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
-            cm += confusion_matrix(logits.argmax(1), masks[start : start + batch_size], num_classes)
-    return mean_iou(cm)
-
-
 def train_segmenter(
     model: nn.Module,
     images: torch.Tensor,
@@ -81,7 +67,9 @@ def train_segmenter(
     normalise: Callable[[torch.Tensor], torch.Tensor],
     settings: TrainSettings = TrainSettings(),
     progress: Callable[[str], None] | None = print,
+    device: str = "cpu",
 ) -> TrainLog:
+    """AdamW on cross-entropy for ``settings.steps`` steps of ``settings.batch_size`` images (seeded)."""
     torch.manual_seed(settings.seed)
     g = torch.Generator().manual_seed(settings.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -89,7 +77,7 @@ def train_segmenter(
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
     log = TrainLog()
     start = time.perf_counter()
-    model.train().to(memory_format=torch.channels_last)
+    model.train().to(device, memory_format=torch.channels_last)
     order = torch.randperm(len(images), generator=g)
     cursor = 0
     for step in range(settings.steps):
@@ -106,9 +94,9 @@ def train_segmenter(
         flip = torch.rand(len(idx), generator=g) < 0.5
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         y = torch.where(flip.view(-1, 1, 1), y.flip(-1), y)
-        x = normalise(x).contiguous(memory_format=torch.channels_last)
+        x = normalise(x.to(device)).contiguous(memory_format=torch.channels_last)
         logits = F.interpolate(model(x), size=y.shape[-2:], mode="bilinear", align_corners=False)
-        loss = F.cross_entropy(logits, y.long(), ignore_index=IGNORE)
+        loss = F.cross_entropy(logits, y.to(device).long(), ignore_index=IGNORE)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad_norm)

@@ -15,12 +15,6 @@ import torch
 from .metrics import average_precision, iou_per_class
 
 
-def resample_indices(n_items: int, n_boot: int = 1000, seed: int = 0) -> torch.Tensor:
-    """(n_boot, n_items) indices drawn with replacement, seeded."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, n_items, (n_boot, n_items), generator=g)
-
-
 def bootstrap_miou(per_image_cm: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """(n_boot,) mIoU of each resample; per_image_cm: (N, K, K) from ``per_image_confusion``."""
     cms = per_image_cm[indices].sum(1)  # (B, K, K)
@@ -36,13 +30,4 @@ def bootstrap_multilabel(scores: torch.Tensor, targets: torch.Tensor, indices: t
     for idx in indices:
         s, t = scores[idx], targets[idx]
         aps.append(torch.nanmean(torch.tensor([average_precision(s[:, c], t[:, c]) for c in range(t.shape[1])])))
-    return {"label_accuracy": label_accuracy, "mAP": torch.stack(aps).float()}
-
-
-def percentile_interval(samples: torch.Tensor, level: float = 0.95) -> tuple[float, float]:
-    """The central ``level`` interval of bootstrap samples (NaN samples dropped)."""
-    samples = samples[~torch.isnan(samples)].double()
-    if samples.numel() == 0:
-        return float("nan"), float("nan")
-    alpha = (1 - level) / 2
-    return float(torch.quantile(samples, alpha)), float(torch.quantile(samples, 1 - alpha))
+    return {"label_accuracy": label_accuracy, "map": torch.stack(aps).float()}

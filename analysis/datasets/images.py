@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-VOC_SAMPLE = Path(__file__).resolve().parent / "data" / "voc-sample"
+VOC_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "voc-sample"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
@@ -57,3 +57,20 @@ def noise_images(n: int, size: tuple[int, int], seed: int = 0) -> tuple[torch.Te
     """Seeded uniform noise in [0, 1]: the ERF of the network alone, without image statistics."""
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, *size, generator=g), [f"noise{i}" for i in range(n)]
+
+
+def voc_crops(size: tuple[int, int], zoom: float = 1.6) -> tuple[torch.Tensor, list[str]]:
+    """More candidates from the four VOC images: each loaded at ``zoom`` x ``size``, cut into its four
+    corner crops and its centre crop of ``size`` (20 images), for top-activated image searches."""
+    big = (round(size[0] * zoom), round(size[1] * zoom))
+    images, names = voc_sample(big)
+    h, w = size
+    H, W = big
+    corners = {"tl": (0, 0), "tr": (0, W - w), "bl": (H - h, 0), "br": (H - h, W - w),
+               "c": ((H - h) // 2, (W - w) // 2)}
+    crops, labels = [], []
+    for image, name in zip(images, names, strict=True):
+        for tag, (y, x) in corners.items():
+            crops.append(image[:, y : y + h, x : x + w])
+            labels.append(f"{name}/{tag}")
+    return torch.stack(crops), labels

@@ -31,16 +31,16 @@ from .voc import IGNORE, write_voc
 SHAPES = ("circle", "square", "triangle")
 SIZES = ("small", "large")
 CLASSES = ("background",) + tuple(f"{size} {shape}" for shape in SHAPES for size in SIZES)
-CACHE = Path(__file__).resolve().parents[1] / ".cache" / "synthetic-voc"
+CACHE = Path(__file__).resolve().parents[2] / ".cache" / "synthetic-voc"
 
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    n_train: int = 240
+    n_train: int = 200
     n_val: int = 80
-    size: int = 128
-    small_radius: tuple[int, int] = (8, 13)  # object half-extent in pixels
-    large_radius: tuple[int, int] = (20, 30)
+    size: int = 256
+    small_radius: tuple[int, int] = (16, 26)  # object half-extent in pixels
+    large_radius: tuple[int, int] = (40, 60)
     max_objects: int = 3
     seed: int = 0
     version: int = 2
@@ -128,7 +128,7 @@ def synthetic_voc(spec: SyntheticSpec = SyntheticSpec(), cache: Path | None = No
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".partial-"))
     try:
-        write_voc(tmp, splits, images, masks)
+        write_voc(tmp, splits, images, masks, classes=CLASSES)
         (tmp / "spec.json").write_text(json.dumps({**asdict(spec), "classes": CLASSES}, indent=2))
         tmp.rename(root)
     except BaseException:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .voc import IGNORE
+from ..datasets.voc import IGNORE
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore: int = IGNORE) -> torch.Tensor:
@@ -75,5 +75,5 @@ def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, threshold: f
     return {
         "label_accuracy": float(correct.double().mean()),
         "subset_accuracy": float(correct.all(1).double().mean()),
-        "mAP": float(torch.nanmean(aps)),
+        "map": float(torch.nanmean(aps)),
     }

@@ -2,7 +2,8 @@
 
 ``data/paper_numbers.csv`` is a copy of every number of Tables 1-5 and the
 abstract, one per row: source, model, backbone, decoder, metric, value, unit,
-setting. ``PAPER_VARIANT`` ties the paper's model names to registry names.
+setting. The paper's model names are tied to registry names by the registry itself
+(``VariantInfo.paper_names``).
 """
 
 from __future__ import annotations
@@ -12,18 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-PAPER_VARIANT = {
-    "RefineNet-50": "rf50",
-    "RefineNet-101": "rf101",
-    "RefineNet-152": "rf152",
-    "RefineNet-101-LW-WITH-RCU": "rf_lw_rcu101",
-    "RefineNet-LW-50": "rf_lw50",
-    "RefineNet-LW-101": "rf_lw101",
-    "RefineNet-101-LW": "rf_lw101",
-    "RefineNet-LW-152": "rf_lw152",
-    "RefineNet-LW-MobileNet-v2": "rf_lw_mbv2",
-    "RefineNet-LW-NASNet-Mobile": "rf_lw_nasnet",
-}
+from bench.models import variants_by_paper_name
 
 
 @dataclass(frozen=True)
@@ -52,11 +42,12 @@ class PaperNumber:
 
 @lru_cache(maxsize=1)
 def paper_numbers() -> tuple[PaperNumber, ...]:
-    text = resources.files("bench").joinpath("data/paper_numbers.csv").read_text()
+    text = resources.files("analysis").joinpath("data/paper_numbers.csv").read_text()
     rows = csv.DictReader(text.splitlines())
+    variants = variants_by_paper_name()
     return tuple(
         PaperNumber(
-            r["source"], r["model"], PAPER_VARIANT.get(r["model"]), r["metric"], float(r["value"]), r["unit"],
+            r["source"], r["model"], variants.get(r["model"]), r["metric"], float(r["value"]), r["unit"],
             r["setting"], _raw=r["value"],
         )
         for r in rows

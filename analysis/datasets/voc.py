@@ -1,12 +1,17 @@
-"""PASCAL VOC 2012 segmentation data in the VOCdevkit layout: reading, and writing (for generated sets).
+"""Segmentation data in the VOCdevkit layout (PASCAL VOC 2012 or any dataset laid out like it).
 
 Layout (``root`` is the VOCdevkit folder or its ``VOC2012`` subfolder)::
 
-    VOC2012/JPEGImages/<id>.jpg
-    VOC2012/SegmentationClass/<id>.png          palette PNG: pixel value = class id, 255 = boundary/ignore
+    VOC2012/JPEGImages/<id>.jpg (or .jpeg / .png)
+    VOC2012/SegmentationClass/<id>.png          palette or greyscale PNG: pixel value = class id, 255 = ignore
     VOC2012/ImageSets/Segmentation/<split>.txt  one id per line
+    VOC2012/classes.txt                         optional: one class name per line, background first
 
-Images are resized bilinearly, masks with nearest neighbour (class ids never blend).
+The number of classes K comes, in this order, from the caller (``num_classes``), from
+``classes.txt``, or from the masks themselves (largest label + 1 over the splits read, see
+:func:`dataset_classes`). Label values must be 0..K-1 or 255; anything else is an error naming
+the file and the value. Images are resized bilinearly, masks with nearest neighbour (class ids
+never blend).
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench import validation
+
 IGNORE = 255
+MAX_CLASSES = 255  # 255 is the ignore label; uint8 masks hold 0..254
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
@@ -51,18 +60,34 @@ def voc2012_dir(root: str | Path) -> Path:
     )
 
 
+def class_names(root: str | Path) -> tuple[str, ...] | None:
+    """The names in ``VOC2012/classes.txt`` (background first), or None where there is no such file."""
+    path = voc2012_dir(root) / "classes.txt"
+    if not path.is_file():
+        return None
+    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    if not 2 <= len(names) <= MAX_CLASSES:
+        raise ValueError(f"{path}: expected 2..{MAX_CLASSES} class names (background first), got {len(names)}")
+    return names
+
+
 @dataclass
 class VOCSegmentation:
     """A split of a VOC-layout dataset, resized to ``size`` (H, W); ``len`` and ``[i] -> (image, mask)``.
 
-    image: float (3, H, W) in [0, 1]; mask: int64 (H, W) with class ids and 255.
+    image: float (3, H, W) in [0, 1]; mask: int64 (H, W) with class ids and 255. With ``num_classes``
+    set, a label outside 0..num_classes-1 (other than 255) is an error naming the file and value.
     """
 
     root: str | Path
     split: str = "train"
     size: tuple[int, int] = (512, 512)
+    num_classes: int | None = None
 
     def __post_init__(self) -> None:
+        validation.image_size("size", *self.size)
+        if self.num_classes is not None:
+            validation.integer("num_classes", self.num_classes, minimum=2, maximum=MAX_CLASSES)
         self.base = voc2012_dir(self.root)
         split_file = self.base / "ImageSets" / "Segmentation" / f"{self.split}.txt"
         if not split_file.is_file():
@@ -77,7 +102,24 @@ class VOCSegmentation:
 
     def paths(self, i: int) -> tuple[Path, Path]:
         image_id = self.ids[i]
-        return self.base / "JPEGImages" / f"{image_id}.jpg", self.base / "SegmentationClass" / f"{image_id}.png"
+        candidates = [self.base / "JPEGImages" / f"{image_id}{s}" for s in IMAGE_SUFFIXES]
+        image = next((p for p in candidates if p.is_file()), candidates[0])
+        return image, self.base / "SegmentationClass" / f"{image_id}.png"
+
+    def _mask(self, mask_path: Path) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(mask_path) as m:
+            if m.mode not in ("P", "L"):
+                raise ValueError(f"{mask_path}: expected a palette or greyscale PNG of class ids, got mode {m.mode}")
+            mask = np.asarray(m)
+        if self.num_classes is not None:
+            values = np.unique(mask)
+            bad = values[(values >= self.num_classes) & (values != IGNORE)]
+            if len(bad):
+                raise ValueError(f"{mask_path}: label value {int(bad[0])} outside 0..{self.num_classes - 1} "
+                                 f"(num_classes={self.num_classes}; {IGNORE} = ignore)")
+        return mask
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         from PIL import Image
@@ -89,11 +131,7 @@ class VOCSegmentation:
         try:
             with Image.open(image_path) as im:
                 rgb = np.asarray(im.convert("RGB"))
-            with Image.open(mask_path) as m:
-                if m.mode not in ("P", "L"):
-                    raise ValueError(f"{mask_path}: expected a palette or greyscale PNG of class ids, "
-                                     f"got mode {m.mode}")
-                mask = np.asarray(m)
+            mask = self._mask(mask_path)
         except OSError as err:
             raise ValueError(f"cannot read {image_path.name} / {mask_path.name}: {err}") from None
         if rgb.shape[:2] != mask.shape:
@@ -108,8 +146,8 @@ class VOCSegmentation:
         """The whole split, compact: uint8 (N, 3, H, W) images (0..255) and uint8 (N, H, W) masks.
 
         A quarter of float32 images and an eighth of int64 masks: VOC train at 512x512 is ~1.5 GB
-        instead of ~7.6 GB. ``analysis.images.normalise`` takes uint8 images; cast masks with
-        ``.long()`` where a loss needs it.
+        instead of ~7.6 GB. ``analysis.datasets.images.normalise`` takes uint8 images; cast masks
+        with ``.long()`` where a loss needs it.
         """
         n = len(self)
         images = torch.empty(n, 3, *self.size, dtype=torch.uint8)
@@ -117,13 +155,39 @@ class VOCSegmentation:
         for i in range(n):
             image, mask = self[i]
             images[i] = image.mul(255).round().to(torch.uint8)
-            masks[i] = mask.to(torch.uint8)  # class ids < 256 and 255 (ignore) fit
+            masks[i] = mask.to(torch.uint8)  # class ids < 255 and 255 (ignore) fit
         return images, masks
 
 
+def dataset_classes(root: str | Path, num_classes: int | None = None, masks: list[torch.Tensor] = ()
+                    ) -> tuple[int, tuple[str, ...], str]:
+    """(K, class names, where K came from): the option, ``classes.txt``, or the largest label seen + 1."""
+    names = class_names(root)
+    if num_classes is not None:
+        validation.integer("num_classes", num_classes, minimum=2, maximum=MAX_CLASSES)
+        if names is not None and len(names) != num_classes:
+            raise ValueError(f"num_classes={num_classes} but {voc2012_dir(root) / 'classes.txt'} names {len(names)}")
+        return num_classes, names or _numbered(num_classes), "given"
+    if names is not None:
+        return len(names), names, "classes.txt"
+    seen = [int(m[m != IGNORE].max()) for m in masks if (m != IGNORE).any()]
+    k = max(seen, default=0) + 1
+    if k < 2:
+        raise ValueError(f"cannot tell the number of classes of {root}: no foreground label in the masks read; "
+                         "pass num_classes")
+    if k == len(VOC_CLASSES):
+        return k, VOC_CLASSES, "largest label + 1 (PASCAL VOC names)"
+    return k, _numbered(k), "largest label + 1"
+
+
+def _numbered(k: int) -> tuple[str, ...]:
+    return ("background",) + tuple(f"class {c}" for c in range(1, k))
+
+
 def write_voc(root: Path, split_ids: dict[str, list[str]], images: dict[str, np.ndarray],
-              masks: dict[str, np.ndarray]) -> Path:
-    """Write a dataset in the VOC layout (JPEG quality 95, palette PNG masks); returns the VOC2012 folder."""
+              masks: dict[str, np.ndarray], classes: tuple[str, ...] | None = None) -> Path:
+    """Write a dataset in the VOC layout (JPEG quality 95, palette PNG masks, optional classes.txt);
+    returns the VOC2012 folder."""
     from PIL import Image
 
     base = root / "VOC2012"
@@ -138,4 +202,6 @@ def write_voc(root: Path, split_ids: dict[str, list[str]], images: dict[str, np.
         mask.save(base / "SegmentationClass" / f"{image_id}.png")
     for split, ids in split_ids.items():
         (base / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    if classes is not None:
+        (base / "classes.txt").write_text("\n".join(classes) + "\n")
     return base

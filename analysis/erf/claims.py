@@ -1,0 +1,68 @@
+"""Claims (a) and (b) of the paper, decided from decoder-grid ERFs.
+
+(a) "Dropping 3x3 convolutions does not shrink the empirical receptive field" (Sections 3.2, 5.1, 8):
+    per level, the side (2r+1 cells) of the square holding 90% of a whole level's decoder-grid ERF,
+    light-weight family over RefineNet, with a paired bootstrap interval over the images. *Reproduced*
+    where the interval reaches 0.8 or more (the light-weight ERF is not shown to be 20% smaller), *not
+    reproduced* where it lies below 0.8.
+(b) "CRP enlarges the ERF" (Section 5.1, Figure 3): per family and level, CRP's own decoder-grid ERF.
+    *Reproduced* where the 90%-mass square of CRP's ERF is wider than one cell with its whole interval
+    (r90 >= 1: CRP moves information between cells), *not reproduced* where it stays on one cell.
+
+Both are decided on the architecture (random initialisation with re-estimated BatchNorm statistics);
+what trained weights do to them is not testable without trained weights.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from bench.stats import percentile_interval
+
+from .decoder_grid import DecoderGrid
+
+SHRINK_LIMIT = 0.8
+
+
+def side(r: torch.Tensor | float) -> torch.Tensor | float:
+    return 2 * r + 1
+
+
+def claim_a(grids: dict[str, DecoderGrid], reference: str = "rf") -> pd.DataFrame:
+    """Whole-level r90 square side of each other family over ``reference``'s, per level, with a paired CI."""
+    base = grids[reference]
+    rows = []
+    for family, grid in grids.items():
+        if family == reference:
+            continue
+        for (level, block), samples in grid.boot.items():
+            if block != "whole level":
+                continue
+            ref = base.boot[(level, block)][0.9]
+            ratio_samples = side(samples[0.9].double()) / side(ref.double())
+            ours = grid.frame.set_index(["level", "block"]).loc[(level, block), "r90_cells"]
+            theirs = base.frame.set_index(["level", "block"]).loc[(level, block), "r90_cells"]
+            low, high = percentile_interval(ratio_samples)
+            ratio = side(ours) / side(theirs)
+            status = "reproduced" if high >= SHRINK_LIMIT else "not reproduced"
+            rows.append({"family": family, "reference": reference, "level": level, "r90_cells": ours,
+                         "reference_r90_cells": theirs, "side_ratio": ratio, "ci_low": low, "ci_high": high,
+                         "status": status})
+    return pd.DataFrame(rows)
+
+
+def claim_b(grids: dict[str, DecoderGrid]) -> pd.DataFrame:
+    """CRP's own decoder-grid r90 per family and level, with its interval."""
+    rows = []
+    for family, grid in grids.items():
+        frame = grid.frame.set_index(["level", "block"])
+        for (level, block), samples in grid.boot.items():
+            if block != "CRP":
+                continue
+            low, high = percentile_interval(samples[0.9])
+            r90 = frame.loc[(level, block), "r90_cells"]
+            status = "reproduced" if low >= 1 else "not reproduced"
+            rows.append({"family": family, "level": level, "crp_r90_cells": r90, "ci_low": low, "ci_high": high,
+                         "theoretical_cells": frame.loc[(level, block), "theoretical_cells"], "status": status})
+    return pd.DataFrame(rows)

@@ -1,0 +1,111 @@
+"""What each block adds to the probes: paired differences between probe points, and claim (c)'s verdict.
+
+For every variant and level: RCU = after RCU - before RCU (families with RCUs), CRP = after CRP -
+after RCU (- before RCU where there is no RCU). Differences are averaged over training seeds; their
+95% interval comes from the image bootstrap of that seed average (the same val resamples for every
+tap, family and seed, so the difference is paired image by image), and the seeds' standard deviation
+is given beside it (NaN with one seed). The paper's differences (RefineNet-101 on VOC, level 4 only)
+sit next to the ``rf`` family's level-4 rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import torch
+
+from bench.stats import percentile_interval
+
+from ..paper import paper_numbers
+from .heads import METRICS
+from .run import ProbeRun
+
+COMPARISONS = (("RCU", "after_rcu", "before_rcu"), ("CRP", "after_crp", "after_rcu"))
+PAPER_POINTS = {"before RCU": "before_rcu", "after RCU": "after_rcu", "after CRP": "after_crp"}
+PAPER_METRICS = {"probe_miou": "miou", "probe_multilabel_acc": "label_accuracy"}
+
+
+def paper_table4() -> dict[tuple[str, str], float]:
+    """The paper's Table 4 as {(point, metric): fraction}, e.g. ("after_crp", "miou") -> 0.5783."""
+    out = {}
+    for n in paper_numbers():
+        if n.source == "Table 4" and n.metric in PAPER_METRICS:
+            point = PAPER_POINTS[n.model.split(" probe ")[1]]
+            out[(point, PAPER_METRICS[n.metric])] = n.value / 100
+    return out
+
+
+def tap_differences(run: ProbeRun) -> pd.DataFrame:
+    """One row per (variant, level, block): metric differences, intervals, seed spread, the paper's."""
+    paper = paper_table4()
+    frame = run.frame.set_index(["variant", "seed", "tap"])
+    rows = []
+    for (variant, level), group in run.frame.groupby(["variant", "level"], sort=False):
+        seeds = sorted(group.seed.unique())
+        family = group.family.iloc[0]
+        same = group.set_index("point")["same_as"].groupby(level=0).first()
+        for block, after, before in COMPARISONS:
+            if same.get(after) == before:
+                continue  # no RCU: the two taps are one tensor
+            if block == "CRP" and same.get(before):
+                before = same[before]  # no RCU: CRP against the block's input
+            row = {"variant": variant, "family": family, "level": level, "block": block, "after": after,
+                   "before": before, "seeds": len(seeds)}
+            for metric in METRICS:
+                per_seed = [frame.loc[(variant, s, f"{level}.{after}"), metric]
+                            - frame.loc[(variant, s, f"{level}.{before}"), metric] for s in seeds]
+                row[metric] = sum(per_seed) / len(per_seed)
+                row[f"{metric}_seed_sd"] = float(torch.tensor(per_seed).std()) if len(seeds) > 1 else math.nan
+                samples = [run.boot.get((variant, s, f"{level}.{after}"), {}).get(metric) for s in seeds]
+                bases = [run.boot.get((variant, s, f"{level}.{before}"), {}).get(metric) for s in seeds]
+                if all(x is not None for x in samples + bases):
+                    diff = torch.stack([a - b for a, b in zip(samples, bases, strict=True)]).mean(0)
+                    row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = percentile_interval(diff)
+                pa, pb = paper.get((after, metric)), paper.get((before, metric))
+                is_paper_row = family == "rf" and level == "level4" and pa is not None and pb is not None
+                row[f"paper_{metric}"] = pa - pb if is_paper_row else math.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def learned(run: ProbeRun, margin: float = 0.02) -> pd.DataFrame:
+    """Per variant and level: do the probes beat the trivial baselines (by ``margin``, fractions)?"""
+    best = run.frame.groupby(["variant", "level"], sort=False)[["miou", "label_accuracy"]].max()
+    best["miou_gain"] = best["miou"] - run.baselines["miou"]
+    best["label_accuracy_gain"] = best["label_accuracy"] - run.baselines["label_accuracy"]
+    best["learned"] = (best["miou_gain"] >= margin) | (best["label_accuracy_gain"] >= margin)
+    return best.reset_index()
+
+
+def crp_verdicts(run: ProbeRun, diffs: pd.DataFrame, margin: float = 0.02) -> pd.DataFrame:
+    """Claim (c), "CRP, not RCU, drives the features' discriminative power", per variant and level.
+
+    Rule (probe mIoU, 95% intervals): *reproduced* where CRP's difference is above zero and, with RCUs,
+    larger than RCU's; *not reproduced* where CRP's interval is below zero or RCU's lies wholly above
+    CRP's; *inconclusive* otherwise; *not testable* where no probe at that level beats the trivial
+    baselines by ``margin`` (the features were not learned).
+    """
+    ok = learned(run, margin).set_index(["variant", "level"])
+    rows = []
+    for (variant, level), group in diffs.groupby(["variant", "level"], sort=False):
+        g = group.set_index("block")
+        crp = g.loc["CRP"]
+        rcu = g.loc["RCU"] if "RCU" in g.index else None
+        low, high = crp.get("miou_ci_low", math.nan), crp.get("miou_ci_high", math.nan)
+        if not ok.loc[(variant, level), "learned"]:
+            status = "not testable"
+            why = "no probe beats the trivial baselines: the features were not learned"
+        elif high < 0 or (rcu is not None and rcu.get("miou_ci_low", math.nan) > high):
+            status = "not reproduced"
+            why = "CRP lowers the probe mIoU" if high < 0 else "RCU adds more than CRP"
+        elif low > 0 and (rcu is None or crp["miou"] > rcu["miou"]):
+            status = "reproduced"
+            why = "CRP raises the probe mIoU" + ("" if rcu is None else " more than RCU")
+        else:
+            status = "inconclusive"
+            why = "the interval includes zero" if low <= 0 <= high else "CRP's gain does not exceed RCU's"
+        rows.append({"variant": variant, "family": crp["family"], "level": level, "crp_miou": crp["miou"],
+                     "crp_ci_low": low, "crp_ci_high": high, "rcu_miou": rcu["miou"] if rcu is not None else math.nan,
+                     "paper_crp_miou": crp.get("paper_miou", math.nan), "status": status, "why": why})
+    return pd.DataFrame(rows)

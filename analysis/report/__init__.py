@@ -1,0 +1,104 @@
+"""``python -m analysis report [SECTION ...]``: regenerate reports/ and its front page.
+
+Each section measures (``collect``), writes its tables and figures (``write``) and returns a
+:class:`Section`; the front page (reports/README.md) is rebuilt from ``reports/manifest.json``,
+which keeps the last run of every section, and of the timing section once per device, so one
+section can be rerun alone and a CPU run never replaces a GPU run. A section that fails is
+reported with its reason and the others still run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from bench.environment import device_slug, environment
+
+from .files import REPORTS, Section, write_atomic
+from .front_page import front_page
+
+
+def _complexity(out: Path) -> Section:
+    from .complexity import build
+
+    return build(out)
+
+
+def _timing(out: Path) -> Section:
+    from .timing import build
+
+    return build(out)
+
+
+def _erf(out: Path) -> Section:
+    from .erf import build
+
+    return build(out)
+
+
+def _probes(out: Path) -> Section:
+    from .probes import build
+
+    return build(out)
+
+
+def _zoo(out: Path) -> Section:
+    from .zoo import build
+
+    return build(out)
+
+
+SECTIONS: dict[str, Callable[[Path], Section]] = {
+    "complexity": _complexity,
+    "zoo": _zoo,
+    "timing": _timing,
+    "erf": _erf,
+    "probes": _probes,
+}
+
+
+def _key(name: str, device: str) -> str:
+    """Manifest key: the timing section is kept per device."""
+    return f"timing/{device_slug(device)}" if name == "timing" else name
+
+
+def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | None = None) -> dict[str, str]:
+    """Run the named sections (all by default); returns {section: "ok" | error}."""
+    import torch
+
+    names = sections or list(SECTIONS)
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown report section(s) {unknown}; valid: {', '.join(SECTIONS)}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    status = {}
+    for i, name in enumerate(names, 1):
+        key = _key(name, device)
+        print(f"[{i}/{len(names)}] {name} ...", flush=True)
+        start = time.perf_counter()
+        entry = {"section": name, "title": name, "environment": environment(device)}
+        try:
+            section = SECTIONS[name](out)
+            entry.update(title=section.title, text=section.text, settings=section.settings, folder=section.folder,
+                         artifacts=[asdict(a) for a in section.artifacts], scores=[asdict(s) for s in section.scores])
+            status[name] = "ok"
+        except Exception as err:  # a failed section is reported; the others still run
+            traceback.print_exc()
+            entry.update({k: v for k, v in manifest.get(key, {}).items() if k != "error"},
+                         error=f"{type(err).__name__}: {err}")
+            status[name] = entry["error"]
+        entry["seconds"] = time.perf_counter() - start
+        entry["finished"] = time.strftime("%Y-%m-%d %H:%M")
+        manifest[key] = entry
+        print(f"[{i}/{len(names)}] {name}: {status[name]} ({entry['seconds']:.1f} s)", flush=True)
+    order = {name: i for i, name in enumerate(SECTIONS)}
+    ordered = dict(sorted(manifest.items(), key=lambda kv: (order.get(kv[1].get("section", kv[0]), 99), kv[0])))
+    write_atomic(manifest_path, json.dumps(ordered, indent=2) + "\n")
+    write_atomic(out / "README.md", front_page(ordered, out))
+    return status

@@ -1,0 +1,129 @@
+"""A sweep's merged records as tables and figures (``python -m bench sweep-report`` and the zoo section).
+
+Complexity records: FLOPs and parameters of every family on every backbone, what each decoder family
+costs on top of the light-weight one, and the parameters/FLOPs Pareto front per family. Timing
+records: time against MACs per family and the speed/complexity Pareto front.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.models import variant_info
+
+from ..style import FAMILY_COLOURS, family_label, use_style
+from .files import save_figure, save_table
+
+
+def annotate(frame: pd.DataFrame, column: str = "variant") -> pd.DataFrame:
+    """Family and backbone of each row's variant, from the registry."""
+    out = frame.copy()
+    infos = {v: variant_info(v) for v in out[column].dropna().unique()}
+    out["family"] = out[column].map(lambda v: infos[v].family if v in infos else "")
+    out["backbone"] = out[column].map(lambda v: infos[v].backbone if v in infos else "")
+    return out
+
+
+def pareto(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """The rows no other row beats on both ``x`` and ``y`` (lower is better), sorted by ``x``."""
+    ordered = frame.sort_values([x, y])
+    front, best = [], float("inf")
+    for _, row in ordered.iterrows():
+        if row[y] < best:
+            front.append(row)
+            best = row[y]
+    return pd.DataFrame(front)
+
+
+def write_sweep_report(frame: pd.DataFrame, out: Path, title: str, size: tuple[int, int] | None = None) -> list[Path]:
+    """Tables and figures of a merged sweep frame under ``out``; returns the files written."""
+    use_style()
+    written = []
+    frame = annotate(frame) if "variant" in frame else frame
+    csv, md = save_table(frame, out / "sweep", f"{title}: every record", [
+        "One row per configuration (a failed one: its error). Counts: shape-only; times: see each row's settings."])
+    written += [csv, md]
+    comp = frame[frame.get("kind", pd.Series(dtype=str)) == "complexity"] if "kind" in frame else frame.iloc[:0]
+    if len(comp):
+        sizes = sorted({(int(h), int(w)) for h, w in zip(comp.height, comp.width, strict=True)})
+        h, w = size or sizes[0]
+        at = comp[(comp.height == h) & (comp.width == w) & (comp.error == "")]
+        wide = at.pivot_table(index="backbone", columns="family", values="paper_flops", aggfunc="first") / 1e9
+        wide = wide.dropna()
+        overhead = pd.DataFrame({"backbone": wide.index, **{f"{f}_gflops": wide[f].values for f in wide.columns}})
+        for f in wide.columns:
+            if f != "rf_lw":
+                overhead[f"{f}_over_lw"] = (wide[f] / wide["rf_lw"]).values
+        csv2, md2 = save_table(overhead.sort_values("rf_lw_gflops"), out / "family_cost",
+                               f"Each decoder family on every backbone, FLOPs at {h}x{w} (G, MACs + pooling)", [
+            f"{len(overhead)} backbones. *_over_lw: the family's FLOPs over Light-Weight RefineNet's on the same "
+            f"backbone (median {overhead.get('rf_over_lw', pd.Series([float('nan')])).median():.1f}x for RefineNet)."],
+            formats={c: ".1f" for c in overhead.columns if c.endswith("gflops")})
+        written += [csv2, md2]
+        written.append(save_figure(complexity_figure(at, h, w), out / "family_cost"))
+    timed = frame[frame.get("kind", pd.Series(dtype=str)) == "time"] if "kind" in frame else frame.iloc[:0]
+    if len(timed) and "median_ms" in timed:
+        written.append(save_figure(timing_figure(timed[timed.error == ""]), out / "time_vs_macs"))
+    return written
+
+
+def complexity_figure(at: pd.DataFrame, h: int, w: int):
+    """Left: every family's FLOPs against LW's on the same backbone. Right: params vs FLOPs with each
+    family's Pareto front."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    wide = at.pivot_table(index="backbone", columns="family", values="paper_flops", aggfunc="first").dropna() / 1e9
+    lo, hi = wide.min().min() * 0.8, wide.max().max() * 1.25
+    for f in wide.columns:
+        axes[0].scatter(wide["rf_lw"], wide[f], s=14, color=FAMILY_COLOURS[f], label=family_label(f), alpha=0.8)
+    xs = np.array([lo, hi])
+    for k in (1, 2, 4, 8):
+        axes[0].plot(xs, k * xs, color="0.6", lw=0.7, ls=":")
+        axes[0].text(hi / k / 1.05 if k > 1 else hi / 1.1, hi / 1.05, f"{k}x", fontsize=7, color="0.4", ha="right")
+    axes[0].set_xscale("log")
+    axes[0].set_yscale("log")
+    axes[0].set_xlim(lo, hi)
+    axes[0].set_ylim(lo, hi)
+    axes[0].set_xlabel(f"Light-Weight RefineNet FLOPs (G) at {h}x{w}")
+    axes[0].set_ylabel("this family's FLOPs on the same backbone (G)")
+    axes[0].set_title(f"Decoder cost on {len(wide)} backbones (dotted: 1x, 2x, 4x, 8x LW)", fontsize=10)
+    axes[0].legend(fontsize=8)
+    for f, g in at.groupby("family"):
+        x, y = g["params"] / 1e6, g["paper_flops"] / 1e9
+        axes[1].scatter(x, y, s=10, color=FAMILY_COLOURS[f], alpha=0.35)
+        front = pareto(pd.DataFrame({"p": x, "f": y, "v": g["variant"]}), "p", "f")
+        axes[1].plot(front["p"], front["f"], "-o", ms=4, color=FAMILY_COLOURS[f], label=f"{family_label(f)} front")
+        for r in front.itertuples():
+            if r.p == front["p"].iloc[-1] or r.f == front["f"].min():
+                axes[1].annotate(r.v.split(":")[-1], (r.p, r.f), xytext=(4, 2), textcoords="offset points", fontsize=7)
+    axes[1].set_xscale("log")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("parameters (M, 21 classes)")
+    axes[1].set_ylabel(f"FLOPs (G) at {h}x{w}")
+    axes[1].set_title("Parameters vs FLOPs, every family:backbone; lines: each family's Pareto front", fontsize=10)
+    axes[1].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def timing_figure(timed: pd.DataFrame):
+    """Median time against MACs per family, with the speed/complexity Pareto front."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for f, g in timed.groupby("family"):
+        ax.scatter(g["macs"] / 1e9, g["median_ms"], s=14, color=FAMILY_COLOURS.get(f, "0.5"), label=family_label(f))
+    front = pareto(timed.assign(g=timed["macs"] / 1e9), "g", "median_ms")
+    ax.plot(front["g"], front["median_ms"], "k--", lw=1, label="Pareto front (fewer MACs, less time)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("MACs per pass (G)")
+    ax.set_ylabel("median ms per pass")
+    devices = ", ".join(sorted(set(timed.get("device_name", pd.Series(["?"])).astype(str))))
+    ax.set_title(f"Time vs MACs across the sweep ({devices})", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,61 @@
+"""``python -m bench sweep SPEC --out DIR`` and ``python -m bench sweep-report DIR``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_sweep_commands(sub, commands: dict) -> None:
+    from .runner import EXECUTORS
+
+    p = sub.add_parser("sweep", help="run a sweep spec (TOML): one record per configuration, resumable")
+    p.add_argument("spec", help="a TOML spec, e.g. bench/sweeps/specs/zoo.toml")
+    p.add_argument("--out", required=True, help="folder for the records (a rerun skips what is there)")
+    p.add_argument("--executor", default="local", choices=EXECUTORS)
+    p.add_argument("--workers", type=int, default=1, help="local: jobs at a time")
+    p.add_argument("--timeout-min", type=float, default=60.0, help="per job")
+    p.add_argument("--slurm-partition", default=None)
+    p.add_argument("--slurm-gpus-per-job", type=int, default=None, help="GPUs per timing job (default 1)")
+    p.add_argument("--retry-failed", action="store_true", help="run failed configurations again")
+    p = sub.add_parser("sweep-report", help="merge a sweep's records into one table and figures")
+    p.add_argument("dir", help="the --out folder of a sweep")
+    p.add_argument("--report", default=None, help="where to write (default: DIR/report)")
+    commands["sweep"] = cmd_sweep
+    commands["sweep-report"] = cmd_sweep_report
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .. import validation
+    from ..cli import UsageError, checked
+    from .runner import run_sweep
+    from .spec import load_spec
+
+    if not Path(args.spec).is_file():
+        raise UsageError(f"sweep spec not found: {args.spec}")
+    spec = checked(load_spec, args.spec)
+    checked(validation.integer, "--workers", args.workers, minimum=1)
+    checked(validation.number, "--timeout-min", args.timeout_min, minimum=0.1)
+    if args.slurm_gpus_per_job is not None:
+        checked(validation.integer, "--slurm-gpus-per-job", args.slurm_gpus_per_job, minimum=0)
+    status = run_sweep(spec, args.out, args.executor, args.workers, args.timeout_min, args.slurm_partition,
+                       args.slurm_gpus_per_job, args.retry_failed)
+    for line in status.crashed_jobs:
+        print(line)
+    return 0 if not status.failed and not status.left else 1
+
+
+def cmd_sweep_report(args: argparse.Namespace) -> int:
+    from ..cli import UsageError
+    from .merge import merged_frame
+
+    frame = merged_frame(args.dir)
+    if not len(frame):
+        raise UsageError(f"no sweep records under {args.dir}/records")
+    # Tables and figures come from the report code (analysis/ sits above bench/ in the flow; the CLI is the door)
+    from analysis.report.sweep import write_sweep_report
+
+    out = Path(args.report or Path(args.dir) / "report")
+    written = write_sweep_report(frame, out, title=f"Sweep {args.dir}")
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0

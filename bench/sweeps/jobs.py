@@ -1,0 +1,87 @@
+"""What one sweep job does: measure its configurations and write one record file per configuration.
+
+A record is written atomically (a temporary file, then a rename) under ``DIR/records/<id>.json`` and
+holds the configuration, its result (or its error) and where it ran. A configuration whose record
+exists is skipped, so a job killed half-way loses only the configuration it was measuring.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+from ..environment import environment
+from .spec import config_id, timing_settings
+
+
+def record_path(out: str | Path, config: dict) -> Path:
+    return Path(out) / "records" / f"{config_id(config)}.json"
+
+
+def write_record(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, indent=1, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def measure(config: dict) -> list[dict]:
+    """The result rows of one configuration (flat dicts), by kind."""
+    kind = config["kind"]
+    if kind == "complexity":
+        from ..complexity import complexity
+
+        (r,) = complexity([config["variant"]], [(config["height"], config["width"])], batch=config["batch"],
+                          num_classes=config["num_classes"])
+        return [asdict(r)]
+    settings = timing_settings(config)
+    if kind == "time":
+        from ..timing import time_variants
+
+        return [r.flat() for r in time_variants([config["variant"]], settings, progress=None)]
+    if kind == "speedup":
+        from ..speedup import paired_speedup
+
+        return [paired_speedup(config["base"], config["other"], settings).flat()]
+    if kind == "profile":
+        from ..profile import profile_variants
+
+        return [r.flat() for r in profile_variants([config["variant"]], settings, progress=None)]
+    raise ValueError(f"unknown measurement kind {kind!r}")
+
+
+def run_configs(configs: list[dict], out: str) -> dict[str, int]:
+    """Measure every configuration without a record; returns counts of done, skipped, failed."""
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    env = None
+    for config in configs:
+        path = record_path(out, config)
+        if path.exists():
+            counts["skipped"] += 1
+            continue
+        env = env or environment(config.get("device", "cpu"))
+        start = time.perf_counter()
+        record = {"id": config_id(config), "config": config, "host": socket.gethostname(), "environment": env}
+        try:
+            record["rows"] = measure(config)
+            errors = [r.get("error") for r in record["rows"] if r.get("error")]
+            record["error"] = errors[0] if errors else ""
+        except Exception as err:  # recorded; the job goes on with the next configuration
+            record["rows"] = []
+            record["error"] = f"{type(err).__name__}: {err}"
+            record["traceback"] = traceback.format_exc(limit=5)
+        record["seconds"] = time.perf_counter() - start
+        write_record(path, record)
+        counts["failed" if record["error"] else "done"] += 1
+    return counts
