@@ -69,9 +69,10 @@ def notebooks(session: nox.Session) -> None:
 
 REPORT_SECTIONS = {
     "complexity": "Only the complexity section of reports/ (Tables 1-3, per-block costs, scaling).",
-    "timing": "Only the timing section of reports/ (Table 2 runtimes, FPS, roofline, sweeps).",
-    "erf": "Only the receptive-field section of reports/ (Figures 3 and 8, ERF sizes).",
-    "probes": "Only the probes section of reports/ (Table 4 on the embedded default).",
+    "zoo": "Only the zoo section of reports/ (every family on every backbone, run as a local sweep).",
+    "timing": "Only this device's timing section of reports/ (Table 2 ratios, FPS, profile, roofline, sweeps).",
+    "erf": "Only the receptive-field section of reports/ (decoder-grid ERF, Figures 3 and 8, claims a and b).",
+    "probes": "Only the probes section of reports/ (Table 4, every level, claim c).",
 }
 
 

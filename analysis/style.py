@@ -36,3 +36,35 @@ def family_label(family: str) -> str:
 def variant_marker(variant: str) -> str:
     info = variant_info(variant)
     return BACKBONE_MARKERS.get(info.depth, OTHER_MARKERS.get(info.backbone, "D"))
+
+
+def spread(values: list[float], min_gap: float, log: bool = False) -> list[float]:
+    """Label positions near ``values`` but at least ``min_gap`` apart (in log10 units with ``log``),
+    so end-of-line labels never print over each other; order is kept."""
+    import math
+
+    pos = [math.log10(v) if log else v for v in values]
+    order = sorted(range(len(pos)), key=lambda i: pos[i])
+    placed = list(pos)
+    for prev, cur in zip(order, order[1:], strict=False):
+        placed[cur] = max(placed[cur], placed[prev] + min_gap)
+    shift = (sum(placed) - sum(pos)) / max(len(pos), 1)  # re-centre the group around the data
+    placed = [p - shift for p in placed]
+    for prev, cur in zip(order, order[1:], strict=False):  # re-centring must not undo the gaps
+        placed[cur] = max(placed[cur], placed[prev] + min_gap)
+    return [10**p for p in placed] if log else placed
+
+
+def nice_log_axis(ax, axis: str, values) -> None:
+    """A log axis labelled at 1-2-5 steps in plain numbers, no minor labels (they collide)."""
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    values = [v for v in values if v > 0]
+    lo, hi = min(values) / 1.3, max(values) * 1.3
+    ticks = [t * 10**e for e in range(-3, 7) for t in (1, 2, 5) if lo <= t * 10**e <= hi]
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    (ax.set_xlim if axis == "x" else ax.set_ylim)(lo, hi)
+    target.set_major_locator(FixedLocator(ticks))
+    target.set_minor_locator(NullLocator())
+    target.set_major_formatter(ScalarFormatter())

@@ -2,8 +2,10 @@
 
 Roofs are measured now, on this device, in the math mode the model runs in:
 
-- compute: a square matmul large enough to saturate the device (8192 on a GPU; 2048 on a CPU),
-  in strict fp32, TF32, bf16 or fp16. On a GPU "fp32" convolutions run in TF32 unless
+- compute: the faster of a square matmul large enough to saturate the device (8192 on a GPU; 2048
+  on a CPU) and a large 3x3 convolution (512 -> 512 channels, 64x64; batch 64 on a GPU, 1 on a CPU,
+  where oneDNN's convolutions outrun the BLAS matmul), in strict fp32, TF32, bf16 or fp16. On a GPU
+  "fp32" convolutions run in TF32 unless
   ``torch.backends.cudnn.allow_tf32`` is cleared (it is set by default), so the roof of an fp32 run
   is the TF32 roof unless the run said otherwise;
 - memory: a large device copy (bytes read + bytes written per second).
@@ -48,11 +50,13 @@ def math_mode(settings: TimingSettings) -> str:
 class Roofs:
     device: str
     mode: str
-    compute_gflops: float  # measured matmul rate, GFLOP/s
+    compute_gflops: float  # the compute roof: the faster of the two measurements below, GFLOP/s
     memory_gbs: float  # measured copy bandwidth, GB/s (read + write)
     matmul_n: int
     copy_mb: float
     environment: dict
+    matmul_gflops: float = 0.0
+    conv_gflops: float = 0.0
 
     @property
     def ridge(self) -> float:
@@ -97,9 +101,10 @@ def measure_roofs(device: str = "cpu", mode: str = "fp32", n: int | None = None,
     settings = TimingSettings(device=device, tf32={"tf32": True, "fp32-strict": False}.get(mode))
     with torch_settings(settings):
         env = environment(device)
-        compute = _matmul_rate(n, dtype, device, seconds)
+        matmul = _matmul_rate(n, dtype, device, seconds)
+        conv = _conv_rate(64 if cuda else 1, dtype, device, seconds)
         memory = _copy_rate(copy_mb, device, seconds)
-    return Roofs(device, mode, compute, memory, n, copy_mb, env)
+    return Roofs(device, mode, max(matmul, conv), memory, n, copy_mb, env, matmul, conv)
 
 
 def _matmul_rate(n: int, dtype: torch.dtype, device: str, seconds: float) -> float:
@@ -107,6 +112,22 @@ def _matmul_rate(n: int, dtype: torch.dtype, device: str, seconds: float) -> flo
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     return _rate(lambda: a @ b, 2 * n**3 / 1e9, device, seconds)
+
+
+def _conv_rate(batch: int, dtype: torch.dtype, device: str, seconds: float, channels: int = 512,
+               side: int = 64) -> float:
+    """GFLOP/s of a 3x3 convolution, channels -> channels on side x side (2 FLOPs per multiply-accumulate)."""
+    conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(device, dtype).eval()
+    x = torch.randn(batch, channels, side, side, device=device, dtype=dtype)
+    if device == "cpu" or dtype != torch.float32:
+        conv, x = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    flops = 2 * batch * side * side * channels * channels * 9
+
+    def run():
+        with torch.no_grad():
+            conv(x)
+
+    return _rate(run, flops / 1e9, device, seconds)
 
 
 def _copy_rate(megabytes: float, device: str, seconds: float) -> float:

@@ -163,6 +163,20 @@ def test_bootstrap_of_paired_ratios_known_answers():
     assert percentile([1, 2, 3, 4, 5], 0.5) == 3 and percentile([0, 10], 0.1) == pytest.approx(1.0)
 
 
+def test_log_ratio_t_interval_known_answers():
+    from bench.stats import log_ratio_interval
+
+    assert log_ratio_interval([2.0, 4.0, 6.0], [1.0, 2.0, 3.0]) == pytest.approx((2.0, 2.0, 2.0))
+    # log ratios 0 and log 2: mean log(2)/2, sd log(2)/sqrt(2), t(1) = 12.706 -> exp(+-12.706 * log(2) / 2)
+    ratio, low, high = log_ratio_interval([1.0, 2.0], [1.0, 1.0])
+    half = 12.7062 * math.log(2) / math.sqrt(2) / math.sqrt(2)
+    assert ratio == pytest.approx(math.sqrt(2)) and low == pytest.approx(math.exp(math.log(2) / 2 - half), rel=1e-4)
+    a, b = [1.0, 1.3, 0.9, 1.2], [1.0] * 4
+    _, t_low, t_high = log_ratio_interval(a, b)
+    _, b_low, b_high = bootstrap_paired(a, b, geometric_mean_ratio)
+    assert t_low < b_low and b_high < t_high  # with 4 pairs the bootstrap is narrower than it should be
+
+
 def test_a_model_against_itself_is_1x_with_an_interval_covering_1():
     s = TimingSettings(height=64, width=64, runs=30, min_runs=30, budget_s=0.0)
     r = paired_speedup("rf_lw_mbv2", "rf_lw_mbv2", s, level=0.999)

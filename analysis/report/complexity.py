@@ -15,7 +15,7 @@ from bench.complexity import BLOCKS, block_breakdown, complexity, complexity_fra
 from bench.models import list_models, variant_info
 
 from ..paper import paper_values
-from ..style import FAMILY_COLOURS, PAPER_COLOUR, family_label, use_style, variant_marker
+from ..style import FAMILY_COLOURS, PAPER_COLOUR, family_label, spread, use_style, variant_marker
 from .files import Artifact, ScoreRow, Section, save_figure, save_table
 from .scorecard import within_rounding_status
 
@@ -238,12 +238,14 @@ def scaling_figure(scale: pd.DataFrame):
     from matplotlib.lines import Line2D
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
+    ends = []
     for name, group in scale.groupby("variant", sort=False):
         info = variant_info(name)
         ax.plot(group["height"], group["paper_flops"] / 1e9, "-", marker=variant_marker(name), ms=4, lw=1.2,
                 color=FAMILY_COLOURS[info.family], alpha=0.9)
-        ax.annotate(name, (group["height"].iloc[-1], group["paper_flops"].iloc[-1] / 1e9), xytext=(4, 0),
-                    textcoords="offset points", fontsize=7, va="center")
+        ends.append((name, group["paper_flops"].iloc[-1] / 1e9, FAMILY_COLOURS[info.family]))
+    for (name, _, colour), y in zip(ends, spread([e[1] for e in ends], 0.09, log=True), strict=True):
+        ax.text(SIDES[-1] * 1.06, y, name, fontsize=7, va="center", color=colour)
     paper = paper_values("flops")
     for number in paper.values():
         ax.plot(512, number.value, marker="_", ms=14, mew=2, color=PAPER_COLOUR, ls="none")

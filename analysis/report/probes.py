@@ -193,9 +193,9 @@ def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
     levels = list(dict.fromkeys(run.frame.level))
     families = [f for f in FAMILY_COLOURS if f in set(run.frame.family)]
     points = list(POINT_LABELS)
-    fig = plt.figure(figsize=(max(10, 4 * len(levels)), 8.2))
-    outer = fig.add_gridspec(2, 1, height_ratios=[1, 0.9])
-    top, bottom = outer[0].subgridspec(1, len(levels)), outer[1].subgridspec(1, 2)
+    fig = plt.figure(figsize=(max(10, 4 * len(levels)), 8.6))
+    outer = fig.add_gridspec(2, 1, height_ratios=[1, 1.1], hspace=0.35)
+    top, bottom = outer[0].subgridspec(1, len(levels)), outer[1].subgridspec(1, 2, wspace=0.45)
     mean = run.frame.groupby(["family", "level", "point"])[["miou", "miou_ci_low", "miou_ci_high"]].mean()
     shades = (0.35, 0.65, 1.0)
     for col, level in enumerate(levels):
@@ -211,7 +211,7 @@ def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
                             color="k", lw=0.8, capsize=2)
         ax.axhline(100 * run.baselines["miou"], color=BASELINE_COLOUR, ls="--", lw=1)
         ax.set_xticks(range(len(families)), [family_label(f) for f in families], fontsize=9)
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, min(100, 100 * max(run.frame["miou_ci_high"].max(), run.baselines["miou"]) * 1.2))
         ax.set_title(f"{level}", fontsize=10)
         if col == 0:
             ax.set_ylabel("probe mIoU % (95% CI)")
@@ -219,7 +219,7 @@ def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
 
     handles = [Patch(color="0.3", alpha=a, label=POINT_LABELS[p]) for a, p in zip(shades, points, strict=True)]
     handles.append(plt.Line2D([], [], color=BASELINE_COLOUR, ls="--", label="all-background baseline"))
-    fig.legend(handles=handles, loc="upper center", ncol=4, bbox_to_anchor=(0.5, 0.52), fontsize=9)
+    fig.legend(handles=handles, loc="upper center", ncol=4, bbox_to_anchor=(0.5, 0.965), fontsize=9)
     for idx, metric in enumerate(("miou", "label_accuracy")):
         ax = fig.add_subplot(bottom[0, idx])
         labels = []
@@ -245,8 +245,8 @@ def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
     plan = run.plan
     fig.suptitle(f"Probes on frozen decoder features: {plan.backbone}, {run.setting.split(';')[0]}, {plan.size}px, "
                  f"{'given checkpoints' if plan.checkpoints else f'trained here on {plan.device}'}; "
-                 "not the paper's setting", fontsize=10)
-    fig.tight_layout(rect=(0, 0.03, 1, 0.97))
+                 "not the paper's setting", fontsize=10, y=1.0)
+    fig.tight_layout(rect=(0, 0.03, 1, 0.93))
     return fig
 
 

@@ -41,7 +41,7 @@ def write_sweep_report(frame: pd.DataFrame, out: Path, title: str, size: tuple[i
     """Tables and figures of a merged sweep frame under ``out``; returns the files written."""
     use_style()
     written = []
-    frame = annotate(frame) if "variant" in frame else frame
+    frame = annotate(frame) if "variant" in frame and "family" not in frame else frame
     csv, md = save_table(frame, out / "sweep", f"{title}: every record", [
         "One row per configuration (a failed one: its error). Counts: shape-only; times: see each row's settings."])
     written += [csv, md]

@@ -25,7 +25,7 @@ from bench.speedup import SpeedupRecord, paired_speedups
 from bench.timing import TimingRecord, TimingSettings, sweep, time_variants
 
 from ..paper import paper_values
-from ..style import FAMILY_COLOURS, family_colour, family_label, use_style, variant_marker
+from ..style import FAMILY_COLOURS, family_colour, family_label, nice_log_axis, spread, use_style, variant_marker
 from .files import Artifact, ScoreRow, Section, save_figure, save_table
 from .scorecard import ratio_status
 
@@ -42,6 +42,7 @@ class TimingPlan:
     device: str
     base: TimingSettings  # the paper's mode: eager fp32 on CPU; on a GPU, graph replay (the network, not the host)
     fastest: TimingSettings  # the best this architecture does on the device
+    quick: TimingSettings  # base mode with fewer passes: light backbones and sweeps
     table2_size: tuple[int, int] = (468, 625)  # Table 2: 625 wide, 468 high
     fps_size: tuple[int, int] = (512, 512)
     profile_size: tuple[int, int] = (512, 512)
@@ -57,19 +58,20 @@ class TimingPlan:
         if device.startswith("cuda"):
             base = TimingSettings(device=device, runs=100, warmup=10, cudnn_benchmark=True, cuda_graph=True)
             fastest = replace(base, dtype="bf16", channels_last=True, fold_bn=True)
-            return TimingPlan(device, base, fastest, sweep_variants=("rf50", "rf_lw50", "rf_lw_mbv2"),
+            return TimingPlan(device, base, fastest, base, sweep_variants=("rf50", "rf_lw50", "rf_lw_mbv2"),
                               sweep_sides=(256, 512, 768, 1024), sweep_batches=(1, 2, 4, 8, 16), sweep_batch_side=512)
         # CPU: seconds per pass, so few, interleaved passes (each pair: base then other, or other then base)
         base = TimingSettings(device=device, runs=8, min_runs=4, budget_s=12.0)
-        fastest = replace(base, channels_last=True, fold_bn=True, runs=3, min_runs=2, budget_s=0.0)
-        return TimingPlan(device, base, fastest, profile_size=(256, 256), profile_runs=2)
+        quick = replace(base, runs=3, min_runs=3, budget_s=0.0)
+        fastest = replace(quick, channels_last=True, fold_bn=True, runs=2, min_runs=2)
+        return TimingPlan(device, base, fastest, quick, profile_size=(256, 256), profile_runs=2)
 
     @staticmethod
     def tiny() -> TimingPlan:
         """Seconds, for tests: tiny inputs, one or two passes each."""
         base = TimingSettings(device="cpu", runs=2, min_runs=2, budget_s=0.0)
         fastest = replace(base, channels_last=True, fold_bn=True, runs=1, min_runs=1)
-        return TimingPlan("cpu", base, fastest, table2_size=(64, 80), fps_size=(64, 64), profile_size=(64, 64),
+        return TimingPlan("cpu", base, fastest, base, table2_size=(64, 80), fps_size=(64, 64), profile_size=(64, 64),
                           profile_runs=1, sweep_variants=("rf_lw_mbv2",), sweep_sides=(64, 96), sweep_batches=(1, 2),
                           sweep_batch_side=64)
 
@@ -97,8 +99,9 @@ def collect(plan: TimingPlan | None = None, progress=print) -> TimingResults:
     progress(f"  Table 2: paired RF/LW at {t2.height}x{t2.width}")
     table2 = paired_speedups(TABLE2_PAIRS, t2, progress=progress)
     progress(f"  FPS at {at512.height}x{at512.width}: paired RF/LW, light backbones, fastest mode")
-    fps = paired_speedups(FPS_PAIRS, at512, progress=progress)
-    light = time_variants(LIGHT, at512, progress=progress)
+    fps = paired_speedups(FPS_PAIRS, replace(at512, min_runs=min(at512.min_runs, 3)), progress=progress)
+    light = time_variants(LIGHT, replace(plan.quick, height=plan.fps_size[0], width=plan.fps_size[1]),
+                          progress=progress)
     fast = time_variants([v for pair in FPS_PAIRS for v in pair] + list(LIGHT), fast512, progress=progress)
     progress("  where the time goes (torch.profiler)")
     prof_settings = [replace(s, height=plan.profile_size[0], width=plan.profile_size[1], cuda_graph=False)
@@ -110,8 +113,9 @@ def collect(plan: TimingPlan | None = None, progress=print) -> TimingResults:
     roofs = [measure_roofs(plan.device, mode) for mode in modes]
     progress("  size and batch sweep")
     side = plan.sweep_batch_side
-    sweep_records = sweep(plan.sweep_variants, base, sizes=[(s, s) for s in plan.sweep_sides], progress=progress)
-    sweep_records += sweep(plan.sweep_variants, replace(base, height=side, width=side),
+    sweep_records = sweep(plan.sweep_variants, plan.quick, sizes=[(s, s) for s in plan.sweep_sides],
+                          progress=progress)
+    sweep_records += sweep(plan.sweep_variants, replace(plan.quick, height=side, width=side),
                            batches=[b for b in plan.sweep_batches if b > 1], progress=progress)
     names = {v for pair in TABLE2_PAIRS + FPS_PAIRS for v in pair} | set(LIGHT)
     sizes = {plan.table2_size, plan.fps_size, plan.profile_size}
@@ -152,8 +156,10 @@ def write(results: TimingResults, out: Path) -> Section:
     passes = ("interleaved pairs: at least " f"{plan.base.min_runs}, then until ~{plan.base.budget_s:.0f} s per pair "
               f"of models or {plan.base.runs} pairs, after 1 warm-up pass") if cpu else (
         f"{plan.base.runs} timed passes per model after {plan.base.warmup} warm-up passes (CUDA events)")
+    quick = (f"; light backbones and sweeps: {plan.quick.min_runs} passes each" if cpu else "")
     settings = (f"{describe(env)}; batch 1; random input, random init; default mode: {base_words}; fastest mode: "
-                f"{fast_words}; {passes}; medians, 95% CIs from 2000 bootstrap resamples of the pairs")
+                f"{fast_words}; {passes}{quick}; medians; speed-up CIs: 95% t intervals on the log ratios of the "
+                "pairs (percentile bootstrap beside them in the CSV)")
     artifacts: list[Artifact] = []
     paper_ms = paper_values("runtime_mean", "Table 2")
     paper_sd = paper_values("runtime_std", "Table 2")
@@ -168,7 +174,8 @@ def write(results: TimingResults, out: Path) -> Section:
                          "passes": len(samples), "mode": r.mode, "error": r.error})
         paper_ratio = paper_ms[r.base].value / paper_ms[r.other].value
         ratio_rows.append({"depth": variant_info(r.base).depth, "paper_rf_over_lw": paper_ratio, "measured": r.ratio,
-                           "ci_low": r.ci_low, "ci_high": r.ci_high, "pairs": r.pairs,
+                           "ci_low": r.ci_low, "ci_high": r.ci_high, "boot_low": r.boot_low,
+                           "boot_high": r.boot_high, "pairs": r.pairs,
                            "diff": r.ratio - paper_ratio, "mode": r.mode, "error": r.error})
     runtime = pd.DataFrame(rows)
     ratios = pd.DataFrame(ratio_rows)
@@ -181,7 +188,8 @@ def write(results: TimingResults, out: Path) -> Section:
                 "p10_ms": "p10", "p90_ms": "p90"})
     save_table(ratios, folder / "table2_speedup", f"Table 2: how many times faster LW runs than RefineNet, {device}", [
         "Measured in one interleaved loop per depth (RF, LW, then LW, RF, ...; same input), ratio = geometric mean of "
-        "the paired time ratios, 95% CI from a bootstrap over pairs (bench.speedup).",
+        "the paired time ratios; 95% CI: t interval on the log ratios (with a handful of pairs a percentile bootstrap "
+        "is too narrow; it is in the CSV as boot_low/boot_high) (bench.speedup).",
         "Paper ratios: the quotients of Table 2's mean runtimes on a GTX 1080Ti."],
         labels={"paper_rf_over_lw": "paper RF/LW", "measured": "measured RF/LW", "ci_low": "95% CI low",
                 "ci_high": "95% CI high"})
@@ -368,7 +376,7 @@ def profile_figure(table: pd.DataFrame, why: str, device: str, size: tuple[int, 
     ax.invert_yaxis()
     ax.set_xlim(0, left.max() * 1.25)
     ax.set_xlabel("ms per forward pass (self time per operator category)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.02 * len(table)), ncol=4, fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="category")
     ax.set_title(f"Where the time goes, {size[0]}x{size[1]}, batch 1, {device}", fontsize=10)
     fig.text(0.01, -0.02, "\n".join(_wrap(why, 130)), fontsize=8, va="top")
     return fig
@@ -435,14 +443,16 @@ def sweep_figure(sw: pd.DataFrame, device: str):
         g = g.sort_values("batch")
         axes[1].plot(g["batch"], g["ms_per_image"], "-", marker=variant_marker(variant), color=family_colour(variant),
                      label=variant)
-    axes[0].set_xscale("log")
-    axes[0].set_yscale("log")
+    if len(batch1):
+        nice_log_axis(axes[0], "x", batch1["macs"] / 1e9)
+        nice_log_axis(axes[0], "y", batch1["median_ms"])
     axes[0].set_xlabel("MACs per pass (G), batch 1: growing input side")
     axes[0].set_ylabel("median ms per pass")
     axes[1].set_xscale("log", base=2)
     axes[1].set_xticks(sorted(batched["batch"].unique()), [str(b) for b in sorted(batched["batch"].unique())])
     axes[1].set_xlabel("batch size (fixed input side)")
     axes[1].set_ylabel("ms per image")
+    axes[1].set_ylim(0, max(batched["ms_per_image"].max() * 1.1, 1e-9) if len(batched) else 1)
     for ax in axes:
         ax.legend(fontsize=8)
     fig.suptitle(f"Time vs work: input size at batch 1 (left), batch size (right), {device}", fontsize=10)
@@ -452,23 +462,21 @@ def sweep_figure(sw: pd.DataFrame, device: str):
 
 def speed_accuracy_figure(fps_table: pd.DataFrame, device: str, size: tuple[int, int]):
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import LogLocator, ScalarFormatter
-
     miou = {**paper_values("voc_val_miou"), **paper_values("voc_test_miou")}
     fig, ax = plt.subplots(figsize=(8, 5))
     rows = [r for r in fps_table.itertuples() if r.variant in miou]
     sizes = {r.variant: r.gmacs for r in rows}
-    for r in rows:
+    label_y = spread([miou[r.variant].value for r in rows], 0.45)
+    for r, y in zip(rows, label_y, strict=True):
         ms = 1e3 / r.fps
         ax.scatter(ms, miou[r.variant].value, s=20 + 3 * r.gmacs, color=family_colour(r.variant),
                    marker=variant_marker(r.variant), edgecolor="k", lw=0.5, alpha=0.85, zorder=3)
-        ax.annotate(r.variant, (ms, miou[r.variant].value), xytext=(0, 9 + math.sqrt(20 + 3 * r.gmacs) / 2),
-                    textcoords="offset points", fontsize=8, ha="center")
+        ax.annotate(r.variant, (ms, miou[r.variant].value), xytext=(ms * 1.12, y), textcoords="data",
+                    fontsize=8, va="center", arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})
     for g in (10, 50, 100):
         ax.scatter([], [], s=20 + 3 * g, color="0.7", edgecolor="k", lw=0.5, label=f"{g} GMACs")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
-    ax.xaxis.set_major_formatter(ScalarFormatter())
+    times = [1e3 / r.fps for r in rows] or [1.0]
+    nice_log_axis(ax, "x", [min(times) / 1.2, max(times) * 1.6])
     ax.set_xlabel(f"measured ms per image at {size[0]}x{size[1]}, batch 1, {device} (log)")
     ax.set_ylabel("paper PASCAL VOC mIoU (%) (test; val where no test)")
     lo = min(miou[v].value for v in sizes) if sizes else 70

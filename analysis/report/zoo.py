@@ -13,7 +13,7 @@ from pathlib import Path
 from bench.sweeps import SPECS, load_spec, merged_frame, run_sweep
 
 from .files import Artifact, Section
-from .sweep import write_sweep_report
+from .sweep import annotate, write_sweep_report
 
 FOLDER = "zoo"
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / "sweeps" / "zoo"
@@ -26,7 +26,7 @@ def build(out: Path, workers: int = 2, cache: Path = CACHE) -> Section:
     seconds = time.perf_counter() - start
     if status.failed or status.left:
         raise RuntimeError(f"zoo sweep incomplete: {status.line()}; " + "; ".join(status.crashed_jobs))
-    frame = merged_frame(cache)
+    frame = annotate(merged_frame(cache))
     write_sweep_report(frame, out / FOLDER, "Zoo", size=(512, 512))
     families = frame.groupby("family").variant.nunique()
     text = (f"{frame.variant.nunique()} names ({', '.join(f'{n} {f}' for f, n in families.items())}) at "

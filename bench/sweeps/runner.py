@@ -153,7 +153,7 @@ def _run_in_slots(batches: list[list[dict]], executors: list, status: SweepStatu
     """Keep every slot busy with one job until the batches are done."""
     queue = list(batches)
     running: dict[int, tuple[object, list[dict]]] = {}
-    last = ""
+    last, said = "", 0.0
     while queue or running:
         for slot, ex in enumerate(executors):
             if slot not in running and queue:
@@ -167,8 +167,8 @@ def _run_in_slots(batches: list[list[dict]], executors: list, status: SweepStatu
                 del running[slot]
         _count(status, out, ids)
         status.running = sum(not record_path(out, c).exists() for _, batch in running.values() for c in batch)
-        if status.line() != last:
-            last = status.line()
+        if status.line() != last and (time.monotonic() - said > 5 or not (queue or running)):
+            last, said = status.line(), time.monotonic()
             say(last)
         if running:
             time.sleep(poll_s)
