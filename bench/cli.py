@@ -100,7 +100,8 @@ def timing_settings(args: argparse.Namespace):
 
     checked(validation.integer, "--runs", args.runs, minimum=1)
     checked(validation.integer, "--min-runs", args.min_runs, minimum=1)
-    checked(validation.integer, "--warmup", args.warmup, minimum=0)
+    if args.warmup is not None:
+        checked(validation.integer, "--warmup", args.warmup, minimum=0)
     checked(validation.number, "--budget", args.budget, minimum=0)
     checked(validation.integer, "--batch", args.batch, minimum=1)
     if args.threads is not None:
@@ -190,7 +191,7 @@ def add_timing_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=100, help="timed passes (CUDA); the cap on CPU")
     p.add_argument("--min-runs", type=int, default=3, help="CPU: at least this many passes")
     p.add_argument("--budget", type=float, default=10.0, help="CPU: seconds of timed passes per configuration")
-    p.add_argument("--warmup", type=int, default=10, help="CUDA warm-up passes")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up passes (default: 10 on CUDA, 1 on CPU)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into convs")

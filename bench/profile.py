@@ -100,7 +100,8 @@ def profile_model(model: nn.Module, settings: TimingSettings, variant: str = "",
     """Per-category time of ``runs`` eager forward passes (after one warm-up pass)."""
     from torch.profiler import ProfilerActivity, profile
 
-    record = ProfileRecord(variant or getattr(model, "name", ""), asdict(settings), {}, runs, math.nan, math.nan)
+    record = ProfileRecord(variant or getattr(model, "name", ""), asdict(settings.resolved()), {}, runs, math.nan,
+                           math.nan)
     try:
         settings.validate()
         with torch_settings(settings):
@@ -108,7 +109,7 @@ def profile_model(model: nn.Module, settings: TimingSettings, variant: str = "",
             runner = prepare(model, settings)
             forward = eager_pass(runner, make_input(settings), settings)
             cuda = settings.is_cuda
-            wall_ms = statistics.median(time_cuda(forward, max(runs, 5), settings.warmup)) if cuda else None
+            wall_ms = statistics.median(time_cuda(forward, max(runs, 5), settings.warmup_passes)) if cuda else None
             forward()  # warm-up
             activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
             with profile(activities=activities) as prof:

@@ -102,7 +102,7 @@ def interleaved_samples(
     """Alternate two passes (A B, B A, ...) and return each one's times in ms, pair by pair."""
     cuda = settings.is_cuda
     a, b = (_timed(fn, cuda) for fn in fns)
-    for _ in range(settings.warmup if cuda else 1):
+    for _ in range(settings.warmup_passes):
         a(), b()
     ta: list[float] = []
     tb: list[float] = []
@@ -132,7 +132,8 @@ def paired_speedup(
     for name in (base, other):
         variant_info(name)
     record = SpeedupRecord(base, other, settings.height, settings.width, settings.batch, settings.device,
-                           settings.dtype, "graph" if settings.cuda_graph else "eager", settings=asdict(settings))
+                           settings.dtype, "graph" if settings.cuda_graph else "eager",
+                           settings=asdict(settings.resolved()))
     try:
         settings.validate()
         with torch_settings(settings):

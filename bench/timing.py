@@ -57,7 +57,7 @@ class TimingSettings:
     runs: int = 100  # passes on CUDA; the cap on CPU
     min_runs: int = 3  # CPU: at least this many
     budget_s: float = 10.0  # CPU: stop after this much timed time (once min_runs are done)
-    warmup: int = 10  # CUDA warm-up passes (CPU: 1, or 2 with compile)
+    warmup: int | None = None  # warm-up passes; None: 10 on CUDA, 1 on CPU (2 with compile)
 
     def validate(self, require_device: bool = True) -> None:
         """Every field checked; a ValueError/TypeError names the field, the value and what is accepted.
@@ -73,7 +73,8 @@ class TimingSettings:
         validation.image_size("input", self.height, self.width)
         validation.integer("runs", self.runs, minimum=1)
         validation.integer("min_runs", self.min_runs, minimum=1)
-        validation.integer("warmup", self.warmup, minimum=0)
+        if self.warmup is not None:
+            validation.integer("warmup", self.warmup, minimum=0)
         validation.number("budget_s", self.budget_s, minimum=0)
         if self.threads is not None:
             validation.integer("threads", self.threads, minimum=1)
@@ -83,6 +84,16 @@ class TimingSettings:
     @property
     def is_cuda(self) -> bool:
         return self.device.startswith("cuda")
+
+    @property
+    def warmup_passes(self) -> int:
+        if self.warmup is not None:
+            return self.warmup
+        return 10 if self.is_cuda else (2 if self.compile else 1)
+
+    def resolved(self) -> TimingSettings:
+        """The settings with their device-dependent defaults filled in, as records state them."""
+        return replace(self, warmup=self.warmup_passes)
 
 
 @dataclass
@@ -219,7 +230,7 @@ def graph_pass(runner: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
     stream = torch.cuda.Stream(device=x.device)
     stream.wait_stream(torch.cuda.current_stream(x.device))
     with torch.cuda.stream(stream), torch.no_grad(), autocast(settings, cache_enabled=False):
-        for _ in range(max(3, settings.warmup)):
+        for _ in range(max(3, settings.warmup_passes)):
             runner(static_x)
     torch.cuda.current_stream(x.device).wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
@@ -248,7 +259,7 @@ def time_cuda(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
 
 
 def time_cpu(fn: Callable[[], object], settings: TimingSettings) -> list[float]:
-    for _ in range(2 if settings.compile else 1):
+    for _ in range(settings.warmup_passes):
         fn()
     samples: list[float] = []
     spent = 0.0
@@ -266,7 +277,7 @@ def time_model(model: nn.Module, settings: TimingSettings, variant: str = "", ma
     ``error`` rather than an exception, so sweeps go on."""
     record = TimingRecord(
         variant=variant or getattr(model, "name", type(model).__name__),
-        settings=asdict(settings),
+        settings=asdict(settings.resolved()),
         environment={},
         params=sum(p.numel() for p in model.parameters()),
         macs=macs or 0,
@@ -279,7 +290,7 @@ def time_model(model: nn.Module, settings: TimingSettings, variant: str = "", ma
             x = make_input(settings)
             if settings.is_cuda:
                 torch.cuda.reset_peak_memory_stats(settings.device)
-                eager = time_cuda(eager_pass(runner, x, settings), settings.runs, settings.warmup)
+                eager = time_cuda(eager_pass(runner, x, settings), settings.runs, settings.warmup_passes)
                 samples = eager
                 if settings.cuda_graph:
                     try:

@@ -198,8 +198,9 @@ def write(results: ERFResults, out: Path) -> Section:
         "90%-mass square over RefineNet's for a whole level, paired bootstrap CI over images.",
         "(b) Section 5.1/Figure 3: 'CRP enlarges the ERF' - effect: r90 (cells) of CRP's own decoder-grid ERF.",
         f"Image space ({lw}, {plan.size}px): r50 {before} px before CRP, {after} px after CRP at level 4.",
-        "Decided at random initialisation (conditioned BatchNorm): properties of the architecture. With trained "
-        "weights: not testable here (no VOC-trained weights can be downloaded)."],
+        ("Decided with the given checkpoints." if trained else
+         "Decided at random initialisation (conditioned BatchNorm): properties of the architecture. With trained "
+         "weights: not testable here (no VOC-trained weights can be downloaded).")],
         formats={"effect": ".2f", "ci_low": ".2f", "ci_high": ".2f"})
     artifacts.append(Artifact(f"{FOLDER}/claims.md", "Claims (a) and (b)", "verdict per family and level",
                               inline=True))
@@ -218,7 +219,7 @@ def write(results: ERFResults, out: Path) -> Section:
     scores = [
         ScoreRow("Figure 3 / claim (b): CRP enlarges the ERF", "larger ERF after CRP (trained LW-101, VOC)",
                  f"decoder grid: CRP r90 {b.crp_r90_cells.min():.0f}-{b.crp_r90_cells.max():.0f} cells; image space "
-                 f"r50 {before} -> {after} px", f"{state}, 4 VOC images, CPU", status_b if not trained else status_b,
+                 f"r50 {before} -> {after} px", f"{state}, 4 VOC images, CPU", status_b,
                  reason_b + ("" if trained else "; the trained-network figure needs VOC-trained weights"),
                  "reproduced: CRP's r90 >= 1 cell (whole CI) at every level of every family; partly: at some",
                  f"{FOLDER}/claims.md"),

@@ -45,11 +45,15 @@ def front_page(manifest: dict, out: Path) -> str:
             if a["path"].endswith(".png") and path.exists():
                 lines += [f"![{a['title']}]({a['path']})", ""]
             elif a.get("inline") and path.exists():
-                lines += [_inline(path.read_text()), ""]
+                lines += [_inline(path.read_text(), entry.get("settings", "")), ""]
     return "\n".join(lines) + "\n"
 
 
-def _inline(markdown: str) -> str:
-    """A section's table file on the front page: its title one level down, its notes kept."""
+def _inline(markdown: str, settings: str = "") -> str:
+    """A section's table file on the front page: its title one level down, its notes kept except the
+    settings, which the section states once."""
     text = markdown.strip()
-    return ("#### " + text.removeprefix("# ")) if text.startswith("# ") else text
+    text = ("#### " + text.removeprefix("# ")) if text.startswith("# ") else text
+    if settings:
+        text = "\n".join(line for line in text.splitlines() if not (line.startswith("- ") and settings in line))
+    return text

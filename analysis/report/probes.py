@@ -246,7 +246,7 @@ def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
     fig.suptitle(f"Probes on frozen decoder features: {plan.backbone}, {run.setting.split(';')[0]}, {plan.size}px, "
                  f"{'given checkpoints' if plan.checkpoints else f'trained here on {plan.device}'}; "
                  "not the paper's setting", fontsize=10, y=1.0)
-    fig.tight_layout(rect=(0, 0.03, 1, 0.93))
+    fig.subplots_adjust(left=0.14, right=0.98, top=0.9, bottom=0.1)  # subgridspecs: tight_layout cannot
     return fig
 
 

@@ -99,7 +99,8 @@ def complexity_figure(at: pd.DataFrame, h: int, w: int):
         axes[1].plot(front["p"], front["f"], "-o", ms=4, color=FAMILY_COLOURS[f], label=f"{family_label(f)} front")
         for r in front.itertuples():
             if r.p == front["p"].iloc[-1] or r.f == front["f"].min():
-                axes[1].annotate(r.v.split(":")[-1], (r.p, r.f), xytext=(4, 2), textcoords="offset points", fontsize=7)
+                axes[1].annotate(variant_info(r.v).backbone, (r.p, r.f), xytext=(4, 2), textcoords="offset points",
+                                 fontsize=7)
     axes[1].set_xscale("log")
     axes[1].set_yscale("log")
     axes[1].set_xlabel("parameters (M, 21 classes)")

@@ -48,7 +48,7 @@ class TimingPlan:
     profile_size: tuple[int, int] = (512, 512)
     profile_runs: int = 5
     sweep_variants: tuple[str, ...] = ("rf_lw50", "rf_lw_mbv2")
-    sweep_sides: tuple[int, ...] = (256, 384, 512)
+    sweep_sides: tuple[int, ...] = (256, 384)
     sweep_batches: tuple[int, ...] = (1, 2, 4)
     sweep_batch_side: int = 256
 
@@ -154,8 +154,8 @@ def write(results: TimingResults, out: Path) -> Section:
     fast_words = _mode_words(asdict(plan.fastest))
     cpu = not plan.device.startswith("cuda")
     passes = ("interleaved pairs: at least " f"{plan.base.min_runs}, then until ~{plan.base.budget_s:.0f} s per pair "
-              f"of models or {plan.base.runs} pairs, after 1 warm-up pass") if cpu else (
-        f"{plan.base.runs} timed passes per model after {plan.base.warmup} warm-up passes (CUDA events)")
+              f"of models or {plan.base.runs} pairs, after {plan.base.warmup_passes} warm-up pass(es)") if cpu else (
+        f"{plan.base.runs} timed passes per model after {plan.base.warmup_passes} warm-up passes (CUDA events)")
     quick = (f"; light backbones and sweeps: {plan.quick.min_runs} passes each" if cpu else "")
     settings = (f"{describe(env)}; batch 1; random input, random init; default mode: {base_words}; fastest mode: "
                 f"{fast_words}; {passes}{quick}; medians; speed-up CIs: 95% t intervals on the log ratios of the "
@@ -316,11 +316,13 @@ def write(results: TimingResults, out: Path) -> Section:
                  "; ".join(_ci(r) for r in results.fps), f"{device}, {base_words}", fps_status, fps_reason,
                  "as Table 2's ratios (absolute FPS depend on the device)", f"{folder_name}/fps_ratio_512.md"),
     ]
+    limit = limit_sentence(results, points)
     text = (f"Timed on {device}. LW runs {', '.join(f'{r.ratio:.2f}x' for r in results.table2)} faster than "
             f"RefineNet at depths {', '.join(map(str, DEPTHS))} ({size_words}; paper "
             f"{', '.join(f'{p:.2f}x' for p in ratios['paper_rf_over_lw'])} on a GTX 1080Ti). {why}")
     if best is not None:
         text += f" Fastest mode ({fast_words}): {best['variant']} at {best['fastest_fps']:.1f} images/s at {h}x{w}."
+    text += f" {limit}"
     return Section(f"Timing on {device}", artifacts, text, settings, scores, folder_name)
 
 
@@ -357,6 +359,26 @@ def why_sentence(results: TimingResults) -> str:
             f"convolution time falls {conv_ratio:.1f}x, while {lw_top} takes {share:.0%} of LW-50's pass "
             f"({lw.category_ms[lw_top]:.1f} ms; {rf.category_ms[lw_top]:.1f} ms in RF-50), time the MAC count "
             f"does not see.{idle}")
+
+
+def limit_sentence(results: TimingResults, points: pd.DataFrame) -> str:
+    """What limits LW-50 in the fastest mode: its largest operator categories and where its convolutions sit
+    against the measured compute roof."""
+    s = replace(results.plan.fastest, height=results.plan.profile_size[0], width=results.plan.profile_size[1],
+                cuda_graph=False)
+    prof = [r for r in results.profiles if r.variant == "rf_lw50" and r.settings == asdict(s.resolved())
+            and not r.error]
+    if not prof:
+        return ""
+    r = prof[0]
+    total = r.busy_ms if results.plan.device.startswith("cuda") else r.wall_ms
+    top = sorted(CATEGORIES, key=lambda c: -r.category_ms[c])[:2]
+    words = ", ".join(f"{r.category_ms[c] / total:.0%} {c}" for c in top)
+    conv = points[(points.variant == "rf_lw50") & (points.category == "convolution") & (points["mode"] == math_mode(s))]
+    roof = (f"; its convolutions reach {conv.iloc[0].fraction_of_roof:.0%} of the attainable rate "
+            f"({conv.iloc[0].achieved_gflops:.0f} GFLOP/s, {conv.iloc[0].bound}-bound)") if len(conv) else ""
+    idle = "" if math.isnan(r.idle_share) else f"; the GPU idles {r.idle_share:.0%} of an eager pass"
+    return f"What limits LW-50 in the fastest mode ({s.height}x{s.width}): {words} of the pass{roof}{idle}."
 
 
 def profile_figure(table: pd.DataFrame, why: str, device: str, size: tuple[int, int]):

@@ -61,27 +61,59 @@ def measure(config: dict) -> list[dict]:
     raise ValueError(f"unknown measurement kind {kind!r}")
 
 
+def subjects(configs: list[dict]) -> list[list[dict]]:
+    """Configurations grouped by what they measure (kind and variant or pair), in first-seen order."""
+    groups: dict[tuple, list[dict]] = {}
+    for c in configs:
+        groups.setdefault((c["kind"], c.get("variant"), c.get("base"), c.get("other")), []).append(c)
+    return list(groups.values())
+
+
+def _complexity_rows(group: list[dict]) -> dict[str, list[dict]]:
+    """One variant's complexity configurations counted in one call (one model build for all sizes);
+    {record id: rows}. Empty when the call fails: each configuration is then measured, and fails, alone."""
+    from ..complexity import complexity
+
+    out: dict[str, list[dict]] = {}
+    by_setting: dict[tuple, list[dict]] = {}
+    for c in group:
+        by_setting.setdefault((c["batch"], c["num_classes"]), []).append(c)
+    for (batch, num_classes), same in by_setting.items():
+        try:
+            records = complexity([same[0]["variant"]], [(c["height"], c["width"]) for c in same], batch, num_classes)
+        except Exception:
+            continue
+        out.update({config_id(c): [asdict(r)] for c, r in zip(same, records, strict=True)})
+    return out
+
+
 def run_configs(configs: list[dict], out: str) -> dict[str, int]:
-    """Measure every configuration without a record; returns counts of done, skipped, failed."""
+    """Measure every configuration without a record, one subject at a time; returns counts of done, skipped,
+    failed. Records are written as each subject finishes, so a killed job loses at most one subject's work."""
+    import torch
+
     counts = {"done": 0, "skipped": 0, "failed": 0}
     env = None
-    for config in configs:
-        path = record_path(out, config)
-        if path.exists():
-            counts["skipped"] += 1
-            continue
-        env = env or environment(config.get("device", "cpu"))
-        start = time.perf_counter()
-        record = {"id": config_id(config), "config": config, "host": socket.gethostname(), "environment": env}
-        try:
-            record["rows"] = measure(config)
-            errors = [r.get("error") for r in record["rows"] if r.get("error")]
-            record["error"] = errors[0] if errors else ""
-        except Exception as err:  # recorded; the job goes on with the next configuration
-            record["rows"] = []
-            record["error"] = f"{type(err).__name__}: {err}"
-            record["traceback"] = traceback.format_exc(limit=5)
-        record["seconds"] = time.perf_counter() - start
-        write_record(path, record)
-        counts["failed" if record["error"] else "done"] += 1
+    if all(c["kind"] == "complexity" for c in configs):
+        torch.set_num_threads(1)  # shape-only counting is single-threaded Python: idle threads only contend
+    for group in subjects(configs):
+        todo = [c for c in group if not record_path(out, c).exists()]
+        counts["skipped"] += len(group) - len(todo)
+        counted = _complexity_rows(todo) if todo and todo[0]["kind"] == "complexity" else {}
+        for config in todo:
+            path = record_path(out, config)
+            env = env or environment(config.get("device", "cpu"))
+            start = time.perf_counter()
+            record = {"id": config_id(config), "config": config, "host": socket.gethostname(), "environment": env}
+            try:
+                record["rows"] = counted.get(record["id"]) or measure(config)
+                errors = [r.get("error") for r in record["rows"] if r.get("error")]
+                record["error"] = errors[0] if errors else ""
+            except Exception as err:  # recorded; the job goes on with the next configuration
+                record["rows"] = []
+                record["error"] = f"{type(err).__name__}: {err}"
+                record["traceback"] = traceback.format_exc(limit=5)
+            record["seconds"] = time.perf_counter() - start
+            write_record(path, record)
+            counts["failed" if record["error"] else "done"] += 1
     return counts

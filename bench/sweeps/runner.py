@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import validation
-from .jobs import record_path, run_configs
+from ..models import variant_info
+from .jobs import record_path, run_configs, subjects
 from .merge import read_records
 from .spec import TIMING_KINDS, SweepSpec, config_id
 
@@ -50,9 +51,18 @@ class SweepStatus:
 
 
 def deal(configs: list[dict], chunk: int) -> list[list[dict]]:
-    """Round-robin into ceil(n / chunk) jobs of at most ``chunk`` configurations."""
+    """Into ceil(n / chunk) jobs, round-robin by backbone: the configurations of one variant (or pair) stay in
+    one job, so it builds that model once for all its sizes, the variants of one backbone share its probed
+    stages, and slow and fast backbones mix across jobs."""
     n = max(1, -(-len(configs) // chunk))
-    return [configs[i::n] for i in range(n) if configs[i::n]]
+    by_backbone: dict[tuple, list[dict]] = {}  # one backbone's variants together: its stages are probed once per job
+    for group in subjects(configs):
+        name = group[0].get("variant") or group[0].get("base")
+        by_backbone.setdefault((group[0]["kind"], variant_info(name).backbone), []).extend(group)
+    jobs: list[list[dict]] = [[] for _ in range(n)]
+    for i, group in enumerate(by_backbone.values()):
+        jobs[i % n].extend(group)
+    return [j for j in jobs if j]
 
 
 def make_executor(kind: str, folder: Path, gpus: int = 0, visible_gpu: int | None = None,
