@@ -295,9 +295,11 @@ def decoder_maps_figure(grids: dict[str, DecoderGrid], plan: ERFPlan, level: str
     for col, (family, grid) in enumerate(grids.items()):
         for row, (block, tap, wrt) in enumerate([b for b in BLOCKS if b[0] in ("CRP", "whole level")]):
             erf = grid.maps[(f"{level}.{tap}", f"{level}.{wrt}")]
-            draw_gradient_erf(axes[row, col], erf, f"{family_label(family)}: {block}, {level}", unit="cells")
-    fig.suptitle(f"Decoder-grid ERF maps at {level} ({plan.grid_size}px inputs; squares: 50% (white) and 90% "
-                 "(orange) of the mass)", fontsize=10)
+            draw_gradient_erf(axes[row, col], erf, f"{family_label(family)}: {block}, {level}", normalise="log",
+                              unit="cells")
+    fig.suptitle(f"Decoder-grid ERF maps at {level} ({plan.grid_size}px inputs; log scale: the residual paths put "
+                 "most of the mass on the unit's own cell; squares: 50% (white) and 90% (orange) of the mass)",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 
