@@ -64,6 +64,7 @@ def test_timing_section_tiny_goes_under_its_device(tmp_path):
     assert set(fps.variant) >= {"rf50", "rf_lw50", "rf_lw_mbv2"} and (fps["fps"] > 0).all()
     assert [s.artifact for s in section.scores] == ["Table 2 (runtimes, RF/LW)", "Abstract FPS (LW/RF at 512)"]
     assert "On CPU" not in section.text and "LW runs" in section.text
+    assert "RF-50 has 7.6x LW-50's MACs" in section.text and "What limits LW-50" in section.text  # from the profiles
     profile = pd.read_csv(folder / "profile.csv")
     assert (profile["explained"] > 0.8).all()
     sweep = (folder / "timing_sweep.md").read_text()

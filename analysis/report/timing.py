@@ -218,8 +218,8 @@ def write(results: TimingResults, out: Path) -> Section:
         "ratios (fps_ratio_512.md), not the absolute numbers.",
         f"Default mode: {base_words}. Fastest mode: {fast_words}."],
         labels={"paper_fps": "paper FPS (1080Ti)", "fps": "FPS (default)", "fastest_fps": "FPS (fastest)",
-                "gmacs": "MACs (G)", "achieved_gflops": "GFLOP/s (default)"}, formats={"fps": ".1f",
-                                                                                       "fastest_fps": ".1f"})
+                "gmacs": "MACs (G)", "achieved_gflops": "GFLOP/s (default)"}, formats={"fps": ".2f",
+                                                                                       "fastest_fps": ".2f"})
     save_table(fps_ratio, folder / "fps_ratio_512", f"How many times more images per second LW gives, {h}x{w}", [
         "Paired measurement as Table 2's (same loop, same statistic); the paper's ratios from its abstract "
         "(55/20 and 32/17 FPS)."], labels={"paper_fps_ratio": "paper LW/RF FPS", "measured": "measured LW/RF",
@@ -342,9 +342,9 @@ def _fps_row(name, fps, mode, paper_fps, fast, macs, size) -> dict:
 
 def why_sentence(results: TimingResults) -> str:
     """Why LW-50 is only so much faster than RF-50 with many times fewer MACs: computed from the profiles."""
-    base = {r.variant: r for r in results.profiles if not r.error and r.settings == asdict(
-        replace(results.plan.base, height=results.plan.profile_size[0], width=results.plan.profile_size[1],
-                cuda_graph=False))}
+    wanted = replace(results.plan.base, height=results.plan.profile_size[0], width=results.plan.profile_size[1],
+                     cuda_graph=False).resolved()
+    base = {r.variant: r for r in results.profiles if not r.error and r.settings == asdict(wanted)}
     if not {"rf50", "rf_lw50"} <= set(base):
         return "No profile of RF-50 and LW-50."
     rf, lw = base["rf50"], base["rf_lw50"]
