@@ -1,9 +1,10 @@
 """Gradient ERF (Luo et al., NeurIPS 2016), in image space or on a decoder's feature grid.
 
 For a tap and a unit (a spatial position, the centre by default; one channel or all), the gradient
-of a scalar made from that unit with respect to the input image, or, with ``wrt``, with respect to
-an earlier tap of the network (the *decoder-grid* ERF: how far a decoder block spreads information
-on its own feature grid, in cells of that grid, whatever the backbone). Its magnitude is summed over
+of a scalar made from that unit with respect to the input image (:func:`gradient_erf`), or with
+respect to an earlier tap of the network (:func:`erf_pairs`; the *decoder-grid* ERF of
+:mod:`analysis.erf.decoder_grid`: how far a decoder block spreads information on its own feature
+grid, in cells of that grid, whatever the backbone). Its magnitude is summed over
 colour (or feature) channels and averaged over the images. The scalar is the sum or the mean over
 the selected channels, optionally after a ReLU.
 

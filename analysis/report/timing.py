@@ -277,7 +277,7 @@ def write(results: TimingResults, out: Path) -> Section:
         f"{above} point(s) above their roof" + (" (operands stayed in cache between ops)." if above else ".")],
         formats={"fraction_of_roof": ".0%"})
     if len(points):
-        save_figure(roofline_figure(points, roofs, device), folder / "roofline")
+        save_figure(roofline_figure(points, roofs, device, (plan.fps_size, plan.profile_size)), folder / "roofline")
         artifacts.append(Artifact(f"{folder_name}/roofline.png", "Roofline (figure)",
                                   "achieved GFLOP/s vs arithmetic intensity, measured roofs"))
 
@@ -410,7 +410,8 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width)
 
 
-def roofline_figure(points: pd.DataFrame, roofs: dict[str, Roofs], device: str):
+def roofline_figure(points: pd.DataFrame, roofs: dict[str, Roofs], device: str,
+                    sizes: tuple[tuple[int, int], tuple[int, int]]):
     import matplotlib.pyplot as plt
     import numpy as np
     import seaborn as sns
@@ -444,7 +445,8 @@ def roofline_figure(points: pd.DataFrame, roofs: dict[str, Roofs], device: str):
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP per byte, shape-only count)")
     ax.set_ylabel("achieved GFLOP/s")
-    ax.set_title(f"Roofline on {device} (roofs measured in the same run)", fontsize=10)
+    ax.set_title(f"Roofline on {device}, batch 1: whole passes at {sizes[0][0]}x{sizes[0][1]}, op categories at "
+                 f"{sizes[1][0]}x{sizes[1][1]} (roofs measured in the same run)", fontsize=10)
     return fig
 
 
