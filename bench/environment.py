@@ -46,6 +46,7 @@ def environment(device: str = "cpu") -> dict[str, object]:
     return {
         "device": device,
         "device_name": device_description(device),
+        "slug": device_slug(device),  # the folder its results go to
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cuda": torch.version.cuda if cuda else None,

@@ -165,6 +165,9 @@ def roofline_points(name: str, settings: TimingSettings, roofs: Roofs, median_ms
     return pd.DataFrame(rows)
 
 
+ABOVE_TOLERANCE = 0.02  # a point counts as above its roof beyond this (roofs and times are measured, noisy)
+
+
 def point(name: str, category: str, flops: float, nbytes: float, ms: float, roofs: Roofs) -> dict:
     """One roofline point: intensity, achieved and attainable GFLOP/s, and their ratio."""
     intensity = flops / nbytes
@@ -174,7 +177,7 @@ def point(name: str, category: str, flops: float, nbytes: float, ms: float, roof
         "variant": name, "category": category, "gflop": flops / 1e9, "mbytes": nbytes / 1e6, "ms": ms,
         "intensity": intensity, "achieved_gflops": achieved, "attainable_gflops": attainable,
         "fraction_of_roof": achieved / attainable, "bound": "memory" if intensity < roofs.ridge else "compute",
-        "above_roof": achieved > attainable * 1.02, "mode": roofs.mode,
+        "above_roof": achieved > attainable * (1 + ABOVE_TOLERANCE), "mode": roofs.mode,
     }
 
 

@@ -13,7 +13,10 @@ allows, and with so few pairs a percentile bootstrap is too narrow. The percenti
 (resampling pairs keeps each pair together) is recorded beside it (``boot_low``, ``boot_high``); with the
 100 pairs of a GPU run the two agree. On CUDA each pass is timed with events
 (one replay of a captured graph with ``cuda_graph=True``); on CPU with ``perf_counter``, and the
-number of pairs is adaptive (at least ``min_runs``, then until ``budget_s`` or ``runs``).
+number of pairs is adaptive (at least ``min_runs``, then until ``budget_s`` or ``runs``). With graph
+replay, the same two models are then run eagerly for ``EAGER_PAIRS`` interleaved pairs, and their eager
+medians are recorded beside the replays (``base_eager_ms``, ``other_eager_ms``): the host's share of an
+eager pass, and the ratio an eager timing would have reported.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
@@ -32,6 +35,7 @@ from .stats import bootstrap_paired, log_ratio_interval
 from .timing import TimingSettings, eager_pass, graph_pass, make_input, prepare, torch_settings
 
 STATISTIC = "geometric mean of paired time ratios base/other"
+EAGER_PAIRS = 20  # graph mode: eager pairs timed after the replays, for the launch-overhead share
 
 
 @dataclass
@@ -52,6 +56,8 @@ class SpeedupRecord:
     pairs: int = 0
     base_median_ms: float = math.nan
     other_median_ms: float = math.nan
+    base_eager_ms: float = math.nan  # graph mode: eager medians of the same two models, interleaved the same way
+    other_eager_ms: float = math.nan
     statistic: str = STATISTIC
     settings: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
@@ -66,17 +72,19 @@ class SpeedupRecord:
         return {**row, **{k: v for k, v in self.settings.items() if k not in row}, **self.environment}
 
 
-def _passes(models: Sequence[torch.nn.Module], settings: TimingSettings) -> tuple[list[Callable], str, str]:
-    """One callable per model running its forward (graph replay where asked and possible)."""
+def _passes(
+    models: Sequence[torch.nn.Module], settings: TimingSettings
+) -> tuple[list[Callable], list[Callable], str, str]:
+    """Per model: the timed forward (graph replay where asked and possible) and its eager pass."""
     runners = [prepare(m, settings) for m in models]
     x = make_input(settings)
+    eager = [eager_pass(r, x, settings) for r in runners]
     if settings.cuda_graph:
         try:
-            return [graph_pass(r, x, settings) for r in runners], "graph", ""
+            return [graph_pass(r, x, settings) for r in runners], eager, "graph", ""
         except Exception as err:  # capture failed: eager for both, said in the record
-            return ([eager_pass(r, x, settings) for r in runners], "eager",
-                    f"graph capture failed, eager timing: {type(err).__name__}: {err}"[:300])
-    return [eager_pass(r, x, settings) for r in runners], "eager", ""
+            return eager, eager, "eager", f"graph capture failed, eager timing: {type(err).__name__}: {err}"[:300]
+    return eager, eager, "eager", ""
 
 
 def _timed(fn: Callable[[], object], cuda: bool) -> Callable[[], float]:
@@ -142,8 +150,11 @@ def paired_speedup(
             for name in (base, other):
                 torch.manual_seed(seed)
                 models.append(create_model(name).eval())
-            fns, record.mode, record.fallback = _passes(models, settings)
+            fns, eager, record.mode, record.fallback = _passes(models, settings)
             ta, tb = interleaved_samples(fns, settings)
+            if record.mode == "graph":  # the eager times beside the replays: the host's share of each pass
+                ea, eb = interleaved_samples(eager, replace(settings, runs=EAGER_PAIRS, warmup=2))
+                record.base_eager_ms, record.other_eager_ms = statistics.median(ea), statistics.median(eb)
     except (RuntimeError, ValueError, TypeError, torch.OutOfMemoryError) as err:
         record.error = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
         return record
@@ -170,7 +181,7 @@ def paired_speedups(
         record = paired_speedup(base, other, s, **kwargs)
         records.append(record)
         if progress:
-            status = record.error or (f"{record.ratio:.2f}x (95% CI {record.ci_low:.2f} to {record.ci_high:.2f}, "
+            status = record.error or (f"{record.ratio:.3f}x (95% CI {record.ci_low:.3f} to {record.ci_high:.3f}, "
                                       f"{record.pairs} pairs, {record.mode})")
             progress(f"  [{i}/{len(grid) * len(pairs)}] {other} vs {base} {s.batch}x{s.height}x{s.width} "
                      f"{s.device}: {status}")

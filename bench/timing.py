@@ -114,7 +114,7 @@ class TimingRecord:
     eager_median_ms: float = math.nan  # graph mode: the eager time of the same forward, same run
     launch_overhead: float = math.nan  # graph mode: 1 - graph / eager, the host's share of an eager pass
     fallback: str = ""  # why graph replay was not used where it was asked for
-    peak_memory_mb: float = math.nan  # CUDA: max allocated; CPU: not measured (nan)
+    peak_memory_mb: float = math.nan  # CUDA: max allocated in one pass after warm-up; CPU: not measured (nan)
     params: int = 0
     macs: int = 0
     achieved_gflops: float = math.nan  # 2 x MACs / median time
@@ -258,6 +258,16 @@ def time_cuda(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
     return [s.elapsed_time(e) for s, e in zip(starts, ends, strict=True)]
 
 
+def steady_peak_memory_mb(fn: Callable[[], object], device: str) -> float:
+    """Peak allocated memory of one more pass, after warm-up: cudnn.benchmark's autotuning tries
+    workspaces of several GB while it warms up, which is not what a pass needs."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
 def time_cpu(fn: Callable[[], object], settings: TimingSettings) -> list[float]:
     for _ in range(settings.warmup_passes):
         fn()
@@ -289,20 +299,20 @@ def time_model(model: nn.Module, settings: TimingSettings, variant: str = "", ma
             runner = prepare(model, settings)
             x = make_input(settings)
             if settings.is_cuda:
-                torch.cuda.reset_peak_memory_stats(settings.device)
-                eager = time_cuda(eager_pass(runner, x, settings), settings.runs, settings.warmup_passes)
+                timed = eager_pass(runner, x, settings)
+                eager = time_cuda(timed, settings.runs, settings.warmup_passes)
                 samples = eager
                 if settings.cuda_graph:
                     try:
-                        replay = graph_pass(runner, x, settings)
+                        timed = graph_pass(runner, x, settings)
                     except Exception as err:  # capture is fragile (compile, some kernels): eager instead
                         record.fallback = f"graph capture failed, eager timing: {type(err).__name__}: {err}"[:300]
                     else:
-                        samples = time_cuda(replay, settings.runs, 3)
+                        samples = time_cuda(timed, settings.runs, 3)
                         record.mode = "graph"
                         record.eager_median_ms = statistics.median(eager)
                         record.launch_overhead = 1 - statistics.median(samples) / record.eager_median_ms
-                record.peak_memory_mb = torch.cuda.max_memory_allocated(settings.device) / 2**20
+                record.peak_memory_mb = steady_peak_memory_mb(timed, settings.device)
             else:
                 samples = time_cpu(eager_pass(runner, x, settings), settings)
     except (RuntimeError, ValueError, TypeError, torch.OutOfMemoryError) as err:  # recorded, the sweep goes on

@@ -71,6 +71,56 @@ def test_timing_section_tiny_goes_under_its_device(tmp_path):
     assert "batch 2 are at 64x64" in sweep and "peak_memory" not in sweep  # footnote from the rows; no empty column
 
 
+def _as_if_on_a_gpu(results):
+    """Tiny CPU results relabelled as graph replays on a CUDA device (times made up from the CPU ones:
+    eager 3x the replay), so that write()'s GPU branch runs where CI runs."""
+    from dataclasses import asdict, replace
+
+    from analysis.report.timing import TimingResults
+    from bench.roofline import math_mode
+
+    old_plan, cuda = results.plan, {"device": "cuda", "cuda_graph": True}
+    plan = replace(old_plan, device="cuda", base=replace(old_plan.base, **cuda),
+                   fastest=replace(old_plan.fastest, **cuda, dtype="bf16"), quick=replace(old_plan.quick, **cuda))
+    for r in results.table2 + results.fps:
+        r.mode, r.base_eager_ms, r.other_eager_ms = "graph", 3 * r.base_median_ms, 3 * r.other_median_ms
+    for r in results.light + results.sweep:
+        r.mode, r.eager_median_ms, r.launch_overhead = "graph", 3 * r.median_ms, 2 / 3
+    for r in results.fastest:
+        r.fps = 0.5 * next((x.fps for x in results.light if x.variant == r.variant), r.fps)  # slower than default
+    mode_of = {}
+    for old, new in ((old_plan.base, plan.base), (old_plan.fastest, plan.fastest)):
+        size = dict(height=old_plan.profile_size[0], width=old_plan.profile_size[1], cuda_graph=False)
+        mode_of[str(asdict(replace(old, **size).resolved()))] = asdict(replace(new, **size).resolved())
+    for r in results.profiles:
+        r.settings = mode_of[str(r.settings)]
+        r.busy_ms, r.wall_ms = sum(r.category_ms.values()), 3 * sum(r.category_ms.values())
+        r.idle_share = 2 / 3
+    roofs = [replace(results.roofs[0], mode=m) for m in dict.fromkeys(math_mode(s) for s in (plan.base, plan.fastest))]
+    env = {**results.environment, "device": "cuda", "device_name": "NVIDIA Test GPU", "slug": "nvidia-test-gpu",
+           "cuda": "13.0", "cudnn": "91900"}
+    return TimingResults(plan, env, results.table2, results.fps, results.light, results.fastest, results.profiles,
+                         roofs, results.sweep, results.macs)
+
+
+def test_timing_section_gpu_branch_from_records(tmp_path):
+    from analysis.report.timing import collect, write
+
+    section = write(_as_if_on_a_gpu(collect(TimingPlan.tiny(), progress=lambda msg: None)), tmp_path)
+    folder = tmp_path / "timing" / "nvidia-test-gpu"  # named by the record's device, not this machine's
+    runtime = pd.read_csv(folder / "table2_runtime.csv")
+    assert runtime["launch_overhead"].round(6).eq(round(2 / 3, 6)).all()  # 1 - replay / eager
+    ratios = pd.read_csv(folder / "table2_speedup.csv")
+    assert "eager_ratio" in ratios and "eager RF/LW" in (folder / "table2_speedup.md").read_text()
+    assert "eager FPS" not in runtime and "FPS (eager)" in (folder / "fps_512.md").read_text()
+    sweep = (folder / "timing_sweep.md").read_text()
+    assert "launch overhead" in sweep and "GMACs" in sweep
+    profile = (folder / "profile.md").read_text()
+    assert "kernel ms" in profile and "GPU idle" in profile and "The GPU idles 67% of LW-50's eager pass" in profile
+    assert "It is slower than the default mode for" in section.text  # computed: fastest < default here
+    assert "CUDA-graph replay" in section.settings and "100 timed passes" not in section.settings
+
+
 def test_erf_section_small(tmp_path):
     section = build_erf(tmp_path, ERFPlan.small())
     grid = pd.read_csv(tmp_path / "erf" / "decoder_grid.csv")

@@ -146,7 +146,10 @@ def test_cuda_graph_replay_gives_the_eager_output_and_an_overhead_share():
 def test_cuda_speedup_and_profile_run():
     s = TimingSettings(device="cuda", height=128, width=128, runs=10, warmup=2, cuda_graph=True)
     r = paired_speedup("rf_lw50", "rf_lw50", s)
-    assert not r.error and r.mode == "graph" and r.ci_low <= 1 <= r.ci_high
+    # two captures of the same network: replays are so steady (CI narrower than 0.1%) that the interval
+    # need not cover 1 exactly; they agree within 1% (H200: 1.0012)
+    assert not r.error and r.mode == "graph" and r.ci_low <= r.ratio <= r.ci_high and abs(r.ratio - 1) < 0.01
+    assert r.base_eager_ms > r.base_median_ms > 0 and r.other_eager_ms > 0  # the eager times beside the replays
     p = profile_model(create_model("rf_lw50"), TimingSettings(device="cuda", height=128, width=128, warmup=2))
     assert not p.error and p.explained >= 0.9 and 0 <= p.idle_share <= 1
 

@@ -17,8 +17,8 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
     """[0, 1] float (or uint8 0..255) RGB -> ImageNet-normalised float, as the backbones expect."""
     if images.dtype == torch.uint8:
         images = images.float().div(255)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
     return (images - mean) / std
 
 

@@ -72,12 +72,12 @@ def train_segmenter(
     """AdamW on cross-entropy for ``settings.steps`` steps of ``settings.batch_size`` images (seeded)."""
     torch.manual_seed(settings.seed)
     g = torch.Generator().manual_seed(settings.seed)
+    model.train().to(device, memory_format=torch.channels_last)  # before the optimiser takes its parameters
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     warm = max(1, int(settings.warmup * settings.steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
     log = TrainLog()
     start = time.perf_counter()
-    model.train().to(device, memory_format=torch.channels_last)
     order = torch.randperm(len(images), generator=g)
     cursor = 0
     for step in range(settings.steps):

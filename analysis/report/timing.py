@@ -20,8 +20,8 @@ from bench.complexity import complexity
 from bench.environment import describe, device_slug, environment
 from bench.models import variant_info
 from bench.profile import CATEGORIES, ProfileRecord, profile_frame, profile_variants
-from bench.roofline import Roofs, math_mode, measure_roofs, roofline_points, roofs_record
-from bench.speedup import SpeedupRecord, paired_speedups
+from bench.roofline import ABOVE_TOLERANCE, Roofs, math_mode, measure_roofs, roofline_points, roofs_record
+from bench.speedup import EAGER_PAIRS, SpeedupRecord, paired_speedups
 from bench.timing import TimingRecord, TimingSettings, sweep, time_variants
 
 from ..paper import paper_values
@@ -35,6 +35,7 @@ TABLE2_PAIRS = [(f"rf{d}", f"rf_lw{d}") for d in DEPTHS]
 FPS_PAIRS = [("rf50", "rf_lw50"), ("rf152", "rf_lw152")]  # the abstract's FPS figures
 LIGHT = ("rf_lw_mbv2", "rf_lw_nasnet")
 PROFILED = ("rf50", "rf_lw50")
+RATIO_FORMAT = {False: ".2f", True: ".3f"}  # graph replays give intervals narrower than 0.01
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,9 @@ def collect(plan: TimingPlan | None = None, progress=print) -> TimingResults:
 
 
 def _ci(r: SpeedupRecord) -> str:
-    return f"{r.ratio:.2f} ({r.ci_low:.2f} to {r.ci_high:.2f})"
+    """'2.02 (1.98 to 2.06)'; three decimals where two would print the interval as one value."""
+    d = 3 if r.ci_high - r.ci_low < 0.02 else 2
+    return f"{r.ratio:.{d}f} ({r.ci_low:.{d}f} to {r.ci_high:.{d}f})"
 
 
 def _mode_words(s: dict) -> str:
@@ -146,7 +149,7 @@ def _mode_words(s: dict) -> str:
 def write(results: TimingResults, out: Path) -> Section:
     use_style()
     plan, env = results.plan, results.environment
-    slug = device_slug(plan.device)
+    slug = env.get("slug") or device_slug(plan.device)  # from the record: results can be written elsewhere
     folder_name = f"timing/{slug}"
     folder = out / folder_name
     device = env["device_name"]
@@ -166,33 +169,45 @@ def write(results: TimingResults, out: Path) -> Section:
 
     # --- Table 2: runtimes and paired speed-ups -------------------------------------------------
     rows, ratio_rows = [], []
+    graph = any(r.mode == "graph" for r in results.table2 + results.fps)
     for r in results.table2:
-        for name, median, samples in ((r.base, r.base_median_ms, r.base_samples_ms),
-                                      (r.other, r.other_median_ms, r.other_samples_ms)):
+        for name, median, samples, eager in ((r.base, r.base_median_ms, r.base_samples_ms, r.base_eager_ms),
+                                             (r.other, r.other_median_ms, r.other_samples_ms, r.other_eager_ms)):
             rows.append({"variant": name, "paper_ms": paper_ms[name].value, "paper_sd_ms": paper_sd[name].value,
                          "median_ms": median, "p10_ms": _q(samples, 0.1), "p90_ms": _q(samples, 0.9),
-                         "passes": len(samples), "mode": r.mode, "error": r.error})
+                         "passes": len(samples), "mode": r.mode, "eager_ms": eager,
+                         "launch_overhead": 1 - median / eager, "error": r.error})
         paper_ratio = paper_ms[r.base].value / paper_ms[r.other].value
         ratio_rows.append({"depth": variant_info(r.base).depth, "paper_rf_over_lw": paper_ratio, "measured": r.ratio,
                            "ci_low": r.ci_low, "ci_high": r.ci_high, "boot_low": r.boot_low,
                            "boot_high": r.boot_high, "pairs": r.pairs,
-                           "diff": r.ratio - paper_ratio, "mode": r.mode, "error": r.error})
+                           "diff": r.ratio - paper_ratio, "eager_ratio": r.base_eager_ms / r.other_eager_ms,
+                           "mode": r.mode, "error": r.error})
     runtime = pd.DataFrame(rows)
     ratios = pd.DataFrame(ratio_rows)
+    if not graph:  # the eager columns exist only beside graph replays
+        runtime = runtime.drop(columns=["eager_ms", "launch_overhead"])
+        ratios = ratios.drop(columns=["eager_ratio"])
+    ratio_fmt = {c: RATIO_FORMAT[graph] for c in ("measured", "ci_low", "ci_high", "boot_low", "boot_high")}
     size_words = f"{plan.table2_size[1]} wide x {plan.table2_size[0]} high"
     save_table(runtime, folder / "table2_runtime", f"Table 2: forward-pass time at {size_words}, {device}", [
         "Paper: mean ± std of 100 passes on a GTX 1080Ti (CUDA 9.0, cuDNN 7.0). Absolute times are not comparable "
         "across devices, so no measured/paper column: compare the ratios (table2_speedup.md).",
-        "Measured: median and p10-p90 of the passes of the paired measurement."],
+        "Measured: median and p10-p90 of the passes of the paired measurement."] + (
+        [f"eager ms: median of {EAGER_PAIRS} eager passes of the same models after the replays; launch overhead = "
+         "1 - replay / eager, the share of an eager pass the GPU waits for the host."] if graph else []),
         labels={"paper_ms": "paper ms (1080Ti)", "paper_sd_ms": "paper std", "median_ms": "median ms",
-                "p10_ms": "p10", "p90_ms": "p90"})
+                "p10_ms": "p10", "p90_ms": "p90", "eager_ms": "eager ms", "launch_overhead": "launch overhead"},
+        formats={"launch_overhead": ".0%"})
     save_table(ratios, folder / "table2_speedup", f"Table 2: how many times faster LW runs than RefineNet, {device}", [
         "Measured in one interleaved loop per depth (RF, LW, then LW, RF, ...; same input), ratio = geometric mean of "
         "the paired time ratios; 95% CI: t interval on the log ratios (with a handful of pairs a percentile bootstrap "
         "is too narrow; it is in the CSV as boot_low/boot_high) (bench.speedup).",
-        "Paper ratios: the quotients of Table 2's mean runtimes on a GTX 1080Ti."],
+        "Paper ratios: the quotients of Table 2's mean runtimes on a GTX 1080Ti."] + (
+        ["eager RF/LW: the quotient of the eager medians (not paired): the ratio an eager batch-1 timing would "
+         "report, with the host's time in both."] if graph else []),
         labels={"paper_rf_over_lw": "paper RF/LW", "measured": "measured RF/LW", "ci_low": "95% CI low",
-                "ci_high": "95% CI high"})
+                "ci_high": "95% CI high", "eager_ratio": "eager RF/LW"}, formats=ratio_fmt)
     artifacts += [Artifact(f"{folder_name}/table2_speedup.md", "Table 2 speed-ups", "RF/LW per depth with 95% CI",
                            inline=True),
                   Artifact(f"{folder_name}/table2_runtime.md", "Table 2 runtimes", "median ms per model")]
@@ -202,28 +217,37 @@ def write(results: TimingResults, out: Path) -> Section:
     fast = {r.variant: r for r in results.fastest}
     fps_rows, fps_ratios = [], []
     for r in results.fps:
-        for name, median in ((r.base, r.base_median_ms), (r.other, r.other_median_ms)):
-            fps_rows.append(_fps_row(name, 1e3 / median, r.mode, paper_fps, fast, results.macs, plan.fps_size))
+        for name, median, eager in ((r.base, r.base_median_ms, r.base_eager_ms),
+                                    (r.other, r.other_median_ms, r.other_eager_ms)):
+            fps_rows.append(_fps_row(name, 1e3 / median, r.mode, paper_fps, fast, results.macs, plan.fps_size,
+                                     1e3 / eager))
         p = paper_fps[r.other].value / paper_fps[r.base].value
         fps_ratios.append({"pair": f"{r.other} / {r.base}", "paper_fps_ratio": p, "measured": r.ratio,
                            "ci_low": r.ci_low, "ci_high": r.ci_high, "pairs": r.pairs, "diff": r.ratio - p})
     for r in results.light:
-        fps_rows.append(_fps_row(r.variant, r.fps, r.mode, paper_fps, fast, results.macs, plan.fps_size))
+        fps_rows.append(_fps_row(r.variant, r.fps, r.mode, paper_fps, fast, results.macs, plan.fps_size,
+                                 r.settings["batch"] * 1e3 / r.eager_median_ms))
     fps_table = pd.DataFrame(fps_rows)
+    if fps_table["eager_fps"].isna().all():
+        fps_table = fps_table.drop(columns=["eager_fps"])
+    slower = fps_table[fps_table["fastest_fps"] < fps_table["fps"]]
     fps_ratio = pd.DataFrame(fps_ratios)
     h, w = plan.fps_size
     best = fps_table.loc[fps_table["fastest_fps"].idxmax()] if fps_table["fastest_fps"].notna().any() else None
     save_table(fps_table, folder / "fps_512", f"Images per second at {h}x{w}, batch 1, {device}", [
         "FPS = images per second = batch / median time (here batch 1). Paper: a GTX 1080Ti; compare the LW/RF "
         "ratios (fps_ratio_512.md), not the absolute numbers.",
-        f"Default mode: {base_words}. Fastest mode: {fast_words}."],
+        f"Default mode: {base_words}. Fastest mode: {fast_words}."] + (
+        ["FPS (eager): the default mode's forward run eagerly, in the same measurement."]
+        if "eager_fps" in fps_table else []),
         labels={"paper_fps": "paper FPS (1080Ti)", "fps": "FPS (default)", "fastest_fps": "FPS (fastest)",
-                "gmacs": "MACs (G)", "achieved_gflops": "GFLOP/s (default)"}, formats={"fps": ".2f",
-                                                                                       "fastest_fps": ".2f"})
+                "eager_fps": "FPS (eager)", "gmacs": "MACs (G)", "achieved_gflops": "GFLOP/s (default)"},
+        formats={"fps": ".2f", "fastest_fps": ".2f", "eager_fps": ".2f"})
     save_table(fps_ratio, folder / "fps_ratio_512", f"How many times more images per second LW gives, {h}x{w}", [
         "Paired measurement as Table 2's (same loop, same statistic); the paper's ratios from its abstract "
         "(55/20 and 32/17 FPS)."], labels={"paper_fps_ratio": "paper LW/RF FPS", "measured": "measured LW/RF",
-                                           "ci_low": "95% CI low", "ci_high": "95% CI high"})
+                                           "ci_low": "95% CI low", "ci_high": "95% CI high"},
+        formats={c: RATIO_FORMAT[graph] for c in ("measured", "ci_low", "ci_high")})
     artifacts += [Artifact(f"{folder_name}/fps_ratio_512.md", "FPS ratios at 512", "LW/RF images per second, paired",
                            inline=True),
                   Artifact(f"{folder_name}/fps_512.md", "FPS at 512", "images/s per model, default and fastest mode")]
@@ -234,17 +258,22 @@ def write(results: TimingResults, out: Path) -> Section:
     for r in results.profiles:
         if r.error:
             continue
-        row = {"variant": r.variant, "mode": _mode_words(r.settings), "wall_ms": r.wall_ms,
+        row = {"variant": r.variant, "mode": _mode_words(r.settings), "wall_ms": r.wall_ms, "busy_ms": r.busy_ms,
                **{c: r.category_ms[c] for c in CATEGORIES}, "explained": r.explained, "idle_share": r.idle_share}
         prof_rows.append(row)
     prof_table = pd.DataFrame(prof_rows)
+    if cpu and len(prof_table):
+        prof_table = prof_table.drop(columns=["busy_ms", "idle_share"])
     why = why_sentence(results) if len(prof_table) else "No profile."
     ph, pw = plan.profile_size
     save_table(prof_table, folder / "profile", f"Where the time goes: ms per pass by operator category, {ph}x{pw}", [
-        ("CUDA: device (kernel) time per category; idle_share = the share of the pass the GPU waits for the host. "
+        ("CUDA: device (kernel) time per category, profiled eager passes; kernel ms = all kernels of a pass (what a "
+         "graph replay costs); eager pass ms = wall time of an unprofiled eager pass (CUDA events); GPU idle = "
+         "1 - kernel / eager pass, the share of an eager pass the GPU waits for the host. "
          if not cpu else "CPU: self CPU time per category against the wall time of the profiled passes. ") +
         "explained = the named categories' share of the total (the rest is 'other').", why],
-        labels={"wall_ms": "pass ms", "explained": "explained", "idle_share": "GPU idle"},
+        labels={"wall_ms": "pass ms" if cpu else "eager pass ms", "busy_ms": "kernel ms", "explained": "explained",
+                "idle_share": "GPU idle"},
         formats={"explained": ".0%", "idle_share": ".0%"})
     if len(prof):
         save_figure(profile_figure(prof_table, why, device, plan.profile_size), folder / "profile")
@@ -269,12 +298,16 @@ def write(results: TimingResults, out: Path) -> Section:
     roof_table = pd.DataFrame([roofs_record(r) for r in results.roofs])
     above = int(points["above_roof"].sum()) if len(points) else 0
     save_table(roof_table, folder / "roofs", f"Measured roofs, {device}", [
-        "compute: a square matmul of side matmul_n in the math mode; memory: a device copy (read + write bytes). "
-        "ridge = compute / memory, in FLOP per byte."])
+        "compute: the faster of a square matmul of side matmul_n and a large 3x3 convolution in the math mode "
+        "(matmul_gflops, conv_gflops); memory: a device copy (read + write bytes). ridge = compute / memory, in "
+        "FLOP per byte."])
     save_table(points, folder / "roofline", f"Roofline: achieved vs attainable GFLOP/s, {device}", [
         "FLOPs = 2 x MACs + one per other op; bytes = every input, weight and output once per op x element size "
         "(shape-only count, a lower bound on traffic, so the attainable value is an upper bound).",
-        f"{above} point(s) above their roof" + (" (operands stayed in cache between ops)." if above else ".")],
+        f"{above} point(s) more than {ABOVE_TOLERANCE:.0%} above their roof" + (
+            " (likely operands that stayed in cache between ops, which a roof from a large device copy does not "
+            "see)." if above else "."),
+        f"{int((points['fraction_of_roof'] > 1).sum()) if len(points) else 0} point(s) above 100%."],
         formats={"fraction_of_roof": ".0%"})
     if len(points):
         save_figure(roofline_figure(points, roofs, device, (plan.fps_size, plan.profile_size)), folder / "roofline")
@@ -284,15 +317,21 @@ def write(results: TimingResults, out: Path) -> Section:
     # --- sweeps and speed vs accuracy ----------------------------------------------------------
     sw = pd.DataFrame([r.flat() for r in results.sweep])
     sw_cols = ["variant", "height", "width", "batch", "mode", "runs", "median_ms", "p10_ms", "p90_ms", "ms_per_image",
-               "fps", "macs", "achieved_gflops", "peak_memory_mb", "error"]
+               "fps", "eager_median_ms", "launch_overhead", "macs", "achieved_gflops", "peak_memory_mb", "error"]
     sw = sw[[c for c in sw_cols if c in sw.columns]]
-    if cpu or sw["peak_memory_mb"].isna().all():
-        sw = sw.drop(columns=["peak_memory_mb"])
+    for column in ("peak_memory_mb", "eager_median_ms", "launch_overhead"):  # CUDA-only columns
+        if column in sw and (cpu or sw[column].isna().all()):
+            sw = sw.drop(columns=[column])
     batches = sorted(sw["batch"].unique())
     save_table(sw, folder / "timing_sweep", f"Timing over input size and batch size, {device}", [
         f"Rows at batch {batches[0]} vary the input side; rows at batch {', '.join(map(str, batches[1:]))} are at "
         f"{plan.sweep_batch_side}x{plan.sweep_batch_side}. fps = images per second. A failed configuration is a row "
-        "with its error; the sweep goes on."], labels={"fps": "images/s"})
+        "with its error; the sweep goes on."] + (
+        ["eager ms: the same forward run eagerly in the same record; launch overhead = 1 - replay / eager. "
+         "peak MB: memory allocated by one pass after warm-up."] if "launch_overhead" in sw else []),
+        labels={"fps": "images/s", "macs": "GMACs", "eager_median_ms": "eager ms", "launch_overhead": "launch overhead",
+                "peak_memory_mb": "peak MB", "achieved_gflops": "GFLOP/s"},
+        display=sw.assign(macs=sw["macs"] / 1e9), formats={"launch_overhead": ".0%"})
     save_figure(sweep_figure(sw, device), folder / "timing_vs_macs")
     save_figure(speed_accuracy_figure(fps_table, device, plan.fps_size), folder / "speed_accuracy")
     records = pd.DataFrame([{k: v for k, v in r.flat().items()} for r in results.table2 + results.fps])
@@ -322,6 +361,9 @@ def write(results: TimingResults, out: Path) -> Section:
             f"{', '.join(f'{p:.2f}x' for p in ratios['paper_rf_over_lw'])} on a GTX 1080Ti). {why}")
     if best is not None:
         text += f" Fastest mode ({fast_words}): {best['variant']} at {best['fastest_fps']:.1f} images/s at {h}x{w}."
+    if len(slower):
+        text += (" It is slower than the default mode for " + ", ".join(
+            f"{r.variant} ({r.fastest_fps:.0f} vs {r.fps:.0f} images/s)" for r in slower.itertuples()) + ".")
     text += f" {limit}"
     return Section(f"Timing on {device}", artifacts, text, settings, scores, folder_name)
 
@@ -332,12 +374,12 @@ def _q(samples: list[float], q: float) -> float:
     return percentile(samples, q) if samples else math.nan
 
 
-def _fps_row(name, fps, mode, paper_fps, fast, macs, size) -> dict:
+def _fps_row(name, fps, mode, paper_fps, fast, macs, size, eager_fps) -> dict:
     f = fast.get(name)
     m = macs.get((name, *size), 0)
     return {"variant": name, "paper_fps": paper_fps[name].value if name in paper_fps else math.nan, "fps": fps,
-            "fastest_fps": f.fps if f is not None and not f.error else math.nan, "mode": mode, "gmacs": m / 1e9,
-            "achieved_gflops": 2 * m * fps / 1e9}
+            "fastest_fps": f.fps if f is not None and not f.error else math.nan, "eager_fps": eager_fps,
+            "mode": mode, "gmacs": m / 1e9, "achieved_gflops": 2 * m * fps / 1e9}
 
 
 def why_sentence(results: TimingResults) -> str:
@@ -378,7 +420,9 @@ def limit_sentence(results: TimingResults, points: pd.DataFrame) -> str:
     roof = (f"; its convolutions reach {conv.iloc[0].fraction_of_roof:.0%} of the attainable rate "
             f"({conv.iloc[0].achieved_gflops:.0f} GFLOP/s, {conv.iloc[0].bound}-bound)") if len(conv) else ""
     idle = "" if math.isnan(r.idle_share) else f"; the GPU idles {r.idle_share:.0%} of an eager pass"
-    return f"What limits LW-50 in the fastest mode ({s.height}x{s.width}): {words} of the pass{roof}{idle}."
+    op, op_ms = next(iter(r.top_ops.items()), ("", 0.0))
+    longest = f"; the longest op is {op} ({op_ms / total:.0%})" if op else ""
+    return f"What limits LW-50 in the fastest mode ({s.height}x{s.width}): {words} of the pass{longest}{roof}{idle}."
 
 
 def profile_figure(table: pd.DataFrame, why: str, device: str, size: tuple[int, int]):
@@ -393,11 +437,13 @@ def profile_figure(table: pd.DataFrame, why: str, device: str, size: tuple[int, 
         ax.barh(range(len(table)), table[c], left=left, color=colours[c], label=c, edgecolor="white", lw=0.5)
         left += table[c]
     for i, (total, wall) in enumerate(zip(left, table["wall_ms"], strict=True)):
-        ax.text(total, i, f"  {wall:.1f} ms/pass", va="center", fontsize=8)
+        words = f"{wall:.1f} ms/pass" if "busy_ms" not in table else f"kernels; eager pass {wall:.1f} ms"
+        ax.text(total, i, f"  {words}", va="center", fontsize=8)
     ax.set_yticks(range(len(table)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, left.max() * 1.25)
-    ax.set_xlabel("ms per forward pass (self time per operator category)")
+    ax.set_xlabel("ms per forward pass (self " + ("device" if "busy_ms" in table else "CPU")
+                  + " time per operator category)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="category")
     ax.set_title(f"Where the time goes, {size[0]}x{size[1]}, batch 1, {device}", fontsize=10)
     fig.text(0.01, -0.02, "\n".join(_wrap(why, 130)), fontsize=8, va="top")
