@@ -436,12 +436,13 @@ def profile_figure(table: pd.DataFrame, why: str, device: str, size: tuple[int, 
     for c in CATEGORIES:
         ax.barh(range(len(table)), table[c], left=left, color=colours[c], label=c, edgecolor="white", lw=0.5)
         left += table[c]
+    gpu = "busy_ms" in table
     for i, (total, wall) in enumerate(zip(left, table["wall_ms"], strict=True)):
-        words = f"{wall:.1f} ms/pass" if "busy_ms" not in table else f"kernels; eager pass {wall:.1f} ms"
+        words = f"{total:.1f} ms of kernels\n  (eager pass {wall:.1f} ms)" if gpu else f"{wall:.1f} ms/pass"
         ax.text(total, i, f"  {words}", va="center", fontsize=8)
     ax.set_yticks(range(len(table)), labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlim(0, left.max() * 1.25)
+    ax.set_xlim(0, left.max() * (1.4 if gpu else 1.25))
     ax.set_xlabel("ms per forward pass (self " + ("device" if "busy_ms" in table else "CPU")
                   + " time per operator category)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="category")
