@@ -36,13 +36,15 @@ from .timing import ELEMENT_BYTES, TimingSettings, torch_settings
 MATH_MODES = ("fp32-strict", "tf32", "bf16", "fp16", "fp32")  # "fp32": CPU single precision
 
 
-def math_mode(settings: TimingSettings) -> str:
-    """The math the model's convolutions run in under ``settings``."""
+def math_mode(settings: TimingSettings, environment: dict | None = None) -> str:
+    """The math the model's convolutions run in under ``settings``; with ``settings.tf32`` unset, the
+    cuDNN TF32 flag of the measuring run's ``environment`` record (this process's flag without one)."""
     if settings.dtype in ("bf16", "fp16"):
         return settings.dtype
     if not settings.is_cuda:
         return "fp32"
-    tf32 = torch.backends.cudnn.allow_tf32 if settings.tf32 is None else settings.tf32
+    default = torch.backends.cudnn.allow_tf32 if environment is None else environment["tf32_cudnn"]
+    tf32 = default if settings.tf32 is None else settings.tf32
     return "tf32" if tf32 else "fp32-strict"
 
 

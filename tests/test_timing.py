@@ -154,6 +154,14 @@ def test_cuda_speedup_and_profile_run():
     assert not p.error and p.explained >= 0.9 and 0 <= p.idle_share <= 1
 
 
+def test_math_mode_follows_the_record_not_this_process():
+    gpu = TimingSettings(device="cuda")  # constructing needs no GPU; the record says how it ran
+    assert math_mode(gpu, {"tf32_cudnn": True}) == "tf32" and math_mode(gpu, {"tf32_cudnn": False}) == "fp32-strict"
+    assert math_mode(TimingSettings(device="cuda", tf32=False), {"tf32_cudnn": True}) == "fp32-strict"
+    assert math_mode(TimingSettings(device="cuda", dtype="bf16"), {"tf32_cudnn": True}) == "bf16"
+    assert math_mode(TimingSettings(), {"tf32_cudnn": True}) == "fp32"
+
+
 # --- paired speed-ups ---------------------------------------------------------------------------
 
 

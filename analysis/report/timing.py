@@ -284,7 +284,7 @@ def write(results: TimingResults, out: Path) -> Section:
     # --- roofline ----------------------------------------------------------------------------------
     roofs = {r.mode: r for r in results.roofs}
     points = []
-    base_mode = math_mode(plan.base)
+    base_mode = math_mode(plan.base, env)
     for r in results.fps:
         for name, median in ((r.base, r.base_median_ms), (r.other, r.other_median_ms)):
             points.append(roofline_points(name, replace(plan.base, height=h, width=w), roofs[base_mode], median)
@@ -292,8 +292,9 @@ def write(results: TimingResults, out: Path) -> Section:
     for r in results.profiles:
         if not r.error:
             s = TimingSettings(**r.settings)
-            points.append(roofline_points(r.variant, s, roofs[math_mode(s)], r.wall_ms, r)
-                          .query("category != 'all'").assign(mode=math_mode(s), size=f"{s.height}x{s.width}"))
+            mode = math_mode(s, r.environment)
+            points.append(roofline_points(r.variant, s, roofs[mode], r.wall_ms, r)
+                          .query("category != 'all'").assign(mode=mode, size=f"{s.height}x{s.width}"))
     points = pd.concat(points, ignore_index=True) if points else pd.DataFrame()
     roof_table = pd.DataFrame([roofs_record(r) for r in results.roofs])
     above = int(points["above_roof"].sum()) if len(points) else 0
@@ -416,7 +417,8 @@ def limit_sentence(results: TimingResults, points: pd.DataFrame) -> str:
     total = r.busy_ms if results.plan.device.startswith("cuda") else r.wall_ms
     top = sorted(CATEGORIES, key=lambda c: -r.category_ms[c])[:2]
     words = ", ".join(f"{r.category_ms[c] / total:.0%} {c}" for c in top)
-    conv = points[(points.variant == "rf_lw50") & (points.category == "convolution") & (points["mode"] == math_mode(s))]
+    mode = math_mode(s, r.environment)
+    conv = points[(points.variant == "rf_lw50") & (points.category == "convolution") & (points["mode"] == mode)]
     roof = (f"; its convolutions reach {conv.iloc[0].fraction_of_roof:.0%} of the attainable rate "
             f"({conv.iloc[0].achieved_gflops:.0f} GFLOP/s, {conv.iloc[0].bound}-bound)") if len(conv) else ""
     idle = "" if math.isnan(r.idle_share) else f"; the GPU idles {r.idle_share:.0%} of an eager pass"
