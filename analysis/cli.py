@@ -13,13 +13,13 @@ files, a checkpoint that cannot be read or has the wrong keys) exits with status
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-from bench.cli import OneLineParser, UsageError, checked
+from bench.cli import OneLineParser, checked
+from bench.errors import UsageError, run_cli
 from bench.models import FAMILIES
-from bench.models.checkpoints import CheckpointError, read_state_dict
+from bench.models.checkpoints import read_state_dict
 
 from .report import SECTIONS, run
 
@@ -59,10 +59,7 @@ def probe_plan(args: argparse.Namespace):
             raise UsageError(f"malformed --checkpoint {item!r}: expected VARIANT=PATH, e.g. rf101=refinenet101_voc.pth")
         if not Path(path).is_file():
             raise UsageError(f"checkpoint file not found: {path}")
-        try:
-            read_state_dict(path)  # unreadable files fail here, before any data is loaded
-        except CheckpointError as err:
-            raise UsageError(str(err)) from None
+        read_state_dict(path)  # unreadable files fail here (a DataError), before any data is loaded
         checkpoints[variant] = path
     changes = {"backbone": args.backbone, "voc_root": args.voc_root, "checkpoints": checkpoints,
                "num_classes": args.num_classes}
@@ -78,7 +75,10 @@ def probe_plan(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
+    """Bad input (an :class:`~bench.errors.InputError`, from the arguments or the data) is one line and
+    exit 2; anything else is a bug and keeps its traceback (exit 1)."""
+
+    def body() -> int:
         args = build_parser().parse_args(argv)
         if args.command == "report":
             unknown = [s for s in args.sections if s not in SECTIONS]
@@ -87,18 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             status = run(args.sections or None)
             return 0 if all(v == "ok" for v in status.values()) else 1
         plan = probe_plan(args)
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from .report.probes import build
+        from .report.probes import build
 
-    try:
         section = build(Path(args.out), plan)
-    except (ValueError, FileNotFoundError, KeyError, CheckpointError) as err:  # named problems in the data
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {', '.join(a.path for a in section.artifacts)} under {args.out}")
-    return 0
+        print(f"wrote {', '.join(a.path for a in section.artifacts)} under {args.out}")
+        return 0
+
+    return run_cli(body, "python -m analysis")

@@ -1,7 +1,8 @@
 """Command line: ``python -m bench COMMAND``. A thin layer over importable functions.
 
 Every argument is checked before any model is built; a bad one is reported in one line
-(``error: ...``) with exit status 2. Exit codes: 0 success, 1 a measurement failed, 2 bad arguments.
+(``error: ...``) with exit status 2. Exit codes: 0 success, 1 a measurement failed or an internal
+error (a bug: its traceback is printed), 2 bad input (see :mod:`bench.errors`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,8 @@ from dataclasses import asdict
 import torch
 
 from . import validation
+from .errors import InputError, UsageError, run_cli
 from .models import FAMILIES, list_models, meta_model, variant_info
-
-
-class UsageError(Exception):
-    """Bad command-line input: reported in one line, exit code 2."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -30,9 +28,13 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def checked(fn: Callable, *args, **kwargs):
-    """Run a validation; its ValueError/TypeError becomes a UsageError with the same words."""
+    """Run a validation. Validation raises :class:`~bench.errors.InputError` (one line, exit 2) itself;
+    a plain ValueError/TypeError from a check is taken as the same kind of refusal. Only for checks:
+    never wrap a measurement in it (a bug there must keep its traceback)."""
     try:
         return fn(*args, **kwargs)
+    except InputError:
+        raise
     except (ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
 
@@ -246,9 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
+    def body() -> int:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+
+    return run_cli(body, "python -m bench")

@@ -29,6 +29,7 @@ from torch import nn
 
 from .complexity import count_ops
 from .environment import environment
+from .errors import UsageError
 from .models import meta_model
 from .profile import CATEGORIES, ProfileRecord, op_category
 from .timing import ELEMENT_BYTES, TimingSettings, torch_settings
@@ -93,7 +94,7 @@ def measure_roofs(device: str = "cpu", mode: str = "fp32", n: int | None = None,
                   seconds: float = 1.0) -> Roofs:
     """Compute roof (square matmul) and memory roof (device copy), measured in ``mode``."""
     if mode not in MATH_MODES:
-        raise ValueError(f"unknown math mode {mode!r}; valid: {', '.join(MATH_MODES)}")
+        raise UsageError(f"unknown math mode {mode!r}; valid: {', '.join(MATH_MODES)}")
     cuda = device.startswith("cuda")
     n = n or (8192 if cuda else 2048)
     copy_mb = copy_mb or (2048.0 if cuda else 256.0)

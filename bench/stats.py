@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .errors import UsageError
+
 
 def percentile(values: Sequence[float] | torch.Tensor, q: float) -> float:
     """The q-quantile (0..1) with linear interpolation between order statistics (NaNs dropped)."""
@@ -39,7 +41,7 @@ def bootstrap_paired(
     x = torch.as_tensor(a, dtype=torch.float64)
     y = torch.as_tensor(b, dtype=torch.float64)
     if x.shape != y.shape or x.dim() != 1 or len(x) < 1:
-        raise ValueError(f"paired samples need two equal-length lists, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise UsageError(f"paired samples need two equal-length lists, got {tuple(x.shape)} and {tuple(y.shape)}")
     point = float(statistic(x[None], y[None])[0])
     idx = resample_indices(len(x), n_boot, seed)
     low, high = percentile_interval(statistic(x[idx], y[idx]), level)

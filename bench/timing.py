@@ -33,6 +33,7 @@ from torch import nn
 from . import validation
 from .complexity import complexity
 from .environment import environment
+from .errors import UsageError
 from .models import create_model, variant_info
 from .stats import percentile
 
@@ -66,9 +67,9 @@ class TimingSettings:
         that runs elsewhere)."""
         validation.choice("dtype", self.dtype, DTYPES)
         if not isinstance(self.device, str) or not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ValueError(f"unknown device {self.device!r}; valid: cpu, cuda, cuda:N")
+            raise UsageError(f"unknown device {self.device!r}; valid: cpu, cuda, cuda:N")
         if require_device and self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False on this machine")
+            raise UsageError("device 'cuda' requested but torch.cuda.is_available() is False on this machine")
         validation.integer("batch", self.batch, minimum=1)
         validation.image_size("input", self.height, self.width)
         validation.integer("runs", self.runs, minimum=1)
@@ -79,7 +80,7 @@ class TimingSettings:
         if self.threads is not None:
             validation.integer("threads", self.threads, minimum=1)
         if self.cuda_graph and not self.device.startswith("cuda"):
-            raise ValueError(f"cuda_graph needs a CUDA device, got device {self.device!r}")
+            raise UsageError(f"cuda_graph needs a CUDA device, got device {self.device!r}")
 
     @property
     def is_cuda(self) -> bool:

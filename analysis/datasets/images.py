@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench.errors import DataError, MissingFileError
+
 VOC_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "voc-sample"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -30,7 +32,7 @@ def load_image(path: Path, size: tuple[int, int]) -> torch.Tensor:
         with Image.open(path) as im:
             rgb = im.convert("RGB")
     except (OSError, UnidentifiedImageError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from None
+        raise DataError(f"cannot read image {path}: {err}") from None
     t = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3)
     t = t.permute(2, 0, 1).float().div(255).unsqueeze(0)
     return F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
@@ -40,10 +42,10 @@ def image_folder(folder: str | Path, size: tuple[int, int], limit: int | None = 
     """All images of a folder (sorted by name), resized to ``size``: ((N, 3, H, W) in [0, 1], names)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
+        raise MissingFileError(f"image folder not found: {folder}")
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     paths = paths[:limit] if limit else paths
     return torch.stack([load_image(p, size) for p in paths]), [p.stem for p in paths]
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import validation
+from bench.errors import DataError, MissingFileError
 
 IGNORE = 255
 MAX_CLASSES = 255  # 255 is the ignore label; uint8 masks hold 0..254
@@ -54,7 +55,7 @@ def voc2012_dir(root: str | Path) -> Path:
     for candidate in (root / "VOC2012", root / "VOCdevkit" / "VOC2012", root):
         if (candidate / "ImageSets" / "Segmentation").is_dir():
             return candidate
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"no VOC2012 segmentation data under {root}: expected {root}/VOC2012/ImageSets/Segmentation "
         "(or VOCdevkit/VOC2012/..., or the VOC2012 folder itself)"
     )
@@ -67,7 +68,7 @@ def class_names(root: str | Path) -> tuple[str, ...] | None:
         return None
     names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
     if not 2 <= len(names) <= MAX_CLASSES:
-        raise ValueError(f"{path}: expected 2..{MAX_CLASSES} class names (background first), got {len(names)}")
+        raise DataError(f"{path}: expected 2..{MAX_CLASSES} class names (background first), got {len(names)}")
     return names
 
 
@@ -92,10 +93,10 @@ class VOCSegmentation:
         split_file = self.base / "ImageSets" / "Segmentation" / f"{self.split}.txt"
         if not split_file.is_file():
             available = sorted(p.stem for p in split_file.parent.glob("*.txt"))
-            raise FileNotFoundError(f"split file not found: {split_file} (available splits: {', '.join(available)})")
+            raise MissingFileError(f"split file not found: {split_file} (available splits: {', '.join(available)})")
         self.ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
         if not self.ids:
-            raise ValueError(f"split file {split_file} lists no images")
+            raise DataError(f"split file {split_file} lists no images")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -111,13 +112,13 @@ class VOCSegmentation:
 
         with Image.open(mask_path) as m:
             if m.mode not in ("P", "L"):
-                raise ValueError(f"{mask_path}: expected a palette or greyscale PNG of class ids, got mode {m.mode}")
+                raise DataError(f"{mask_path}: expected a palette or greyscale PNG of class ids, got mode {m.mode}")
             mask = np.asarray(m)
         if self.num_classes is not None:
             values = np.unique(mask)
             bad = values[(values >= self.num_classes) & (values != IGNORE)]
             if len(bad):
-                raise ValueError(f"{mask_path}: label value {int(bad[0])} outside 0..{self.num_classes - 1} "
+                raise DataError(f"{mask_path}: label value {int(bad[0])} outside 0..{self.num_classes - 1} "
                                  f"(num_classes={self.num_classes}; {IGNORE} = ignore)")
         return mask
 
@@ -127,15 +128,15 @@ class VOCSegmentation:
         image_path, mask_path = self.paths(i)
         for path in (image_path, mask_path):
             if not path.is_file():
-                raise FileNotFoundError(f"missing file for image id {self.ids[i]!r}: {path}")
+                raise MissingFileError(f"missing file for image id {self.ids[i]!r}: {path}")
         try:
             with Image.open(image_path) as im:
                 rgb = np.asarray(im.convert("RGB"))
             mask = self._mask(mask_path)
         except OSError as err:
-            raise ValueError(f"cannot read {image_path.name} / {mask_path.name}: {err}") from None
+            raise DataError(f"cannot read {image_path.name} / {mask_path.name}: {err}") from None
         if rgb.shape[:2] != mask.shape:
-            raise ValueError(f"image and mask sizes differ for {self.ids[i]!r}: {rgb.shape[:2]} vs {mask.shape}")
+            raise DataError(f"image and mask sizes differ for {self.ids[i]!r}: {rgb.shape[:2]} vs {mask.shape}")
         image = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div(255).unsqueeze(0)
         image = F.interpolate(image, size=self.size, mode="bilinear", align_corners=False, antialias=True)[0]
         mask_t = torch.from_numpy(mask.astype(np.int64)).view(1, 1, *mask.shape).float()
@@ -166,14 +167,14 @@ def dataset_classes(root: str | Path, num_classes: int | None = None, masks: lis
     if num_classes is not None:
         validation.integer("num_classes", num_classes, minimum=2, maximum=MAX_CLASSES)
         if names is not None and len(names) != num_classes:
-            raise ValueError(f"num_classes={num_classes} but {voc2012_dir(root) / 'classes.txt'} names {len(names)}")
+            raise DataError(f"num_classes={num_classes} but {voc2012_dir(root) / 'classes.txt'} names {len(names)}")
         return num_classes, names or _numbered(num_classes), "given"
     if names is not None:
         return len(names), names, "classes.txt"
     seen = [int(m[m != IGNORE].max()) for m in masks if (m != IGNORE).any()]
     k = max(seen, default=0) + 1
     if k < 2:
-        raise ValueError(f"cannot tell the number of classes of {root}: no foreground label in the masks read; "
+        raise DataError(f"cannot tell the number of classes of {root}: no foreground label in the masks read; "
                          "pass num_classes")
     if k == len(VOC_CLASSES):
         return k, VOC_CLASSES, "largest label + 1 (PASCAL VOC names)"

@@ -14,6 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from bench.errors import UsageError
+
 
 def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: int = 8,
                           normalise: Callable[[torch.Tensor], torch.Tensor] | None = None) -> nn.Module:
@@ -27,7 +29,7 @@ def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: in
     if not norms:
         return model.eval()
     if len(images) < 2:
-        raise ValueError("BatchNorm re-estimation needs at least 2 images (a variance of one sample is undefined)")
+        raise UsageError("BatchNorm re-estimation needs at least 2 images (a variance of one sample is undefined)")
     momenta = [m.momentum for m in norms]
     model.eval()
     try:

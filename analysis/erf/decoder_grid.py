@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from bench.errors import UsageError, UsageTypeError
 from bench.models import RefineNet, variant_info
 from bench.models.decoder import RefineLevel
 from bench.stats import percentile_interval, resample_indices
@@ -99,12 +100,12 @@ def decoder_grid_erf(
     and theoretical extent in cells, grid size, and whether the grid clips the theoretical field.
     """
     if not isinstance(model, RefineNet):
-        raise TypeError(f"decoder-grid ERF needs a zoo model (bench.create_model), got {type(model).__name__}")
+        raise UsageTypeError(f"decoder-grid ERF needs a zoo model (bench.create_model), got {type(model).__name__}")
     valid = model.decoder.level_names
     levels = list(levels or valid)
     unknown = [lvl for lvl in levels if lvl not in valid]
     if unknown:
-        raise ValueError(f"unknown level(s) {unknown}; valid: {', '.join(valid)}")
+        raise UsageError(f"unknown level(s) {unknown}; valid: {', '.join(valid)}")
     rows_spec = level_pairs(levels)
     maps = erf_pairs(model, images, [(t, w) for _, _, t, w in rows_spec], options=options or ERFOptions(),
                      batch_size=batch_size)

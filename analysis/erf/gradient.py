@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.errors import UsageError
+
 FeatureFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 FRACTIONS = (0.2, 0.5, 0.9, 0.99)
 NORMALISATIONS = ("raw", "max", "sum", "log")
@@ -40,11 +42,11 @@ def tap_features(model: nn.Module, taps: Sequence[str]) -> FeatureFn:
         valid = model.tap_names()
         unknown = [t for t in taps if t not in valid]
         if unknown:
-            raise ValueError(f"unknown tap(s) {unknown} for {getattr(model, 'name', '') or 'this model'}; "
+            raise UsageError(f"unknown tap(s) {unknown} for {getattr(model, 'name', '') or 'this model'}; "
                              f"valid: {', '.join(valid)}")
         return lambda x: model.forward_taps(x, taps)
     if taps != ["output"]:
-        raise ValueError(f"a plain module has a single tap 'output', asked for {taps}")
+        raise UsageError(f"a plain module has a single tap 'output', asked for {taps}")
     return lambda x: {"output": model(x)}
 
 
@@ -53,7 +55,7 @@ def check_channel(feats: Mapping[str, torch.Tensor], tap: str, channel: int | No
         return
     n = feats[tap].shape[1]
     if isinstance(channel, bool) or not isinstance(channel, int) or not 0 <= channel < n:
-        raise ValueError(f"channel {channel!r} is out of range for tap {tap!r}, which has {n} channels (0..{n - 1})")
+        raise UsageError(f"channel {channel!r} is out of range for tap {tap!r}, which has {n} channels (0..{n - 1})")
 
 
 def check_unit(feats: Mapping[str, torch.Tensor], tap: str, unit: tuple[int, int] | None) -> None:
@@ -63,7 +65,7 @@ def check_unit(feats: Mapping[str, torch.Tensor], tap: str, unit: tuple[int, int
     ok = (isinstance(unit, (tuple, list)) and len(unit) == 2 and all(isinstance(u, int) for u in unit)
           and 0 <= unit[0] < h and 0 <= unit[1] < w)
     if not ok:
-        raise ValueError(f"unit {unit!r} is outside tap {tap!r}'s {h}x{w} feature map: "
+        raise UsageError(f"unit {unit!r} is outside tap {tap!r}'s {h}x{w} feature map: "
                          f"expected (row, column) with 0 <= row < {h}, 0 <= column < {w}")
 
 
@@ -78,7 +80,7 @@ class ERFOptions:
         checks = {"scalar": ("sum", "mean"), "rectify": ("abs", "relu"), "normalise": NORMALISATIONS}
         for name, valid in checks.items():
             if getattr(self, name) not in valid:
-                raise ValueError(f"unknown {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
+                raise UsageError(f"unknown {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
 
 
 @dataclass
@@ -118,7 +120,7 @@ def normalise_map(m: torch.Tensor, how: str) -> torch.Tensor:
         return m / m.sum().clamp_min(1e-30)
     if how == "log":
         return torch.log10(m / m.max().clamp_min(1e-30) + 1e-6)
-    raise ValueError(f"unknown normalisation {how!r}; valid: {', '.join(NORMALISATIONS)}")
+    raise UsageError(f"unknown normalisation {how!r}; valid: {', '.join(NORMALISATIONS)}")
 
 
 def unit_centre(unit: tuple[int, int], feature_hw: tuple[int, int], input_hw: tuple[int, int]) -> tuple[int, int]:
@@ -172,11 +174,11 @@ def erf_pairs(
     model = features if isinstance(features, nn.Module) else None
     if model is not None:
         if model.training:
-            raise ValueError("gradient ERF needs the model in eval mode (BatchNorm must not mix the images)")
+            raise UsageError("gradient ERF needs the model in eval mode (BatchNorm must not mix the images)")
         needed = list(dict.fromkeys([t for t, _ in pairs] + [w for _, w in pairs if w != "input"]))
         features = tap_features(model, needed)
     if len(images) == 0:
-        raise ValueError("gradient ERF needs at least one image")
+        raise UsageError("gradient ERF needs at least one image")
     maps: dict[tuple[str, str], list[torch.Tensor]] = {}
     units: dict[tuple[str, str], tuple[int, int]] = {}
     shapes: dict[tuple[str, str], tuple[tuple[int, int], tuple[int, int]]] = {}
@@ -210,7 +212,7 @@ def erf_pairs(
 def radius_samples(erf: GradientERF, fraction: float, resamples: torch.Tensor) -> torch.Tensor:
     """Bootstrap samples of a mass radius: the images resampled (rows of ``resamples``), maps averaged again."""
     if erf.per_image is None:
-        raise ValueError("this ERF keeps no per-image maps")
+        raise UsageError("this ERF keeps no per-image maps")
     return torch.tensor([float(mass_radii(erf.per_image[idx].mean(0), erf.centre, (fraction,))[fraction])
                          for idx in resamples])
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from bench.errors import DataError
+
 from ..datasets.voc import IGNORE
 
 
@@ -34,7 +36,7 @@ def per_image_confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: i
     image = torch.arange(n).view(n, *([1] * (target.dim() - 1))).expand_as(target)[keep]
     t, p = target[keep].long(), pred[keep].long()
     if t.numel() and (t.max() >= k or t.min() < 0):
-        raise ValueError(f"label values outside 0..{k - 1} (and {ignore}): {t.unique().tolist()}")
+        raise DataError(f"label values outside 0..{k - 1} (and {ignore}): {t.unique().tolist()}")
     return torch.bincount((image * k + t) * k + p, minlength=n * k * k).view(n, k, k)
 
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import validation
+from bench.errors import DataError, MissingFileError, UsageError
 from bench.models import FAMILIES, create_model, variant_info
 from bench.stats import percentile_interval, resample_indices
 
@@ -109,18 +110,18 @@ class ProbePlan:
         for level in self.levels:
             validation.choice("level", level, LEVELS)
         if not self.families and not self.checkpoints:
-            raise ValueError("families must name at least one decoder family")
+            raise UsageError("families must name at least one decoder family")
         for name in self.variants():
             variant_info(name)
         for path in self.checkpoints.values():
             if not Path(path).is_file():
-                raise FileNotFoundError(f"checkpoint file not found: {path}")
+                raise MissingFileError(f"checkpoint file not found: {path}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ValueError(f"unknown device {self.device!r}; valid: cpu, cuda, cuda:N")
+            raise UsageError(f"unknown device {self.device!r}; valid: cpu, cuda, cuda:N")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False on this machine")
+            raise UsageError("device 'cuda' requested but torch.cuda.is_available() is False on this machine")
         if self.voc_root is not None and not Path(self.voc_root).is_dir():
-            raise FileNotFoundError(f"no VOC2012 segmentation data under {self.voc_root}: the folder does not exist")
+            raise MissingFileError(f"no VOC2012 segmentation data under {self.voc_root}: the folder does not exist")
         for key in ("pretrain", "finetune"):
             settings = getattr(self, key)
             validation.integer(f"{key} steps", settings.steps, minimum=0)
@@ -164,7 +165,7 @@ def checkpoint_classes(checkpoints: dict[str, str]) -> int | None:
         if weight is not None:
             found[name] = int(weight.shape[0])
     if len(set(found.values())) > 1:
-        raise ValueError(f"the checkpoints disagree on the number of classes: {found}")
+        raise DataError(f"the checkpoints disagree on the number of classes: {found}")
     return next(iter(found.values()), None)
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.environment import device_slug, environment
+from bench.errors import UsageError
 
 from .files import REPORTS, Section, write_atomic
 from .front_page import front_page
@@ -73,7 +74,7 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
     names = sections or list(SECTIONS)
     unknown = [n for n in names if n not in SECTIONS]
     if unknown:
-        raise ValueError(f"unknown report section(s) {unknown}; valid: {', '.join(SECTIONS)}")
+        raise UsageError(f"unknown report section(s) {unknown}; valid: {', '.join(SECTIONS)}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}

@@ -22,6 +22,7 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import Conv2dNormActivation
 
+from ..errors import UsageError, UsageTypeError
 from .meta import build_on_meta
 
 TORCHVISION_FAMILIES = (
@@ -182,15 +183,29 @@ def torchvision_backbone(name: str, weights: str | Path | None = None) -> Backbo
     """
     valid = torchvision_backbone_names()
     if name not in valid:
-        raise ValueError(f"unknown torchvision backbone {name!r}; valid: {', '.join(valid)}")
+        raise UsageError(f"unknown torchvision backbone {name!r}; valid: {', '.join(valid)}")
     builder = torchvision.models.get_model_builder(name)
     is_path = weights is not None and (
         Path(str(weights)).suffix in (".pth", ".pt", ".bin") or Path(str(weights)).exists()
     )
+    if weights is not None and not is_path:
+        _check_weights_name(name, weights)
     model = builder(weights=None if (weights is None or is_path) else weights)
     if is_path:
         load_backbone_weights(model, weights)
     return _extract(model, _stages(name), name)
+
+
+def _check_weights_name(name: str, weights: object) -> None:
+    """A torchvision weights name the builder knows ("DEFAULT" or an enum member such as "IMAGENET1K_V1");
+    else a UsageError listing them (torchvision itself raises the enum's KeyError)."""
+    if not isinstance(weights, str):
+        raise UsageTypeError(f"backbone_weights must be a torchvision weights name or a file path, got {weights!r}")
+    enum = torchvision.models.get_model_weights(name)
+    valid = ["DEFAULT", *(w.name for w in enum)]
+    if weights not in valid and weights.split(".")[-1] not in valid:
+        raise UsageError(f"unknown weights {weights!r} for {name} (and no such file); valid: {', '.join(valid)}, "
+                         "or a path to a local .pth state dict")
 
 
 def nasnet_a_mobile(weights: str | Path | None = None) -> Backbone:

@@ -12,11 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UsageError
+
 
 def conv(in_channels: int, out_channels: int, kernel_size: int, bias: bool = False) -> nn.Conv2d:
     """Stride-1 convolution with 'same' padding (odd kernels only)."""
     if kernel_size % 2 != 1:
-        raise ValueError(f"kernel_size must be odd to keep the spatial size, got {kernel_size}")
+        raise UsageError(f"kernel_size must be odd to keep the spatial size, got {kernel_size}")
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
 
 
@@ -72,7 +74,7 @@ def rcu_chain(kind: str, channels: int, count: int) -> nn.Sequential:
     if count == 0 or kind == "none":
         return nn.Sequential()
     if kind not in RCU_KINDS:
-        raise ValueError(f"unknown RCU kind {kind!r}; valid: 'none', {', '.join(map(repr, RCU_KINDS))}")
+        raise UsageError(f"unknown RCU kind {kind!r}; valid: 'none', {', '.join(map(repr, RCU_KINDS))}")
     return nn.Sequential(*(RCU_KINDS[kind](channels) for _ in range(count)))
 
 

@@ -22,10 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import DataError, MissingFileError, UsageError
+
 StateDict = dict[str, torch.Tensor]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DataError):
     """A checkpoint that does not fit the model: lists every offending key."""
 
 
@@ -34,7 +36,7 @@ def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> StateDic
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"checkpoint file not found: {path}")
+            raise MissingFileError(f"checkpoint file not found: {path}")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch.load raises many kinds (pickle, zip, EOF, runtime): one message
@@ -178,7 +180,7 @@ def convert_state_dict(state: Mapping[str, torch.Tensor], layout: str) -> StateD
     if layout == "native":
         return dict(state)
     if layout not in LAYOUT_RULES:
-        raise ValueError(f"unknown checkpoint layout {layout!r}; valid: {', '.join(LAYOUTS)}")
+        raise UsageError(f"unknown checkpoint layout {layout!r}; valid: {', '.join(LAYOUTS)}")
     rule = LAYOUT_RULES[layout]
     out, unknown = {}, []
     for key, value in state.items():

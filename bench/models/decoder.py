@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UsageError
 from .blocks import ChainedResidualPooling, conv, rcu_chain
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"relu": F.relu, "relu6": F.relu6}
@@ -135,7 +136,7 @@ class RefineNetDecoder(nn.Module):
         super().__init__()
         reductions = sorted(set(feature_reductions), reverse=True)
         if reductions != [32, 16, 8, 4]:
-            raise ValueError(
+            raise UsageError(
                 f"the RefineNet decoder needs backbone features at strides 4, 8, 16 and 32; got strides {reductions}"
             )
         self.spec = spec

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .. import validation
+from ..errors import UsageError, UsageTypeError
 from .backbones import Backbone
 from .decoder import DecoderSpec, RefineNetDecoder
 
@@ -46,20 +47,20 @@ class RefineNet(nn.Module):
         who = self.name or "RefineNet"
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{who} expects an image batch of shape (N, 3, H, W), got {shape}")
+            raise UsageError(f"{who} expects an image batch of shape (N, 3, H, W), got {shape}")
         if x.shape[0] < 1:
-            raise ValueError(f"{who} expects at least one image, got a batch of 0")
+            raise UsageError(f"{who} expects at least one image, got a batch of 0")
         if x.shape[-1] < validation.MIN_SIDE or x.shape[-2] < validation.MIN_SIDE:
-            raise ValueError(f"input must be at least 32x32 (the backbone's stride), got {tuple(x.shape[-2:])}")
+            raise UsageError(f"input must be at least 32x32 (the backbone's stride), got {tuple(x.shape[-2:])}")
         weight = self.decoder.classifier.weight
         if not x.is_floating_point():
-            raise TypeError(f"{who} expects a floating-point image batch (normalised RGB), got dtype {x.dtype}; "
+            raise UsageTypeError(f"{who} expects a floating-point image batch (normalised RGB), got dtype {x.dtype}; "
                             "convert with x.float() (and normalise uint8 images first)")
         if x.dtype != weight.dtype and not _autocast_on(x.device.type):
-            raise TypeError(f"{who} has {weight.dtype} weights but the input is {x.dtype}: convert one of them "
+            raise UsageTypeError(f"{who} has {weight.dtype} weights but the input is {x.dtype}: convert one of them "
                             "(x.to(dtype) or model.to(dtype)), or run under torch.autocast")
         if x.device != weight.device:
-            raise ValueError(f"{who} is on {weight.device} but the input is on {x.device}: move one of them")
+            raise UsageError(f"{who} is on {weight.device} but the input is on {x.device}: move one of them")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
@@ -90,7 +91,7 @@ class RefineNet(nn.Module):
         valid = self.tap_names()
         unknown = [t for t in wanted if t not in valid]
         if unknown:
-            raise KeyError(f"unknown tap(s) {unknown} for {self.name or 'this model'}; valid: {', '.join(valid)}")
+            raise UsageError(f"unknown tap(s) {unknown} for {self.name or 'this model'}; valid: {', '.join(valid)}")
         recorded: dict[str, torch.Tensor] = {}
         needed = set(wanted)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from torch import nn
 
 from .. import validation
+from ..errors import UsageError, UsageTypeError
 from .backbones import backbone_names, create_backbone
 from .checkpoints import load_checkpoint
 from .decoder import DecoderSpec
@@ -73,7 +74,7 @@ def register_model(family: str, backbone: str, paper_names: tuple[str, ...] = ()
 
     def wrap(fn: Callable[..., RefineNet]) -> Callable[..., RefineNet]:
         if fn.__name__ in _REGISTRY:
-            raise ValueError(f"variant {fn.__name__!r} is already registered")
+            raise UsageError(f"variant {fn.__name__!r} is already registered")
         _REGISTRY[fn.__name__] = VariantInfo(fn.__name__, fn, family, backbone, _depth(backbone), paper_names,
                                              checkpoint_layout)
         return fn
@@ -92,11 +93,11 @@ def _check_decoder_changes(decoder: dict | None) -> None:
     if decoder is None:
         return
     if not isinstance(decoder, dict):
-        raise TypeError(f"decoder must be a dict of DecoderSpec fields, got {decoder!r}")
+        raise UsageTypeError(f"decoder must be a dict of DecoderSpec fields, got {decoder!r}")
     valid = [f for f in DecoderSpec.__dataclass_fields__ if f != "family"]
     unknown = [k for k in decoder if k not in valid]
     if unknown:
-        raise ValueError(f"unknown decoder field(s) {unknown}; valid: {', '.join(valid)}")
+        raise UsageError(f"unknown decoder field(s) {unknown}; valid: {', '.join(valid)}")
     for key in ("channels", "top_channels", "crp_stages", "rcu_in", "rcu_out"):
         if key in decoder:
             validation.integer(f"decoder {key}", decoder[key], minimum=0 if key in ("crp_stages", "rcu_in", "rcu_out")
@@ -182,7 +183,7 @@ def list_models(
     ``backbone="resnet101"`` gives ``rf101`` and ``rf:resnet101``).
     """
     if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a string, got {pattern!r}")
+        raise UsageTypeError(f"pattern must be a string, got {pattern!r}")
     if family is not None:
         validation.choice("family", family, FAMILIES)
     if backbone is not None:
@@ -208,7 +209,7 @@ def _dynamic_info(family: str, backbone: str) -> VariantInfo:
 def variant_info(name: str) -> VariantInfo:
     """Every fact about a variant; an unknown name is a ValueError listing the valid ones."""
     if not isinstance(name, str):
-        raise TypeError(f"model name must be a string such as 'rf_lw101' or 'rf_lw:resnet18', got {name!r}")
+        raise UsageTypeError(f"model name must be a string such as 'rf_lw101' or 'rf_lw:resnet18', got {name!r}")
     if name in _REGISTRY:
         return _REGISTRY[name]
     family, sep, backbone = name.partition(":")
@@ -217,7 +218,7 @@ def variant_info(name: str) -> VariantInfo:
             f"valid variants: {', '.join(_REGISTRY)}; or FAMILY:BACKBONE with FAMILY in "
             f"{', '.join(FAMILIES)} and BACKBONE in {', '.join(backbone_names())} (see list_models())"
         )
-        raise ValueError(f"unknown model {name!r}; {hint}")
+        raise UsageError(f"unknown model {name!r}; {hint}")
     return _dynamic_info(family, backbone)
 
 

@@ -27,7 +27,8 @@ def add_sweep_commands(sub, commands: dict) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .. import validation
-    from ..cli import UsageError, checked
+    from ..cli import checked
+    from ..errors import UsageError
     from .runner import run_sweep
     from .spec import load_spec
 
@@ -46,7 +47,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep_report(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
+    from ..errors import UsageError
     from .merge import merged_frame
 
     frame = merged_frame(args.dir)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .. import validation
+from ..errors import DataError, MissingFileError, UsageError, UsageTypeError
 from ..models import list_models, variant_info
 from ..timing import DTYPES, TimingSettings
 
@@ -90,11 +91,11 @@ def _expand(patterns: list[str]) -> list[str]:
     names: list[str] = []
     for p in patterns:
         if not isinstance(p, str):
-            raise TypeError(f"variants must be strings (names or shell patterns), got {p!r}")
+            raise UsageTypeError(f"variants must be strings (names or shell patterns), got {p!r}")
         if any(ch in p for ch in "*?["):
             matched = list_models(p)
             if not matched:
-                raise ValueError(f"variant pattern {p!r} matches no name of list_models()")
+                raise UsageError(f"variant pattern {p!r} matches no name of list_models()")
             names += matched
         else:
             variant_info(p)
@@ -106,45 +107,45 @@ def load_spec(path: str | Path) -> SweepSpec:
     """Read and check a spec file: every problem is a ValueError naming the key, the value and the valid ones."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"sweep spec not found: {path}")
+        raise MissingFileError(f"sweep spec not found: {path}")
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{path}: not valid TOML: {err}") from None
+        raise DataError(f"{path}: not valid TOML: {err}") from None
     return parse_spec(raw, source=str(path))
 
 
 def parse_spec(raw: dict, source: str = "spec") -> SweepSpec:
     unknown = sorted(set(raw) - KEYS)
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown}; valid: {', '.join(sorted(KEYS))}")
+        raise UsageError(f"{source}: unknown key(s) {unknown}; valid: {', '.join(sorted(KEYS))}")
     measure = raw.get("measure")
     if not measure or not isinstance(measure, list):
-        raise ValueError(f"{source}: 'measure' must list at least one of {', '.join(KINDS)}")
+        raise UsageError(f"{source}: 'measure' must list at least one of {', '.join(KINDS)}")
     for kind in measure:
         validation.choice("measure", kind, KINDS)
     variants = _expand(raw.get("variants", []))
     pairs = []
     for pair in raw.get("pairs", []):
         if not (isinstance(pair, list) and len(pair) == 2):
-            raise ValueError(f"{source}: each of 'pairs' must be [BASE, OTHER], got {pair!r}")
+            raise UsageError(f"{source}: each of 'pairs' must be [BASE, OTHER], got {pair!r}")
         pairs.append((variant_info(pair[0]).name, variant_info(pair[1]).name))
     if any(k != "speedup" for k in measure) and not variants:
-        raise ValueError(f"{source}: 'variants' must name at least one variant for {measure}")
+        raise UsageError(f"{source}: 'variants' must name at least one variant for {measure}")
     if "speedup" in measure and not pairs:
-        raise ValueError(f"{source}: 'speedup' needs 'pairs' = [[BASE, OTHER], ...]")
+        raise UsageError(f"{source}: 'speedup' needs 'pairs' = [[BASE, OTHER], ...]")
     sizes = tuple(validation.parse_size(s, "sizes") for s in raw.get("sizes", ["512x512"]))
     batches = tuple(validation.integer("batches", b, minimum=1) for b in raw.get("batches", [1]))
     dtypes = tuple(validation.choice("dtype", d, DTYPES) for d in raw.get("dtypes", ["fp32"]))
     modes = tuple(validation.choice("mode", m, MODES) for m in raw.get("modes", ["eager"]))
     device = raw.get("device", "cpu")
     if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
-        raise ValueError(f"{source}: unknown device {device!r}; valid: cpu, cuda")
+        raise UsageError(f"{source}: unknown device {device!r}; valid: cpu, cuda")
     timing = dict(raw.get("timing", {}))
     valid_timing = {f.name for f in fields(TimingSettings)} - {"device", "dtype", "batch", "height", "width"}
     bad = sorted(set(timing) - valid_timing)
     if bad:
-        raise ValueError(f"{source}: unknown [timing] field(s) {bad}; valid: {', '.join(sorted(valid_timing))}")
+        raise UsageError(f"{source}: unknown [timing] field(s) {bad}; valid: {', '.join(sorted(valid_timing))}")
     spec = SweepSpec(tuple(measure), tuple(variants), tuple(pairs), sizes, batches, dtypes, modes, device,
                      validation.integer("chunk", raw.get("chunk", 20), minimum=1),
                      bool(raw.get("timing_parallel", False)), timing,

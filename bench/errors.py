@@ -1,0 +1,59 @@
+"""Two kinds of failure, never mixed: the user's input is wrong, or rfbench has a bug.
+
+A problem with what the user gave (an argument, a flag, a spec key, a dataset, a checkpoint, a
+record file) is an :class:`InputError`, raised by validation with one line that names the problem
+and the valid choices. The Python API raises it as it is: every kind is also a ``ValueError`` or
+``TypeError``, so ``except ValueError`` keeps working. The command lines print it as
+``error: <message>`` and exit with status 2.
+
+Anything else is a bug. :func:`run_cli` never shows it as bad input: the full traceback goes to
+stderr, followed by one line saying it is an internal error, and the exit status is 1. No
+command catches ``ValueError`` or ``KeyError`` around a whole run.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+
+
+class InputError(Exception):
+    """The user's input or data is wrong: one line, exit status 2 from the command lines."""
+
+
+class UsageError(InputError, ValueError):
+    """A bad value of an argument, a flag or a spec key."""
+
+
+class UsageTypeError(InputError, TypeError):
+    """An argument or spec value of the wrong kind (a string where a list belongs, a float for an int)."""
+
+
+class DataError(InputError, ValueError):
+    """A problem in the user's files: a dataset, a checkpoint, a spec or a record file."""
+
+
+class MissingFileError(DataError, FileNotFoundError):
+    """A file or folder the user named does not exist."""
+
+
+EXIT_INPUT = 2
+EXIT_BUG = 1
+
+
+def run_cli(main: Callable[[], int], prog: str) -> int:
+    """Run a command's body: an InputError is one line and exit 2; a bug keeps its traceback, exit 1."""
+    try:
+        return main()
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug: never printed as the user's mistake
+        traceback.print_exc()
+        print(f"{prog}: internal error ({type(err).__name__}): this is a bug in rfbench, not a problem with "
+              "your input; the traceback above says where", file=sys.stderr)
+        return EXIT_BUG
