@@ -71,6 +71,8 @@ def probe_plan(args: argparse.Namespace):
             changes[key] = getattr(args, key)
     plan = replace(plan, **changes)
     checked(plan.validate)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder for the tables and the figure")
     return plan
 
 

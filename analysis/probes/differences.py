@@ -74,7 +74,8 @@ def learned(run: ProbeRun, margin: float = 0.02) -> pd.DataFrame:
     best = run.frame.groupby(["variant", "level"], sort=False)[["miou", "label_accuracy"]].max()
     best["miou_gain"] = best["miou"] - run.baselines["miou"]
     best["label_accuracy_gain"] = best["label_accuracy"] - run.baselines["label_accuracy"]
-    best["learned"] = (best["miou_gain"] >= margin) | (best["label_accuracy_gain"] >= margin)
+    informative = bool(run.baselines.get("multilabel_informative", 1.0))  # else label accuracy says nothing
+    best["learned"] = (best["miou_gain"] >= margin) | (informative & (best["label_accuracy_gain"] >= margin))
     return best.reset_index()
 
 

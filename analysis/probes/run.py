@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from bench import validation
-from bench.errors import DataError, MissingFileError, UsageError
+from bench.errors import DataError, MissingFileError, UsageError, UsageTypeError
 from bench.models import FAMILIES, create_model, variant_info
 from bench.stats import percentile_interval, resample_indices
 
 from ..datasets.images import normalise
 from ..datasets.synthetic import SyntheticSpec, synthetic_voc
-from ..datasets.voc import VOCSegmentation, class_names, dataset_classes
+from ..datasets.voc import IGNORE, VOCSegmentation, class_names, dataset_classes
 from .heads import METRICS, ProbeSettings, cache_features, train_probes
 from .metrics import confusion_matrix, mean_iou, multilabel_metrics, presence
 from .training import TrainSettings, train_segmenter, zero_init_residual_branches
@@ -105,10 +105,15 @@ class ProbePlan:
         validation.integer("seeds", self.seeds, minimum=1)
         if self.num_classes is not None:
             validation.integer("num_classes", self.num_classes, minimum=2, maximum=255)
-        for family in self.families:
-            validation.choice("family", family, FAMILIES)
-        for level in self.levels:
-            validation.choice("level", level, LEVELS)
+        for key, one, valid in (("families", "family", FAMILIES), ("levels", "level", LEVELS)):
+            values = getattr(self, key)
+            if isinstance(values, str):
+                raise UsageTypeError(f"{key} must be a list of names, got the string {values!r}; write [{values!r}]")
+            for value in values:
+                validation.choice(one, value, valid)
+            repeated = sorted({v for v in values if list(values).count(v) > 1})
+            if repeated:
+                raise UsageError(f"{key} names {', '.join(map(repr, repeated))} more than once; list each once")
         if not self.families and not self.checkpoints:
             raise UsageError("families must name at least one decoder family")
         for name in self.variants():
@@ -127,6 +132,7 @@ class ProbePlan:
             validation.integer(f"{key} steps", settings.steps, minimum=0)
             validation.integer(f"{key} batch_size", settings.batch_size, minimum=1)
         validation.integer("probe epochs", self.probe.epochs, minimum=1)
+        validation.integer("probe n_boot", self.probe.n_boot, minimum=0)
 
 
 @dataclass
@@ -140,18 +146,40 @@ class ProbeRun:
     classes: tuple[str, ...]
     class_source: str
     plan: ProbePlan
+    n_val: int | None = None  # val images: intervals are undefined with one, too narrow with a few
 
 
-def trivial_baselines(val_masks: torch.Tensor, num_classes: int) -> dict[str, float]:
-    """What 'learned nothing' scores, over the K classes of the data: background everywhere (mIoU),
-    no foreground class present (label accuracy over the K-1 foreground classes), and uninformative
-    scores (mAP: the expected AP of random scores is the class's frequency among images)."""
-    cm = confusion_matrix(torch.zeros_like(val_masks), val_masks, num_classes)
+def trivial_baselines(val_masks: torch.Tensor, num_classes: int,
+                      train_masks: torch.Tensor | None = None) -> dict[str, float]:
+    """What 'learned nothing' scores on val, over the K classes of the data, for predictors fit on the
+    training labels (on val's own labels where no training labels are given), whatever class 0 is:
+
+    - ``miou``: the majority class (most labelled training pixels) everywhere; ``majority_class`` says which;
+    - ``label_accuracy``: for each foreground class, the answer most training images give (present or not);
+    - ``map``: random scores (the expected AP of random scores is the class's frequency among val images);
+    - ``multilabel_informative``: 1.0 where some foreground class is present in some val images and absent
+      from others, else 0.0: when every val image holds every class (or none), label accuracy and mAP say
+      nothing about the features.
+    """
+    source = val_masks if train_masks is None else train_masks
+    labelled = source[source != IGNORE].long()
+    majority = int(torch.bincount(labelled, minlength=num_classes).argmax()) if labelled.numel() else 0
+    cm = confusion_matrix(torch.full_like(val_masks, majority), val_masks, num_classes)
     targets = presence(val_masks, num_classes)
-    ml = multilabel_metrics(torch.zeros(targets.shape), targets)
+    usual = (presence(source, num_classes).double().mean(0) > 0.5).double()
+    ml = multilabel_metrics(usual.expand(targets.shape), targets)
     prevalence = targets.double().mean(0)
+    informative = bool(((prevalence > 0) & (prevalence < 1)).any())
     return {"miou": mean_iou(cm), "label_accuracy": ml["label_accuracy"],
-            "map": float(prevalence[prevalence > 0].mean()) if (prevalence > 0).any() else float("nan")}
+            "map": float(prevalence[prevalence > 0].mean()) if (prevalence > 0).any() else float("nan"),
+            "majority_class": float(majority), "multilabel_informative": float(informative)}
+
+
+def check_labelled(masks: torch.Tensor, split: str, root: str | Path) -> None:
+    """A split whose every pixel is 255 (ignore) cannot be trained or scored on: a DataError."""
+    if not (masks != IGNORE).any():
+        raise DataError(f"the {split} split of {root} has no labelled pixel (every mask pixel is {IGNORE}, ignore): "
+                        "nothing to train or score on")
 
 
 def checkpoint_classes(checkpoints: dict[str, str]) -> int | None:
@@ -183,6 +211,8 @@ def _data(plan: ProbePlan, progress):
     k = given or (len(names) if names else None)  # None: inferred from the labels below
     train = VOCSegmentation(root, "train", size, num_classes=k).load_all()
     val = VOCSegmentation(root, "val", size, num_classes=k).load_all()
+    check_labelled(train[1], "train", root)
+    check_labelled(val[1], "val", root)
     k, classes, source = dataset_classes(root, given, [train[1], val[1]])
     if from_checkpoint:
         source = "the checkpoints' classifier"
@@ -211,10 +241,12 @@ def run_probes(plan: ProbePlan | None = None, progress: Callable[[str], None] | 
     plan.validate()
     say = progress or (lambda msg: None)
     (xtr, ytr), (xva, yva), k, classes, source, setting = _data(plan, progress)
-    base = trivial_baselines(yva, k)
+    base = trivial_baselines(yva, k, ytr)
     taps = [f"{lvl}.{p}" for lvl in plan.levels for p in POINTS]
     activity = [f"{lvl}.after_sum" for lvl in plan.levels]
-    resamples = resample_indices(len(yva), plan.probe.n_boot, plan.probe.seed) if plan.probe.n_boot else None
+    # one image: a bootstrap over it has no spread to show, so no interval at all (not a zero-width one)
+    resamples = (resample_indices(len(yva), plan.probe.n_boot, plan.probe.seed)
+                 if plan.probe.n_boot and len(yva) >= 2 else None)
     rows, boot = [], {}
     seeds = range(1 if plan.checkpoints else plan.seeds)
     for seed in seeds:
@@ -251,7 +283,8 @@ def run_probes(plan: ProbePlan | None = None, progress: Callable[[str], None] | 
             say(f"  {name} (seed {seed}): network val mIoU {100 * network_miou:.1f}%; probing {len(taps)} taps")
             train_feats = cache_features(model, xtr, taps, normalise=normalise, device=plan.device)
             aliases = model.tap_aliases()
-            probe = ProbeSettings(**{**plan.probe.__dict__, "seed": plan.probe.seed})
+            n_boot = plan.probe.n_boot if resamples is not None else 0
+            probe = ProbeSettings(**{**plan.probe.__dict__, "n_boot": n_boot})
             results = train_probes(train_feats, ytr, val_feats, yva, k, probe, plan.device, resamples)
             info = variant_info(name)
             for r in results:
@@ -270,4 +303,4 @@ def run_probes(plan: ProbePlan | None = None, progress: Callable[[str], None] | 
                     "train_s": train_seconds, "total_s": time.perf_counter() - start,
                 })
                 rows.append(row)
-    return ProbeRun(pd.DataFrame(rows), setting, base, boot, classes, source, plan)
+    return ProbeRun(pd.DataFrame(rows), setting, base, boot, classes, source, plan, len(yva))

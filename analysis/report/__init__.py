@@ -9,6 +9,7 @@ reported with its reason and the others still run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import traceback
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from bench.environment import device_slug, environment
 from bench.errors import UsageError
+from bench.records import to_json
 
 from .files import REPORTS, Section, write_atomic
 from .front_page import front_page
@@ -98,8 +100,31 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
         entry["finished"] = time.strftime("%Y-%m-%d %H:%M")
         manifest[key] = entry
         print(f"[{i}/{len(names)}] {name}: {status[name]} ({entry['seconds']:.1f} s)", flush=True)
-    order = {name: i for i, name in enumerate(SECTIONS)}
-    ordered = dict(sorted(manifest.items(), key=lambda kv: (order.get(kv[1].get("section", kv[0]), 99), kv[0])))
-    write_atomic(manifest_path, json.dumps(ordered, indent=2) + "\n")
-    write_atomic(out / "README.md", front_page(ordered, out))
+    ran = {_key(name, device) for name in names}
+    with manifest_lock(out):  # another report run may have written its sections meanwhile: merge into its manifest
+        current = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+        current.update({key: manifest[key] for key in ran})
+        order = {name: i for i, name in enumerate(SECTIONS)}
+        ordered = dict(sorted(current.items(), key=lambda kv: (order.get(kv[1].get("section", kv[0]), 99), kv[0])))
+        write_atomic(manifest_path, to_json(ordered, indent=2) + "\n")
+        write_atomic(out / "README.md", front_page(ordered, out))
     return status
+
+
+@contextlib.contextmanager
+def manifest_lock(out: Path):
+    """An exclusive lock on ``out/.manifest.lock`` for the read-merge-write of the manifest and the front page:
+    two report runs at once both keep their sections (the second waits, and says so)."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".manifest.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("waiting for another report run to finish writing reports/manifest.json ...", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -47,6 +47,18 @@ def folded(frame: pd.DataFrame, signed: bool = False) -> pd.DataFrame:
     return shown
 
 
+def interval_words(n_val: int | None) -> str:
+    """What the bootstrap intervals can say with this many val images."""
+    if n_val is None:
+        return "intervals: image bootstrap"
+    if n_val < 2:
+        return "no intervals: one val image (a bootstrap over one image is undefined)"
+    if n_val < 20:
+        return (f"intervals from only {n_val} val images: a percentile bootstrap over so few images is too narrow "
+                "and can be degenerate; read them as lower bounds on the uncertainty")
+    return f"intervals: bootstrap over {n_val} val images"
+
+
 def _setting(run: ProbeRun) -> str:
     plan = run.plan
     if plan.checkpoints:
@@ -73,9 +85,14 @@ def write(run: ProbeRun, out: Path) -> Section:
     settings = _setting(run)
     k = len(run.classes)
     base = run.baselines
-    baseline_words = (f"trivial baselines on val over the K = {k} classes: all-background mIoU "
-                      f"{_pct(base['miou']):.1f}%, empty-prediction label accuracy "
+    majority = int(base.get("majority_class", 0))
+    baseline_words = (f"trivial baselines on val over the K = {k} classes: majority class ('{run.classes[majority]}') "
+                      f"everywhere mIoU {_pct(base['miou']):.1f}%, majority-answer label accuracy "
                       f"{_pct(base['label_accuracy']):.1f}%, random-score mAP {_pct(base['map']):.1f}%")
+    if not base.get("multilabel_informative", 1.0):
+        baseline_words += ("; multi-label scores (label accuracy, mAP) are NOT INFORMATIVE here: every val image "
+                           "holds the same foreground classes")
+    baseline_words += "; " + interval_words(run.n_val)
     definitions = (
         "mIoU: one confusion matrix over the whole val split, 255 ignored, classes absent from both prediction and "
         "label excluded. Label accuracy: correct (image, class) decisions at 0.5 over images x foreground classes "
@@ -184,9 +201,20 @@ def write(run: ProbeRun, out: Path) -> Section:
     return Section("Probes (Table 4)", artifacts, text, settings, scores, FOLDER)
 
 
+def error_bar(value: float, low: float, high: float) -> list[list[float]]:
+    """matplotlib's [[below], [above]] in points (x100) for an estimate and its percentile interval.
+
+    A percentile interval need not contain its point estimate (a degenerate bootstrap over a few val
+    images can sit a rounding step beside it), so each side is clipped at zero; no interval: no bar.
+    """
+    if math.isnan(low) or math.isnan(high):
+        return [[0.0], [0.0]]
+    return [[100 * max(0.0, value - low)], [100 * max(0.0, high - value)]]
+
+
 def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
     """Top: probe mIoU per level (one panel each), families side by side, the three points as shades, CIs,
-    the all-background baseline; bars from zero. Bottom: what CRP and RCU add (mIoU and label accuracy),
+    the majority-class baseline; bars from zero. Bottom: what CRP and RCU add (mIoU and label accuracy),
     per family and level, with the paper's level-4 differences."""
     import matplotlib.pyplot as plt
 
@@ -196,7 +224,11 @@ def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
     fig = plt.figure(figsize=(max(10, 4 * len(levels)), 8.6))
     outer = fig.add_gridspec(2, 1, height_ratios=[1, 1.1], hspace=0.35)
     top, bottom = outer[0].subgridspec(1, len(levels)), outer[1].subgridspec(1, 2, wspace=0.45)
-    mean = run.frame.groupby(["family", "level", "point"])[["miou", "miou_ci_low", "miou_ci_high"]].mean()
+    frame = run.frame.copy()
+    for col in ("miou_ci_low", "miou_ci_high"):  # no intervals (one val image, or n_boot = 0): bars alone
+        if col not in frame:
+            frame[col] = math.nan
+    mean = frame.groupby(["family", "level", "point"])[["miou", "miou_ci_low", "miou_ci_high"]].mean()
     shades = (0.35, 0.65, 1.0)
     for col, level in enumerate(levels):
         ax = fig.add_subplot(top[0, col])
@@ -207,18 +239,21 @@ def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
                 r = mean.loc[(family, level, point)]
                 x = i + (j - 1) * 0.27
                 ax.bar(x, 100 * r.miou, 0.25, color=FAMILY_COLOURS[family], alpha=shades[j])
-                ax.errorbar(x, 100 * r.miou, yerr=[[100 * (r.miou - r.miou_ci_low)], [100 * (r.miou_ci_high - r.miou)]],
-                            color="k", lw=0.8, capsize=2)
+                if not math.isnan(r.miou_ci_low):
+                    ax.errorbar(x, 100 * r.miou, yerr=error_bar(r.miou, r.miou_ci_low, r.miou_ci_high), color="k",
+                                lw=0.8, capsize=2)
         ax.axhline(100 * run.baselines["miou"], color=BASELINE_COLOUR, ls="--", lw=1)
         ax.set_xticks(range(len(families)), [family_label(f) for f in families], fontsize=9)
-        ax.set_ylim(0, min(100, 100 * max(run.frame["miou_ci_high"].max(), run.baselines["miou"]) * 1.2))
+        top = max(v for v in (frame["miou"].max(), frame["miou_ci_high"].max(), run.baselines["miou"])
+                  if not math.isnan(v))
+        ax.set_ylim(0, min(100, 100 * top * 1.2) or 1)
         ax.set_title(f"{level}", fontsize=10)
         if col == 0:
             ax.set_ylabel("probe mIoU % (95% CI)")
     from matplotlib.patches import Patch
 
     handles = [Patch(color="0.3", alpha=a, label=POINT_LABELS[p]) for a, p in zip(shades, points, strict=True)]
-    handles.append(plt.Line2D([], [], color=BASELINE_COLOUR, ls="--", label="all-background baseline"))
+    handles.append(plt.Line2D([], [], color=BASELINE_COLOUR, ls="--", label="majority-class baseline"))
     fig.legend(handles=handles, loc="upper center", ncol=4, bbox_to_anchor=(0.5, 0.965), fontsize=9)
     for idx, metric in enumerate(("miou", "label_accuracy")):
         ax = fig.add_subplot(bottom[0, idx])
@@ -226,9 +261,9 @@ def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
         rows = diffs.reset_index(drop=True)
         for y, d in rows.iterrows():
             colour = FAMILY_COLOURS[d.family]
-            lo, hi = d.get(f"{metric}_ci_low", d[metric]), d.get(f"{metric}_ci_high", d[metric])
-            ax.errorbar(100 * d[metric], y, xerr=[[100 * (d[metric] - lo)], [100 * (hi - d[metric])]], fmt="o",
-                        color=colour, capsize=2, ms=4, mfc="white" if d.block == "RCU" else colour)
+            lo, hi = d.get(f"{metric}_ci_low", math.nan), d.get(f"{metric}_ci_high", math.nan)
+            ax.errorbar(100 * d[metric], y, xerr=error_bar(d[metric], lo, hi), fmt="o", color=colour, capsize=2,
+                        ms=4, mfc="white" if d.block == "RCU" else colour)
             if not math.isnan(d[f"paper_{metric}"]):
                 ax.plot(100 * d[f"paper_{metric}"], y, marker="D", color=PAPER_COLOUR, ls="none", ms=5)
             labels.append(f"{family_label(d.family)} {d.level}: {d.block}")

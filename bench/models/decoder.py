@@ -160,16 +160,28 @@ class RefineNetDecoder(nn.Module):
         return [f"{lvl}.{t}" for lvl in self.level_names for t in LEVEL_TAPS] + list(HEAD_TAPS)
 
     def tap_aliases(self) -> dict[str, str]:
-        """Taps that are the very same tensor as an earlier tap in this decoder: {alias: original}."""
-        aliases = {}
+        """Taps that are the very same tensor as an earlier tap in this decoder: {alias: original}, where the
+        original is the earliest tap holding that tensor (chains such as after_out_rcu -> after_crp ->
+        after_sum, with no RCUs and no CRP stages, are followed to their start). Depends on the mode: with
+        dropout, ``classifier_input`` is a tensor of its own in train mode only."""
+        spec = self.spec
+        same: dict[str, str] = {}
         for lvl in self.level_names:
-            if self.spec.rcu == "none" or self.spec.rcu_in == 0:
-                aliases[f"{lvl}.after_rcu"] = f"{lvl}.before_rcu"
-            if self.spec.rcu == "none" or self.spec.rcu_out == 0:
-                aliases[f"{lvl}.after_out_rcu"] = f"{lvl}.after_crp"
-        if self.dropout is None:
-            aliases["classifier_input"] = f"{self.level_names[-1]}.after_out_rcu"
-        return aliases
+            if spec.rcu == "none" or spec.rcu_in == 0:
+                same[f"{lvl}.after_rcu"] = f"{lvl}.before_rcu"
+            if spec.crp_stages == 0:
+                same[f"{lvl}.after_crp"] = f"{lvl}.after_sum"
+            if spec.rcu == "none" or spec.rcu_out == 0:
+                same[f"{lvl}.after_out_rcu"] = f"{lvl}.after_crp"
+        if self.dropout is None or not self.training:  # dropout returns its input unchanged in eval mode
+            same["classifier_input"] = f"{self.level_names[-1]}.after_out_rcu"
+
+        def root(tap: str) -> str:
+            while tap in same:
+                tap = same[tap]
+            return tap
+
+        return {alias: root(alias) for alias in same}
 
     def forward(
         self,
