@@ -117,3 +117,32 @@ def test_trivial_baselines_take_the_majority_class_not_class_0():
     assert base["miou"] == pytest.approx(mean_iou(confusion_matrix(torch.full_like(masks, 2), masks, 3)))
     # class 1 is in 1 of 3 images, class 2 in all: the majority answer is right on 2/3 and 3/3 of the decisions
     assert base["label_accuracy"] == pytest.approx(5 / 6) and base["multilabel_informative"] == 1.0
+
+
+def test_an_id_listed_twice_is_read_once_with_a_warning(tmp_path):
+    from analysis.datasets import VOCSegmentation
+
+    root = _folder(tmp_path / "data", 3, 2)
+    split = root / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt"
+    split.write_text("val0\nval1\nval0\n")
+    with pytest.warns(UserWarning, match="listed more than once"):
+        data = VOCSegmentation(root, "val", (64, 64))
+    assert data.ids == ["val0", "val1"] and len(data.load_all()[0]) == 2
+
+
+def test_erf_api_arguments_are_checked():
+    from analysis.erf import decoder_grid_erf, gradient_erf
+    from bench import create_model
+
+    model = create_model("rf_lw:resnet18", num_classes=3, decoder={"channels": 8, "top_channels": 16}).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        gradient_erf(model, x, "logits", batch_size=0)
+    with pytest.raises(ValueError, match="n_boot must be an integer >= 1, got -5"):
+        decoder_grid_erf(model, x, n_boot=-5)
+    with pytest.raises(TypeError, match="levels must be a list"):
+        decoder_grid_erf(model, x, levels="level4")
+    with pytest.raises(ValueError, match=r"unknown tap\(s\) \['level9.after_crp'\]"):
+        gradient_erf(model, x, ["level9.after_crp"])
+    with pytest.raises(ValueError, match="non-empty"):
+        gradient_erf(model, x[:0], "logits")

@@ -16,6 +16,7 @@ never blend).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +95,12 @@ class VOCSegmentation:
         if not split_file.is_file():
             available = sorted(p.stem for p in split_file.parent.glob("*.txt"))
             raise MissingFileError(f"split file not found: {split_file} (available splits: {', '.join(available)})")
-        self.ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        listed = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        self.ids = list(dict.fromkeys(listed))  # an id listed twice is one image (it would count twice in every score)
+        self.duplicates = sorted({i for i in listed if listed.count(i) > 1})
+        if self.duplicates:
+            warnings.warn(f"{split_file}: {len(self.duplicates)} id(s) listed more than once, each read once: "
+                          f"{', '.join(self.duplicates[:5])}{' ...' if len(self.duplicates) > 5 else ''}", stacklevel=2)
         if not self.ids:
             raise DataError(f"split file {split_file} lists no images")
 

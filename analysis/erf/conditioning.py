@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from bench import validation
 from bench.errors import UsageError
 
 
@@ -25,6 +26,7 @@ def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: in
     statistics are averaged over the batches with equal weight (``momentum=None``). Returns the
     model in eval mode.
     """
+    validation.integer("batch_size", batch_size, minimum=2)
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return model.eval()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from bench import validation
 from bench.errors import UsageError, UsageTypeError
 from bench.models import RefineNet, variant_info
 from bench.models.decoder import RefineLevel
@@ -102,6 +103,10 @@ def decoder_grid_erf(
     if not isinstance(model, RefineNet):
         raise UsageTypeError(f"decoder-grid ERF needs a zoo model (bench.create_model), got {type(model).__name__}")
     valid = model.decoder.level_names
+    if isinstance(levels, str):
+        raise UsageTypeError(f"levels must be a list of level names, got the string {levels!r}; write [{levels!r}]")
+    validation.integer("n_boot", n_boot, minimum=1)
+    validation.integer("batch_size", batch_size, minimum=1)
     levels = list(levels or valid)
     unknown = [lvl for lvl in levels if lvl not in valid]
     if unknown:

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import UsageError
+from bench import validation
+from bench.errors import UsageError, UsageTypeError
 
 FeatureFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 FRACTIONS = (0.2, 0.5, 0.9, 0.99)
@@ -170,6 +171,9 @@ def erf_pairs(
     One forward per batch of images serves every pair; one backward per pair and batch.
     """
     options.validate()
+    validation.integer("batch_size", batch_size, minimum=1)
+    if isinstance(pairs, (str, tuple)) and (not pairs or isinstance(pairs[0], str)):
+        raise UsageTypeError(f"pairs must be a list of (tap, with respect to) pairs, got {pairs!r}")
     pairs = list(dict.fromkeys((t, w) for t, w in pairs))
     model = features if isinstance(features, nn.Module) else None
     if model is not None:
@@ -177,8 +181,9 @@ def erf_pairs(
             raise UsageError("gradient ERF needs the model in eval mode (BatchNorm must not mix the images)")
         needed = list(dict.fromkeys([t for t, _ in pairs] + [w for _, w in pairs if w != "input"]))
         features = tap_features(model, needed)
-    if len(images) == 0:
-        raise UsageError("gradient ERF needs at least one image")
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or len(images) == 0:
+        raise UsageError(f"gradient ERF needs a non-empty (N, C, H, W) image batch, got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
     maps: dict[tuple[str, str], list[torch.Tensor]] = {}
     units: dict[tuple[str, str], tuple[int, int]] = {}
     shapes: dict[tuple[str, str], tuple[tuple[int, int], tuple[int, int]]] = {}

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from bench import validation
+
 from .gradient import FeatureFn, check_channel, check_unit
 
 
@@ -30,6 +32,8 @@ class TopImages:
 def top_activating(features: FeatureFn, images: torch.Tensor, taps_channels: Sequence[tuple[str, int]], k: int = 3,
                    batch_size: int = 8) -> list[TopImages]:
     """For each (tap, channel): the k images with the highest maximum activation, in one pass."""
+    validation.integer("k", k, minimum=1)
+    validation.integer("batch_size", batch_size, minimum=1)
     maxima: dict[tuple[str, int], list[tuple[float, int, tuple[int, int]]]] = {tc: [] for tc in taps_channels}
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
@@ -75,6 +79,9 @@ def occlusion_maps(
     as captum's ``Occlusion`` does (tested against it). ``baseline`` is the occluder's value in the
     normalised input (0 = the dataset mean colour).
     """
+    validation.integer("window", window, minimum=1)
+    validation.integer("stride", stride, minimum=1)
+    validation.integer("batch_size", batch_size, minimum=1)
     h, w = image.shape[-2:]
     corners = occlusion_windows((h, w), window, stride)
     with torch.no_grad():
