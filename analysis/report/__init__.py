@@ -38,15 +38,21 @@ def _timing(out: Path) -> Section:
 
 
 def _erf(out: Path) -> Section:
-    from .erf import build
+    from .erf import FOLDER, build
 
-    return build(out)
+    return build(out, name=f"{FOLDER}/{_this_device_slug()}")
 
 
 def _probes(out: Path) -> Section:
-    from .probes import build
+    from .probes import FOLDER, build
 
-    return build(out)
+    return build(out, name=f"{FOLDER}/{_this_device_slug()}")
+
+
+def _this_device_slug() -> str:
+    import torch
+
+    return device_slug("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _zoo(out: Path) -> Section:
@@ -64,9 +70,14 @@ SECTIONS: dict[str, Callable[[Path], Section]] = {
 }
 
 
+PER_DEVICE = ("timing", "erf", "probes")
+"""Sections kept once per device (folder and manifest key ``<section>/<device slug>``): a run on another machine
+adds its results next to the others and never replaces them."""
+
+
 def _key(name: str, device: str) -> str:
-    """Manifest key: the timing section is kept per device."""
-    return f"timing/{device_slug(device)}" if name == "timing" else name
+    """Manifest key: ``section``, or ``section/<device slug>`` for the sections kept per device."""
+    return f"{name}/{device_slug(device)}" if name in PER_DEVICE else name
 
 
 def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | None = None) -> dict[str, str]:

@@ -136,10 +136,11 @@ def _classifier_units(name: str, plan: ERFPlan, features, images) -> list[int]:
     return most_active_channels(features, images, ["logits"], k=3)["logits"]
 
 
-def write(results: ERFResults, out: Path) -> Section:
+def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
+    """Tables and figures under ``out/name`` (the report passes ``erf/<device>``: one folder per setting)."""
     use_style()
     plan = results.plan
-    folder = out / FOLDER
+    folder = out / name
     trained = bool(plan.checkpoints)
     weights_words = "; ".join(f"{v}: {w}" for v, w in results.weights.items())
     settings = (f"decoder-grid ERF: {plan.grid_size}px inputs, the 4 shipped VOC images, backbone "
@@ -166,10 +167,10 @@ def write(results: ERFResults, out: Path) -> Section:
     save_figure(decoder_grid_figure(grid, plan), folder / "decoder_grid")
     save_figure(decoder_maps_figure(results.grids, plan), folder / "decoder_grid_maps")
     artifacts += [
-        Artifact(f"{FOLDER}/decoder_grid.png", "Decoder-grid ERF (figure)",
+        Artifact(f"{name}/decoder_grid.png", "Decoder-grid ERF (figure)",
                  "r50/r90 and theoretical field per block, level and family, in cells"),
-        Artifact(f"{FOLDER}/decoder_grid_maps.png", "Decoder-grid ERF maps", "CRP and whole-level maps, level 2"),
-        Artifact(f"{FOLDER}/decoder_grid.md", "Decoder-grid ERF (table)", "every block, level and family"),
+        Artifact(f"{name}/decoder_grid_maps.png", "Decoder-grid ERF maps", "CRP and whole-level maps, level 2"),
+        Artifact(f"{name}/decoder_grid.md", "Decoder-grid ERF (table)", "every block, level and family"),
     ]
 
     a, b = claim_a(results.grids), claim_b(results.grids)
@@ -202,15 +203,15 @@ def write(results: ERFResults, out: Path) -> Section:
          "Decided at random initialisation (conditioned BatchNorm): properties of the architecture. With trained "
          "weights: not testable here (no VOC-trained weights can be downloaded).")],
         formats={"effect": ".2f", "ci_low": ".2f", "ci_high": ".2f"})
-    artifacts.append(Artifact(f"{FOLDER}/claims.md", "Claims (a) and (b)", "verdict per family and level",
+    artifacts.append(Artifact(f"{name}/claims.md", "Claims (a) and (b)", "verdict per family and level",
                               inline=True))
-    artifacts.append(Artifact(f"{FOLDER}/image_space.md", "Image-space ERF sizes", f"{lw}, Figure 3's taps"))
+    artifacts.append(Artifact(f"{name}/image_space.md", "Image-space ERF sizes", f"{lw}, Figure 3's taps"))
 
     save_figure(figure3(results), folder / "fig3")
     save_figure(figure8(results), folder / "fig8")
-    artifacts += [Artifact(f"{FOLDER}/fig3.png", "Figure 3 replica", "ERF and top-activated regions before CRP, "
+    artifacts += [Artifact(f"{name}/fig3.png", "Figure 3 replica", "ERF and top-activated regions before CRP, "
                            "after CRP, after the first sum"),
-                  Artifact(f"{FOLDER}/fig8.png", "Figure 8 replica", "classifier units' top-activated regions, "
+                  Artifact(f"{name}/fig8.png", "Figure 8 replica", "classifier units' top-activated regions, "
                            "RefineNet vs LW")]
 
     status_a, reason_a = tally_status(list(a.status), "(a)")
@@ -222,17 +223,17 @@ def write(results: ERFResults, out: Path) -> Section:
                  f"r50 {before} -> {after} px", f"{state}, 4 VOC images, CPU", status_b,
                  reason_b + ("" if trained else "; the trained-network figure needs VOC-trained weights"),
                  "reproduced: CRP's r90 >= 1 cell (whole CI) at every level of every family; partly: at some",
-                 f"{FOLDER}/claims.md"),
+                 f"{name}/claims.md"),
         ScoreRow("Section 8 / claim (a): no smaller ERF without 3x3", "no significant difference (RF-101 vs LW-101)",
                  "LW/RF side ratio " + ", ".join(f"{r:.2f}" for r in a.side_ratio), f"{state}, 4 VOC images, CPU",
                  status_a, reason_a, f"reproduced: the ratio's CI reaches {SHRINK_LIMIT} at every level",
-                 f"{FOLDER}/claims.md"),
+                 f"{name}/claims.md"),
         ScoreRow("Figure 8 (classifier-layer regions)", "semantically similar regions, RF-101 vs LW-101",
                  "regions drawn for the 3 most active channels" if not trained else "dog/horse/person units",
                  f"{state}, 20 VOC crops", "not testable here" if not trained else "reproduced",
                  "random init: class units mean nothing without VOC-trained weights" if not trained else
                  "drawn from the given checkpoints (judge by eye)", "needs trained weights",
-                 f"{FOLDER}/fig8.png"),
+                 f"{name}/fig8.png"),
     ]
     n_a = int((a.status == "reproduced").sum())
     n_b = int((b.status == "reproduced").sum())
@@ -242,7 +243,7 @@ def write(results: ERFResults, out: Path) -> Section:
             f"{a.side_ratio.min():.2f}-{a.side_ratio.max():.2f}x RefineNet's square side (claim (a) holds in "
             f"{n_a}/{len(a)}). In image space ({lw}, {plan.size}px) CRP moves r50 from {before} to {after} px at "
             "level 4.")
-    return Section("Receptive fields (Figures 3 and 8)", artifacts, text, settings, scores, FOLDER)
+    return Section("Receptive fields (Figures 3 and 8)", artifacts, text, settings, scores, name)
 
 
 def decoder_grid_figure(grid: pd.DataFrame, plan: ERFPlan):
@@ -346,5 +347,5 @@ def figure8(results: ERFResults):
     return fig
 
 
-def build(out: Path, plan: ERFPlan | None = None) -> Section:
-    return write(collect(plan), out)
+def build(out: Path, plan: ERFPlan | None = None, name: str = FOLDER) -> Section:
+    return write(collect(plan), out, name)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.environment import device_description
+
 from ..probes import METRICS, ProbePlan, ProbeRun, crp_verdicts, learned, paper_table4, run_probes, tap_differences
 from ..style import BASELINE_COLOUR, FAMILY_COLOURS, PAPER_COLOUR, family_label, use_style
 from .files import Artifact, ScoreRow, Section, save_figure, save_table
@@ -76,9 +78,10 @@ def _setting(run: ProbeRun) -> str:
             "resamples of the val images (the same for every tap, family and seed: differences are paired)")
 
 
-def write(run: ProbeRun, out: Path) -> Section:
+def write(run: ProbeRun, out: Path, name: str = FOLDER) -> Section:
+    """Tables and the figure under ``out/name`` (the report passes ``probes/<device>``: one folder per setting)."""
     use_style()
-    folder = out / FOLDER
+    folder = out / name
     plan = run.plan
     diffs = tap_differences(run)
     verdicts = crp_verdicts(run, diffs)
@@ -125,7 +128,7 @@ def write(run: ProbeRun, out: Path) -> Section:
         "Paper: RefineNet-101 trained on PASCAL VOC, heads fine-tuned on the 1464 VOC train images, evaluated on VOC "
         "val. The values are not comparable across these settings; the order of the probe points is (claims.md).",
         sentence], floatfmt=".1f")
-    artifacts.append(Artifact(f"{FOLDER}/table4.md", "Table 4 replica", "paper vs measured, RefineNet level 4",
+    artifacts.append(Artifact(f"{name}/table4.md", "Table 4 replica", "paper vs measured, RefineNet level 4",
                               inline=True))
 
     shown = folded(run.frame.drop(columns=["tap", "train_s", "total_s"]))
@@ -142,7 +145,7 @@ def write(run: ProbeRun, out: Path) -> Section:
         display=shown, labels={**METRIC_LABELS, "same_as": "same as", "subset_accuracy": "subset acc %",
                                "probe_train_miou": "probe train mIoU %", "network_val_miou": "network val mIoU %",
                                "active_sum": "active %"})
-    artifacts.append(Artifact(f"{FOLDER}/all.md", "Probes, every level and family", "scores with 95% CIs"))
+    artifacts.append(Artifact(f"{name}/all.md", "Probes, every level and family", "scores with 95% CIs"))
 
     dshown = folded(diffs.drop(columns=["variant"]), signed=True)
     dshown["family"] = dshown["family"].map(family_label)
@@ -168,10 +171,10 @@ def write(run: ProbeRun, out: Path) -> Section:
         f"Setting: {settings}."], floatfmt=".1f", display=vshown.drop(columns=["variant"]),
         labels={"crp_miou": "CRP adds (mIoU)", "crp_ci_low": "CI low", "crp_ci_high": "CI high",
                 "rcu_miou": "RCU adds (mIoU)", "paper_crp_miou": "paper CRP adds"})
-    artifacts += [Artifact(f"{FOLDER}/claims.md", "Claim (c) verdicts", "per family and level", inline=True),
-                  Artifact(f"{FOLDER}/differences.md", "What RCU and CRP add", "paired differences, every level")]
+    artifacts += [Artifact(f"{name}/claims.md", "Claim (c) verdicts", "per family and level", inline=True),
+                  Artifact(f"{name}/differences.md", "What RCU and CRP add", "paired differences, every level")]
     save_figure(probes_figure(run, diffs), folder / "probes")
-    artifacts.append(Artifact(f"{FOLDER}/probes.png", "Probes (figure)",
+    artifacts.append(Artifact(f"{name}/probes.png", "Probes (figure)",
                               "mIoU per level, family and probe point; what each block adds, with the paper's"))
 
     ok = learned(run)
@@ -185,20 +188,20 @@ def write(run: ProbeRun, out: Path) -> Section:
                  "not testable here" if not on_voc else "partly",
                  "needs VOC and VOC-trained RefineNet-101 weights" if not on_voc else
                  "compare the values in table4.md", "values comparable only on VOC with the paper's weights",
-                 f"{FOLDER}/table4.md"),
+                 f"{name}/table4.md"),
         ScoreRow("Table 4 / claim (c): CRP, not RCU", "CRP +2.67 mIoU, RCU +0.53 (level 4)",
                  "; ".join(f"{family_label(v.family)} {v.level}: {_pct(v.crp_miou):+.1f}" for v in
                            verdicts[verdicts.level == "level4"].itertuples()) + " (CRP, level 4)",
                  setting_short, status, reason,
                  "reproduced: claim holds at every testable (family, level); partly: at some; see probes/claims.md",
-                 f"{FOLDER}/claims.md"),
+                 f"{name}/claims.md"),
     ]
     n = (verdicts.status == "reproduced").sum()
     text = (f"{baseline_words[0].upper()}{baseline_words[1:]}; probes beat them at {int(ok.learned.sum())} of "
             f"{len(ok)} (family, level) cells. Claim (c) holds in {n} of {len(verdicts)} cells "
             f"({', '.join(f'{s}: {c}' for s, c in verdicts.status.value_counts().items())}). Setting: "
             f"{setting_short}, not the paper's.")
-    return Section("Probes (Table 4)", artifacts, text, settings, scores, FOLDER)
+    return Section(f"Probes (Table 4) on {device_description(plan.device)}", artifacts, text, settings, scores, name)
 
 
 def error_bar(value: float, low: float, high: float) -> list[list[float]]:
@@ -285,5 +288,5 @@ def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
     return fig
 
 
-def build(out: Path, plan: ProbePlan | None = None) -> Section:
-    return write(collect(plan), out)
+def build(out: Path, plan: ProbePlan | None = None, name: str = FOLDER) -> Section:
+    return write(collect(plan), out, name)
