@@ -4,6 +4,7 @@
     python -m analysis probes --voc-root /data/VOCdevkit --checkpoint rf101=refinenet101_voc.pth --size 512
     python -m analysis probes --voc-root my-7-class-set --num-classes 7 --families rf rf_lw --seeds 3
     python -m analysis probes --backbone resnet34 --families rf rf_lw --out my-probes   # generated data
+    python -m analysis train rf_lw:resnet18 rf:resnet18 --setting cpu --seeds 1   # cached trained networks
 
 Every argument is checked before any data is read or any network trained; a bad one (unknown
 section, variant, family or level, a size, class count or seed count out of range, missing dataset
@@ -44,7 +45,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--out", default="probes-report", help="folder for the tables and the figure")
     p.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (a few images and steps)")
+    p = sub.add_parser("train", help="train networks to a plateau of their val mIoU (or a budget), cached")
+    p.add_argument("variants", nargs="*", metavar="VARIANT",
+                   help="registered names or FAMILY:BACKBONE (default: the setting's three families on ResNet-18)")
+    p.add_argument("--data", default=None, help="a VOC-layout folder (default: the generated shapes dataset)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="K, background included (default: from VOC2012/classes.txt, else the largest label + 1)")
+    p.add_argument("--setting", default=None, help="cpu or gpu (default: gpu when CUDA is available, else cpu)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the setting's)")
+    p.add_argument("--seeds", type=int, default=None, help="per variant: seeds 0..N-1 (default: the setting's)")
+    p.add_argument("--budget-min", type=float, default=None,
+                   help="wall-clock minutes per network (default: the setting's)")
+    p.add_argument("--cache", default=None, help="cache folder (default: .cache/networks in the project)")
+    p.add_argument("--json", action="store_true", help="one JSON list on stdout (progress stays on stderr)")
     return parser
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """``train``: every argument checked first, then each network trained or loaded, one line (or JSON) each."""
+    import json
+    import sys
+
+    import torch
+
+    from bench import validation
+    from bench.cli import check_variants
+
+    from .networks import network_setting, trained_set
+    from .networks.data import check_source
+    from .networks.train import check_device, strict_json
+
+    setting = network_setting(args.setting or ("gpu" if torch.cuda.is_available() else "cpu"))
+    check_variants(args.variants)
+    device = check_device(args.device or setting.device)
+    if args.seeds is not None:
+        validation.integer("--seeds", args.seeds, minimum=1)
+    schedule = setting.schedule
+    if args.budget_min is not None:
+        if validation.number("--budget-min", args.budget_min, minimum=0) == 0:
+            raise UsageError("--budget-min must be a number of minutes > 0, got 0")
+        schedule = replace(schedule, budget_min=args.budget_min)
+    if args.num_classes is not None:
+        validation.integer("--num-classes", args.num_classes, minimum=2, maximum=255)
+    check_source(args.data)
+    if args.cache is not None and Path(args.cache).exists() and not Path(args.cache).is_dir():
+        raise UsageError(f"--cache {args.cache} exists and is not a folder")
+    say = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    nets = trained_set(setting, args.variants or None, args.seeds, args.data, device, args.num_classes, schedule,
+                       args.cache, progress=True, say=say)
+    keys = ("variant", "seed", "steps", "best_step", "stop_reason", "seconds", "val_miou")
+    rows = [{**{k: n.record[k] for k in keys}, "cached": n.cached, "val_iou_per_class": n.record["val_iou_per_class"],
+             "setting": setting.name, "device": n.record["device"], "path": str(n.path)} for n in nets]
+    if args.json:
+        print(json.dumps(strict_json(rows), indent=2, allow_nan=False))
+        return 0
+    print(f"{'variant':<22} {'seed':>4} {'steps':>5} {'stop':<9} {'train s':>8} {'own val mIoU':>12}  source")
+    for r in rows:
+        print(f"{r['variant']:<22} {r['seed']:>4} {r['steps']:>5} {r['stop_reason']:<9} {r['seconds']:>8.1f} "
+              f"{100 * r['val_miou']:>11.1f}%  {'cached' if r['cached'] else 'trained'} ({r['path']})")
+    print(f"own val mIoU: the kept (best) weights on the val split at {schedule.size}x{schedule.size}px; "
+          f"train s: wall seconds of the training on {rows[0]['device']}, evaluations included")
+    return 0
 
 
 def probe_plan(args: argparse.Namespace):
@@ -88,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"unknown report section(s) {unknown}; valid: {', '.join(SECTIONS)}")
             status = run(args.sections or None)
             return 0 if all(v == "ok" for v in status.values()) else 1
+        if args.command == "train":
+            return train_command(args)
         plan = probe_plan(args)
         from .report.probes import build
 

@@ -68,13 +68,20 @@ def train_segmenter(
     settings: TrainSettings = TrainSettings(),
     progress: Callable[[str], None] | None = print,
     device: str = "cpu",
+    after_step: Callable[[int, float], bool] | None = None,
+    mixed_precision: bool = False,
 ) -> TrainLog:
-    """AdamW on cross-entropy for ``settings.steps`` steps of ``settings.batch_size`` images (seeded)."""
+    """AdamW on cross-entropy for ``settings.steps`` steps of ``settings.batch_size`` images (seeded).
+
+    ``after_step(steps_done, loss)`` runs after every step (e.g. to evaluate and keep the best
+    weights); returning True ends the training there. ``mixed_precision``: bf16 autocast on CUDA
+    (the loss and the optimiser stay fp32); ignored on a CPU, which trains in fp32.
+    """
     torch.manual_seed(settings.seed)
     g = torch.Generator().manual_seed(settings.seed)
     model.train().to(device, memory_format=torch.channels_last)  # before the optimiser takes its parameters
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    warm = max(1, int(settings.warmup * settings.steps))
+    warm = max(1, round(settings.warmup * settings.steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
     log = TrainLog()
     start = time.perf_counter()
@@ -95,8 +102,10 @@ def train_segmenter(
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         y = torch.where(flip.view(-1, 1, 1), y.flip(-1), y)
         x = normalise(x.to(device)).contiguous(memory_format=torch.channels_last)
-        logits = F.interpolate(model(x), size=y.shape[-2:], mode="bilinear", align_corners=False)
-        loss = F.cross_entropy(logits, y.to(device).long(), ignore_index=IGNORE)
+        autocast = mixed_precision and device.startswith("cuda")
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            logits = F.interpolate(model(x), size=y.shape[-2:], mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(logits.float(), y.to(device).long(), ignore_index=IGNORE)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad_norm)
@@ -106,6 +115,8 @@ def train_segmenter(
         if progress and (step + 1) % max(1, settings.steps // 5) == 0:
             recent = sum(log.losses[-10:]) / len(log.losses[-10:])
             progress(f"    step {step + 1}/{settings.steps}: loss {recent:.3f} ({time.perf_counter() - start:.0f} s)")
+        if after_step is not None and after_step(step + 1, log.losses[-1]):
+            break
     log.seconds = time.perf_counter() - start
     model.eval()
     return log

@@ -1,0 +1,31 @@
+"""Trained networks as a cached artifact: train any variant to a plateau of its val mIoU (or a step
+limit, or a time budget) once, keep its checkpoint and record, and reuse them in every later analysis.
+
+    from analysis.networks import trained_set
+    nets = trained_set("cpu")                 # the three families on ResNet-18, trained or loaded
+    nets[0].model, nets[0].record["val_miou"]
+"""
+
+from .data import NetworkData, folder_hash, load_data
+from .schedule import STOP_REASONS, Schedule, plateaued
+from .settings import CPU_DECODER, SETTINGS, NetworkSetting, network_setting, trained_set
+from .train import CACHE, IDENTITY, TrainedNetwork, evaluate, train_network
+
+__all__ = [
+    "CACHE",
+    "CPU_DECODER",
+    "IDENTITY",
+    "SETTINGS",
+    "STOP_REASONS",
+    "NetworkData",
+    "NetworkSetting",
+    "Schedule",
+    "TrainedNetwork",
+    "evaluate",
+    "folder_hash",
+    "load_data",
+    "network_setting",
+    "plateaued",
+    "train_network",
+    "trained_set",
+]

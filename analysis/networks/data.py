@@ -1,0 +1,123 @@
+"""The data a network is trained on, loaded once, with a hash that says exactly which data it was.
+
+Either the generated shapes set (its hash is that of its generation spec: the same spec writes the
+same files) or any VOC-layout folder. A folder's hash covers the contents (SHA-256) of its train
+and val split files, of ``classes.txt`` where there is one, and of every image and mask those
+splits list, with their paths relative to the VOC2012 folder: the same data moved elsewhere keeps
+its hash, and any edited, added or removed file changes it. Reading every listed file costs about a
+second per few hundred MB, small beside training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from bench import validation
+from bench.errors import DataError, MissingFileError, UsageTypeError
+
+from ..datasets.synthetic import SyntheticSpec, synthetic_voc
+from ..datasets.voc import IGNORE, VOCSegmentation, class_names, dataset_classes, voc2012_dir
+
+SPLITS = ("train", "val")
+
+
+@dataclass
+class NetworkData:
+    """Train and val splits resized to ``size`` (uint8 images and masks, as ``load_all`` gives them)."""
+
+    train_images: torch.Tensor
+    train_masks: torch.Tensor
+    val_images: torch.Tensor
+    val_masks: torch.Tensor
+    size: int
+    num_classes: int
+    classes: tuple[str, ...]
+    class_source: str  # where K came from ("classes.txt", "given", "largest label + 1")
+    source: dict  # {"kind": "generated", "spec": {...}} or {"kind": "voc", "root": "/abs/path"}
+    hash: str  # see the module docstring
+
+    def describe(self) -> str:
+        if self.source["kind"] == "generated":
+            spec = self.source["spec"]
+            what = f"generated shapes ({spec['n_train']} train / {spec['n_val']} val images)"
+        else:
+            what = f"VOC-layout data at {self.source['root']}"
+        return (f"{what} at {self.size}x{self.size}px; K = {self.num_classes} classes ({self.class_source}), "
+                f"{IGNORE} ignored")
+
+
+def check_source(source: SyntheticSpec | str | Path | None) -> None:
+    """The folder exists and has the VOC layout (nothing is read yet); a spec is taken as it is."""
+    if source is None or isinstance(source, SyntheticSpec):
+        return
+    if not isinstance(source, (str, Path)):
+        raise UsageTypeError(f"data must be a SyntheticSpec or a VOC-layout folder, got {source!r}")
+    if not Path(source).is_dir():
+        raise MissingFileError(f"no VOC-layout data under {source}: the folder does not exist")
+    voc2012_dir(source)
+
+
+def _sha256(path: Path, digest) -> None:
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+
+
+def folder_hash(root: str | Path) -> str:
+    """SHA-256 over the train/val split files, classes.txt and every listed image and mask."""
+    base = voc2012_dir(root)
+    digest = hashlib.sha256()
+    classes = base / "classes.txt"
+    if classes.is_file():
+        digest.update(b"classes.txt\0")
+        _sha256(classes, digest)
+    for split in SPLITS:
+        dataset = VOCSegmentation(root, split, (validation.MIN_SIDE, validation.MIN_SIDE))
+        split_file = base / "ImageSets" / "Segmentation" / f"{split}.txt"
+        digest.update(f"\0split {split}\0".encode())
+        _sha256(split_file, digest)
+        for i in range(len(dataset)):
+            for path in dataset.paths(i):
+                if not path.is_file():
+                    raise MissingFileError(f"missing file for image id {dataset.ids[i]!r}: {path}")
+                digest.update(f"\0{path.relative_to(base).as_posix()}\0".encode())
+                _sha256(path, digest)
+    return digest.hexdigest()
+
+
+def load_data(source: SyntheticSpec | str | Path | None, size: int, num_classes: int | None = None,
+              progress=print) -> NetworkData:
+    """Read the train and val splits at ``size`` x ``size`` (the generated default when ``source`` is None).
+
+    K comes from ``num_classes``, else ``classes.txt``, else the largest label + 1 over both splits.
+    A split without a single labelled pixel (all 255) is a :class:`DataError`: no mIoU is defined on it.
+    """
+    validation.integer("size", size, minimum=validation.MIN_SIDE, maximum=validation.MAX_SIDE)
+    if num_classes is not None:
+        validation.integer("num_classes", num_classes, minimum=2, maximum=IGNORE)
+    check_source(source)
+    if source is None or isinstance(source, SyntheticSpec):
+        spec = source or SyntheticSpec()
+        root = synthetic_voc(spec, progress=progress)
+        described = {"kind": "generated", "spec": asdict(spec)}
+        data_hash = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+    else:
+        root = Path(source)
+        described = {"kind": "voc", "root": str(Path(source).resolve())}
+        data_hash = folder_hash(root)
+    names = class_names(root)
+    given = num_classes or (len(names) if names else None)  # None: inferred from the labels below
+    train = VOCSegmentation(root, "train", (size, size), num_classes=given).load_all()
+    val = VOCSegmentation(root, "val", (size, size), num_classes=given).load_all()
+    for split, (_, masks) in zip(SPLITS, (train, val), strict=True):
+        if not (masks != IGNORE).any():
+            raise DataError(f"the {split} split of {root} has no labelled pixel (every mask pixel is {IGNORE}, "
+                            f"ignored) at {size}x{size}: no loss or mIoU is defined on it")
+    k, classes, class_source = dataset_classes(root, num_classes, [train[1], val[1]])
+    return NetworkData(train[0], train[1], val[0], val[1], size, k, tuple(classes), class_source, described,
+                       data_hash)

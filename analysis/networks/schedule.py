@@ -1,0 +1,68 @@
+"""How a network is trained: to a plateau of its val mIoU, to a step limit, or to a time budget.
+
+The val mIoU is measured every ``eval_every`` steps; training stops when the last ``patience``
+evaluations have not beaten the best one before them by more than ``min_delta`` (see
+:func:`plateaued`), at ``max_steps``, or once ``budget_min`` minutes are spent, whichever comes
+first. The weights kept are those of the best evaluation. A run stopped by the budget depends on
+the machine's speed, so its record says so (``stop_reason: "budget"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bench import validation
+from bench.errors import UsageError
+
+from ..probes.training import TrainSettings
+
+STOP_REASONS = ("plateau", "max_steps", "budget")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    size: int = 128  # images and labels are resized to size x size for training and evaluation
+    max_steps: int = 400
+    eval_every: int = 25  # steps between val mIoU evaluations
+    patience: int = 4  # evaluations without an improvement of more than min_delta before stopping
+    min_delta: float = 0.005  # a fraction of mIoU (0.005 = half a point)
+    budget_min: float | None = None  # wall-clock minutes per network, evaluations included (None: none)
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    clip_grad_norm: float = 1.0
+    warmup_steps: int = 30  # linear learning-rate warm-up, then constant
+    crop: int | None = None  # random square crops (None: whole images)
+    mixed_precision: bool = True  # bf16 autocast on CUDA; a CPU always trains in fp32
+    zero_init_residual: bool = True  # every RCU / CRP branch starts at zero (analysis.probes.training)
+
+    def validate(self) -> None:
+        validation.integer("size", self.size, minimum=validation.MIN_SIDE, maximum=validation.MAX_SIDE)
+        validation.integer("max_steps", self.max_steps, minimum=1)
+        validation.integer("eval_every", self.eval_every, minimum=1)
+        validation.integer("patience", self.patience, minimum=1)
+        validation.number("min_delta", self.min_delta, minimum=0)
+        if self.budget_min is not None and validation.number("budget_min", self.budget_min, minimum=0) == 0:
+            raise UsageError("budget_min must be a number > 0 (minutes), or None for no budget; got 0")
+        validation.integer("batch_size", self.batch_size, minimum=1, maximum=validation.MAX_BATCH)
+        validation.number("lr", self.lr, minimum=0)
+        validation.number("weight_decay", self.weight_decay, minimum=0)
+        validation.number("clip_grad_norm", self.clip_grad_norm, minimum=0)
+        validation.integer("warmup_steps", self.warmup_steps, minimum=0)
+        if self.crop is not None:
+            validation.integer("crop", self.crop, minimum=validation.MIN_SIDE, maximum=self.size)
+
+    def train_settings(self, seed: int) -> TrainSettings:
+        """The per-step settings of :func:`analysis.probes.training.train_segmenter` (up to max_steps)."""
+        return TrainSettings(steps=self.max_steps, batch_size=self.batch_size, crop=self.crop, lr=self.lr,
+                             weight_decay=self.weight_decay, clip_grad_norm=self.clip_grad_norm,
+                             warmup=self.warmup_steps / self.max_steps, seed=seed)
+
+
+def plateaued(scores: Sequence[float], patience: int, min_delta: float) -> bool:
+    """True when none of the last ``patience`` scores beats the best score before them by more than
+    ``min_delta``; False while there are not yet more than ``patience`` scores."""
+    if len(scores) <= patience:
+        return False
+    return not max(scores[-patience:]) > max(scores[:-patience]) + min_delta
