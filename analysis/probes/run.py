@@ -1,14 +1,13 @@
-"""The probe study: train (or load) each decoder family, then probe its frozen features at every level.
+"""The probe study: take each decoder family's trained network, then probe its frozen features at every level.
 
-Embedded default (no VOC and no trained weights can be downloaded here): the generated shapes
-dataset (:mod:`analysis.datasets.synthetic`), a ResNet-18 backbone under each decoder family,
-trained in two short stages: the backbone once under the light-weight decoder (standing in for
-ImageNet pre-training, at half resolution to save time), then each family end to end from that
-backbone. Then the probes on the frozen features before RCU, after RCU and after CRP of every level.
-On a CPU the decoders are narrowed (64 channels, 128 at level 4; the families' kernels, blocks and
-CRP are unchanged) and one network is trained per family; on a GPU the decoders keep the paper's
-width and three seeds are trained. With ``voc_root`` and ``checkpoints`` the same code runs the
-paper's setting (e.g. rf101 with the refinenet-pytorch VOC weights on VOC train/val).
+Embedded default (no VOC and no trained weights can be downloaded here): the networks of the trained
+set (:mod:`analysis.networks`): each family on ResNet-18, trained from scratch on the generated shapes
+dataset to a plateau of its own val mIoU, cached, and shared with every other analysis (receptive
+fields, Figure 8). On a CPU the "cpu" setting (decoders narrowed to 64 channels, 128 at level 4; 128 px;
+one seed), on a GPU the "gpu" setting (the families' own widths, 256 px, three seeds). Then the probes
+on the frozen features before RCU, after RCU and after CRP of every level. With ``voc_root`` and
+``checkpoints`` the same code runs the paper's setting (e.g. rf101 with the refinenet-pytorch VOC
+weights on VOC train/val); with ``voc_root`` alone the families are trained on that folder.
 
 Every number of the frame is a plain column (``miou``, ``miou_ci_low``, ...; fractions 0..1);
 display labels are applied by the report.
@@ -18,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -31,16 +30,21 @@ from bench.models import FAMILIES, create_model, variant_info
 from bench.stats import percentile_interval, resample_indices
 
 from ..datasets.images import normalise
-from ..datasets.synthetic import SyntheticSpec, synthetic_voc
+from ..datasets.synthetic import SyntheticSpec
 from ..datasets.voc import IGNORE, VOCSegmentation, class_names, dataset_classes
+from ..networks import SETTINGS, NetworkSetting, Schedule, load_data, train_network
+from ..networks.settings import CPU_DECODER
 from .heads import METRICS, ProbeSettings, cache_features, train_probes
 from .metrics import confusion_matrix, mean_iou, multilabel_metrics, presence
-from .training import TrainSettings, train_segmenter, zero_init_residual_branches
 
 POINTS = ("before_rcu", "after_rcu", "after_crp")
 """Probe points inside a level, as in the paper's Table 4."""
 LEVELS = ("level4", "level3", "level2", "level1")
-CPU_DECODER = {"channels": 64, "top_channels": 128}
+TINY_NETWORKS = NetworkSetting(
+    "tiny", Schedule(size=64, max_steps=2, eval_every=1, patience=1, batch_size=4, warmup_steps=0), seeds=1,
+    device="cpu", decoder=CPU_DECODER,
+    data=SyntheticSpec(n_train=16, n_val=8, size=64, small_radius=(4, 6), large_radius=(10, 14)))
+"""Seconds, for tests: a handful of images and two training steps."""
 
 
 def default_device() -> str:
@@ -49,64 +53,61 @@ def default_device() -> str:
 
 @dataclass(frozen=True)
 class ProbePlan:
-    """What to probe and how the embedded default trains first.
+    """What to probe, on which networks.
 
-    Learning rates: Adam moves every weight by about ``lr`` per step whatever its gradient, and the
-    decoders have no normalisation before the ReLU after each summation. With larger rates the
-    early push towards "background everywhere" drives those sums negative and the ReLUs die; the
-    coarse levels then get no gradient and their features stay untrained (measured without warm-up:
-    at lr 2e-3 the LW level-4 sum is 0.1% active after 20 steps; the RefineNet decoder, 3x3 convs with
-    fan-in 4608, is dead after 10 steps at 5e-4 but stays alive at 1e-4). The report shows the
-    active share of each level's summation ReLU.
+    ``networks`` says how the probed networks are trained (data, schedule, seeds, decoder widths);
+    ``backbone``, ``families``, ``seeds``, ``size`` and ``device`` override it where given. The
+    networks come from the trained-network cache: trained once, reused by every later analysis.
+    With ``checkpoints`` nothing is trained: those weights are probed on ``voc_root``.
     """
 
-    backbone: str = "resnet18"
-    families: tuple[str, ...] = ("rf", "rf_lw_rcu", "rf_lw")
-    dataset: SyntheticSpec = SyntheticSpec()
-    size: int = 256  # images and labels (H = W) for features and evaluation: level 4 is size/32 cells
+    networks: NetworkSetting = SETTINGS["cpu"]
+    backbone: str | None = None
+    families: tuple[str, ...] | None = None
+    size: int | None = None  # images and labels (H = W) for training, features and evaluation
     levels: tuple[str, ...] = LEVELS
-    decoder: dict | None = None  # DecoderSpec changes for every family (None: the families' own widths)
-    pretrain_size: int = 128  # stage 1 on images resized to this side (None: ``size``)
-    pretrain: TrainSettings = TrainSettings(steps=150, batch_size=8, crop=None, lr=5e-4)
-    finetune: TrainSettings = TrainSettings(steps=30, batch_size=8, crop=None, lr=1e-4)
     probe: ProbeSettings = ProbeSettings(epochs=20, n_boot=500)  # 10 epochs: 4-5 mIoU points lower; 40: no gain
-    seeds: int = 1  # networks trained per family (their spread is reported beside the image intervals)
+    seeds: int | None = None  # networks per family (their spread is reported beside the image intervals)
     voc_root: str | None = None  # a VOC-layout dataset instead of the generated one
     num_classes: int | None = None  # K; None: from classes.txt or the labels (see dataset_classes)
     checkpoints: dict[str, str] = field(default_factory=dict)  # variant name -> checkpoint: no training
-    device: str = "cpu"
+    device: str | None = None
+    cache_dir: str | None = None  # the trained-network cache (None: the project's .cache/networks)
 
     @staticmethod
     def default() -> ProbePlan:
-        """The embedded default for this machine: narrow decoders and 1 seed on a CPU; full width, 3 seeds
-        on a GPU."""
-        if torch.cuda.is_available():
-            return ProbePlan(seeds=3, device="cuda")
-        return ProbePlan(decoder=CPU_DECODER)
+        """The embedded default for this machine: the "gpu" networks on a GPU, the "cpu" networks otherwise."""
+        return ProbePlan(networks=SETTINGS["gpu" if torch.cuda.is_available() else "cpu"])
 
     @staticmethod
     def tiny() -> ProbePlan:
         """Seconds, for tests: a handful of images and steps."""
-        return ProbePlan(dataset=SyntheticSpec(n_train=16, n_val=8, size=64, small_radius=(4, 6),
-                                               large_radius=(10, 14)),
-                         size=64, decoder=CPU_DECODER, pretrain_size=None,
-                         pretrain=TrainSettings(steps=2, batch_size=4, crop=None),
-                         finetune=TrainSettings(steps=1, batch_size=4, crop=None),
-                         probe=ProbeSettings(epochs=2, n_boot=50))
+        return ProbePlan(networks=TINY_NETWORKS, probe=ProbeSettings(epochs=2, n_boot=50))
+
+    def setting(self) -> NetworkSetting:
+        """The networks' setting with this plan's overrides applied."""
+        net = self.networks
+        schedule = net.schedule if self.size is None else replace(net.schedule, size=self.size)
+        return replace(net, schedule=schedule, backbone=self.backbone or net.backbone,
+                       families=tuple(self.families) if self.families is not None else net.families,
+                       seeds=self.seeds if self.seeds is not None else net.seeds, device=self.device or net.device)
+
+    @property
+    def image_size(self) -> int:
+        return self.setting().schedule.size
 
     def variants(self) -> list[str]:
-        return list(self.checkpoints) or [f"{f}:{self.backbone}" for f in self.families]
+        return list(self.checkpoints) or self.setting().variants()
 
     def validate(self) -> None:
         """Every field checked before any data is read or any network trained."""
-        validation.integer("size", self.size, minimum=validation.MIN_SIDE)
-        if self.pretrain_size is not None:
-            validation.integer("pretrain_size", self.pretrain_size, minimum=validation.MIN_SIDE)
-        validation.integer("seeds", self.seeds, minimum=1)
+        net = self.setting()
+        validation.integer("size", net.schedule.size, minimum=validation.MIN_SIDE, maximum=validation.MAX_SIDE)
+        validation.integer("seeds", net.seeds, minimum=1)
         if self.num_classes is not None:
             validation.integer("num_classes", self.num_classes, minimum=2, maximum=255)
         for key, one, valid in (("families", "family", FAMILIES), ("levels", "level", LEVELS)):
-            values = getattr(self, key)
+            values = getattr(net if key == "families" else self, key)
             if isinstance(values, str):
                 raise UsageTypeError(f"{key} must be a list of names, got the string {values!r}; write [{values!r}]")
             for value in values:
@@ -114,23 +115,20 @@ class ProbePlan:
             repeated = sorted({v for v in values if list(values).count(v) > 1})
             if repeated:
                 raise UsageError(f"{key} names {', '.join(map(repr, repeated))} more than once; list each once")
-        if not self.families and not self.checkpoints:
+        if not net.families and not self.checkpoints:
             raise UsageError("families must name at least one decoder family")
         for name in self.variants():
             variant_info(name)
         for path in self.checkpoints.values():
             if not Path(path).is_file():
                 raise MissingFileError(f"checkpoint file not found: {path}")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise UsageError(f"unknown device {self.device!r}; valid: cpu, cuda, cuda:N")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
+        if not isinstance(net.device, str) or not (net.device == "cpu" or net.device.startswith("cuda")):
+            raise UsageError(f"unknown device {net.device!r}; valid: cpu, cuda, cuda:N")
+        if net.device.startswith("cuda") and not torch.cuda.is_available():
             raise UsageError("device 'cuda' requested but torch.cuda.is_available() is False on this machine")
         if self.voc_root is not None and not Path(self.voc_root).is_dir():
             raise MissingFileError(f"no VOC2012 segmentation data under {self.voc_root}: the folder does not exist")
-        for key in ("pretrain", "finetune"):
-            settings = getattr(self, key)
-            validation.integer(f"{key} steps", settings.steps, minimum=0)
-            validation.integer(f"{key} batch_size", settings.batch_size, minimum=1)
+        net.schedule.validate()
         validation.integer("probe epochs", self.probe.epochs, minimum=1)
         validation.integer("probe n_boot", self.probe.n_boot, minimum=0)
 
@@ -197,14 +195,10 @@ def checkpoint_classes(checkpoints: dict[str, str]) -> int | None:
     return next(iter(found.values()), None)
 
 
-def _data(plan: ProbePlan, progress):
-    if plan.voc_root:
-        root, setting = Path(plan.voc_root), f"VOC-layout data at {plan.voc_root}"
-    else:
-        root = synthetic_voc(plan.dataset, progress=progress)
-        setting = (f"generated shapes ({plan.dataset.n_train} train / {plan.dataset.n_val} val images, "
-                   f"{plan.dataset.size}px)")
-    size = (plan.size, plan.size)
+def _checkpoint_data(plan: ProbePlan):
+    """Train and val splits of ``voc_root`` at the plan's size, for probing given checkpoints."""
+    root, setting = Path(plan.voc_root), f"VOC-layout data at {plan.voc_root}"
+    size = (plan.image_size, plan.image_size)
     names = class_names(root)
     from_checkpoint = None if plan.num_classes else checkpoint_classes(plan.checkpoints)
     given = plan.num_classes or from_checkpoint
@@ -219,6 +213,27 @@ def _data(plan: ProbePlan, progress):
     return train, val, k, classes, source, setting + f"; K = {k} classes ({source}), 255 ignored"
 
 
+def _networks(plan: ProbePlan, progress, say):
+    """The plan's data and its trained networks: [(variant, seed, model, record, cached)], from the cache."""
+    net = plan.setting()
+    if plan.checkpoints:
+        (xtr, ytr), (xva, yva), k, classes, source, setting = _checkpoint_data(plan)
+        nets = [(name, 0, create_model(name, num_classes=k, checkpoint=path).eval(), None, True)
+                for name, path in plan.checkpoints.items()]
+        return (xtr, ytr), (xva, yva), k, classes, source, setting, nets
+    data = load_data(plan.voc_root or net.data, net.schedule.size, plan.num_classes, progress=progress)
+    check_labelled(data.train_masks, "train", plan.voc_root or "the generated data")
+    check_labelled(data.val_masks, "val", plan.voc_root or "the generated data")
+    nets = []
+    for seed in range(net.seeds):
+        for name in net.variants():
+            trained = train_network(name, data, net.schedule, seed, net.device, decoder=net.decoder,
+                                    cache_dir=plan.cache_dir, progress=progress is not None, say=say)
+            nets.append((name, seed, trained.model, trained.record, trained.cached))
+    return ((data.train_images, data.train_masks), (data.val_images, data.val_masks), data.num_classes,
+            data.classes, data.class_source, data.describe(), nets)
+
+
 def network_val_miou(logits: torch.Tensor, masks: torch.Tensor, num_classes: int, batch_size: int = 32) -> float:
     """The network's own mIoU from its cached logits (upsampled to the label size)."""
     cm = torch.zeros(num_classes, num_classes, dtype=torch.long)
@@ -229,18 +244,14 @@ def network_val_miou(logits: torch.Tensor, masks: torch.Tensor, num_classes: int
     return mean_iou(cm)
 
 
-def _resize(images: torch.Tensor, masks: torch.Tensor, side: int) -> tuple[torch.Tensor, torch.Tensor]:
-    x = F.interpolate(images.float(), size=(side, side), mode="bilinear", align_corners=False, antialias=True)
-    y = F.interpolate(masks[:, None].float(), size=(side, side), mode="nearest")[:, 0]
-    return x.round().clamp(0, 255).to(torch.uint8), y.to(torch.uint8)
-
-
 def run_probes(plan: ProbePlan | None = None, progress: Callable[[str], None] | None = print) -> ProbeRun:
-    """Train (unless checkpoints are given) and probe every family at every level; seeded."""
+    """Probe every family at every level on its trained network (from the cache; trained there first when
+    missing) or on the given checkpoints; seeded."""
     plan = plan or ProbePlan.default()
     plan.validate()
     say = progress or (lambda msg: None)
-    (xtr, ytr), (xva, yva), k, classes, source, setting = _data(plan, progress)
+    device = plan.setting().device
+    (xtr, ytr), (xva, yva), k, classes, source, setting, nets = _networks(plan, progress, say)
     base = trivial_baselines(yva, k, ytr)
     taps = [f"{lvl}.{p}" for lvl in plan.levels for p in POINTS]
     activity = [f"{lvl}.after_sum" for lvl in plan.levels]
@@ -248,59 +259,35 @@ def run_probes(plan: ProbePlan | None = None, progress: Callable[[str], None] | 
     resamples = (resample_indices(len(yva), plan.probe.n_boot, plan.probe.seed)
                  if plan.probe.n_boot and len(yva) >= 2 else None)
     rows, boot = [], {}
-    seeds = range(1 if plan.checkpoints else plan.seeds)
-    for seed in seeds:
-        backbone_state = None
-        if not plan.checkpoints:
-            side = plan.pretrain_size or plan.size
-            say(f"  seed {seed}, stage 1: backbone {plan.backbone} under the LW decoder, {plan.pretrain.steps} "
-                f"steps at {side}px")
-            torch.manual_seed(seed)
-            pre = zero_init_residual_branches(create_model(f"rf_lw:{plan.backbone}", num_classes=k,
-                                                           decoder=plan.decoder))
-            px, py = _resize(xtr, ytr, side) if side != plan.size else (xtr, ytr)
-            settings = TrainSettings(**{**plan.pretrain.__dict__, "seed": seed})
-            train_segmenter(pre, px, py, normalise, settings, progress, device=plan.device)
-            backbone_state = pre.backbone.state_dict()
-        for name in plan.variants():
-            start = time.perf_counter()
-            torch.manual_seed(seed)
-            model = create_model(name, num_classes=k, checkpoint=plan.checkpoints.get(name),
-                                 decoder=None if plan.checkpoints else plan.decoder)
-            train_seconds = 0.0
-            if backbone_state is not None:
-                zero_init_residual_branches(model)
-                model.backbone.load_state_dict(backbone_state)
-                say(f"  seed {seed}, stage 2: {name}, {plan.finetune.steps} steps at {plan.size}px")
-                settings = TrainSettings(**{**plan.finetune.__dict__, "seed": seed})
-                train_seconds = train_segmenter(model, xtr, ytr, normalise, settings, progress,
-                                                device=plan.device).seconds
-            # one pass over val gives the probe features, the ReLU activity and the network's own mIoU
-            val_feats = cache_features(model, xva, taps + activity + ["logits"], normalise=normalise,
-                                       device=plan.device)
-            network_miou = network_val_miou(val_feats.pop("logits"), yva, k)
-            active = {t.split(".")[0]: float((val_feats.pop(t) > 0).float().mean()) for t in activity}
-            say(f"  {name} (seed {seed}): network val mIoU {100 * network_miou:.1f}%; probing {len(taps)} taps")
-            train_feats = cache_features(model, xtr, taps, normalise=normalise, device=plan.device)
-            aliases = model.tap_aliases()
-            n_boot = plan.probe.n_boot if resamples is not None else 0
-            probe = ProbeSettings(**{**plan.probe.__dict__, "n_boot": n_boot})
-            results = train_probes(train_feats, ytr, val_feats, yva, k, probe, plan.device, resamples)
-            info = variant_info(name)
-            for r in results:
-                level, point = r.tap.split(".")
-                same = aliases.get(r.tap, "")
-                row = {"variant": name, "family": info.family, "seed": seed, "level": level, "tap": r.tap,
-                       "point": point, "same_as": same.split(".")[1] if same.startswith(level) else ""}
-                boot[(name, seed, r.tap)] = r.boot
-                for metric in METRICS:
-                    row[metric] = getattr(r, metric)
-                    if r.boot:
-                        row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = percentile_interval(r.boot[metric])
-                row.update({
-                    "subset_accuracy": r.subset_accuracy, "probe_train_miou": r.train_miou,
-                    "network_val_miou": network_miou, "active_sum": active[level],
-                    "train_s": train_seconds, "total_s": time.perf_counter() - start,
-                })
-                rows.append(row)
+    for name, seed, model, record, cached in nets:
+        start = time.perf_counter()
+        # one pass over val gives the probe features, the ReLU activity and the network's own mIoU
+        val_feats = cache_features(model, xva, taps + activity + ["logits"], normalise=normalise, device=device)
+        network_miou = network_val_miou(val_feats.pop("logits"), yva, k)
+        active = {t.split(".")[0]: float((val_feats.pop(t) > 0).float().mean()) for t in activity}
+        say(f"  {name} (seed {seed}): network val mIoU {100 * network_miou:.1f}%; probing {len(taps)} taps")
+        train_feats = cache_features(model, xtr, taps, normalise=normalise, device=device)
+        aliases = model.tap_aliases()
+        n_boot = plan.probe.n_boot if resamples is not None else 0
+        probe = ProbeSettings(**{**plan.probe.__dict__, "n_boot": n_boot})
+        results = train_probes(train_feats, ytr, val_feats, yva, k, probe, device, resamples)
+        info = variant_info(name)
+        for r in results:
+            level, point = r.tap.split(".")
+            same = aliases.get(r.tap, "")
+            row = {"variant": name, "family": info.family, "seed": seed, "level": level, "tap": r.tap,
+                   "point": point, "same_as": same.split(".")[1] if same.startswith(level) else ""}
+            boot[(name, seed, r.tap)] = r.boot
+            for metric in METRICS:
+                row[metric] = getattr(r, metric)
+                if r.boot:
+                    row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = percentile_interval(r.boot[metric])
+            row.update({
+                "subset_accuracy": r.subset_accuracy, "probe_train_miou": r.train_miou,
+                "network_val_miou": network_miou, "active_sum": active[level],
+                "train_steps": record["steps"] if record else 0, "stop_reason": record["stop_reason"] if record else "",
+                "train_s": record["seconds"] if record else 0.0, "cached": cached,
+                "probe_s": time.perf_counter() - start,
+            })
+            rows.append(row)
     return ProbeRun(pd.DataFrame(rows), setting, base, boot, classes, source, plan, len(yva))
