@@ -15,8 +15,8 @@ import torch
 
 from analysis.cli import main as analysis_main
 from analysis.datasets import VOC_SAMPLE, write_voc
+from analysis.metrics import confusion_matrix, mean_iou
 from analysis.probes import trivial_baselines
-from analysis.probes.metrics import confusion_matrix, mean_iou
 
 
 def _folder(root, n_train: int, n_val: int, k: int = 4, size: int = 64, val_classes=None, ignore_val=False,

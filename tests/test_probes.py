@@ -13,6 +13,15 @@ import torch
 from analysis.datasets.images import VOC_SAMPLE
 from analysis.datasets.synthetic import CLASSES, SyntheticSpec, generate_image, synthetic_voc
 from analysis.datasets.voc import IGNORE, VOCSegmentation, dataset_classes, write_voc
+from analysis.metrics import (
+    average_precision,
+    confusion_matrix,
+    iou_per_class,
+    mean_iou,
+    multilabel_metrics,
+    per_image_confusion,
+    presence,
+)
 from analysis.probes import (
     POINTS,
     ProbePlan,
@@ -24,15 +33,6 @@ from analysis.probes import (
     trivial_baselines,
 )
 from analysis.probes.bootstrap import bootstrap_miou, bootstrap_multilabel
-from analysis.probes.metrics import (
-    average_precision,
-    confusion_matrix,
-    iou_per_class,
-    mean_iou,
-    multilabel_metrics,
-    per_image_confusion,
-    presence,
-)
 from bench import create_model
 from bench.stats import percentile_interval, resample_indices
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from bench import validation
 from bench.errors import UsageError
 
-from ..probes.training import TrainSettings
+from .training import TrainSettings
 
 STOP_REASONS = ("plateau", "max_steps", "budget")
 
@@ -35,7 +35,7 @@ class Schedule:
     warmup_steps: int = 30  # linear learning-rate warm-up, then constant
     crop: int | None = None  # random square crops (None: whole images)
     mixed_precision: bool = True  # bf16 autocast on CUDA; a CPU always trains in fp32
-    zero_init_residual: bool = True  # every RCU / CRP branch starts at zero (analysis.probes.training)
+    zero_init_residual: bool = True  # every RCU / CRP branch starts at zero (analysis.networks.training)
 
     def validate(self) -> None:
         validation.integer("size", self.size, minimum=validation.MIN_SIDE, maximum=validation.MAX_SIDE)
@@ -54,7 +54,7 @@ class Schedule:
             validation.integer("crop", self.crop, minimum=validation.MIN_SIDE, maximum=self.size)
 
     def train_settings(self, seed: int) -> TrainSettings:
-        """The per-step settings of :func:`analysis.probes.training.train_segmenter` (up to max_steps)."""
+        """The per-step settings of :func:`analysis.networks.training.train_segmenter` (up to max_steps)."""
         return TrainSettings(steps=self.max_steps, batch_size=self.batch_size, crop=self.crop, lr=self.lr,
                              weight_decay=self.weight_decay, clip_grad_norm=self.clip_grad_norm,
                              warmup=self.warmup_steps / self.max_steps, seed=seed)

@@ -23,7 +23,7 @@ from .schedule import Schedule
 from .train import TrainedNetwork, check_device, train_network
 
 CPU_DECODER = {"channels": 64, "top_channels": 128}
-"""The CPU narrowing of every family's decoder (the same as analysis.probes.run.CPU_DECODER)."""
+"""The CPU narrowing of every family's decoder ."""
 DATA = SyntheticSpec(n_train=400, n_val=80)
 
 

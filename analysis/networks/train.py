@@ -35,10 +35,10 @@ from bench.models import create_model, variant_info
 
 from ..datasets.images import normalise
 from ..datasets.synthetic import SyntheticSpec
-from ..probes.metrics import confusion_matrix, iou_per_class
-from ..probes.training import train_segmenter, zero_init_residual_branches
+from ..metrics import confusion_matrix, iou_per_class
 from .data import NetworkData, load_data
 from .schedule import Schedule, plateaued
+from .training import train_segmenter, zero_init_residual_branches
 
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / "networks"
 TRAINING_VERSION = 1

@@ -4,7 +4,6 @@ the study over families and levels, and what each block adds."""
 from .differences import crp_verdicts, learned, paper_table4, tap_differences
 from .heads import METRICS, ProbeSettings, cache_features, train_probes
 from .run import LEVELS, POINTS, ProbePlan, ProbeRun, run_probes, trivial_baselines
-from .training import TrainSettings
 
 __all__ = [
     "LEVELS",
@@ -13,7 +12,6 @@ __all__ = [
     "ProbePlan",
     "ProbeRun",
     "ProbeSettings",
-    "TrainSettings",
     "cache_features",
     "crp_verdicts",
     "learned",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .metrics import average_precision, iou_per_class
+from ..metrics import average_precision, iou_per_class
 
 
 def bootstrap_miou(per_image_cm: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:

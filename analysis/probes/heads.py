@@ -27,8 +27,8 @@ from torch import nn
 from bench.stats import resample_indices
 
 from ..datasets.voc import IGNORE
+from ..metrics import mean_iou, multilabel_metrics, per_image_confusion, presence
 from .bootstrap import bootstrap_miou, bootstrap_multilabel
-from .metrics import mean_iou, multilabel_metrics, per_image_confusion, presence
 
 METRICS = ("miou", "label_accuracy", "map")
 """The probe scores, as column names of every probes frame (fractions 0..1 are reported x100)."""

@@ -32,10 +32,10 @@ from bench.stats import percentile_interval, resample_indices
 from ..datasets.images import normalise
 from ..datasets.synthetic import SyntheticSpec
 from ..datasets.voc import IGNORE, VOCSegmentation, class_names, dataset_classes
+from ..metrics import confusion_matrix, mean_iou, multilabel_metrics, presence
 from ..networks import SETTINGS, NetworkSetting, Schedule, load_data, train_network
 from ..networks.settings import CPU_DECODER
 from .heads import METRICS, ProbeSettings, cache_features, train_probes
-from .metrics import confusion_matrix, mean_iou, multilabel_metrics, presence
 
 POINTS = ("before_rcu", "after_rcu", "after_crp")
 """Probe points inside a level, as in the paper's Table 4."""

@@ -16,7 +16,7 @@ import torch
 
 from bench.errors import DataError
 
-from ..datasets.voc import IGNORE
+from .datasets.voc import IGNORE
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore: int = IGNORE) -> torch.Tensor:
