@@ -32,7 +32,7 @@ import torch
 from .environment import environment
 from .models import create_model, variant_info
 from .stats import bootstrap_paired, log_ratio_interval
-from .timing import TimingSettings, eager_pass, graph_pass, make_input, prepare, torch_settings
+from .timing import TimingSettings, eager_pass, graph_or_fallback, make_input, prepare, torch_settings
 
 STATISTIC = "geometric mean of paired time ratios base/other"
 EAGER_PAIRS = 20  # graph mode: eager pairs timed after the replays, for the launch-overhead share
@@ -80,10 +80,13 @@ def _passes(
     x = make_input(settings)
     eager = [eager_pass(r, x, settings) for r in runners]
     if settings.cuda_graph:
-        try:
-            return [graph_pass(r, x, settings) for r in runners], eager, "graph", ""
-        except Exception as err:  # capture failed: eager for both, said in the record
-            return eager, eager, "eager", f"graph capture failed, eager timing: {type(err).__name__}: {err}"[:300]
+        replays = []
+        for r in runners:
+            replay, why = graph_or_fallback(r, x, settings)
+            if replay is None:  # capture failed: eager for both (a fair pair), said in the record
+                return eager, eager, "eager", why
+            replays.append(replay)
+        return replays, eager, "graph", ""
     return eager, eager, "eager", ""
 
 

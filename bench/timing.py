@@ -245,6 +245,15 @@ def graph_pass(runner: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
     return replay
 
 
+def graph_or_fallback(runner: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, settings: TimingSettings
+                      ) -> tuple[Callable[[], torch.Tensor] | None, str]:
+    """(the graph replay, "") or, where the capture fails, (None, why): the caller times eagerly and records why."""
+    try:
+        return graph_pass(runner, x, settings), ""
+    except Exception as err:  # capture is fragile (compile, some kernels): eager instead, said in the record
+        return None, f"graph capture failed, eager timing: {type(err).__name__}: {err}"[:300]
+
+
 def time_cuda(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
     for _ in range(warmup):
         fn()
@@ -304,11 +313,9 @@ def time_model(model: nn.Module, settings: TimingSettings, variant: str = "", ma
                 eager = time_cuda(timed, settings.runs, settings.warmup_passes)
                 samples = eager
                 if settings.cuda_graph:
-                    try:
-                        timed = graph_pass(runner, x, settings)
-                    except Exception as err:  # capture is fragile (compile, some kernels): eager instead
-                        record.fallback = f"graph capture failed, eager timing: {type(err).__name__}: {err}"[:300]
-                    else:
+                    replay, record.fallback = graph_or_fallback(runner, x, settings)
+                    if replay is not None:
+                        timed = replay
                         samples = time_cuda(timed, settings.runs, 3)
                         record.mode = "graph"
                         record.eager_median_ms = statistics.median(eager)

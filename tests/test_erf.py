@@ -212,7 +212,9 @@ def test_claims_a_and_b_from_decoder_grids():
         torch.manual_seed(0)
         grids[family] = decoder_grid_erf(create_model(f"{family}:resnet18").eval(), x, levels=["level1"], n_boot=20)
     a, b = claim_a(grids), claim_b(grids)
-    assert list(a.family) == ["rf_lw"] and a.iloc[0].side_ratio > 0
+    r90 = {f: g.frame.set_index("block").loc["whole level", "r90_cells"] for f, g in grids.items()}
+    row = a.iloc[0]
+    assert list(a.family) == ["rf_lw"] and row.side_ratio == pytest.approx((2 * r90["rf_lw"] + 1) / (2 * r90["rf"] + 1))
     assert set(b.family) == {"rf", "rf_lw"} and (b.status == "reproduced").all()  # CRP moves information
     nocrp = {f: decoder_grid_erf(create_model(f"{f}:resnet18", decoder={"crp_stages": 0}).eval(), x,
                                  levels=["level1"], n_boot=20) for f in ("rf_lw",)}

@@ -118,8 +118,8 @@ runs = 2
 
 
 def test_slurm_submission_through_submitits_test_double(tmp_path):
-    """The SLURM path with submitit's mocked sbatch: one array per phase, a GPU per timing job, the partition
-    and time limit in the generated sbatch file."""
+    """make_executor's SLURM executor with submitit's mocked sbatch: the GPUs, partition, time limit and array in
+    the generated sbatch file (run_sweep's phases and GPUs per job: tests/test_sweep_runner.py)."""
     from submitit.slurm.test_slurm import mocked_slurm
 
     spec = load_spec(write_spec(tmp_path, """

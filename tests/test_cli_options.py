@@ -1,0 +1,67 @@
+"""CLI promises: ``python -m bench time --threads N`` runs the passes on N threads and says so in the record;
+``python -m bench sweep-report DIR`` writes its table and figures from a sweep's records."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import bench.timing as timing
+from bench.cli import main
+
+
+class ThreadSpy(nn.Module):
+    """Records how many threads torch uses while it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[int] = []
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        self.seen.append(torch.get_num_threads())
+        return self.conv(x)
+
+
+@pytest.mark.skipif(torch.get_num_threads() < 2, reason="needs a default of 2+ threads to tell 1 thread apart")
+def test_time_threads_sets_the_threads_of_the_passes_and_the_record(monkeypatch, capsys):
+    spy = ThreadSpy()
+    monkeypatch.setattr(timing, "create_model", lambda name: spy)
+    before = torch.get_num_threads()
+    code = main(["time", "rf_lw_mbv2", "--size", "64x64", "--runs", "2", "--budget", "0", "--threads", "1",
+                 "--device", "cpu", "--json"])
+    assert code == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert spy.seen and set(spy.seen) == {1}  # warm-up and timed passes, all on one thread
+    assert row["threads"] == 1 and row["runs"] == 2
+    assert torch.get_num_threads() == before  # restored afterwards
+
+
+def test_sweep_report_writes_its_table_and_figures(tmp_path, capsys):
+    from bench.complexity import complexity
+    from bench.sweeps import parse_spec, run_sweep
+
+    variants = ["rf:resnet18", "rf_lw_rcu:resnet18", "rf_lw:resnet18"]
+    spec = parse_spec({"measure": ["complexity"], "variants": variants, "sizes": ["64x64"]})
+    run_sweep(spec, tmp_path / "sweep", executor="debug", progress=None)
+    assert main(["sweep-report", str(tmp_path / "sweep")]) == 0
+    report = tmp_path / "sweep" / "report"
+    written = capsys.readouterr().out
+    for name in ("sweep.csv", "sweep.md", "family_cost.csv", "family_cost.md", "family_cost.png"):
+        assert (report / name).stat().st_size > 0 and name in written
+    rows = pd.read_csv(report / "sweep.csv")
+    assert sorted(rows.variant) == sorted(variants) and (rows.kind == "complexity").all()
+    cost = pd.read_csv(report / "family_cost.csv").iloc[0]
+    flops = {r.variant.split(":")[0]: r.paper_flops for r in complexity(variants, [(64, 64)])}  # a direct count
+    assert cost.backbone == "resnet18" and cost.rf_lw_gflops == pytest.approx(flops["rf_lw"] / 1e9)
+    assert cost.rf_over_lw == pytest.approx(flops["rf"] / flops["rf_lw"])
+    assert cost.rf_lw_rcu_over_lw == pytest.approx(flops["rf_lw_rcu"] / flops["rf_lw"])
+
+
+def test_sweep_report_of_an_empty_folder_is_an_input_error(tmp_path, capsys):
+    assert main(["sweep-report", str(tmp_path)]) == 2
+    assert "no sweep records under" in capsys.readouterr().err

@@ -1,0 +1,87 @@
+"""The probes' promises, through the CLI on a small VOC-layout folder (``--tiny``, 64 px, level 4): ``--seeds 2``
+trains two networks per family and reports the seeds' spread; ``classes.txt`` sets K and the class names; every
+tap, family and seed is bootstrapped with one and the same set of val-image resamples (paired differences)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+import analysis.probes.heads as heads
+import analysis.probes.run as probe_run
+import analysis.report.probes as report_probes
+from analysis.datasets.voc import dataset_classes
+
+from .test_probes import _k_class_dataset
+
+NAMES = ("background", "square", "disc", "triangle", "star", "ring")  # 6 names; the masks only use labels 0..3
+
+
+@pytest.fixture
+def four_label_folder_with_six_names(tmp_path):
+    root = _k_class_dataset(tmp_path / "data", 4)
+    (root / "VOC2012" / "classes.txt").write_text("\n".join(NAMES) + "\n")
+    return root
+
+
+def test_classes_txt_sets_k_over_the_largest_label(four_label_folder_with_six_names):
+    root = four_label_folder_with_six_names
+    masks = [torch.tensor([[0, 3], [1, 255]], dtype=torch.uint8)]
+    assert dataset_classes(root, None, masks) == (6, NAMES, "classes.txt")
+    (root / "VOC2012" / "classes.txt").unlink()
+    assert dataset_classes(root, None, masks)[0] == 4  # without it: the largest label + 1
+
+
+def test_cli_seeds_classes_and_one_resample_set(four_label_folder_with_six_names, tmp_path, monkeypatch):
+    from analysis.cli import main
+
+    runs, resamples = [], []
+    real_run, real_miou, real_multilabel = report_probes.run_probes, heads.bootstrap_miou, heads.bootstrap_multilabel
+
+    def recording_run(plan, progress=print):
+        runs.append(real_run(plan, progress))
+        return runs[-1]
+
+    def recording_miou(cms, idx):
+        resamples.append(idx)
+        return real_miou(cms, idx)
+
+    def recording_multilabel(scores, targets, idx):
+        resamples.append(idx)
+        return real_multilabel(scores, targets, idx)
+
+    # the networks stay at their seeded initialisation: what is checked needs no training (minutes on 2 cores)
+    monkeypatch.setattr(probe_run, "train_segmenter", lambda *args, **kwargs: SimpleNamespace(seconds=0.0))
+    monkeypatch.setattr(report_probes, "run_probes", recording_run)
+    monkeypatch.setattr(heads, "bootstrap_miou", recording_miou)
+    monkeypatch.setattr(heads, "bootstrap_multilabel", recording_multilabel)
+    out = tmp_path / "out"
+    assert main(["probes", "--tiny", "--voc-root", str(four_label_folder_with_six_names), "--families", "rf", "rf_lw",
+                 "--levels", "level4", "--size", "64", "--seeds", "2", "--out", str(out)]) == 0
+    (run,) = runs
+
+    # --seeds 2: two networks per family, every tap probed for each
+    assert run.plan.seeds == 2 and sorted(run.frame.seed.unique()) == [0, 1]
+    assert run.frame.groupby(["variant", "seed"]).size().to_dict() == {
+        ("rf:resnet18", 0): 3, ("rf:resnet18", 1): 3, ("rf_lw:resnet18", 0): 3, ("rf_lw:resnet18", 1): 3}
+    # the seeds' spread: the sample sd of the two per-seed differences, recomputed from the probes' own table
+    diffs = pd.read_csv(out / "probes" / "differences.csv")
+    frame = pd.read_csv(out / "probes" / "all.csv").set_index(["variant", "seed", "tap"])
+    crp = diffs[(diffs.variant == "rf:resnet18") & (diffs.block == "CRP")].iloc[0]
+    per_seed = [frame.loc[("rf:resnet18", s, "level4.after_crp"), "miou"]
+                - frame.loc[("rf:resnet18", s, "level4.after_rcu"), "miou"] for s in (0, 1)]
+    assert crp.seeds == 2 and crp.miou == pytest.approx(sum(per_seed) / 2)
+    assert crp.miou_seed_sd == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2**0.5)
+
+    # classes.txt: K = 6 and its names, not the 4 labels seen
+    assert run.classes == NAMES and "K = 6 classes (classes.txt)" in run.setting
+
+    # one resample set: 2 seeds x (RefineNet's 3 taps + LW's 2: no RCU, after_rcu is before_rcu) x (mIoU, the
+    # multi-label metrics), all the same indices
+    assert len(resamples) == 2 * (3 + 2) * 2
+    assert all(torch.equal(idx, resamples[0]) for idx in resamples)
+    n_val = 4
+    assert resamples[0].shape == (run.plan.probe.n_boot, n_val) and len(resamples[0].unique(dim=0)) > 1
