@@ -122,23 +122,29 @@ def test_timing_section_gpu_branch_from_records(tmp_path):
     assert "CUDA-graph replay" in section.settings and "100 timed passes" not in section.settings
 
 
-def test_erf_section_small(tmp_path):
+def test_erf_section_small_on_trained_networks(tmp_path):
     section = build_erf(tmp_path, ERFPlan.small())
     grid = pd.read_csv(tmp_path / "erf" / "decoder_grid.csv")
-    assert set(grid.variant) == {"rf50", "rf_lw_rcu50", "rf_lw50"}
+    assert set(grid.variant) == {"rf:resnet18", "rf_lw_rcu:resnet18", "rf_lw:resnet18"}
+    assert set(grid.weights) == {"trained", "random init"}  # the architecture's result beside the trained one
     assert (grid["r50_cells"] <= grid["r90_cells"]).all()
     assert all((tmp_path / a.path).exists() for a in section.artifacts)
     claims = pd.read_csv(tmp_path / "erf" / "claims.csv")
-    a = claims[claims.claim.str.startswith("(a)")]
-    b = claims[claims.claim.str.startswith("(b)")]
-    assert len(a) == 4 * 2 and len(b) == 4 * 3  # LW-with-RCU and LW against RF at each level; every family's CRP
-    # the printed statuses follow from the printed intervals: (a) margin [0.8, 1.25] on the 90% CI, (b) CI >= 1 cell
-    for lo, hi, status in zip(a.ci_low, a.ci_high, a.status, strict=True):
-        inside, outside = 0.8 <= lo and hi <= 1.25, hi < 0.8 or lo > 1.25
-        assert status == ("reproduced" if inside else "not reproduced" if outside else "inconclusive")
-    assert list(b.status) == ["reproduced" if lo >= 1 else "not reproduced" for lo in b.ci_low]
+    for weights in ("trained", "random init"):
+        a = claims[claims.claim.str.startswith("(a)") & (claims.weights == weights)]
+        b = claims[claims.claim.str.startswith("(b)") & (claims.weights == weights)]
+        assert len(a) == 4 * 2 and len(b) == 4 * 3  # LW-with-RCU and LW against RF at each level; every CRP
+        # the printed statuses follow from the printed intervals: (a) margin [0.8, 1.25] on the 90% CI, (b) 1 cell
+        for lo, hi, status in zip(a.ci_low, a.ci_high, a.status, strict=True):
+            inside, outside = 0.8 <= lo and hi <= 1.25, hi < 0.8 or lo > 1.25
+            assert status == ("reproduced" if inside else "not reproduced" if outside else "inconclusive")
+        assert list(b.status) == ["reproduced" if lo >= 1 else "not reproduced" if hi < 1 else "inconclusive"
+                                  for lo, hi in zip(b.ci_low, b.ci_high, strict=True)]
+    units = pd.read_csv(tmp_path / "erf" / "figure8_units.csv")
+    assert set(units.network) == {"RefineNet", "LW"} and units.precision.between(0, 1).all()
     fig8 = [s for s in section.scores if s.artifact.startswith("Figure 8")][0]
-    assert fig8.status == "not testable here"  # random init: no class names
+    assert fig8.status in ("reproduced", "partly", "not reproduced")  # decided: trained class units
+    assert "own val mIoU" in section.settings
 
 
 def test_markdown_prints_a_dash_for_missing_values():

@@ -1,23 +1,28 @@
 """Receptive-field section: decoder-grid ERFs of the three families, Figure 3 and Figure 8 replicas,
-image-space ERF sizes, and the verdicts on claims (a) and (b).
+image-space ERF sizes, and the verdicts on claims (a), (b) and Figure 8, decided on trained networks.
 
-Without a checkpoint the networks are randomly initialised with BatchNorm statistics re-estimated on
-the images at hand (:func:`analysis.erf.recalibrate_batchnorm`): the figures show what the wiring
-does, and say so. ``collect`` only calls :mod:`analysis.erf`; ``write`` draws and tabulates.
+The networks are the trained set (:mod:`analysis.networks`, shared with the probes): each family
+trained on the generated shapes data to a plateau of its own val mIoU. Beside each trained result, the
+same architecture at random initialisation (BatchNorm statistics re-estimated on the same images) says
+what the wiring alone gives. ERFs are measured on generated canvases larger than the training images
+(``canvas_factor`` x the training side, objects at the training scale, more of them), so the coarse
+levels have room: at the training side level 4 is only a few cells. ``collect`` only calls library
+functions; ``write`` draws and tabulates.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from bench.models import create_model, find_variant
+from bench.models import create_model
 
-from ..datasets.images import normalise, voc_crops, voc_sample
-from ..datasets.voc import VOC_CLASSES
+from ..datasets.images import normalise
+from ..datasets.synthetic import SyntheticSpec, synthetic_voc
+from ..datasets.voc import VOCSegmentation
 from ..erf import (
     BLOCKS,
     DecoderGrid,
@@ -27,9 +32,12 @@ from ..erf import (
     recalibrate_batchnorm,
     tap_features,
 )
-from ..erf.claims import CLAIM_A_RULE, EQUIVALENCE_MARGIN, claim_a, claim_b
+from ..erf.claims import CLAIM_A_RULE, CLAIM_B_RULE, EQUIVALENCE_LEVEL, claim_a, claim_b
 from ..erf.plots import draw_gradient_erf, draw_occlusion
 from ..erf.study import TopRegions, most_active_channels, top_regions
+from ..erf.units import RULE as UNIT_RULE
+from ..erf.units import class_maps, unit_agreement, unit_verdicts
+from ..networks import SETTINGS, NetworkSetting, load_data, train_network
 from ..style import FAMILY_COLOURS, family_label, use_style
 from .files import Artifact, ScoreRow, Section, save_figure, save_table
 from .scorecard import tally_status
@@ -47,109 +55,133 @@ IMAGE_TAPS = (*FIG3_TAPS, "logits")
 
 @dataclass(frozen=True)
 class ERFPlan:
-    size: int = 512  # image-space gradient ERF input side (level 4: 16x16 cells)
-    grid_size: int = 320  # input side for the decoder-grid ERF (level 4: 10x10 cells ... level 1: 80x80)
-    grid_backbone: str = "resnet50"  # the decoder is the same at every depth; the backbone only feeds it
-    occlusion_size: int = 160  # occlusion input side (each image costs one forward per occluder position)
-    window: int = 40
-    stride: int = 30
-    top_k: int = 2  # top-activated images per unit
-    backbone: str = "resnet101"  # Figures 3 and 8 (the paper's RefineNet-101 and RefineNet-LW-101)
-    checkpoints: dict[str, str] = field(default_factory=dict)  # variant -> checkpoint; random init otherwise
+    networks: NetworkSetting = SETTINGS["cpu"]  # the trained set (cached; the probes use the same networks)
+    canvas_factor: int = 2  # ERF canvases: this many times the training side, objects at the training scale
+    n_canvas: int = 16  # canvases (bootstrap unit for the ERF intervals)
+    window: int = 32  # occlusion (Figures 3 and 8), on val images at the training side
+    stride: int = 16
+    top_k: int = 2  # top-activated images per unit in Figure 3
     n_boot: int = 300
+    cache_dir: str | None = None  # the trained-network cache (None: the project's .cache/networks)
+
+    @staticmethod
+    def default() -> ERFPlan:
+        return ERFPlan(networks=SETTINGS["gpu" if torch.cuda.is_available() else "cpu"])
 
     @staticmethod
     def small() -> ERFPlan:
-        """For tests and notebooks on CPU: tiny sizes, ResNet-50."""
-        return ERFPlan(size=96, grid_size=96, occlusion_size=64, window=16, stride=16, top_k=1,
-                       backbone="resnet50", n_boot=50)
+        """For tests and notebooks on CPU: the tiny trained set, a few canvases."""
+        from ..probes.run import TINY_NETWORKS
+
+        return ERFPlan(networks=TINY_NETWORKS, n_canvas=4, window=16, stride=16, top_k=1, n_boot=50)
+
+    @property
+    def canvas_size(self) -> int:
+        return self.networks.schedule.size * self.canvas_factor
 
 
 @dataclass
 class ERFResults:
     plan: ERFPlan
-    grids: dict[str, DecoderGrid]  # family -> decoder-grid ERFs
-    image_space: dict[str, GradientERF]  # Figure 3's taps and the logits of the LW model
+    grids: dict[str, DecoderGrid]  # family -> decoder-grid ERFs of the trained network (seed 0)
+    random_grids: dict[str, DecoderGrid]  # family -> the same architecture at random init
+    image_space: dict[str, GradientERF]  # Figure 3's taps and the logits of the trained LW network
     fig3: list[TopRegions]
-    fig8: dict[str, list[TopRegions]]  # variant -> the classifier units' top regions
-    crops: torch.Tensor  # the candidate images of the occlusion figures
-    crop_names: list[str]
-    weights: dict[str, str]  # variant -> what its weights are, in words
+    fig8: dict[str, list[TopRegions]]  # variant -> the class units' top regions
+    units: pd.DataFrame  # Figure 8 as numbers (analysis.erf.units)
+    images: torch.Tensor  # the val images of the occlusion figures (uint8)
+    image_names: list[str]
+    classes: tuple[str, ...]
+    own_miou: dict[str, float]  # variant -> the trained network's own val mIoU
+    data_words: str
 
 
-def _model(name: str, plan: ERFPlan, images: torch.Tensor | None) -> tuple[torch.nn.Module, str]:
-    """A variant with its checkpoint, or random init with BatchNorm re-estimated on ``images``."""
-    torch.manual_seed(0)
-    checkpoint = plan.checkpoints.get(name)
-    model = create_model(name, checkpoint=checkpoint).eval()
-    if checkpoint:
-        return model, f"checkpoint {checkpoint}"
-    recalibrate_batchnorm(model, images, batch_size=len(images))
-    return model, f"random init (seed 0), BatchNorm statistics re-estimated on the {len(images)} images used"
+def canvas_spec(net: NetworkSetting, factor: int, n: int) -> SyntheticSpec:
+    """Generated canvases ``factor`` x the training side, objects at the size they have in training (the
+    training images are the generated ones resized to the schedule's side), ``factor``^2 x as many objects."""
+    data, side = net.data, net.schedule.size
+    scale = side / data.size
+    radius = lambda r: (max(2, round(r[0] * scale)), max(3, round(r[1] * scale)))  # noqa: E731
+    return replace(data, n_train=1, n_val=n, size=side * factor, small_radius=radius(data.small_radius),
+                   large_radius=radius(data.large_radius), max_objects=data.max_objects * factor**2,
+                   seed=data.seed + 1)
 
 
 def collect(plan: ERFPlan | None = None, progress=print) -> ERFResults:
-    plan = plan or ERFPlan()
-    weights: dict[str, str] = {}
-    grid_images = normalise(voc_sample((plan.grid_size, plan.grid_size))[0])
-    grids = {}
+    plan = plan or ERFPlan.default()
+    net = plan.networks
+    say = progress or (lambda msg: None)
+    data = load_data(net.data, net.schedule.size, progress=progress)
+    trained = {}
     for family in FAMILIES:
-        name = find_variant(family, plan.grid_backbone)
-        progress(f"  decoder-grid ERF: {name} at {plan.grid_size}px")
-        model, weights[name] = _model(name, plan, grid_images)
-        grids[family] = decoder_grid_erf(model, grid_images, n_boot=plan.n_boot)
-    lw, rf = find_variant("rf_lw", plan.backbone), find_variant("rf", plan.backbone)
-    progress(f"  image-space ERF: {lw} at {plan.size}px")
-    images = normalise(voc_sample((plan.size, plan.size))[0])
-    model, weights[lw] = _model(lw, plan, images)
-    measured = erf_pairs(model, images, [(t, "input") for t in IMAGE_TAPS], batch_size=len(images))
+        name = f"{family}:{net.backbone}"
+        trained[family] = train_network(name, data, net.schedule, 0, net.device, decoder=net.decoder,
+                                        cache_dir=plan.cache_dir, progress=progress is not None, say=progress)
+    root = synthetic_voc(canvas_spec(net, plan.canvas_factor, plan.n_canvas), progress=progress)
+    side = plan.canvas_size
+    canvases = normalise(VOCSegmentation(root, "val", (side, side)).load_all()[0]).to(net.device)
+    grids, random_grids = {}, {}
+    for family, t in trained.items():
+        say(f"  decoder-grid ERF: {t.record['variant']}, trained and at random init, {len(canvases)} canvases "
+            f"at {side}px")
+        grids[family] = decoder_grid_erf(t.model, canvases, n_boot=plan.n_boot)
+        torch.manual_seed(0)
+        fresh = create_model(t.record["variant"], num_classes=data.num_classes, decoder=net.decoder).to(net.device)
+        recalibrate_batchnorm(fresh, canvases, batch_size=len(canvases))
+        random_grids[family] = decoder_grid_erf(fresh.eval(), canvases, n_boot=plan.n_boot)
+    lw, rf = trained["rf_lw"].model, trained["rf"].model
+    measured = erf_pairs(lw, canvases, [(t, "input") for t in IMAGE_TAPS], batch_size=8)
     image_space = {t: measured[(t, "input")] for t in IMAGE_TAPS}
-    crops, crop_names = voc_crops((plan.occlusion_size, plan.occlusion_size))
-    crops_n = normalise(crops)
-    progress(f"  Figure 3: top-activated regions of {lw} over {len(crops)} crops at {plan.occlusion_size}px")
-    if not plan.checkpoints.get(lw):
-        recalibrate_batchnorm(model, crops_n, batch_size=len(crops_n))  # statistics of the images it now sees
-    features = tap_features(model, list(FIG3_TAPS))
-    channels = most_active_channels(features, crops_n, list(FIG3_TAPS))
-    fig3 = top_regions(features, crops_n, [(t, c[0]) for t, c in channels.items()], plan.top_k, plan.window,
-                       plan.stride)
+    val = normalise(data.val_images).to(net.device)
+    say(f"  Figure 3: top-activated regions of the trained LW network over {len(val)} val images")
+    features = tap_features(lw, list(FIG3_TAPS))
+    channels = most_active_channels(features, val, list(FIG3_TAPS))
+    fig3 = top_regions(features, val, [(t, c[0]) for t, c in channels.items()], plan.top_k, plan.window, plan.stride)
+    units = list(range(1, data.num_classes))
     fig8 = {}
-    for name in (rf, lw):
-        progress(f"  Figure 8: classifier units of {name}")
-        m = model if name == lw else _model(name, plan, crops_n)[0]
-        weights.setdefault(name, _model_words(name, plan))
-        f = tap_features(m, ["logits"])
-        units = _classifier_units(name, plan, f, crops_n)
-        fig8[name] = top_regions(f, crops_n, [("logits", c) for c in units], 1, plan.window, plan.stride)
-    return ERFResults(plan, grids, image_space, fig3, fig8, crops, crop_names, weights)
+    for family in ("rf", "rf_lw"):
+        say(f"  Figure 8: class units of the trained {family_label(family)} network")
+        f = tap_features(trained[family].model, ["logits"])
+        fig8[trained[family].record["variant"]] = top_regions(f, val, [("logits", c) for c in units], 1, plan.window,
+                                                               plan.stride)
+    size = tuple(data.val_masks.shape[-2:])
+    maps = {family_label(f): class_maps(m, val, size) for f, m in (("rf", rf), ("rf_lw", lw))}
+    agreement = unit_agreement(maps, data.val_masks, data.classes, units, n_boot=plan.n_boot)
+    names = [f"val {i}" for i in range(len(val))]
+    own = {t.record["variant"]: t.record["val_miou"] for t in trained.values()}
+    return ERFResults(plan, grids, random_grids, image_space, fig3, fig8, agreement, data.val_images, names,
+                      data.classes, own, data.describe())
 
 
-def _model_words(name: str, plan: ERFPlan) -> str:
-    checkpoint = plan.checkpoints.get(name)
-    return f"checkpoint {checkpoint}" if checkpoint else "random init (seed 0), BatchNorm re-estimated on the images"
-
-
-def _classifier_units(name: str, plan: ERFPlan, features, images) -> list[int]:
-    """Trained: the paper's dog, horse, person units. Untrained: the three most active channels."""
-    if plan.checkpoints.get(name):
-        return [VOC_CLASSES.index(c) for c in ("dog", "horse", "person")]
-    return most_active_channels(features, images, ["logits"], k=3)["logits"]
+def _claims(grids: dict[str, DecoderGrid], weights: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    a, b = claim_a(grids), claim_b(grids)
+    claims = pd.concat([
+        a.assign(claim="(a) 3x3 convs dropped: ERF not shrunk", effect=a.side_ratio, rule=CLAIM_A_RULE,
+                 paper="no significant difference (RF-101 vs LW-101, trained)"),
+        b.assign(claim="(b) CRP enlarges the ERF", effect=b.crp_r90_cells, rule=CLAIM_B_RULE,
+                 paper="ERF larger after CRP (Fig. 3)"),
+    ], ignore_index=True)[["claim", "family", "level", "effect", "ci_low", "ci_high", "paper", "status", "rule"]]
+    return a, b, claims.assign(weights=weights)
 
 
 def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
     """Tables and figures under ``out/name`` (the report passes ``erf/<device>``: one folder per setting)."""
     use_style()
     plan = results.plan
+    net = plan.networks
     folder = out / name
-    trained = bool(plan.checkpoints)
-    weights_words = "; ".join(f"{v}: {w}" for v, w in results.weights.items())
-    settings = (f"decoder-grid ERF: {plan.grid_size}px inputs, the 4 shipped VOC images, backbone "
-                f"{plan.grid_backbone} under each decoder; image-space ERF: {plan.size}px; occlusion: "
-                f"{plan.occlusion_size}px crops, {plan.window}px occluder, stride {plan.stride}; weights: "
-                f"{weights_words}; 95% CIs from {plan.n_boot} bootstrap resamples of the images")
+    own = ", ".join(f"{family_label(n.split(':')[0])} {100 * v:.1f}%" for n, v in results.own_miou.items())
+    settings = (f"trained set '{net.name}' on {net.device} ({results.data_words}; {net.backbone}; own val mIoU "
+                f"{own}); decoder-grid and image-space ERF on {plan.n_canvas} generated canvases of "
+                f"{plan.canvas_size}px (objects at the training scale); random init: the same architecture, seed 0, "
+                f"BatchNorm re-estimated on the canvases; occlusion: val images at {net.schedule.size}px, "
+                f"{plan.window}px occluder, stride {plan.stride}; CIs from {plan.n_boot} bootstrap resamples of the "
+                f"images")
     artifacts = []
 
-    grid = pd.concat([g.frame for g in results.grids.values()], ignore_index=True)
+    grid = pd.concat([g.frame.assign(weights="trained") for g in results.grids.values()]
+                     + [g.frame.assign(weights="random init") for g in results.random_grids.values()],
+                     ignore_index=True)
     save_table(grid.drop(columns=["tap", "wrt"]), folder / "decoder_grid",
                "Decoder-grid ERF: how far each block spreads information on its level's grid (cells)", [
         "Gradient of the centre unit of a decoder tap with respect to an earlier tap of the same level, |.| summed "
@@ -159,92 +191,105 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
         "the first.",
         "theoretical: extent (cells) of the region that can influence the unit, from a two-channel replica of the "
         "level; clipped: it reaches the grid's edge (the grid, not the block, bounds it).",
-        "One cell is the level's stride: 32 px at level 4, 16 at level 3, 8 at level 2, 4 at level 1."],
+        "weights: the trained network, or the same architecture at random initialisation.",
+        f"One cell is the level's stride: 32 px at level 4 ... 4 px at level 1; canvases of {plan.canvas_size}px."],
         labels={"r50_cells": "r50", "r90_cells": "r90", "r50_cells_ci_low": "r50 CI low",
                 "r50_cells_ci_high": "r50 CI high", "r90_cells_ci_low": "r90 CI low",
                 "r90_cells_ci_high": "r90 CI high", "theoretical_cells": "theoretical"},
         formats={c: ".0f" for c in grid.columns if "cells" in c})
-    save_figure(decoder_grid_figure(grid, plan), folder / "decoder_grid")
+    save_figure(decoder_grid_figure(grid[grid.weights == "trained"], plan), folder / "decoder_grid")
     save_figure(decoder_maps_figure(results.grids, plan), folder / "decoder_grid_maps")
     artifacts += [
         Artifact(f"{name}/decoder_grid.png", "Decoder-grid ERF (figure)",
-                 "r50/r90 and theoretical field per block, level and family, in cells"),
+                 "r50/r90 and theoretical field per block, level and family, in cells (trained networks)"),
         Artifact(f"{name}/decoder_grid_maps.png", "Decoder-grid ERF maps", "CRP and whole-level maps, level 2"),
-        Artifact(f"{name}/decoder_grid.md", "Decoder-grid ERF (table)", "every block, level and family"),
+        Artifact(f"{name}/decoder_grid.md", "Decoder-grid ERF (table)", "every block, level and family, trained "
+                 "and random init"),
     ]
 
-    a, b = claim_a(results.grids), claim_b(results.grids)
+    a, b, claims = _claims(results.grids, "trained")
+    a0, b0, claims0 = _claims(results.random_grids, "random init")
+    claims = pd.concat([claims, claims0], ignore_index=True)
+    claims["family"] = claims["family"].map(family_label)
     image_rows = []
     for tap, erf in results.image_space.items():
         image_rows.append({"tap": tap, **{f"r{int(f * 100)}_px": erf.radius[f] for f in (0.2, 0.5, 0.9, 0.99)},
-                           "image_half_side_px": plan.size // 2, "peak_gradient": float(erf.map.max())})
+                           "image_half_side_px": plan.canvas_size // 2, "peak_gradient": float(erf.map.max())})
     image_space = pd.DataFrame(image_rows)
-    lw = find_variant("rf_lw", plan.backbone)
+    lw_name = next(n for n in results.own_miou if n.startswith("rf_lw:"))
     before, after = (results.image_space[t].radius[0.5] for t in ("level4.after_sum", "level4.after_crp"))
     save_table(image_space, folder / "image_space",
-               f"Image-space gradient ERF of {lw} at {plan.size}x{plan.size} (centre unit, all channels)", [
-        f"Weights: {results.weights[lw]}.",
-        f"Radii in pixels; a radius of {plan.size // 2} px (half the image side) means the square reaches the "
-        "image border, so r99 there is clipped by the image."])
-    claims = pd.concat([
-        a.assign(claim="(a) 3x3 convs dropped: ERF not shrunk", effect=a.side_ratio,
-                 paper="no significant difference (RF-101 vs LW-101, trained)",
-                 rule=f"LW/RF whole-level r90 side, 90% CI inside [{EQUIVALENCE_MARGIN[0]}, {EQUIVALENCE_MARGIN[1]}]"),
-        b.assign(claim="(b) CRP enlarges the ERF", effect=b.crp_r90_cells, paper="ERF larger after CRP (Fig. 3)",
-                 rule="CRP's r90 >= 1 cell, whole CI"),
-    ], ignore_index=True)[["claim", "family", "level", "effect", "ci_low", "ci_high", "paper", "status", "rule"]]
-    claims["family"] = claims["family"].map(family_label)
-    save_table(claims, folder / "claims", "Claims (a) and (b) per family and level (decoder grid, architecture)", [
-        "(a) Sections 3.2/5.1/8: 'dropping 3x3 convolutions does not shrink the ERF' - effect: side of LW's "
-        "90%-mass square over RefineNet's for a whole level, paired bootstrap 90% CI over images; "
-        f"{CLAIM_A_RULE}.",
-        "(b) Section 5.1/Figure 3: 'CRP enlarges the ERF' - effect: r90 (cells) of CRP's own decoder-grid ERF.",
-        f"Image space ({lw}, {plan.size}px): r50 {before} px before CRP, {after} px after CRP at level 4.",
-        ("Decided with the given checkpoints." if trained else
-         "Decided at random initialisation (conditioned BatchNorm): properties of the architecture. With trained "
-         "weights: not testable here (no VOC-trained weights can be downloaded).")],
+               f"Image-space gradient ERF of the trained {lw_name} on {plan.canvas_size}px canvases (centre unit)", [
+        f"Radii in pixels; a radius of {plan.canvas_size // 2} px (half the canvas side) means the square reaches the "
+        "border."])
+    save_table(claims, folder / "claims", "Claims (a) and (b) per family and level (decoder grid)", [
+        f"(a) Sections 3.2/5.1/8: 'dropping 3x3 convolutions does not shrink the ERF' - effect: side of the light-"
+        f"weight family's 90%-mass square over RefineNet's for a whole level, paired {EQUIVALENCE_LEVEL:.0%} image-"
+        f"bootstrap CI. Rule: {CLAIM_A_RULE}.",
+        f"(b) Section 5.1/Figure 3: 'CRP enlarges the ERF' - effect: r90 (cells) of CRP's own decoder-grid ERF, 95% "
+        f"CI. Rule: {CLAIM_B_RULE}.",
+        "Decided on the trained networks (weights = trained); the random-init rows are the architecture alone: "
+        "there (b) holds by construction (the theoretical field of CRP's 5x5 max-pools is 4k+1 cells), and CRP's "
+        "residual branches start at zero in training, so a trained (b) says what training made of CRP.",
+        f"Image space (trained LW, {plan.canvas_size}px canvases): r50 {before} px before CRP, {after} px after "
+        "CRP at level 4."],
         formats={"effect": ".2f", "ci_low": ".2f", "ci_high": ".2f"})
-    artifacts.append(Artifact(f"{name}/claims.md", "Claims (a) and (b)", "verdict per family and level",
-                              inline=True))
-    artifacts.append(Artifact(f"{name}/image_space.md", "Image-space ERF sizes", f"{lw}, Figure 3's taps"))
+    artifacts.append(Artifact(f"{name}/claims.md", "Claims (a) and (b)", "verdict per family and level, trained "
+                              "and random init", inline=True))
+    artifacts.append(Artifact(f"{name}/image_space.md", "Image-space ERF sizes", "trained LW, Figure 3's taps"))
+
+    verdicts = unit_verdicts(results.units)
+    shown_units = results.units.merge(verdicts[["unit", "status"]], on="unit")
+    save_table(shown_units, folder / "figure8_units", "Figure 8 as numbers: where each class unit fires", [
+        "Top region of a class unit: the pixels of its upsampled logit map above the threshold that gives it as "
+        "many pixels as the class has in the val labels. precision: share of it on the unit's own class; overlap: "
+        "IoU of RefineNet's and LW's top regions. 95% CIs: image bootstrap.", f"Rule: {UNIT_RULE}."],
+        formats={c: ".2f" for c in shown_units.columns if c.startswith(("precision", "overlap"))})
+    artifacts.append(Artifact(f"{name}/figure8_units.md", "Figure 8 as numbers", "class units vs labels and "
+                              "across networks", inline=True))
 
     save_figure(figure3(results), folder / "fig3")
     save_figure(figure8(results), folder / "fig8")
     artifacts += [Artifact(f"{name}/fig3.png", "Figure 3 replica", "ERF and top-activated regions before CRP, "
-                           "after CRP, after the first sum"),
-                  Artifact(f"{name}/fig8.png", "Figure 8 replica", "classifier units' top-activated regions, "
-                           "RefineNet vs LW")]
+                           "after CRP, after the first sum (trained LW)"),
+                  Artifact(f"{name}/fig8.png", "Figure 8 replica", "class units' top-activated regions, "
+                           "RefineNet vs LW (trained)")]
 
     status_a, reason_a = tally_status(list(a.status), "(a)")
     status_b, reason_b = tally_status(list(b.status), "(b)")
-    state = "trained" if trained else "random init"
+    status_8, reason_8 = tally_status(list(verdicts.status), "Figure 8")
+    where = f"trained '{net.name}' set, generated shapes, {net.device}"
+    arch_b = tally_status(list(b0.status), "(b)")[0]
+    arch_a = tally_status(list(a0.status), "(a)")[0]
     scores = [
         ScoreRow("Figure 3 / claim (b): CRP enlarges the ERF", "larger ERF after CRP (trained LW-101, VOC)",
                  f"decoder grid: CRP r90 {b.crp_r90_cells.min():.0f}-{b.crp_r90_cells.max():.0f} cells; image space "
-                 f"r50 {before} -> {after} px", f"{state}, 4 VOC images, CPU", status_b,
-                 reason_b + ("" if trained else "; the trained-network figure needs VOC-trained weights"),
-                 "reproduced: CRP's r90 >= 1 cell (whole CI) at every level of every family; partly: at some",
+                 f"r50 {before} -> {after} px", where, status_b,
+                 f"{reason_b}; random init (architecture, holds by construction): {arch_b}",
+                 f"per family and level: {CLAIM_B_RULE}; reproduced: at every cell, partly: at some",
                  f"{name}/claims.md"),
         ScoreRow("Section 8 / claim (a): no smaller ERF without 3x3", "no significant difference (RF-101 vs LW-101)",
-                 "LW/RF side ratio " + ", ".join(f"{r:.2f}" for r in a.side_ratio), f"{state}, 4 VOC images, CPU",
-                 status_a, reason_a, f"per level: {CLAIM_A_RULE}; reproduced: equivalent at every level",
-                 f"{name}/claims.md"),
+                 "LW/RF side ratio " + ", ".join(f"{r:.2f}" for r in a.side_ratio), where, status_a,
+                 f"{reason_a}; random init (architecture): {arch_a}",
+                 f"per level: {CLAIM_A_RULE}; reproduced: equivalent at every level", f"{name}/claims.md"),
         ScoreRow("Figure 8 (classifier-layer regions)", "semantically similar regions, RF-101 vs LW-101",
-                 "regions drawn for the 3 most active channels" if not trained else "dog/horse/person units",
-                 f"{state}, 20 VOC crops", "not testable here" if not trained else "reproduced",
-                 "random init: class units mean nothing without VOC-trained weights" if not trained else
-                 "drawn from the given checkpoints (judge by eye)", "needs trained weights",
-                 f"{name}/fig8.png"),
+                 f"precision {results.units.precision.min():.2f}-{results.units.precision.max():.2f}, RF/LW overlap "
+                 f"{verdicts.overlap.min():.2f}-{verdicts.overlap.max():.2f} over {len(verdicts)} class units", where,
+                 status_8, reason_8, f"{UNIT_RULE}; reproduced: at every unit, partly: at some",
+                 f"{name}/figure8_units.md"),
     ]
     n_a = int((a.status == "reproduced").sum())
     n_b = int((b.status == "reproduced").sum())
-    text = (f"Decoder-grid ERFs (architecture, {state}): CRP spreads information over r90 = "
-            f"{b.crp_r90_cells.min():.0f}-{b.crp_r90_cells.max():.0f} cells in every family (claim (b) holds in "
-            f"{n_b}/{len(b)} family-level cells); the light-weight whole-level ERF is "
-            f"{a.side_ratio.min():.2f}-{a.side_ratio.max():.2f}x RefineNet's square side (claim (a) holds in "
-            f"{n_a}/{len(a)}). In image space ({lw}, {plan.size}px) CRP moves r50 from {before} to {after} px at "
-            "level 4.")
-    return Section("Receptive fields (Figures 3 and 8)", artifacts, text, settings, scores, name)
+    n_8 = int((verdicts.status == "reproduced").sum())
+    text = (f"On trained networks ({where}; own val mIoU {own}): CRP spreads information over r90 = "
+            f"{b.crp_r90_cells.min():.0f}-{b.crp_r90_cells.max():.0f} cells (claim (b) holds in {n_b}/{len(b)} "
+            f"family-level cells; at random init, where it holds by construction: "
+            f"{int((b0.status == 'reproduced').sum())}/{len(b0)}); the light-weight whole-level ERF is "
+            f"{a.side_ratio.min():.2f}-{a.side_ratio.max():.2f}x RefineNet's square side (claim (a), an equivalence "
+            f"test, holds in {n_a}/{len(a)}); the class units of RefineNet and LW fire on their own classes and on "
+            f"the same pixels in {n_8}/{len(verdicts)} units (Figure 8). In image space CRP moves the trained LW "
+            f"network's r50 from {before} to {after} px at level 4.")
+    return Section(f"Receptive fields (Figures 3 and 8) on {net.device}", artifacts, text, settings, scores, name)
 
 
 def decoder_grid_figure(grid: pd.DataFrame, plan: ERFPlan):
@@ -276,16 +321,15 @@ def decoder_grid_figure(grid: pd.DataFrame, plan: ERFPlan):
             ax.axhline(g0.grid_h, color="0.4", ls=":", lw=1)
             ax.text(len(blocks) - 0.5, g0.grid_h, f"grid: {g0.grid_h} cells", ha="right", va="bottom", fontsize=7)
         ax.set_xticks(range(len(blocks)), blocks, rotation=35, ha="right", fontsize=8)
-        ax.set_title(f"{level}: {g0.grid_h}x{g0.grid_w} cells of {plan.grid_size // g0.grid_h} px", fontsize=10)
+        ax.set_title(f"{level}: {g0.grid_h}x{g0.grid_w} cells of {plan.canvas_size // g0.grid_h} px", fontsize=10)
         ax.set_ylim(0, top)
     axes[0].set_ylabel("square side (cells, 2r+1)")
     handles = [Patch(color=FAMILY_COLOURS[f], label=family_label(f)) for f in families]
     handles += [Patch(color="0.5", alpha=0.45, label="90% of the mass"), Patch(color="0.3", label="50% of the mass"),
                 Line2D([], [], ls="none", marker="_", ms=10, mew=2, color="0.3", label="theoretical field")]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.08), fontsize=8)
-    fig.suptitle(f"Decoder-grid ERF per block: how far each block spreads information on its own grid "
-                 f"({plan.grid_size}px inputs, {plan.grid_backbone} features, random init with re-estimated "
-                 "BatchNorm)", fontsize=10)
+    fig.suptitle(f"Decoder-grid ERF per block of the trained networks: how far each block spreads information on "
+                 f"its own grid ({plan.canvas_size}px canvases, {plan.networks.backbone} features)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -299,29 +343,36 @@ def decoder_maps_figure(grids: dict[str, DecoderGrid], plan: ERFPlan, level: str
             erf = grid.maps[(f"{level}.{tap}", f"{level}.{wrt}")]
             draw_gradient_erf(axes[row, col], erf, f"{family_label(family)}: {block}, {level}", normalise="log",
                               unit="cells")
-    fig.suptitle(f"Decoder-grid ERF maps at {level} ({plan.grid_size}px inputs; log scale: the residual paths put "
-                 "most of the mass on the unit's own cell; squares: 50% (white) and 90% (orange) of the mass)",
+    fig.suptitle(f"Decoder-grid ERF maps at {level}, trained networks ({plan.canvas_size}px canvases; log scale: the "
+                 "residual paths put most of the mass on the unit's own cell; squares: 50% (white) and 90% (orange) "
+                 "of the mass)",
                  fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _rgb(image: torch.Tensor) -> torch.Tensor:
+    return image.float() / 255 if image.dtype == torch.uint8 else image
 
 
 def figure3(results: ERFResults):
     import matplotlib.pyplot as plt
 
     plan = results.plan
-    lw = find_variant("rf_lw", plan.backbone)
     k = plan.top_k
-    fig, axes = plt.subplots(len(FIG3_TAPS), k + 1, figsize=(3.4 * (k + 1) + 0.8, 3.3 * len(FIG3_TAPS)))
+    fig, axes = plt.subplots(len(FIG3_TAPS), k + 1, figsize=(3.4 * (k + 1) + 0.8, 3.3 * len(FIG3_TAPS)),
+                             squeeze=False)
     for row, region in enumerate(results.fig3):
         tap = region.top.tap
         draw_gradient_erf(axes[row, 0], results.image_space[tap], f"{FIG3_TAPS[tap]}\ngradient ERF")
         for col, (i, act, m) in enumerate(zip(region.top.indices, region.top.activations, region.maps, strict=True), 1):
-            draw_occlusion(axes[row, col], results.crops[i], m,
-                           f"#{col}: {results.crop_names[i]}\nunit {region.top.channel}, activation {act:.3g}")
-    fig.suptitle(f"Figure 3 replica: {lw}, {results.weights[lw]}\nleft: gradient ERF of the centre unit, mean over "
-                 f"the 4 VOC images at {plan.size}px; right: the top-{k} of 20 VOC crops for the most active unit, "
-                 f"dimmed outside the region where a {plan.window}px occluder lowers it most", fontsize=9)
+            draw_occlusion(axes[row, col], _rgb(results.images[i]), m,
+                           f"#{col}: {results.image_names[i]}\nunit {region.top.channel}, activation {act:.3g}")
+    lw = next(n for n in results.own_miou if n.startswith("rf_lw:"))
+    fig.suptitle(f"Figure 3 replica: trained {lw} (own val mIoU {100 * results.own_miou[lw]:.1f}%)\nleft: gradient "
+                 f"ERF of the centre unit, mean over {plan.n_canvas} canvases of {plan.canvas_size}px; right: the "
+                 f"top-{k} val images for the most active unit, dimmed outside the region where a {plan.window}px "
+                 "occluder lowers it most", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -333,17 +384,14 @@ def figure8(results: ERFResults):
     names = list(results.fig8)
     units = max(len(v) for v in results.fig8.values())
     fig, axes = plt.subplots(len(names), units, figsize=(3.2 * units, 3.4 * len(names)), squeeze=False)
-    trained = bool(plan.checkpoints)
     for row, name in enumerate(names):
         for col, region in enumerate(results.fig8[name]):
             c = region.top.channel
-            label = VOC_CLASSES[c] if trained and c < len(VOC_CLASSES) else f"channel {c}"
             i = region.top.indices[0]
-            draw_occlusion(axes[row, col], results.crops[i], region.maps[0],
-                           f"{name}: {label}\n{results.crop_names[i]}")
-    state = "trained" if trained else "untrained: random init, channel indices, not classes"
-    fig.suptitle(f"Figure 8 replica: classification-layer units of {' vs '.join(names)} ({state})\ntop-activated "
-                 f"region of each unit over 20 VOC crops at {plan.occlusion_size}px", fontsize=9)
+            draw_occlusion(axes[row, col], _rgb(results.images[i]), region.maps[0],
+                           f"{family_label(name.split(':')[0])}: {results.classes[c]}\n{results.image_names[i]}")
+    fig.suptitle(f"Figure 8 replica: class units of the trained {' vs '.join(names)}; top-activated val image of each "
+                 f"unit, dimmed outside the region where a {plan.window}px occluder lowers it most", fontsize=9)
     fig.tight_layout()
     return fig
 
