@@ -101,16 +101,22 @@ def timing_settings(args: argparse.Namespace):
     from .timing import TimingSettings
 
     checked(validation.integer, "--runs", args.runs, minimum=1, maximum=validation.MAX_RUNS)
+    if args.warmup is not None:
+        checked(validation.integer, "--warmup", args.warmup, minimum=0, maximum=validation.MAX_RUNS)
+    if args.device.startswith("cuda"):  # CUDA times exactly --runs passes: these would be taken and ignored
+        for flag, value in (("--min-runs", args.min_runs), ("--budget", args.budget)):
+            if value is not None:
+                raise UsageError(f"{flag} is a CPU setting (CUDA times exactly --runs passes) and does nothing on "
+                                 f"device {args.device!r}; drop it")
+    if args.budget is None:
+        args.budget = 10.0
+    checked(validation.number, "--budget", args.budget, minimum=0)
     if args.min_runs is None:
         args.min_runs = min(3, args.runs)  # the default follows a small --runs; one given above it is refused
     checked(validation.integer, "--min-runs", args.min_runs, minimum=1)
-    if args.warmup is not None:
-        checked(validation.integer, "--warmup", args.warmup, minimum=0, maximum=validation.MAX_RUNS)
-    checked(validation.number, "--budget", args.budget, minimum=0)
     checked(validation.integer, "--batch", args.batch, minimum=1, maximum=validation.MAX_BATCH)
     if args.threads is not None:
         checked(validation.integer, "--threads", args.threads, minimum=1, maximum=validation.MAX_THREADS)
-
     base = TimingSettings(
         device=args.device, batch=args.batch, dtype=args.dtype, channels_last=args.channels_last,
         compile=args.compile, fold_bn=args.fold_bn, cudnn_benchmark=args.cudnn_benchmark,
@@ -196,7 +202,8 @@ def add_timing_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=100, help="timed passes (CUDA); the cap on CPU")
     p.add_argument("--min-runs", type=int, default=None, help="CPU: at least this many passes (default 3, at most "
                    "--runs)")
-    p.add_argument("--budget", type=float, default=10.0, help="CPU: seconds of timed passes per configuration")
+    p.add_argument("--budget", type=float, default=None, help="CPU: seconds of timed passes per configuration "
+                   "(default 10)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up passes (default: 10 on CUDA, 1 on CPU)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--channels-last", action="store_true")

@@ -41,13 +41,15 @@ def integer(name: str, value: object, minimum: int | None = None, maximum: int |
     return value
 
 
-def number(name: str, value: object, minimum: float | None = None) -> float:
-    """A finite real number >= minimum."""
+def number(name: str, value: object, minimum: float | None = None, maximum: float | None = None) -> float:
+    """A finite real number within [minimum, maximum]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UsageTypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     if not math.isfinite(value) or (minimum is not None and value < minimum):
         bound = f" >= {minimum:g}" if minimum is not None else ""
         raise UsageError(f"{name} must be a finite number{bound}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise UsageError(f"{name} must be a number <= {maximum:g}, got {value!r}")
     return float(value)
 
 

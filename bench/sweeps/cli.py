@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+MAX_TIMEOUT_MIN = 7 * 24 * 60  # a week: past any cluster's time limit
+
 
 def add_sweep_commands(sub, commands: dict) -> None:
     from .runner import EXECUTORS
@@ -35,10 +37,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not Path(args.spec).is_file():
         raise UsageError(f"sweep spec not found: {args.spec}")
     spec = checked(load_spec, args.spec)
-    checked(validation.integer, "--workers", args.workers, minimum=1)
-    checked(validation.number, "--timeout-min", args.timeout_min, minimum=0.1)
+    checked(validation.integer, "--workers", args.workers, minimum=1, maximum=validation.MAX_THREADS)
+    checked(validation.number, "--timeout-min", args.timeout_min, minimum=0.1, maximum=MAX_TIMEOUT_MIN)
     if args.slurm_gpus_per_job is not None:
-        checked(validation.integer, "--slurm-gpus-per-job", args.slurm_gpus_per_job, minimum=0)
+        checked(validation.integer, "--slurm-gpus-per-job", args.slurm_gpus_per_job, minimum=0, maximum=64)
+    if args.executor != "slurm":  # taken and ignored otherwise
+        for flag, value in (("--slurm-partition", args.slurm_partition),
+                            ("--slurm-gpus-per-job", args.slurm_gpus_per_job)):
+            if value is not None:
+                raise UsageError(f"{flag} is for --executor slurm and does nothing with --executor {args.executor}")
     status = run_sweep(spec, args.out, args.executor, args.workers, args.timeout_min, args.slurm_partition,
                        args.slurm_gpus_per_job, args.retry_failed)
     for line in status.crashed_jobs:

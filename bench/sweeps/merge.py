@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataError
+from .spec import config_id
 
 RECORD_KEYS = {"id": str, "config": dict, "rows": list, "error": str}
 """What every record file holds (jobs.run_configs writes them), with its JSON type."""
@@ -33,6 +34,10 @@ def read_record(path: Path) -> dict:
         raise DataError(f"sweep record {path} {problem} (a record holds {', '.join(RECORD_KEYS)}); {redo}")
     if any(not isinstance(row, dict) for row in record["rows"]):
         raise DataError(f"sweep record {path}: every entry of 'rows' must be an object; {redo}")
+    if record["id"] != path.stem or config_id(record["config"]) != path.stem:
+        # a renamed, copied or edited record would be counted for a configuration it did not measure
+        raise DataError(f"sweep record {path} does not hold the configuration its name says (id "
+                        f"{record['id']!r}, configuration hash {config_id(record['config'])!r}); {redo}")
     return record
 
 
