@@ -8,7 +8,6 @@ error (a bug: its traceback is printed), 2 bad input (see :mod:`bench.errors`).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -18,6 +17,7 @@ import torch
 from . import validation
 from .errors import InputError, UsageError, run_cli
 from .models import FAMILIES, list_models, meta_model, variant_info
+from .records import to_json
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -61,7 +61,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows.append((name, info.paper_name or "", info.family, info.backbone, f"{params / 1e6:.2f}"))
     if args.json:
         keys = ("variant", "paper_name", "family", "backbone", "params_m")
-        print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2))
+        print(to_json([dict(zip(keys, r, strict=True)) for r in rows], indent=2))
         return 0
     header = ("variant", "paper name", "family", "backbone", "params (M, 21 classes)")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
@@ -75,11 +75,11 @@ def cmd_complexity(args: argparse.Namespace) -> int:
 
     variants = check_variants(args.variants)
     grid = sizes(args)
-    checked(validation.integer, "--batch", args.batch, minimum=1)
-    checked(validation.integer, "--num-classes", args.num_classes, minimum=1)
+    checked(validation.integer, "--batch", args.batch, minimum=1, maximum=validation.MAX_BATCH)
+    checked(validation.integer, "--num-classes", args.num_classes, minimum=1, maximum=validation.MAX_MODEL_CLASSES)
     records = complexity(variants, grid, batch=args.batch, num_classes=args.num_classes)
     if args.json:
-        print(json.dumps([asdict(r) for r in records], indent=2))
+        print(to_json([asdict(r) for r in records], indent=2))
         return 0
     frame = complexity_frame(records)
     for col in ("macs", "fvcore_flops", "paper_flops", "all_ops"):
@@ -100,19 +100,28 @@ def timing_settings(args: argparse.Namespace):
 
     from .timing import TimingSettings
 
-    checked(validation.integer, "--runs", args.runs, minimum=1)
-    checked(validation.integer, "--min-runs", args.min_runs, minimum=1)
+    checked(validation.integer, "--runs", args.runs, minimum=1, maximum=validation.MAX_RUNS)
     if args.warmup is not None:
-        checked(validation.integer, "--warmup", args.warmup, minimum=0)
+        checked(validation.integer, "--warmup", args.warmup, minimum=0, maximum=validation.MAX_RUNS)
+    if args.device.startswith("cuda"):  # CUDA times exactly --runs passes: these would be taken and ignored
+        for flag, value in (("--min-runs", args.min_runs), ("--budget", args.budget)):
+            if value is not None:
+                raise UsageError(f"{flag} is a CPU setting (CUDA times exactly --runs passes) and does nothing on "
+                                 f"device {args.device!r}; drop it")
+    if args.budget is None:
+        args.budget = 10.0
     checked(validation.number, "--budget", args.budget, minimum=0)
-    checked(validation.integer, "--batch", args.batch, minimum=1)
+    if args.min_runs is None:
+        args.min_runs = min(3, args.runs)  # the default follows a small --runs; one given above it is refused
+    checked(validation.integer, "--min-runs", args.min_runs, minimum=1)
+    checked(validation.integer, "--batch", args.batch, minimum=1, maximum=validation.MAX_BATCH)
     if args.threads is not None:
-        checked(validation.integer, "--threads", args.threads, minimum=1)
+        checked(validation.integer, "--threads", args.threads, minimum=1, maximum=validation.MAX_THREADS)
     base = TimingSettings(
         device=args.device, batch=args.batch, dtype=args.dtype, channels_last=args.channels_last,
         compile=args.compile, fold_bn=args.fold_bn, cudnn_benchmark=args.cudnn_benchmark,
         cuda_graph=args.cuda_graph, tf32=args.tf32, threads=args.threads, runs=args.runs,
-        min_runs=min(args.min_runs, args.runs), budget_s=args.budget, warmup=args.warmup,
+        min_runs=args.min_runs, budget_s=args.budget, warmup=args.warmup,
     )
     grid = [replace(base, height=h, width=w) for h, w in sizes(args)]
     for s in grid:
@@ -130,7 +139,7 @@ def cmd_time(args: argparse.Namespace) -> int:
     variants = check_variants(args.variants)
     records = time_variants(variants, timing_settings(args), progress=_progress(args))
     if args.json:
-        print(json.dumps([r.flat() for r in records], indent=2))
+        print(to_json([r.flat() for r in records], indent=2))
         return 0 if not any(r.error for r in records) else 1
     env = next((r.environment for r in records if r.environment), {})
     print(f"device: {env.get('device_name', '?')}; torch {env.get('torch', '?')}; threads {env.get('threads', '?')}")
@@ -152,7 +161,7 @@ def cmd_speedup(args: argparse.Namespace) -> int:
     check_variants([args.base, args.other])
     records = paired_speedups([(args.base, args.other)], timing_settings(args), progress=_progress(args))
     if args.json:
-        print(json.dumps([r.flat() for r in records], indent=2))
+        print(to_json([r.flat() for r in records], indent=2))
     else:
         for r in records:
             status = r.error or (f"{r.ratio:.3f}x (95% CI {r.ci_low:.3f} to {r.ci_high:.3f}) over {r.pairs} "
@@ -167,11 +176,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from .profile import CATEGORIES, profile_variants
 
     variants = check_variants(args.variants)
-    checked(validation.integer, "--profile-runs", args.profile_runs, minimum=1)
+    checked(validation.integer, "--profile-runs", args.profile_runs, minimum=1, maximum=validation.MAX_RUNS)
     records = [r for s in timing_settings(args)
                for r in profile_variants(variants, s, runs=args.profile_runs, progress=_progress(args))]
     if args.json:
-        print(json.dumps([asdict(r) for r in records], indent=2))
+        print(to_json([asdict(r) for r in records], indent=2))
         return 0 if not any(r.error for r in records) else 1
     for r in records:
         if r.error:
@@ -191,8 +200,10 @@ def add_timing_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N")
     p.add_argument("--dtype", default="fp32", help="fp32, or fp16/bf16 under autocast")
     p.add_argument("--runs", type=int, default=100, help="timed passes (CUDA); the cap on CPU")
-    p.add_argument("--min-runs", type=int, default=3, help="CPU: at least this many passes")
-    p.add_argument("--budget", type=float, default=10.0, help="CPU: seconds of timed passes per configuration")
+    p.add_argument("--min-runs", type=int, default=None, help="CPU: at least this many passes (default 3, at most "
+                   "--runs)")
+    p.add_argument("--budget", type=float, default=None, help="CPU: seconds of timed passes per configuration "
+                   "(default 10)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up passes (default: 10 on CUDA, 1 on CPU)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--channels-last", action="store_true")

@@ -378,8 +378,8 @@ def complexity(
     """
     variants = _check_variants(variants)
     sizes = validation.sizes("sizes", sizes)
-    validation.integer("batch", batch, minimum=1)
-    validation.integer("num_classes", num_classes, minimum=1)
+    validation.integer("batch", batch, minimum=1, maximum=validation.MAX_BATCH)
+    validation.integer("num_classes", num_classes, minimum=1, maximum=validation.MAX_MODEL_CLASSES)
     records = []
     for name in variants:
         model = meta_model(name, num_classes)
@@ -396,10 +396,9 @@ def complexity(
     return records
 
 
-def _check_variants(variants: Sequence[str]) -> list[str]:
-    if isinstance(variants, str):
-        variants = [variants]
-    variants = list(variants)
+def _check_variants(variants: Sequence[str] | str) -> list[str]:
+    """One name or a non-empty list of names (a string is one name, never its letters), each registered."""
+    variants = validation.names("variants", variants)
     for name in variants:
         variant_info(name)  # ValueError / TypeError naming the valid ones
     return variants
@@ -415,6 +414,7 @@ def block_breakdown(
     """Parameters and counts per block (and per decoder level) for each variant."""
     variants = _check_variants(variants)
     validation.image_size("input", height, width)
+    validation.integer("num_classes", num_classes, minimum=1, maximum=validation.MAX_MODEL_CLASSES)
     frames = []
     for name in variants:
         model = meta_model(name, num_classes)

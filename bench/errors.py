@@ -13,6 +13,7 @@ command catches ``ValueError`` or ``KeyError`` around a whole run.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -52,6 +53,9 @@ def run_cli(main: Callable[[], int], prog: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... --json | head`): not a bug, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail again
+        return 128 + 13  # as a shell reports SIGPIPE
     except Exception as err:  # a bug: never printed as the user's mistake
         traceback.print_exc()
         print(f"{prog}: internal error ({type(err).__name__}): this is a bug in rfbench, not a problem with "

@@ -24,7 +24,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from . import validation
 from .environment import environment
+from .errors import UsageTypeError
 from .models import create_model, variant_info
 from .timing import TimingSettings, eager_pass, make_input, prepare, time_cuda, torch_settings
 
@@ -141,9 +143,12 @@ def profile_variants(
     variants: Iterable[str], settings: TimingSettings, runs: int = 3, seed: int = 0,
     progress: Callable[[str], None] | None = print,
 ) -> list[ProfileRecord]:
-    variants = [variants] if isinstance(variants, str) else list(variants)
+    variants = validation.names("variants", variants)
     for name in variants:
         variant_info(name)
+    validation.integer("runs", runs, minimum=1, maximum=validation.MAX_RUNS)
+    if not isinstance(settings, TimingSettings):
+        raise UsageTypeError(f"settings must be one TimingSettings, got {settings!r} ({type(settings).__name__})")
     records = []
     for i, name in enumerate(variants, 1):
         torch.manual_seed(seed)

@@ -29,7 +29,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from . import validation
 from .environment import environment
+from .errors import UsageError, UsageTypeError
 from .models import create_model, variant_info
 from .stats import bootstrap_paired, log_ratio_interval
 from .timing import TimingSettings, eager_pass, graph_or_fallback, make_input, prepare, torch_settings
@@ -142,6 +144,9 @@ def paired_speedup(
     """
     for name in (base, other):
         variant_info(name)
+    validation.integer("n_boot", n_boot, minimum=1, maximum=validation.MAX_RUNS)
+    if validation.number("level", level) <= 0 or level >= 1:
+        raise UsageError(f"level must be a confidence level between 0 and 1 (e.g. 0.95), got {level!r}")
     record = SpeedupRecord(base, other, settings.height, settings.width, settings.batch, settings.device,
                            settings.dtype, "graph" if settings.cuda_graph else "eager",
                            settings=asdict(settings.resolved()))
@@ -169,6 +174,21 @@ def paired_speedup(
     return record
 
 
+def _check_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A non-empty list of (base, other) name pairs, both registered ("rf50" is not a pair of letters)."""
+    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
+        raise UsageTypeError(f"pairs must be a list of (base, other) pairs, got {pairs!r}")
+    if not pairs:
+        raise UsageError("pairs must hold at least one (base, other) pair, got an empty list")
+    out = []
+    for pair in pairs:
+        if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise UsageTypeError(f"each of pairs must be a (base, other) pair of names, got {pair!r}")
+        variant_info(pair[0]), variant_info(pair[1])
+        out.append((pair[0], pair[1]))
+    return out
+
+
 def paired_speedups(
     pairs: Sequence[tuple[str, str]],
     settings: TimingSettings | Sequence[TimingSettings],
@@ -177,8 +197,9 @@ def paired_speedups(
 ) -> list[SpeedupRecord]:
     """:func:`paired_speedup` for every (base, other) pair under every settings; names checked first."""
     grid = [settings] if isinstance(settings, TimingSettings) else list(settings)
-    for base, other in pairs:
-        variant_info(base), variant_info(other)
+    pairs = _check_pairs(pairs)
+    if not grid:
+        raise UsageError("settings must hold at least one TimingSettings, got none")
     records = []
     for i, (s, (base, other)) in enumerate([(s, p) for s in grid for p in pairs], 1):
         record = paired_speedup(base, other, s, **kwargs)

@@ -33,7 +33,7 @@ from torch import nn
 from . import validation
 from .complexity import complexity
 from .environment import environment
-from .errors import UsageError
+from .errors import UsageError, UsageTypeError
 from .models import create_model, variant_info
 from .stats import percentile
 
@@ -66,21 +66,40 @@ class TimingSettings:
         ``require_device=False`` checks a CUDA configuration on a machine without CUDA (planning a sweep
         that runs elsewhere)."""
         validation.choice("dtype", self.dtype, DTYPES)
-        if not isinstance(self.device, str) or not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise UsageError(f"unknown device {self.device!r}; valid: cpu, cuda, cuda:N")
-        if require_device and self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise UsageError("device 'cuda' requested but torch.cuda.is_available() is False on this machine")
-        validation.integer("batch", self.batch, minimum=1)
+        validation.device("device", self.device)
+        if require_device and self.device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise UsageError("device 'cuda' requested but torch.cuda.is_available() is False on this machine")
+            index = int(self.device.partition(":")[2] or 0)
+            if index >= torch.cuda.device_count():
+                raise UsageError(f"device {self.device!r} requested but this machine has "
+                                 f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 to "
+                                 f"cuda:{torch.cuda.device_count() - 1})")
+        validation.integer("batch", self.batch, minimum=1, maximum=validation.MAX_BATCH)
         validation.image_size("input", self.height, self.width)
-        validation.integer("runs", self.runs, minimum=1)
+        validation.integer("runs", self.runs, minimum=1, maximum=validation.MAX_RUNS)
         validation.integer("min_runs", self.min_runs, minimum=1)
+        if self.min_runs > self.runs and not self.device.startswith("cuda"):  # CPU only: CUDA times `runs` passes
+            raise UsageError(f"min_runs ({self.min_runs}, --min-runs) is more than runs ({self.runs}, --runs), the "
+                             f"most passes timed on a CPU; lower min_runs (default 3) or raise runs")
         if self.warmup is not None:
-            validation.integer("warmup", self.warmup, minimum=0)
+            validation.integer("warmup", self.warmup, minimum=0, maximum=validation.MAX_RUNS)
         validation.number("budget_s", self.budget_s, minimum=0)
         if self.threads is not None:
-            validation.integer("threads", self.threads, minimum=1)
-        if self.cuda_graph and not self.device.startswith("cuda"):
-            raise UsageError(f"cuda_graph needs a CUDA device, got device {self.device!r}")
+            validation.integer("threads", self.threads, minimum=1, maximum=validation.MAX_THREADS)
+        for flag in ("channels_last", "compile", "fold_bn", "cudnn_benchmark", "cuda_graph"):
+            validation.boolean(flag, getattr(self, flag))
+        if self.tf32 is not None:
+            validation.boolean("tf32", self.tf32)
+        if not self.device.startswith("cuda"):  # flags that would be taken and do nothing on a CPU
+            if self.cuda_graph:
+                raise UsageError(f"cuda_graph needs a CUDA device (--cuda-graph), got device {self.device!r}")
+            if self.tf32 is not None:
+                raise UsageError(f"tf32={self.tf32} (--tf32/--no-tf32) sets CUDA's TF32 math mode (cuDNN convs, "
+                                 f"cuBLAS matmuls) and does nothing on device {self.device!r}; leave it unset there")
+            if self.cudnn_benchmark:
+                raise UsageError(f"cudnn_benchmark (--cudnn-benchmark) autotunes cuDNN's convolution algorithms and "
+                                 f"does nothing on device {self.device!r}; leave it off there")
 
     @property
     def is_cuda(self) -> bool:
@@ -342,9 +361,14 @@ def time_variants(
     Variant names are checked before anything is built; a setting that fails becomes a row.
     """
     all_settings = [settings] if isinstance(settings, TimingSettings) else list(settings)
-    variants = [variants] if isinstance(variants, str) else list(variants)
+    variants = validation.names("variants", variants)
     for name in variants:
         variant_info(name)
+    if not all_settings:
+        raise UsageError("settings must hold at least one TimingSettings, got none")
+    for s in all_settings:
+        if not isinstance(s, TimingSettings):
+            raise UsageTypeError(f"settings must be TimingSettings, got {s!r} ({type(s).__name__})")
     records = []
     total = len(variants) * len(all_settings)
     done = 0

@@ -22,8 +22,12 @@ MAX_SIDE = 32768
 what shape-only counting handles exactly."""
 MAX_BATCH = 65536
 MAX_MODEL_CLASSES = 65536
+MAX_RUNS = 1_000_000
+"""Timed or warm-up passes of one configuration: CUDA timing allocates two events per pass up front."""
+MAX_THREADS = 4096
 
 _SIZE = re.compile(r"([0-9]+)[xX]([0-9]+)")
+_DEVICE = re.compile(r"cpu|cuda(:[0-9]{1,4})?")
 
 
 def integer(name: str, value: object, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -37,14 +41,47 @@ def integer(name: str, value: object, minimum: int | None = None, maximum: int |
     return value
 
 
-def number(name: str, value: object, minimum: float | None = None) -> float:
-    """A finite real number >= minimum."""
+def number(name: str, value: object, minimum: float | None = None, maximum: float | None = None) -> float:
+    """A finite real number within [minimum, maximum]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UsageTypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     if not math.isfinite(value) or (minimum is not None and value < minimum):
         bound = f" >= {minimum:g}" if minimum is not None else ""
         raise UsageError(f"{name} must be a finite number{bound}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise UsageError(f"{name} must be a number <= {maximum:g}, got {value!r}")
     return float(value)
+
+
+def boolean(name: str, value: object) -> bool:
+    """``value`` if it is a real bool (``"yes"``, ``1`` and ``"false"`` are refused: ``bool("false")`` is True)."""
+    if not isinstance(value, bool):
+        raise UsageTypeError(f"{name} must be true or false, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def device(name: str, value: object) -> str:
+    """A device string rfbench runs on: ``cpu``, ``cuda`` or ``cuda:N`` (whether it exists is checked where it
+    is used: a sweep planned here may run on another machine)."""
+    if not isinstance(value, str) or not _DEVICE.fullmatch(value):
+        raise UsageError(f"unknown {name} {value!r}; valid: cpu, cuda, cuda:N")
+    return value
+
+
+def names(name: str, value: object) -> list[str]:
+    """A list of names (variants, levels, taps): one string is one name, never its letters; an empty list,
+    a non-string entry or something that is not a list is refused."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (bytes, dict)) or not isinstance(value, Iterable):
+        raise UsageTypeError(f"{name} must be a name or a list of names, got {value!r} ({type(value).__name__})")
+    out = list(value)
+    if not out:
+        raise UsageError(f"{name} must hold at least one name, got an empty list")
+    for v in out:
+        if not isinstance(v, str):
+            raise UsageTypeError(f"{name} must hold names (strings), got {v!r} ({type(v).__name__})")
+    return out
 
 
 def choice(name: str, value: object, choices: Iterable[str]) -> str:

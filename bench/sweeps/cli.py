@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+MAX_TIMEOUT_MIN = 7 * 24 * 60  # a week: past any cluster's time limit
+
 
 def add_sweep_commands(sub, commands: dict) -> None:
     from .runner import EXECUTORS
@@ -35,10 +37,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not Path(args.spec).is_file():
         raise UsageError(f"sweep spec not found: {args.spec}")
     spec = checked(load_spec, args.spec)
-    checked(validation.integer, "--workers", args.workers, minimum=1)
-    checked(validation.number, "--timeout-min", args.timeout_min, minimum=0.1)
+    checked(validation.integer, "--workers", args.workers, minimum=1, maximum=validation.MAX_THREADS)
+    checked(validation.number, "--timeout-min", args.timeout_min, minimum=0.1, maximum=MAX_TIMEOUT_MIN)
     if args.slurm_gpus_per_job is not None:
-        checked(validation.integer, "--slurm-gpus-per-job", args.slurm_gpus_per_job, minimum=0)
+        checked(validation.integer, "--slurm-gpus-per-job", args.slurm_gpus_per_job, minimum=0, maximum=64)
+    if args.executor != "slurm":  # taken and ignored otherwise
+        for flag, value in (("--slurm-partition", args.slurm_partition),
+                            ("--slurm-gpus-per-job", args.slurm_gpus_per_job)):
+            if value is not None:
+                raise UsageError(f"{flag} is for --executor slurm and does nothing with --executor {args.executor}")
     status = run_sweep(spec, args.out, args.executor, args.workers, args.timeout_min, args.slurm_partition,
                        args.slurm_gpus_per_job, args.retry_failed)
     for line in status.crashed_jobs:
@@ -50,13 +57,34 @@ def cmd_sweep_report(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from .merge import merged_frame
 
+    if not Path(args.dir).is_dir():
+        raise UsageError(f"sweep folder not found: {args.dir} (the --out folder of `python -m bench sweep`)")
+    out = Path(args.report or Path(args.dir) / "report")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--report {out} is an existing file, not a folder")
     frame = merged_frame(args.dir)
     if not len(frame):
         raise UsageError(f"no sweep records under {args.dir}/records")
+    frame = _drop_undrawable(frame)
     # Tables and figures come from the report code (analysis/ sits above bench/ in the flow; the CLI is the door)
     from analysis.report.sweep import write_sweep_report
 
-    out = Path(args.report or Path(args.dir) / "report")
     written = write_sweep_report(frame, out, title=f"Sweep {args.dir}")
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
+
+
+def _drop_undrawable(frame):
+    """Where every configuration of a kind failed there is nothing to draw for it: say so and list the errors;
+    the table of every record (errors included) is still written."""
+    for kind, value in (("time", "median_ms"), ("complexity", "paper_flops")):
+        rows = frame[frame["kind"] == kind] if "kind" in frame else frame.iloc[:0]
+        if len(rows) and not (rows["error"] == "").any():
+            print(f"nothing to draw for '{kind}': all {len(rows)} of its configurations failed; the table lists them:")
+            for error, n in rows["error"].value_counts().items():
+                print(f"  {n} x {error}")
+            if kind == "time":
+                frame = frame.drop(columns=[value], errors="ignore")  # the time figure is drawn only from this column
+            else:
+                frame = frame.assign(kind=frame["kind"].replace({"complexity": "complexity (failed)"}))
+    return frame

@@ -7,16 +7,15 @@ exists is skipped, so a job killed half-way loses only the configuration it was 
 
 from __future__ import annotations
 
-import json
-import os
 import socket
-import tempfile
 import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
 
 from ..environment import environment
+from ..files import write_atomic
+from ..records import to_json
 from .spec import config_id, timing_settings
 
 
@@ -25,15 +24,8 @@ def record_path(out: str | Path, config: dict) -> Path:
 
 
 def write_record(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Whole or not at all, 0666 minus the umask, strict JSON (a missing value is null)."""
+    write_atomic(path, to_json(record, indent=1, default=str))
 
 
 def measure(config: dict) -> list[dict]:

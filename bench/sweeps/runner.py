@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import validation
+from ..errors import UsageError
 from ..models import variant_info
 from .jobs import record_path, run_configs, subjects
 from .merge import read_records
@@ -110,8 +111,18 @@ def run_sweep(
 ) -> SweepStatus:
     """Run every configuration of ``spec`` that has no record in ``out`` (see the module docstring)."""
     validation.choice("executor", executor, EXECUTORS)
-    validation.integer("workers", workers, minimum=1)
+    validation.integer("workers", workers, minimum=1, maximum=validation.MAX_THREADS)
+    validation.number("timeout_min", timeout_min, minimum=0.1, maximum=7 * 24 * 60)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"the sweep folder {out} is an existing file, not a folder; name a folder for the records "
+                         "(it is made if missing; a rerun skips what it holds)")
+    if executor == "slurm" and not slurm_available():
+        raise UsageError("executor 'slurm' needs a SLURM cluster, but this machine has none (no srun on PATH, "
+                         "which is how submitit tells); run it on a SLURM login node, or use --executor local")
+    say = progress or (lambda msg: None)
+    for note in spec.notes:
+        say(f"note: {note}")
     configs = spec.configurations()
     ids = {config_id(c) for c in configs}
     if retry_failed:
@@ -121,7 +132,6 @@ def run_sweep(
     todo = [c for c in configs if not record_path(out, c).exists()]
     status = SweepStatus(total=len(configs), skipped=len(configs) - len(todo))
     _count(status, out, ids)
-    say = progress or (lambda msg: None)
     say(f"sweep: {len(configs)} configurations, {len(todo)} to run ({executor} executor)")
     phases = [[c for c in todo if c["kind"] not in TIMING_KINDS], [c for c in todo if c["kind"] in TIMING_KINDS]]
     logs = out / "logs"
@@ -150,6 +160,13 @@ def run_sweep(
     status.running = 0
     say(status.line())
     return status
+
+
+def slurm_available() -> bool:
+    """Whether jobs can be submitted to SLURM here: submitit's own test (srun on PATH)."""
+    import submitit
+
+    return submitit.SlurmExecutor.affinity() > 0
 
 
 def _visible_gpus() -> int:
