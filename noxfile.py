@@ -71,6 +71,7 @@ REPORT_SECTIONS = {
     "complexity": "Only the complexity section of reports/ (Tables 1-3, per-block costs, scaling).",
     "zoo": "Only the zoo section of reports/ (every family on every backbone, run as a local sweep).",
     "timing": "Only this device's timing section of reports/ (Table 2 ratios, FPS, profile, roofline, sweeps).",
+    "networks": "Only the trained-networks section of reports/ (train or load the trained set, own val mIoU).",
     "erf": "Only the receptive-field section of reports/ (decoder-grid ERF, Figures 3 and 8, claims a and b).",
     "probes": "Only the probes section of reports/ (Table 4, every level, claim c).",
 }

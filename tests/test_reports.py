@@ -191,3 +191,18 @@ def test_front_page_shows_every_device_and_the_scorecard(tmp_path):
     assert "Timing on NVIDIA H200" in page and "Timing on a CPU" in page and "GPU words" in page
     assert "**partly**" in page and "[Table 2 (runtimes, RF/LW)](timing/nvidia-h200/table2_speedup.md)" in page
     assert render([row]).count("Status rules") == 1
+
+
+def test_networks_section_tabulates_the_trained_set(tmp_path):
+    from analysis.probes.run import TINY_NETWORKS
+    from analysis.report.networks import build as build_networks
+
+    section = build_networks(tmp_path, TINY_NETWORKS)
+    table = pd.read_csv(tmp_path / "networks" / "networks.csv")
+    assert sorted(table.family) == ["rf", "rf_lw", "rf_lw_rcu"] and (table.steps <= 2).all()
+    assert table.val_miou.between(0, 1).all() and (tmp_path / "networks" / "learning_curves.png").stat().st_size
+    (score,) = section.scores
+    # the goal's status follows from the printed numbers (tiny networks are far below 90%)
+    assert score.status == ("reproduced" if table.val_miou.min() >= 0.9 else "not reproduced")
+    again = build_networks(tmp_path, TINY_NETWORKS)  # the second build loads every network from the cache
+    assert pd.read_csv(tmp_path / "networks" / "networks.csv").cached.all() and again.title == section.title

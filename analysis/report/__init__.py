@@ -37,6 +37,12 @@ def _timing(out: Path) -> Section:
     return build(out)
 
 
+def _networks(out: Path) -> Section:
+    from .networks import FOLDER, build
+
+    return build(out, name=f"{FOLDER}/{_this_device_slug()}")
+
+
 def _erf(out: Path) -> Section:
     from .erf import FOLDER, build
 
@@ -65,12 +71,13 @@ SECTIONS: dict[str, Callable[[Path], Section]] = {
     "complexity": _complexity,
     "zoo": _zoo,
     "timing": _timing,
+    "networks": _networks,
     "erf": _erf,
     "probes": _probes,
 }
 
 
-PER_DEVICE = ("timing", "erf", "probes")
+PER_DEVICE = ("timing", "networks", "erf", "probes")
 """Sections kept once per device (folder and manifest key ``<section>/<device slug>``): a run on another machine
 adds its results next to the others and never replaces them."""
 
