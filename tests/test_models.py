@@ -203,7 +203,7 @@ def test_taps_one_forward_aliases_and_values(lw50):
     assert out["level4.after_crp"].shape == (1, 512, 3, 3)
     assert out["level3.after_sum"].shape == (1, 256, 6, 6)
     assert torch.equal(out["logits"], logits)
-    with pytest.raises(KeyError, match="valid:"):
+    with pytest.raises(ValueError, match=r"unknown tap\(s\) \['level9.after_crp'\].*valid:"):  # as the README says
         lw50.forward_taps(x, ["level9.after_crp"])
 
 

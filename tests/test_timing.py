@@ -189,6 +189,7 @@ def test_log_ratio_t_interval_known_answers():
     assert t_low < b_low and b_high < t_high  # with 4 pairs the bootstrap is narrower than it should be
 
 
+@pytest.mark.slow  # asserts on a ratio of wall-clock times: not in the plain suite
 def test_a_model_against_itself_is_1x_with_an_interval_covering_1():
     s = TimingSettings(height=64, width=64, runs=30, min_runs=30, budget_s=0.0)
     r = paired_speedup("rf_lw_mbv2", "rf_lw_mbv2", s, level=0.999)
