@@ -87,7 +87,7 @@ def check_decoder_change(key: str, value: object, where: str = "decoder") -> obj
         near = validation.nearest(key, valid) if isinstance(key, str) else None
         hint = f" (did you mean {near!r}?)" if near else ""
         raise UsageError(f"unknown {where} field {key!r}{hint}; valid: {', '.join(valid)}")
-    name = f"{where} {key}"
+    name = f"{where}.{key}"
     if key in KERNEL_FIELDS:
         validation.integer(name, value, minimum=1, maximum=MAX_KERNEL)
         if value % 2 != 1:
