@@ -178,7 +178,8 @@ def test_spec_resolves_variants_grids_and_paths(tmp_path):
     assert names == ["s1_crp2", "s1_g.crp_pool_kernel-3.crp_pool-max.activation-relu",
                      "s1_g.crp_pool_kernel-3.crp_pool-separable.activation-relu6",
                      "s1_g.crp_pool_kernel-5.crp_pool-separable.activation-relu6",
-                     "rf:resnet18", "s1_path.1", "s1_path.2", "s1_path.3"]
+                     "rf:resnet18", "s1_path.1", "s1_path.2", "s1_path.3", "rf_lw:resnet18"]
+    assert spec.variant("rf_lw:resnet18").group == "base"  # counted beside the variants that change it
     point = spec.variant("s1_g.crp_pool_kernel-5.crp_pool-separable.activation-relu6")
     assert point.base == "rf_lw:resnet18"  # one level of base: the [variants] entry's changes are merged
     assert dict(point.changes) == {"crp_stages": 2, "crp_pool_kernel": 5, "crp_pool": "separable",
@@ -325,3 +326,32 @@ def test_counting_shapley_on_a_real_path_sums_to_the_change_from_start_to_end():
     # CRP's 3x3 -> 1x1 saves the same whatever else changed (no interaction with the fusion convs): closed form
     crp_3x3_macs = 4 * 8 * sum(c * c * (64 // s) ** 2 for c, s in ((512, 32), (256, 16), (256, 8), (256, 4)))
     assert phi[0] == pytest.approx(-crp_3x3_macs)  # 4 stages x (9 - 1) taps x C x C per output pixel
+
+
+# --- the report ------------------------------------------------------------------------------------------
+
+
+def test_ablation_report_tabulates_the_path_and_draws_the_waterfall(tmp_path):
+    from analysis.cli import main as analysis_main
+    from analysis.report.ablation import frames
+    from bench.ablations import load_ablation, run_ablation
+
+    spec_file = _spec(tmp_path, "s7")
+    spec = load_ablation(spec_file)
+    run_ablation(spec, tmp_path / "out", measure=("complexity",), executor="debug", progress=None)
+    data = frames(spec, tmp_path / "out")
+    steps = data.steps
+    assert list(steps.variant) == ["rf:resnet18", "s7_path.1", "s7_path.2", "s7_path.3"]
+    total = steps.paper_flops.iloc[-1] - steps.paper_flops.iloc[0]
+    assert steps.paper_flops_shapley.iloc[1:].sum() == pytest.approx(total)
+    assert steps.paper_flops_delta.iloc[1:].sum() == pytest.approx(total)
+    assert steps.params_reverse_delta.iloc[1:].sum() == pytest.approx(steps.params.iloc[-1] - steps.params.iloc[0])
+    # the grid: separable crp_pool_kernel 3 -> 5 adds (2*5 - 2*3) window ops per pool output, all else held
+    effects = data.axes.set_index(["axis", "from"])
+    assert effects.loc[("crp_pool_kernel", 3), "pairs"] == 1
+    crp2_outputs = 2 * sum(c * (64 // s) ** 2 for c, s in ((512, 32), (256, 16), (256, 8), (256, 4)))
+    assert effects.loc[("crp_pool_kernel", 3), "flops_delta_mean"] == pytest.approx(4 * crp2_outputs)
+    assert analysis_main(["ablation-report", str(spec_file), str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "report" / "paper_path_waterfall.png").stat().st_size > 10_000
+    assert "Shapley FLOPs (G)" in (tmp_path / "out" / "report" / "paper_path.md").read_text()
+    assert analysis_main(["ablation-report", str(spec_file), str(tmp_path / "nothing")]) == 2

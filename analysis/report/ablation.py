@@ -44,6 +44,7 @@ class AblationData:
     path: str
     timing_note: str
     num_classes: int = 21
+    axes: pd.DataFrame | None = None  # grids: each axis's effect with the others held
 
 
 def path_frame(path: Path_, counts: pd.DataFrame, times: pd.DataFrame, size: tuple[int, int],
@@ -112,6 +113,36 @@ def pool_frame(counts: pd.DataFrame, times: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def axis_effects(spec: AblationSpec, counts: pd.DataFrame) -> pd.DataFrame:
+    """For each grid and axis: the change in params and FLOPs from one value of the axis to the next, over every
+    pair of points whose DecoderSpecs differ in that axis only (the grid's base counts as a point)."""
+    rows = []
+    by_name = counts.set_index("variant")
+    for group in dict.fromkeys(v.group for v in spec.variants if v.group.startswith("grid ")):
+        points = [v for v in spec.variants if v.group == group]
+        axes = list(dict.fromkeys(k for v in points for k in dict(v.changes) if k not in dict(points[0].changes)
+                                  or len({dict(p.changes).get(k) for p in points}) > 1))
+        base = spec.variant(points[0].base)
+        named = [(v.name, v.decoder) for v in points] + [(base.name, base.decoder)]
+        named = [(n, d) for n, d in named if n in by_name.index]
+        for axis in axes:
+            values = sorted({getattr(d, axis) for _, d in named}, key=str)
+            for a, b in zip(values, values[1:], strict=False):
+                deltas = []
+                for n1, d1 in named:
+                    for n2, d2 in named:
+                        if getattr(d1, axis) == a and d1.with_changes(**{axis: b}) == d2 and n1 != n2:
+                            deltas.append((by_name.loc[n2, "params"] - by_name.loc[n1, "params"],
+                                           by_name.loc[n2, "paper_flops"] - by_name.loc[n1, "paper_flops"]))
+                if deltas:
+                    frame = pd.DataFrame(deltas, columns=["params", "flops"])
+                    rows.append({"grid": group.removeprefix("grid "), "axis": axis, "from": a, "to": b,
+                                 "pairs": len(deltas), "params_delta_mean": frame.params.mean(),
+                                 "flops_delta_mean": frame.flops.mean(), "flops_delta_min": frame.flops.min(),
+                                 "flops_delta_max": frame.flops.max()})
+    return pd.DataFrame(rows)
+
+
 def frames(spec: AblationSpec, records: Path, timing_records: Path | None = None) -> AblationData:
     """The section's tables from a study's records (counts and times may live in two folders)."""
     merged = merged_frame(records)
@@ -135,7 +166,7 @@ def frames(spec: AblationSpec, records: Path, timing_records: Path | None = None
         note = (f"{row.get('device_name', row.get('device', '?'))}, fp32, batch {spec.batch}, {size[0]}x{size[1]}, "
                 f"{spec.mode} mode, torch {row.get('torch', '?')}, "
                 f"{int(threads) if threads == threads and threads is not None else '?'} threads")
-    return AblationData(steps, pool, size, path.name, note, spec.num_classes)
+    return AblationData(steps, pool, size, path.name, note, spec.num_classes, axis_effects(spec, counts))
 
 
 def collect(spec_file: Path = SPECS / "paper-path.toml", cache: Path = CACHE, workers: int = 2) -> AblationData:
@@ -201,6 +232,16 @@ def write(data: AblationData, out: Path) -> list[Path]:
             "comparisons per output instead of 25 (counted so in the FLOPs column).",
             f"Speed-up: paired against LW-50 with the 5x5 pool ({data.timing_note}). Never used in the tables compared "
             "with the paper."], display=pool_display)
+    if data.axes is not None and len(data.axes):
+        a = data.axes
+        axes_display = pd.DataFrame({
+            "grid": a.grid, "axis": a.axis, "from": a["from"].astype(str), "to": a["to"].astype(str),
+            "pairs": a.pairs, "Δ params (M)": a.params_delta_mean / 1e6,
+            "Δ FLOPs (G), mean": a.flops_delta_mean / 1e9, "min": a.flops_delta_min / 1e9,
+            "max": a.flops_delta_max / 1e9})
+        written += save_table(a, out / "grid_axes", f"Each grid axis's effect with the others held, {h}x{w}", [
+            "Per axis, from one value to the next: the change over every pair of grid points equal on all other axes "
+            "(the grid's base included as a point); FLOPs = MACs + pooling window ops."], display=axes_display)
     return written
 
 

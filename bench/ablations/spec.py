@@ -83,7 +83,7 @@ class Variant:
     backbone: str
     decoder: DecoderSpec  # fully resolved
     hash: str
-    group: str  # "variants", "grid NAME" or "path NAME"
+    group: str  # "variants", "grid NAME", "path NAME" or "base" (a base the others change, counted beside them)
     reference: str  # what its time is paired against: its path predecessor, else its base
     step: int | None = None  # paths: 0 for the start, N after step N
     label: str = ""  # paths: the change this step makes
@@ -322,6 +322,10 @@ def parse_ablation(raw: dict, source: str = "spec", register: bool = True) -> Ab
         path_variants, path = _path(name, table, local, source)
         paths.append(path)
         variants += [v for v in path_variants if v.name not in local]
+    named = {v.name for v in variants}
+    for root in dict.fromkeys(v.base for v in variants):  # the bases are counted too: what each change is against
+        if root not in named:
+            variants.append(_variant(root, root, {}, "base", root, source))
     seen: dict[str, Variant] = {}
     for v in variants:
         if v.name in seen and seen[v.name].hash != v.hash:
