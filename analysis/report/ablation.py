@@ -45,6 +45,7 @@ class AblationData:
     timing_note: str
     num_classes: int = 21
     axes: pd.DataFrame | None = None  # grids: each axis's effect with the others held
+    end: str | None = None  # the path's declared end variant
 
 
 def path_frame(path: Path_, counts: pd.DataFrame, times: pd.DataFrame, size: tuple[int, int],
@@ -166,7 +167,8 @@ def frames(spec: AblationSpec, records: Path, timing_records: Path | None = None
         note = (f"{row.get('device_name', row.get('device', '?'))}, fp32, batch {spec.batch}, {size[0]}x{size[1]}, "
                 f"{spec.mode} mode, torch {row.get('torch', '?')}, "
                 f"{int(threads) if threads == threads and threads is not None else '?'} threads")
-    return AblationData(steps, pool, size, path.name, note, spec.num_classes, axis_effects(spec, counts))
+    return AblationData(steps, pool, size, path.name, note, spec.num_classes, axis_effects(spec, counts),
+                        path.end)
 
 
 def collect(spec_file: Path = SPECS / "paper-path.toml", cache: Path = CACHE, workers: int = 2) -> AblationData:
@@ -207,7 +209,7 @@ def write(data: AblationData, out: Path) -> list[Path]:
         "CPU speed-up vs previous [95% CI]": [_interval(r.get("speedup", math.nan), r.get("speedup_low"),
                                                         r.get("speedup_high")) for _, r in s.iterrows()],
     })
-    title = f"{s.variant.iloc[0]} -> {s.variant.iloc[-1]}"
+    title = f"{s.variant.iloc[0]} -> {data.end or s.variant.iloc[-1]}"
     notes = [f"Path {data.path!r}: one change per step from {title}; counts shape-only at {h}x{w}, batch 1, "
              f"{data.num_classes} classes. FLOPs = MACs + pooling window ops (the paper's convention).",
              "Δ: the change of this step on the path; reverse-order Δ: the same change applied last-first from the "
@@ -254,7 +256,7 @@ def waterfall(steps: pd.DataFrame, path: Path, size: tuple[int, int], title: str
         metrics.append(("chained_ms", 1.0, "CPU time (ms, chained paired ratios)"))
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.2), squeeze=False)
     labels = ["start"] + [f"{i}. {c}" for i, c in zip(steps.step.iloc[1:], steps.change.iloc[1:], strict=True)]
-    for ax, (col, scale, title) in zip(axes[0], metrics, strict=True):
+    for ax, (col, scale, axis_title) in zip(axes[0], metrics, strict=True):
         values = (steps[col] / scale).tolist()
         x = range(len(values) + 1)
         ax.bar(0, values[0], color="0.55")
@@ -267,10 +269,10 @@ def waterfall(steps: pd.DataFrame, path: Path, size: tuple[int, int], title: str
             else:
                 shap = steps[f"{col}_shapley"].iloc[i] / scale
                 text = f"{d:+.1f}\nSh {shap:+.1f}"
-            ax.text(i, max(values[i], values[i - 1]), text, ha="center", va="bottom", fontsize=7)
+            ax.text(i, max(values[i], values[i - 1]), text, ha="center", va="bottom", fontsize=6.5)
         ax.bar(len(values), values[-1], color="0.3")
         ax.set_xticks(list(x), labels + ["end"], rotation=60, ha="right", fontsize=7)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(axis_title, fontsize=9)
         ax.set_ylim(0, max(values) * 1.3)
     fig.suptitle(f"{title}, one change per step (green: less; Sh: Shapley value over all orders)", fontsize=10)
     fig.tight_layout()
