@@ -276,8 +276,10 @@ def test_a_worker_process_registers_the_names_it_measures(tmp_path):
     raw = {"sizes": ["64x64"], "variants": {"s6_worker": {"base": "rf_lw:resnet18", "decoder": {"crp_stages": 1}}}}
     spec = parse_ablation(raw, source="inline")
     status = run_ablation(spec, tmp_path / "out", executor="local", progress=None, poll_s=0.2)
-    (record,) = read_records(tmp_path / "out")
-    assert status.done == 1 and not record["error"]
+    records = {r["config"]["variant"]: r for r in read_records(tmp_path / "out")}
+    assert set(records) == {"s6_worker", "rf_lw:resnet18"}  # the variant and its base, counted in a subprocess
+    record = records["s6_worker"]
+    assert status.done == 2 and not record["error"]
     direct = create_model("rf_lw:resnet18", decoder={"crp_stages": 1}).to("meta")
     assert record["rows"][0]["paper_flops"] == count_ops(direct, 64, 64).frame()["paper_flops"].sum()
 
