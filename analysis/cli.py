@@ -1,6 +1,7 @@
 """``python -m analysis``: regenerate reports/, or run the probes on your own data and weights.
 
     python -m analysis report [SECTION ...]
+    python -m analysis ablation-report SPEC DIR     # tables and waterfall of `python -m bench ablate SPEC --out DIR`
     python -m analysis probes --voc-root /data/VOCdevkit --checkpoint rf101=refinenet101_voc.pth --size 512
     python -m analysis probes --voc-root my-7-class-set --num-classes 7 --families rf rf_lw --seeds 3
     python -m analysis probes --backbone resnet34 --families rf rf_lw --out my-probes   # generated data
@@ -31,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     p = sub.add_parser("report", help="regenerate reports/ (all sections by default)")
     p.add_argument("sections", nargs="*", metavar="SECTION", help=f"any of: {', '.join(SECTIONS)} (default: all)")
+    p = sub.add_parser("ablation-report", help="tables and waterfall of `python -m bench ablate SPEC --out DIR`")
+    p.add_argument("spec", help="the study's TOML spec")
+    p.add_argument("dir", help="the --out folder of the study")
+    p.add_argument("--report", default=None, help="where to write (default: DIR/report)")
     p = sub.add_parser("probes", help="probes before RCU / after RCU / after CRP at every level")
     p.add_argument("--voc-root", help="a VOC-layout folder (default: the generated shapes dataset)")
     p.add_argument("--num-classes", type=int, default=None,
@@ -151,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if all(v == "ok" for v in status.values()) else 1
         if args.command == "train":
             return train_command(args)
+        if args.command == "ablation-report":
+            from .report.ablation import report
+
+            written = report(args.spec, args.dir, args.report or Path(args.dir) / "report")
+            print(f"wrote {', '.join(str(p) for p in written)}")
+            return 0
         plan = probe_plan(args)
         from .report.probes import build
 

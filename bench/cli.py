@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .sweeps.cli import add_sweep_commands
 
     add_sweep_commands(sub, COMMANDS)
+    from .ablations.cli import add_ablation_commands
+
+    add_ablation_commands(sub, COMMANDS)
     return parser
 
 

@@ -78,12 +78,36 @@ def rcu_chain(kind: str, channels: int, count: int) -> nn.Sequential:
     return nn.Sequential(*(RCU_KINDS[kind](channels) for _ in range(count)))
 
 
-class ChainedResidualPooling(nn.Module):
-    """CRP (Fig. 1c/f): a chain of 5x5 max-pool + conv stages, each summed into the output."""
+POOL_KINDS = ("max", "separable")
+"""CRP pool implementations: one k x k max-pool, or a k x 1 then a 1 x k max-pool (the same values)."""
 
-    def __init__(self, channels: int, stages: int, kernel_size: int) -> None:
+
+def crp_pool(kind: str, kernel_size: int) -> nn.Module:
+    """CRP's stride-1 'same' max-pool over a k x k window.
+
+    ``"separable"`` takes the max over a k x 1 window, then over a 1 x k window: the max over the
+    k x k window is the max of its rows' maxima, and the implicit padding is -inf for both, so the
+    outputs are equal bit for bit, with 2k comparisons per output instead of k^2.
+    """
+    if kernel_size < 1 or kernel_size % 2 != 1:
+        raise UsageError(f"crp_pool_kernel must be odd and >= 1 to keep the spatial size, got {kernel_size}")
+    pad = kernel_size // 2
+    if kind == "max":
+        return nn.MaxPool2d(kernel_size=kernel_size, stride=1, padding=pad)
+    if kind == "separable":
+        return nn.Sequential(
+            nn.MaxPool2d(kernel_size=(kernel_size, 1), stride=1, padding=(pad, 0)),
+            nn.MaxPool2d(kernel_size=(1, kernel_size), stride=1, padding=(0, pad)),
+        )
+    raise UsageError(f"unknown crp_pool {kind!r}; valid: {', '.join(POOL_KINDS)}")
+
+
+class ChainedResidualPooling(nn.Module):
+    """CRP (Fig. 1c/f): a chain of max-pool (5x5 in the paper) + conv stages, each summed into the output."""
+
+    def __init__(self, channels: int, stages: int, kernel_size: int, pool_kernel: int = 5, pool: str = "max") -> None:
         super().__init__()
-        self.pool = nn.MaxPool2d(kernel_size=5, stride=1, padding=2)
+        self.pool = crp_pool(pool, pool_kernel)
         self.convs = nn.ModuleList(conv(channels, channels, kernel_size) for _ in range(stages))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

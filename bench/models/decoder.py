@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UsageError
-from .blocks import ChainedResidualPooling, conv, rcu_chain
+from .. import validation
+from ..errors import UsageError, UsageTypeError
+from .blocks import POOL_KINDS, RCU_KINDS, ChainedResidualPooling, conv, rcu_chain
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"relu": F.relu, "relu6": F.relu6}
 
@@ -48,6 +49,8 @@ class DecoderSpec:
     rcu_in: int = 0  # RCUs before CRP, per level
     rcu_out: int = 0  # RCUs after CRP, per level
     crp_stages: int = 4
+    crp_pool_kernel: int = 5  # CRP's max-pool window (odd)
+    crp_pool: str = "max"  # "max" (one k x k max-pool) | "separable" (k x 1 then 1 x k: equal outputs)
     top_channels: int = 512  # width of the coarsest level
     channels: int = 256  # width of every other level
     lateral_fusion_conv: bool = True  # extra fusion conv on the lateral path (ResNet models; not MobileNet-v2)
@@ -61,6 +64,53 @@ class DecoderSpec:
     @property
     def has_rcu(self) -> bool:
         return self.rcu != "none" and (self.rcu_in > 0 or self.rcu_out > 0)
+
+
+KERNEL_FIELDS = ("crp_kernel", "fusion_kernel", "classifier_kernel", "crp_pool_kernel")
+COUNT_FIELDS = ("crp_stages", "rcu_in", "rcu_out")
+WIDTH_FIELDS = ("top_channels", "channels")
+MAX_KERNEL = 63
+MAX_COUNT = 64
+MAX_WIDTH = 65536
+
+
+def changeable_fields() -> list[str]:
+    """The DecoderSpec fields an ablation may change (``family`` is a label, not an axis)."""
+    return [f for f in DecoderSpec.__dataclass_fields__ if f != "family"]
+
+
+def check_decoder_change(key: str, value: object, where: str = "decoder") -> object:
+    """One DecoderSpec change checked: an unknown key names the nearest field; a value of the wrong kind or out
+    of range names the key, the value and what is accepted. Returns the value."""
+    valid = changeable_fields()
+    if key not in valid:
+        near = validation.nearest(key, valid) if isinstance(key, str) else None
+        hint = f" (did you mean {near!r}?)" if near else ""
+        raise UsageError(f"unknown {where} field {key!r}{hint}; valid: {', '.join(valid)}")
+    name = f"{where}.{key}"
+    if key in KERNEL_FIELDS:
+        validation.integer(name, value, minimum=1, maximum=MAX_KERNEL)
+        if value % 2 != 1:
+            raise UsageError(f"{name} must be odd (a 'same' padding keeps the spatial size), got {value}")
+    elif key in COUNT_FIELDS:
+        validation.integer(name, value, minimum=0, maximum=MAX_COUNT)
+    elif key in WIDTH_FIELDS:
+        validation.integer(name, value, minimum=2, maximum=MAX_WIDTH)
+    elif key == "rcu":
+        validation.choice(name, value, ("none", *RCU_KINDS))
+    elif key == "crp_pool":
+        validation.choice(name, value, POOL_KINDS)
+    elif key == "activation":
+        validation.choice(name, value, ACTIVATIONS)
+    elif key == "lateral_fusion_conv":
+        if not isinstance(value, bool):
+            raise UsageTypeError(f"{name} must be true or false, got {value!r} ({type(value).__name__})")
+    elif key == "dropout":
+        p = validation.number(name, value, minimum=0)
+        if p >= 1:
+            raise UsageError(f"{name} must be a probability in [0, 1), got {value!r}")
+        return p
+    return value
 
 
 class RefineLevel(nn.Module):
@@ -79,7 +129,8 @@ class RefineLevel(nn.Module):
         self.rcu_in = rcu_chain(spec.rcu, channels, spec.rcu_in)
         has_adapt = spec.lateral_fusion_conv and not is_coarsest
         self.adapt = conv(channels, channels, spec.fusion_kernel) if has_adapt else None
-        self.crp = ChainedResidualPooling(channels, spec.crp_stages, spec.crp_kernel)
+        self.crp = ChainedResidualPooling(channels, spec.crp_stages, spec.crp_kernel, spec.crp_pool_kernel,
+                                          spec.crp_pool)
         self.rcu_out = rcu_chain(spec.rcu, channels, spec.rcu_out)
         self.out_conv = conv(channels, out_channels, spec.fusion_kernel) if out_channels else None
         self.act = ACTIVATIONS[spec.activation]

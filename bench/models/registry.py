@@ -20,7 +20,7 @@ from .. import validation
 from ..errors import UsageError, UsageTypeError
 from .backbones import backbone_names, create_backbone
 from .checkpoints import load_checkpoint
-from .decoder import DecoderSpec
+from .decoder import DecoderSpec, changeable_fields, check_decoder_change
 from .meta import build_on_meta
 from .refinenet import RefineNet
 
@@ -46,6 +46,13 @@ class VariantInfo:
     depth: int | None = None  # ResNet depth (50, 101, 152, ...); None for other backbones
     paper_names: tuple[str, ...] = ()  # the names the paper's tables use for it (first: the main one)
     checkpoint_layout: str | None = None  # public reference checkpoint layout, if any
+    base: str | None = None  # register_variant: the built-in (or family:backbone) variant it changes
+    changes: tuple[tuple[str, object], ...] = ()  # register_variant: its DecoderSpec changes, (field, value)
+
+    @property
+    def decoder_spec(self) -> DecoderSpec:
+        """The fully resolved DecoderSpec this variant builds (every field)."""
+        return decoder_spec(self.name)
 
     @property
     def paper_name(self) -> str | None:
@@ -94,14 +101,14 @@ def _check_decoder_changes(decoder: dict | None) -> None:
         return
     if not isinstance(decoder, dict):
         raise UsageTypeError(f"decoder must be a dict of DecoderSpec fields, got {decoder!r}")
-    valid = [f for f in DecoderSpec.__dataclass_fields__ if f != "family"]
+    valid = changeable_fields()
     unknown = [k for k in decoder if k not in valid]
     if unknown:
-        raise UsageError(f"unknown decoder field(s) {unknown}; valid: {', '.join(valid)}")
-    for key in ("channels", "top_channels", "crp_stages", "rcu_in", "rcu_out"):
-        if key in decoder:
-            validation.integer(f"decoder {key}", decoder[key], minimum=0 if key in ("crp_stages", "rcu_in", "rcu_out")
-                               else 2)
+        near = {k: validation.nearest(k, valid) for k in unknown if isinstance(k, str)}
+        hint = "".join(f"; {k!r}: did you mean {n!r}?" for k, n in near.items() if n)
+        raise UsageError(f"unknown decoder field(s) {unknown}; valid: {', '.join(valid)}{hint}")
+    for key, value in decoder.items():
+        check_decoder_change(key, value)
 
 
 # --- the paper's variants --------------------------------------------------------------------
@@ -165,6 +172,63 @@ def rf_lw_nasnet(**kwargs) -> RefineNet:
     # the paper's MAC ratio between the two light models (see README)
     spec = FAMILIES["rf_lw"].with_changes(top_channels=256, lateral_fusion_conv=False)
     return _build("rf_lw_nasnet", "nasnet_a_mobile", spec, **kwargs)
+
+
+# --- variants of one's own ------------------------------------------------------------------
+
+_VARIANT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+
+
+def register_variant(name: str, base: str, exist_ok: bool = False, **decoder_changes) -> VariantInfo:
+    """Register ``name`` as ``base`` with ``decoder_changes`` to its DecoderSpec; it then works wherever a
+    built-in name does (create_model, meta_model, variant_info, list_models, complexity, timing, the CLIs run
+    in this process).
+
+    ``base`` may itself be a registered variant: the changes are merged onto its own, so every variant is one
+    level from a built-in (or ``family:backbone``) base. Changes are checked field by field (an unknown field
+    names the nearest one). A name already taken is refused; with ``exist_ok``, registering the very same
+    variant again (same base, same resolved spec) returns the existing one.
+    """
+    if not isinstance(name, str) or not _VARIANT_NAME.fullmatch(name):
+        raise UsageError(f"variant name must be letters, digits, '_', '.', '-' (starting with a letter or '_'), "
+                         f"got {name!r}")
+    base_info = variant_info(base)
+    for key, value in decoder_changes.items():
+        check_decoder_change(key, value)
+    merged = {**dict(base_info.changes), **decoder_changes}
+    root = base_info.base or base_info.name
+    spec = decoder_spec(root).with_changes(**merged)
+    if name in _REGISTRY or variant_exists(name):
+        existing = variant_info(name)
+        if exist_ok and existing.base == root and decoder_spec(name) == spec:
+            return existing
+        raise UsageError(f"variant {name!r} is already registered"
+                         + (f" (as {existing.base} with {dict(existing.changes)})" if existing.base else ""))
+    root_info = variant_info(root)
+    info = VariantInfo(name, lambda **kw: _build(name, root_info.backbone, spec, **kw), root_info.family,
+                       root_info.backbone, root_info.depth, base=root, changes=tuple(merged.items()))
+    _REGISTRY[name] = info
+    _SPECS[name] = spec
+    return info
+
+
+_SPECS: dict[str, DecoderSpec] = {}
+
+
+def decoder_spec(name: str) -> DecoderSpec:
+    """The fully resolved DecoderSpec of a variant (built once on the meta device for a built-in, then kept)."""
+    if name not in _SPECS:
+        info = variant_info(name)
+        _SPECS[name] = build_on_meta(lambda: info.builder(num_classes=1)).decoder.spec
+    return _SPECS[name]
+
+
+def variant_exists(name: str) -> bool:
+    try:
+        variant_info(name)
+    except UsageError:
+        return False
+    return True
 
 
 # --- lookup ----------------------------------------------------------------------------------

@@ -79,6 +79,16 @@ def _complexity_rows(group: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
+def register_names(configs: list[dict]) -> None:
+    """Register the variants of one's own a configuration uses (ablations store them in ``registered``), so a
+    worker process knows every name its parent knew."""
+    from ..models import register_variant
+
+    for config in configs:
+        for entry in config.get("registered", []):
+            register_variant(entry["name"], entry["base"], exist_ok=True, **entry["changes"])
+
+
 def run_configs(configs: list[dict], out: str) -> dict[str, int]:
     """Measure every configuration without a record, one subject at a time; returns counts of done, skipped,
     failed. Records are written as each subject finishes, so a killed job loses at most one subject's work."""
@@ -86,6 +96,7 @@ def run_configs(configs: list[dict], out: str) -> dict[str, int]:
 
     counts = {"done": 0, "skipped": 0, "failed": 0}
     env = None
+    register_names(configs)
     if all(c["kind"] == "complexity" for c in configs):
         torch.set_num_threads(1)  # shape-only counting is single-threaded Python: idle threads only contend
     for group in subjects(configs):

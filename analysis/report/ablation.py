@@ -1,0 +1,317 @@
+"""Ablation section: which change buys what, along the paper's path RF-50 -> LW-50, and CRP's pool axis.
+
+``collect`` runs the shipped study ``bench/ablations/specs/paper-path.toml`` on the sweep runner (counts
+are cached in ``.cache/ablations/paper-path``; times are measured afresh in each build) and counts every
+subset of the path's changes shape-only for the Shapley values; ``write`` only tabulates and draws.
+``python -m analysis ablation-report SPEC DIR`` draws the same tables and figures for one's own study from
+the records of ``python -m bench ablate SPEC --out DIR``.
+
+Conventions: FLOPs are the paper's (MACs + pooling window ops, ``bench.complexity.paper_convention``): a
+5x5 max-pool is 25 ops per output, the separable 5x1 + 1x5 pool 10. Time is a paired CPU speed-up of
+each step against the step before it (``bench.speedup``: interleaved passes, geometric mean of the per-pair
+ratios, 95% t interval on the log ratios); the time per step in the waterfall chains those ratios from the
+start's median. Time is attributed along the path only (no Shapley: timing all 2^n subsets is too slow
+on a CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from bench.ablations import SPECS, AblationSpec, load_ablation, run_ablation
+from bench.ablations.attribution import path_deltas, reverse_deltas, shapley_values, subset_values
+from bench.ablations.spec import Path_
+from bench.sweeps import merged_frame
+
+from .files import Artifact, Section, save_figure, save_table
+
+FOLDER = "ablation"
+CACHE = Path(__file__).resolve().parents[2] / ".cache" / "ablations" / "paper-path"
+POOL_PAIR = ("rf_lw50", "lw50_separable_pool")
+
+
+@dataclass
+class AblationData:
+    steps: pd.DataFrame  # one row per path variant (step 0 = start)
+    pool: pd.DataFrame  # the pool-implementation axis: counts, paired time, equality
+    size: tuple[int, int]
+    path: str
+    timing_note: str
+    num_classes: int = 21
+    axes: pd.DataFrame | None = None  # grids: each axis's effect with the others held
+    end: str | None = None  # the path's declared end variant
+
+
+def path_frame(path: Path_, counts: pd.DataFrame, times: pd.DataFrame, size: tuple[int, int],
+               num_classes: int) -> pd.DataFrame:
+    """Per step: its change, params and FLOPs (from the records), path / reverse / Shapley deltas (all 2^n subsets
+    counted shape-only) and the paired time ratio against the step before."""
+    start = path.variants[0]
+    subsets = subset_values(start.base, dict(start.changes), path.steps, *size, num_classes=num_classes)
+    n = len(path.steps)
+    rows = []
+    attribution = {}
+    for metric in ("params", "paper_flops"):
+        v = {s: c[metric] for s, c in subsets.items()}
+        attribution[metric] = (path_deltas(n, v), reverse_deltas(n, v), shapley_values(n, v))
+    for v in path.variants:
+        rec = counts[counts.variant == v.name].iloc[0]
+        row = {"step": v.step, "variant": v.name, "change": v.label, "hash": v.hash, "params": int(rec.params),
+               "paper_flops": int(rec.paper_flops)}
+        if v.step:
+            i = v.step - 1
+            for metric in ("params", "paper_flops"):
+                fwd, rev, shap = (a[i] for a in attribution[metric])
+                row.update({f"{metric}_delta": fwd, f"{metric}_reverse_delta": rev, f"{metric}_shapley": shap})
+            t = times[(times.base == v.reference) & (times.other == v.name)]
+            if len(t):
+                t = t.iloc[0]
+                row.update(speedup=t.ratio, speedup_low=t.ci_low, speedup_high=t.ci_high, pairs=int(t.pairs),
+                           median_ms=t.other_median_ms, previous_median_ms=t.base_median_ms)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if "speedup" in frame:  # chained: the start's median, divided by each step's paired ratio in turn
+        first = frame.previous_median_ms.dropna()
+        if len(first):
+            chained = [first.iloc[0]]
+            for r in frame.speedup.iloc[1:]:
+                chained.append(chained[-1] / r if r == r else math.nan)
+            frame["chained_ms"] = chained
+    return frame
+
+
+def pool_frame(counts: pd.DataFrame, times: pd.DataFrame) -> pd.DataFrame:
+    """The square vs separable CRP pool on LW-50: counts, paired time, and whether the logits are equal."""
+    import torch
+
+    from bench import create_model
+
+    torch.manual_seed(0)
+    square = create_model(POOL_PAIR[0]).eval()
+    separable = create_model(POOL_PAIR[1]).eval()
+    separable.load_state_dict(square.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        equal = torch.equal(square(x), separable(x))
+    rows = []
+    for name in POOL_PAIR:
+        rec = counts[counts.variant == name].iloc[0]
+        row = {"variant": name, "crp_pool": "max" if name == POOL_PAIR[0] else "separable",
+               "params": int(rec.params), "macs": int(rec.macs), "paper_flops": int(rec.paper_flops),
+               "logits_equal": equal}
+        t = times[(times.base == POOL_PAIR[0]) & (times.other == name)]
+        if len(t):
+            t = t.iloc[0]
+            row.update(speedup=t.ratio, speedup_low=t.ci_low, speedup_high=t.ci_high, pairs=int(t.pairs),
+                       median_ms=t.other_median_ms, base_median_ms=t.base_median_ms)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def axis_effects(spec: AblationSpec, counts: pd.DataFrame) -> pd.DataFrame:
+    """For each grid and axis: the change in params and FLOPs from one value of the axis to the next, over every
+    pair of points whose DecoderSpecs differ in that axis only (the grid's base counts as a point)."""
+    rows = []
+    by_name = counts.set_index("variant")
+    for group in dict.fromkeys(v.group for v in spec.variants if v.group.startswith("grid ")):
+        points = [v for v in spec.variants if v.group == group]
+        axes = list(dict.fromkeys(k for v in points for k in dict(v.changes) if k not in dict(points[0].changes)
+                                  or len({dict(p.changes).get(k) for p in points}) > 1))
+        base = spec.variant(points[0].base)
+        named = [(v.name, v.decoder) for v in points] + [(base.name, base.decoder)]
+        named = [(n, d) for n, d in named if n in by_name.index]
+        for axis in axes:
+            values = sorted({getattr(d, axis) for _, d in named}, key=str)
+            for a, b in zip(values, values[1:], strict=False):
+                deltas = []
+                for n1, d1 in named:
+                    for n2, d2 in named:
+                        if getattr(d1, axis) == a and d1.with_changes(**{axis: b}) == d2 and n1 != n2:
+                            deltas.append((by_name.loc[n2, "params"] - by_name.loc[n1, "params"],
+                                           by_name.loc[n2, "paper_flops"] - by_name.loc[n1, "paper_flops"]))
+                if deltas:
+                    frame = pd.DataFrame(deltas, columns=["params", "flops"])
+                    rows.append({"grid": group.removeprefix("grid "), "axis": axis, "from": a, "to": b,
+                                 "pairs": len(deltas), "params_delta_mean": frame.params.mean(),
+                                 "flops_delta_mean": frame.flops.mean(), "flops_delta_min": frame.flops.min(),
+                                 "flops_delta_max": frame.flops.max()})
+    return pd.DataFrame(rows)
+
+
+def frames(spec: AblationSpec, records: Path, timing_records: Path | None = None) -> AblationData:
+    """The section's tables from a study's records (counts and times may live in two folders)."""
+    merged = merged_frame(records)
+    if timing_records is not None and timing_records != records:
+        merged = pd.concat([merged, merged_frame(timing_records)], ignore_index=True)
+    counts = merged[(merged.kind == "complexity") & (merged.error == "")]
+    times = merged[(merged.kind == "speedup") & (merged.error == "")] if "other" in merged else merged.iloc[:0]
+    if not len(times):
+        times = pd.DataFrame(columns=["base", "other", "ratio", "ci_low", "ci_high", "pairs", "other_median_ms",
+                                      "base_median_ms"])
+    size = spec.sizes[0]
+    counts = counts[(counts.height == size[0]) & (counts.width == size[1])]
+    path = spec.paths[0]
+    steps = path_frame(path, counts, times, size, spec.num_classes)
+    names = set(counts.variant)
+    pool = pool_frame(counts, times) if set(POOL_PAIR) <= names else pd.DataFrame()
+    row = times.iloc[0] if len(times) else None
+    note = "not timed"
+    if row is not None:
+        threads = row.get("threads")
+        note = (f"{row.get('device_name', row.get('device', '?'))}, fp32, batch {spec.batch}, {size[0]}x{size[1]}, "
+                f"{spec.mode} mode, torch {row.get('torch', '?')}, "
+                f"{int(threads) if threads == threads and threads is not None else '?'} threads")
+    return AblationData(steps, pool, size, path.name, note, spec.num_classes, axis_effects(spec, counts),
+                        path.end)
+
+
+def collect(spec_file: Path = SPECS / "paper-path.toml", cache: Path = CACHE, workers: int = 2) -> AblationData:
+    spec = load_ablation(spec_file)
+    status = run_ablation(spec, cache, measure=("complexity",), executor="local", workers=workers)
+    if status.failed or status.left:
+        raise RuntimeError(f"ablation counts incomplete: {status.line()}; " + "; ".join(status.crashed_jobs))
+    timed = replace(spec, variants=tuple(v for v in spec.variants if v.group.startswith("path") or v.name in POOL_PAIR))
+    with tempfile.TemporaryDirectory() as tmp:
+        status = run_ablation(timed, tmp, measure=("time",), executor="local", workers=1)
+        if status.failed or status.left:
+            raise RuntimeError(f"ablation timing incomplete: {status.line()}; " + "; ".join(status.crashed_jobs))
+        return frames(spec, cache, Path(tmp))
+
+
+# --- write: tables and figures only ----------------------------------------------------------------
+
+
+def _interval(r, low, high) -> str:
+    if not isinstance(r, float) or r != r:
+        return "-"
+    return f"{r:.2f}x [{low:.2f}, {high:.2f}]"
+
+
+def write(data: AblationData, out: Path) -> list[Path]:
+    from ..style import use_style
+
+    use_style()
+    s = data.steps.copy()
+    h, w = data.size
+    display = pd.DataFrame({
+        "step": s.step, "change": s.change,
+        "params (M)": s.params / 1e6, "Δ params (M)": s.get("params_delta", math.nan) / 1e6,
+        "Shapley params (M)": s.get("params_shapley", math.nan) / 1e6,
+        "FLOPs (G)": s.paper_flops / 1e9, "Δ FLOPs (G)": s.get("paper_flops_delta", math.nan) / 1e9,
+        "reverse-order Δ FLOPs (G)": s.get("paper_flops_reverse_delta", math.nan) / 1e9,
+        "Shapley FLOPs (G)": s.get("paper_flops_shapley", math.nan) / 1e9,
+        "CPU speed-up vs previous [95% CI]": [_interval(r.get("speedup", math.nan), r.get("speedup_low"),
+                                                        r.get("speedup_high")) for _, r in s.iterrows()],
+    })
+    title = f"{s.variant.iloc[0]} -> {data.end or s.variant.iloc[-1]}"
+    notes = [f"Path {data.path!r}: one change per step from {title}; counts shape-only at {h}x{w}, batch 1, "
+             f"{data.num_classes} classes. FLOPs = MACs + pooling window ops (the paper's convention).",
+             "Δ: the change of this step on the path; reverse-order Δ: the same change applied last-first from the "
+             "start; Shapley: its average marginal change over all orders (all 2^n subsets counted); Shapley values "
+             "sum to the total change.",
+             f"CPU speed-up: how many times faster this step runs than the previous (paired, interleaved; "
+             f"{data.timing_note}). Time is attributed along the path only."]
+    written = list(save_table(s, out / "paper_path", f"Which change buys what: {title} at {h}x{w}", notes,
+                              display=display))
+    written.append(waterfall(s, out / "paper_path_waterfall", (h, w), title))
+    if len(data.pool):
+        p = data.pool
+        pool_display = pd.DataFrame({
+            "CRP pool": p.crp_pool, "params (M)": p.params / 1e6, "MACs (G)": p.macs / 1e9,
+            "FLOPs (G, paper convention)": p.paper_flops / 1e9,
+            "CPU speed-up vs 5x5 max-pool [95% CI]": [
+                _interval(*(r.get(k, math.nan) for k in ("speedup", "speedup_low", "speedup_high")))
+                for _, r in p.iterrows()],
+            "logits equal (torch.equal, 64x64)": p.logits_equal})
+        written += save_table(p, out / "crp_pool", f"CRP pool implementation on LW-50 at {h}x{w}", [
+            "separable: a 5x1 max-pool then a 1x5 one (-inf padding): the same values as the 5x5 max-pool, 10 "
+            "comparisons per output instead of 25 (counted so in the FLOPs column).",
+            f"Speed-up: paired against LW-50 with the 5x5 pool ({data.timing_note}). Never used in the tables compared "
+            "with the paper."], display=pool_display)
+    if data.axes is not None and len(data.axes):
+        a = data.axes
+        axes_display = pd.DataFrame({
+            "grid": a.grid, "axis": a.axis, "from": a["from"].astype(str), "to": a["to"].astype(str),
+            "pairs": a.pairs, "Δ params (M)": a.params_delta_mean / 1e6,
+            "Δ FLOPs (G), mean": a.flops_delta_mean / 1e9, "min": a.flops_delta_min / 1e9,
+            "max": a.flops_delta_max / 1e9})
+        written += save_table(a, out / "grid_axes", f"Each grid axis's effect with the others held, {h}x{w}", [
+            "Per axis, from one value to the next: the change over every pair of grid points equal on all other axes "
+            "(the grid's base included as a point); FLOPs = MACs + pooling window ops."], display=axes_display)
+    return written
+
+
+def waterfall(steps: pd.DataFrame, path: Path, size: tuple[int, int], title: str) -> Path:
+    """One panel per metric: the start's bar, one floating bar per step (its change), the end's bar."""
+    import matplotlib.pyplot as plt
+
+    metrics = [("params", 1e6, "parameters (M)"), ("paper_flops", 1e9, f"FLOPs (G, {size[0]}x{size[1]})")]
+    if "chained_ms" in steps and steps.chained_ms.notna().all():
+        metrics.append(("chained_ms", 1.0, "CPU time (ms, chained paired ratios)"))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.2), squeeze=False)
+    labels = ["start"] + [f"{i}. {c}" for i, c in zip(steps.step.iloc[1:], steps.change.iloc[1:], strict=True)]
+    for ax, (col, scale, axis_title) in zip(axes[0], metrics, strict=True):
+        values = (steps[col] / scale).tolist()
+        x = range(len(values) + 1)
+        ax.bar(0, values[0], color="0.55")
+        for i in range(1, len(values)):
+            d = values[i] - values[i - 1]
+            ax.bar(i, d, bottom=values[i - 1], color="#029e73" if d < 0 else "#d55e00")
+            if col == "chained_ms":
+                r = steps.speedup.iloc[i]
+                text = f"{r:.2f}x\n[{steps.speedup_low.iloc[i]:.2f},{steps.speedup_high.iloc[i]:.2f}]"
+            else:
+                shap = steps[f"{col}_shapley"].iloc[i] / scale
+                text = f"{d:+.1f}\nSh {shap:+.1f}"
+            ax.text(i, max(values[i], values[i - 1]), text, ha="center", va="bottom", fontsize=6.5)
+        ax.bar(len(values), values[-1], color="0.3")
+        ax.set_xticks(list(x), labels + ["end"], rotation=60, ha="right", fontsize=7)
+        ax.set_title(axis_title, fontsize=9)
+        ax.set_ylim(0, max(values) * 1.3)
+    fig.suptitle(f"{title}, one change per step (green: less; Sh: Shapley value over all orders)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def build(out: Path) -> Section:
+    start = time.perf_counter()
+    data = collect()
+    write(data, out / FOLDER)
+    seconds = time.perf_counter() - start
+    s = data.steps
+    flops = s.paper_flops_shapley.iloc[1:] / 1e9
+    top = s.change.iloc[1 + int(flops.values.argmin())]
+    text = (f"RF-50 -> LW-50 at {data.size[0]}x{data.size[1]}: FLOPs {s.paper_flops.iloc[0] / 1e9:.1f} G -> "
+            f"{s.paper_flops.iloc[-1] / 1e9:.1f} G; the largest share by Shapley value is '{top}' "
+            f"({flops.min():+.1f} G). Built in {seconds:.0f} s.")
+    if len(data.pool) and "speedup" in data.pool:
+        sep = data.pool.iloc[1]
+        text += (f" Separable CRP pool: logits equal {bool(sep.logits_equal)}, CPU speed-up "
+                 f"{_interval(sep.speedup, sep.speedup_low, sep.speedup_high)}.")
+    artifacts = [
+        Artifact(f"{FOLDER}/paper_path_waterfall.png", "Which change buys what (waterfall)",
+                 "params, FLOPs and CPU time per step of RF-50 -> LW-50"),
+        Artifact(f"{FOLDER}/paper_path.md", "Paper path with Shapley attribution",
+                 "per-step, reverse and Shapley deltas"),
+        Artifact(f"{FOLDER}/crp_pool.md", "CRP pool implementation", "5x5 vs separable max-pool: equal, and its time"),
+    ]
+    settings = f"bench/ablations/specs/paper-path.toml; {data.timing_note}; counts shape-only"
+    return Section("Ablation: which change buys what", artifacts, text, settings, [], FOLDER)
+
+
+def report(spec_file: str | Path, records: str | Path, out: str | Path) -> list[Path]:
+    """``python -m analysis ablation-report SPEC DIR``: tables and the waterfall of one's own study's records."""
+    from bench.errors import UsageError
+
+    spec = load_ablation(spec_file)
+    if not spec.paths:
+        raise UsageError(f"{spec_file}: the ablation report draws a path; the spec has no [paths.NAME]")
+    if not len(merged_frame(records)):
+        raise UsageError(f"no ablation records under {records}/records (run python -m bench ablate SPEC --out DIR)")
+    return write(frames(spec, Path(records)), Path(out))
