@@ -74,6 +74,7 @@ REPORT_SECTIONS = {
     "networks": "Only the trained-networks section of reports/ (train or load the trained set, own val mIoU).",
     "erf": "Only the receptive-field section of reports/ (decoder-grid ERF, Figures 3 and 8, claims a and b).",
     "probes": "Only the probes section of reports/ (Table 4, every level, claim c).",
+    "ablation": "Only the ablation section of reports/ (RF-50 -> LW-50 one change at a time, Shapley, CRP pool).",
 }
 
 

@@ -61,6 +61,12 @@ def _this_device_slug() -> str:
     return device_slug("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _ablation(out: Path) -> Section:
+    from .ablation import build
+
+    return build(out)
+
+
 def _zoo(out: Path) -> Section:
     from .zoo import build
 
@@ -74,6 +80,7 @@ SECTIONS: dict[str, Callable[[Path], Section]] = {
     "networks": _networks,
     "erf": _erf,
     "probes": _probes,
+    "ablation": _ablation,
 }
 
 

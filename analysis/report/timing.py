@@ -62,7 +62,7 @@ class TimingPlan:
             return TimingPlan(device, base, fastest, base, sweep_variants=("rf50", "rf_lw50", "rf_lw_mbv2"),
                               sweep_sides=(256, 512, 768, 1024), sweep_batches=(1, 2, 4, 8, 16), sweep_batch_side=512)
         # CPU: seconds per pass, so few, interleaved passes (each pair: base then other, or other then base)
-        base = TimingSettings(device=device, runs=8, min_runs=4, budget_s=12.0)
+        base = TimingSettings(device=device, runs=6, min_runs=4, budget_s=7.0)  # fits nox -s bench's budget
         quick = replace(base, runs=3, min_runs=3, budget_s=0.0)
         fastest = replace(quick, channels_last=True, fold_bn=True, runs=2, min_runs=2)
         return TimingPlan(device, base, fastest, quick, profile_size=(256, 256), profile_runs=2)
