@@ -1,6 +1,7 @@
 """``python -m analysis``: regenerate reports/, or run the probes on your own data and weights.
 
     python -m analysis report [SECTION ...]
+    python -m analysis sweep-report DIR             # tables and figures of `python -m bench sweep SPEC --out DIR`
     python -m analysis ablation-report SPEC DIR     # tables and waterfall of `python -m bench ablate SPEC --out DIR`
     python -m analysis probes --voc-root /data/VOCdevkit --checkpoint rf101=refinenet101_voc.pth --size 512
     python -m analysis probes --voc-root my-7-class-set --num-classes 7 --families rf rf_lw --seeds 3
@@ -32,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     p = sub.add_parser("report", help="regenerate reports/ (all sections by default)")
     p.add_argument("sections", nargs="*", metavar="SECTION", help=f"any of: {', '.join(SECTIONS)} (default: all)")
+    p = sub.add_parser("sweep-report", help="tables and figures of `python -m bench sweep SPEC --out DIR`")
+    p.add_argument("dir", help="the --out folder of a sweep")
+    p.add_argument("--report", default=None, help="where to write (default: DIR/report)")
     p = sub.add_parser("ablation-report", help="tables and waterfall of `python -m bench ablate SPEC --out DIR`")
     p.add_argument("spec", help="the study's TOML spec")
     p.add_argument("dir", help="the --out folder of the study")
@@ -156,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if all(v == "ok" for v in status.values()) else 1
         if args.command == "train":
             return train_command(args)
+        if args.command == "sweep-report":
+            from .report.sweep import report_sweep
+
+            print(f"wrote {', '.join(str(p) for p in report_sweep(args.dir, args.report))}")
+            return 0
         if args.command == "ablation-report":
             from .report.ablation import report
 

@@ -80,7 +80,7 @@ CLI_CASES = [
     ("bench", ["time", "rf_lw50", "--device", "cuda:x"], "unknown device 'cuda:x'; valid: cpu, cuda, cuda:N"),
     ("bench", ["time", "rf_lw50", "--device", "cuda", "--budget", "5"], "--budget is a CPU setting"),
     ("bench", ["speedup", "rf50", "rf_lw50", "--device", "cuda", "--min-runs", "2"], "--min-runs is a CPU setting"),
-    ("bench", ["sweep-report", "/nowhere/sweep"], "sweep folder not found: /nowhere/sweep"),
+    ("analysis", ["sweep-report", "/nowhere/sweep"], "sweep folder not found: /nowhere/sweep"),
     ("bench", ["sweep", ZOO, "--out", "/nowhere/x", "--slurm-partition", "gpu"],
      "--slurm-partition is for --executor slurm and does nothing with --executor local"),
     ("bench", ["sweep", ZOO, "--out", "/nowhere/x", "--workers", "99999999999999999999"],
@@ -276,8 +276,9 @@ def test_broken_record_files_are_named(content, words, tmp_path, capsys):
     capsys.readouterr()
     with pytest.raises(DataError, match=f"sweep record {record} "):
         read_records(tmp_path / "out")
-    for args in (["sweep-report", str(tmp_path / "out")], ["sweep", str(spec), "--out", str(tmp_path / "out")]):
-        assert bench_main(args) == 2
+    for main, args in ((analysis_main, ["sweep-report", str(tmp_path / "out")]),
+                       (bench_main, ["sweep", str(spec), "--out", str(tmp_path / "out")])):
+        assert main(args) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert line.startswith(f"error: sweep record {record} ") and words in line and "delete" in line, line
 
@@ -311,7 +312,7 @@ def test_sweep_report_when_every_timing_configuration_failed(tmp_path, capsys):
                     'device = "cuda"\n[timing]\nruns = 2\n')
     assert bench_main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--executor", "debug"]) == 1
     capsys.readouterr()
-    assert bench_main(["sweep-report", str(tmp_path / "out")]) == 0
+    assert analysis_main(["sweep-report", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "nothing to draw for 'time': all 1 of its configurations failed" in out
     assert "torch.cuda.is_available() is False" in out

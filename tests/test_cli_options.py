@@ -1,5 +1,5 @@
 """CLI promises: ``python -m bench time --threads N`` runs the passes on N threads and says so in the record;
-``python -m bench sweep-report DIR`` writes its table and figures from a sweep's records."""
+``python -m analysis sweep-report DIR`` writes its table and figures from a sweep's records."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import bench.timing as timing
+from analysis.cli import main as analysis_main
 from bench.cli import main
 
 
@@ -48,7 +49,7 @@ def test_sweep_report_writes_its_table_and_figures(tmp_path, capsys):
     variants = ["rf:resnet18", "rf_lw_rcu:resnet18", "rf_lw:resnet18"]
     spec = parse_spec({"measure": ["complexity"], "variants": variants, "sizes": ["64x64"]})
     run_sweep(spec, tmp_path / "sweep", executor="debug", progress=None)
-    assert main(["sweep-report", str(tmp_path / "sweep")]) == 0
+    assert analysis_main(["sweep-report", str(tmp_path / "sweep")]) == 0
     report = tmp_path / "sweep" / "report"
     written = capsys.readouterr().out
     for name in ("sweep.csv", "sweep.md", "family_cost.csv", "family_cost.md", "family_cost.png"):
@@ -63,5 +64,5 @@ def test_sweep_report_writes_its_table_and_figures(tmp_path, capsys):
 
 
 def test_sweep_report_of_an_empty_folder_is_an_input_error(tmp_path, capsys):
-    assert main(["sweep-report", str(tmp_path)]) == 2
+    assert analysis_main(["sweep-report", str(tmp_path)]) == 2
     assert "no sweep records under" in capsys.readouterr().err

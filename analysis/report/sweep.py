@@ -1,4 +1,4 @@
-"""A sweep's merged records as tables and figures (``python -m bench sweep-report`` and the zoo section).
+"""A sweep's merged records as tables and figures (``python -m analysis sweep-report`` and the zoo section).
 
 Complexity records: FLOPs and parameters of every family on every backbone, what each decoder family
 costs on top of the light-weight one, and the parameters/FLOPs Pareto front per family. Timing
@@ -128,3 +128,36 @@ def timing_figure(timed: pd.DataFrame):
     ax.set_title(f"Time vs MACs across the sweep ({devices})", fontsize=10)
     ax.legend(fontsize=8)
     return fig
+
+
+def report_sweep(folder: str | Path, report: str | Path | None = None, say=print) -> list[Path]:
+    """``python -m analysis sweep-report DIR``: a sweep's records merged into one table and figures."""
+    from bench.errors import UsageError
+    from bench.sweeps import merged_frame
+
+    if not Path(folder).is_dir():
+        raise UsageError(f"sweep folder not found: {folder} (the --out folder of `python -m bench sweep`)")
+    out = Path(report or Path(folder) / "report")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--report {out} is an existing file, not a folder")
+    frame = merged_frame(folder)
+    if not len(frame):
+        raise UsageError(f"no sweep records under {folder}/records")
+    frame = _drop_undrawable(frame, say)
+    return write_sweep_report(frame, out, title=f"Sweep {folder}")
+
+
+def _drop_undrawable(frame: pd.DataFrame, say=print) -> pd.DataFrame:
+    """Where every configuration of a kind failed there is nothing to draw for it: say so and list the errors;
+    the table of every record (errors included) is still written."""
+    for kind, value in (("time", "median_ms"), ("complexity", "paper_flops")):
+        rows = frame[frame["kind"] == kind] if "kind" in frame else frame.iloc[:0]
+        if len(rows) and not (rows["error"] == "").any():
+            say(f"nothing to draw for '{kind}': all {len(rows)} of its configurations failed; the table lists them:")
+            for error, n in rows["error"].value_counts().items():
+                say(f"  {n} x {error}")
+            if kind == "time":
+                frame = frame.drop(columns=[value], errors="ignore")  # the time figure is drawn only from this column
+            else:
+                frame = frame.assign(kind=frame["kind"].replace({"complexity": "complexity (failed)"}))
+    return frame

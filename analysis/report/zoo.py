@@ -2,7 +2,7 @@
 
 The shipped spec ``bench/sweeps/specs/zoo.toml`` runs on submitit's local executor with 2 workers
 into ``.cache/sweeps/zoo`` (a rerun reuses the records: counts do not change), and is merged and
-drawn by the same code as ``python -m bench sweep-report``.
+drawn by the same code as ``python -m analysis sweep-report``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""``python -m bench sweep SPEC --out DIR`` and ``python -m bench sweep-report DIR``."""
+"""``python -m bench sweep SPEC --out DIR`` (its tables and figures: ``python -m analysis sweep-report DIR``, on the
+analysis side of the flow)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,7 @@ def add_sweep_commands(sub, commands: dict) -> None:
     p.add_argument("--slurm-partition", default=None)
     p.add_argument("--slurm-gpus-per-job", type=int, default=None, help="GPUs per timing job (default 1)")
     p.add_argument("--retry-failed", action="store_true", help="run failed configurations again")
-    p = sub.add_parser("sweep-report", help="merge a sweep's records into one table and figures")
-    p.add_argument("dir", help="the --out folder of a sweep")
-    p.add_argument("--report", default=None, help="where to write (default: DIR/report)")
     commands["sweep"] = cmd_sweep
-    commands["sweep-report"] = cmd_sweep_report
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -51,40 +48,3 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for line in status.crashed_jobs:
         print(line)
     return 0 if not status.failed and not status.left else 1
-
-
-def cmd_sweep_report(args: argparse.Namespace) -> int:
-    from ..errors import UsageError
-    from .merge import merged_frame
-
-    if not Path(args.dir).is_dir():
-        raise UsageError(f"sweep folder not found: {args.dir} (the --out folder of `python -m bench sweep`)")
-    out = Path(args.report or Path(args.dir) / "report")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--report {out} is an existing file, not a folder")
-    frame = merged_frame(args.dir)
-    if not len(frame):
-        raise UsageError(f"no sweep records under {args.dir}/records")
-    frame = _drop_undrawable(frame)
-    # Tables and figures come from the report code (analysis/ sits above bench/ in the flow; the CLI is the door)
-    from analysis.report.sweep import write_sweep_report
-
-    written = write_sweep_report(frame, out, title=f"Sweep {args.dir}")
-    print(f"wrote {', '.join(str(p) for p in written)}")
-    return 0
-
-
-def _drop_undrawable(frame):
-    """Where every configuration of a kind failed there is nothing to draw for it: say so and list the errors;
-    the table of every record (errors included) is still written."""
-    for kind, value in (("time", "median_ms"), ("complexity", "paper_flops")):
-        rows = frame[frame["kind"] == kind] if "kind" in frame else frame.iloc[:0]
-        if len(rows) and not (rows["error"] == "").any():
-            print(f"nothing to draw for '{kind}': all {len(rows)} of its configurations failed; the table lists them:")
-            for error, n in rows["error"].value_counts().items():
-                print(f"  {n} x {error}")
-            if kind == "time":
-                frame = frame.drop(columns=[value], errors="ignore")  # the time figure is drawn only from this column
-            else:
-                frame = frame.assign(kind=frame["kind"].replace({"complexity": "complexity (failed)"}))
-    return frame
