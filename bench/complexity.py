@@ -46,6 +46,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import validation
+from .errors import UsageTypeError
 from .models import meta_model, variant_info
 from .models.meta import is_on_meta
 
@@ -437,4 +438,6 @@ def block_breakdown(
 
 def scaling(variants: Sequence[str], sides: Sequence[int] = (256, 512, 768, 1024, 1536, 2048)) -> pd.DataFrame:
     """MACs against square input side, for the quadratic-growth check and figure."""
+    if isinstance(sides, (int, str)) or not isinstance(sides, Iterable):
+        raise UsageTypeError(f"sides must be a list of square input sides such as [256, 512], got {sides!r}")
     return complexity_frame(complexity(variants, [(s, s) for s in sides]))

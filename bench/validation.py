@@ -122,7 +122,13 @@ def parse_size(text: str, name: str = "--size") -> tuple[int, int]:
 
 
 def sizes(name: str, values: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """A non-empty list of (height, width) pairs, each an input size the backbones accept."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise UsageTypeError(f"{name} must be a list of (height, width) pairs such as [(512, 512)], got {values!r}")
     values = list(values)
+    if len(values) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise UsageTypeError(f"{name} must be a list of (height, width) pairs, got one pair {tuple(values)!r}; "
+                             f"write [{tuple(values)!r}]")
     if not values:
         raise UsageError(f"{name} must hold at least one (height, width)")
     out = []

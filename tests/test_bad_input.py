@@ -325,7 +325,7 @@ def test_sweep_report_when_every_timing_configuration_failed(tmp_path, capsys):
 
 
 def test_api_lists_bounds_and_device_flags():
-    from bench.complexity import block_breakdown
+    from bench.complexity import block_breakdown, scaling
     from bench.errors import UsageError, UsageTypeError
     from bench.profile import profile_variants
     from bench.speedup import paired_speedup, paired_speedups
@@ -338,6 +338,12 @@ def test_api_lists_bounds_and_device_flags():
                lambda: paired_speedups([], TimingSettings())):
         with pytest.raises(UsageError, match="at least one"):
             fn()
+    with pytest.raises(UsageTypeError, match=r"sizes must be a list of \(height, width\) pairs such as"):
+        complexity("rf_lw50", "64x64")  # type: ignore[arg-type]
+    with pytest.raises(UsageTypeError, match=r"got one pair \(64, 64\); write \[\(64, 64\)\]"):
+        complexity("rf_lw50", (64, 64))  # type: ignore[arg-type]
+    with pytest.raises(UsageTypeError, match="sides must be a list of square input sides"):
+        scaling("rf_lw50", 512)  # type: ignore[arg-type]
     with pytest.raises(UsageTypeError, match=r"variants must hold names \(strings\), got 3"):
         complexity(["rf_lw50", 3], [(64, 64)])
     with pytest.raises(UsageTypeError, match="each of pairs must be a"):

@@ -31,6 +31,7 @@ from .merge import read_records
 from .spec import TIMING_KINDS, SweepSpec, config_id
 
 EXECUTORS = ("local", "slurm", "debug")
+MAX_TIMEOUT_MIN = 7 * 24 * 60  # a week: past any cluster's time limit
 
 
 @dataclass
@@ -112,7 +113,7 @@ def run_sweep(
     """Run every configuration of ``spec`` that has no record in ``out`` (see the module docstring)."""
     validation.choice("executor", executor, EXECUTORS)
     validation.integer("workers", workers, minimum=1, maximum=validation.MAX_THREADS)
-    validation.number("timeout_min", timeout_min, minimum=0.1, maximum=7 * 24 * 60)
+    validation.number("timeout_min", timeout_min, minimum=0.1, maximum=MAX_TIMEOUT_MIN)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"the sweep folder {out} is an existing file, not a folder; name a folder for the records "

@@ -17,6 +17,12 @@ Keys (all optional but ``measure``; see specs/zoo.toml and specs/example-gpu.tom
 
 Every configuration is a flat dict; its identity is a stable hash of its canonical JSON, which names
 its record file, so a rerun knows what is done.
+
+Keys are checked as types when the spec is read: an axis is a non-empty TOML list (``sizes = "64x64"`` is
+refused with the list to write, never spread into letters), booleans are booleans, integers are bounded, the
+device is cpu, cuda or cuda:N, ``[timing]`` is checked by TimingSettings.validate on that device, keys used by
+no measured kind are refused, and a misspelt key names the nearest one. A value repeated on an axis is kept
+once, with a note (``SweepSpec.notes``, said once by run_sweep), so ids are unique and every sweep can finish.
 """
 
 from __future__ import annotations
