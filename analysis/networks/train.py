@@ -63,7 +63,8 @@ def check_device(device: str) -> str:
                                            (device.startswith("cuda:") and device[5:].isdigit())):
         raise UsageError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device {device!r} requested but torch.cuda.is_available() is False on this machine")
+        raise UsageError(f"device {device!r} requested but torch.cuda.is_available() is False on this machine; "
+                         "valid here: cpu")
     return device
 
 
