@@ -72,17 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_command(args: argparse.Namespace) -> int:
     """``train``: every argument checked first, then each network trained or loaded, one line (or JSON) each."""
-    import json
     import sys
 
     import torch
 
     from bench import validation
     from bench.cli import check_variants
+    from bench.records import to_json
 
     from .networks import network_setting, trained_set
     from .networks.data import check_source
-    from .networks.train import check_device, strict_json
+    from .networks.train import check_device
 
     setting = network_setting(args.setting or ("gpu" if torch.cuda.is_available() else "cpu"))
     check_variants(args.variants)
@@ -106,7 +106,7 @@ def train_command(args: argparse.Namespace) -> int:
     rows = [{**{k: n.record[k] for k in keys}, "cached": n.cached, "val_iou_per_class": n.record["val_iou_per_class"],
              "setting": setting.name, "device": n.record["device"], "path": str(n.path)} for n in nets]
     if args.json:
-        print(json.dumps(strict_json(rows), indent=2, allow_nan=False))
+        print(to_json(rows, indent=2))
         return 0
     print(f"{'variant':<22} {'seed':>4} {'steps':>5} {'stop':<9} {'train s':>8} {'own val mIoU':>12}  source")
     for r in rows:

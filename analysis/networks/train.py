@@ -32,6 +32,7 @@ from bench import validation
 from bench.environment import environment
 from bench.errors import UsageError, UsageTypeError
 from bench.models import create_model, variant_info
+from bench.records import finite
 
 from ..datasets.images import normalise
 from ..datasets.synthetic import SyntheticSpec
@@ -68,19 +69,8 @@ def check_device(device: str) -> str:
     return device
 
 
-def strict_json(value):
-    """``value`` with every non-finite float as None (JSON has no NaN) and tuples as lists."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
-
-
 def _digest(data: dict) -> str:
-    return hashlib.sha256(json.dumps(strict_json(data), sort_keys=True, allow_nan=False).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(finite(data), sort_keys=True, allow_nan=False).encode()).hexdigest()
 
 
 def _file_digest(path: Path) -> str:
@@ -181,7 +171,7 @@ def _valid_cached(folder: Path, identity: dict) -> tuple[dict | None, str]:
     if not isinstance(record, dict) or record.get("record_sha256") != _digest(
             {k: v for k, v in record.items() if k != "record_sha256"}):
         return None, f"{record_path} was edited (its digest does not match)"
-    if {k: record.get(k) for k in IDENTITY} != strict_json(identity):
+    if {k: record.get(k) for k in IDENTITY} != finite(identity):
         return None, f"{record_path} is for another identity"
     if record.get("checkpoint_sha256") != _file_digest(checkpoint_path):
         return None, f"{checkpoint_path} is not the checkpoint its record describes"
@@ -198,7 +188,7 @@ def _write(folder: Path, model: nn.Module, record: dict) -> dict:
         torch.save(model.state_dict(), tmp / CHECKPOINT)
         record = {**record, "checkpoint_sha256": _file_digest(tmp / CHECKPOINT)}
         record["record_sha256"] = _digest(record)
-        record = strict_json(record)
+        record = finite(record)
         (tmp / RECORD).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
         if folder.exists():  # a mismatching network under this key: moved aside, removed once replaced
             stale = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.stale-"))
