@@ -55,12 +55,14 @@ class Recorder:
 
 def spec(device: str, measure=("complexity", "time"), chunk: int = 1):
     return parse_spec({"measure": list(measure), "variants": ["rf_lw_mbv2", "rf_lw:resnet18"], "sizes": ["64x64"],
-                       "device": device, "chunk": chunk, "timing": {"runs": 2}})
+                       "device": device, "chunk": chunk, "timing": {"runs": 2, "min_runs": 2} if device == "cpu" else
+                       {"runs": 2}})
 
 
 def test_slurm_one_array_per_phase_complexity_first_and_one_gpu_per_timing_job(tmp_path, monkeypatch):
     recorder = Recorder()
     monkeypatch.setattr(runner, "make_executor", recorder)
+    monkeypatch.setattr(runner, "slurm_available", lambda: True)  # the recorder stands in for the cluster
     status = run_sweep(spec("cuda"), tmp_path, executor="slurm", slurm_partition="gpu", progress=None, poll_s=0)
     assert recorder.executors == [{"kind": "slurm", "gpus": 0, "visible_gpu": None},
                                   {"kind": "slurm", "gpus": 1, "visible_gpu": None}]
@@ -73,6 +75,7 @@ def test_slurm_one_array_per_phase_complexity_first_and_one_gpu_per_timing_job(t
 def test_slurm_gpus_per_job_goes_to_the_timing_array_only(tmp_path, monkeypatch):
     recorder = Recorder()
     monkeypatch.setattr(runner, "make_executor", recorder)
+    monkeypatch.setattr(runner, "slurm_available", lambda: True)
     run_sweep(spec("cuda"), tmp_path, executor="slurm", slurm_gpus_per_job=2, progress=None, poll_s=0)
     assert [e["gpus"] for e in recorder.executors] == [0, 2]
 

@@ -119,6 +119,7 @@ class AblationSpec:
     chunk: int = 20
     timing: dict = field(default_factory=dict)
     timing_parallel: bool = False  # the sweep runner's switch: never on for ablations
+    notes: tuple[str, ...] = ()  # what the sweep runner prints once (repeated axis values dropped: none here)
 
     def variant(self, name: str) -> Variant:
         return {v.name: v for v in self.variants}[name]
