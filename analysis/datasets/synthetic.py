@@ -130,7 +130,12 @@ def synthetic_voc(spec: SyntheticSpec = SyntheticSpec(), cache: Path | None = No
     try:
         write_voc(tmp, splits, images, masks, classes=CLASSES)
         (tmp / "spec.json").write_text(json.dumps({**asdict(spec), "classes": CLASSES}, indent=2))
-        tmp.rename(root)
+        try:
+            tmp.rename(root)
+        except OSError:  # another process wrote the same dataset meanwhile: keep its copy (same spec, same files)
+            if not (root / "spec.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
