@@ -34,7 +34,8 @@ def _python(session: nox.Session) -> str:
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
     """The plain test suite (no slow tests, no benchmarks): what CI runs."""
-    session.run(_python(session), "-m", "pytest", "-m", "not slow", *session.posargs, external=True)
+    # two pytest-xdist workers: the 2-core machines this runs on finish the suite in about 6 instead of 8.5 min
+    session.run(_python(session), "-m", "pytest", "-m", "not slow", "-n", "2", *session.posargs, external=True)
 
 
 @nox.session(python=False)
