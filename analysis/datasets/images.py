@@ -59,20 +59,3 @@ def noise_images(n: int, size: tuple[int, int], seed: int = 0) -> tuple[torch.Te
     """Seeded uniform noise in [0, 1]: the ERF of the network alone, without image statistics."""
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, *size, generator=g), [f"noise{i}" for i in range(n)]
-
-
-def voc_crops(size: tuple[int, int], zoom: float = 1.6) -> tuple[torch.Tensor, list[str]]:
-    """More candidates from the four VOC images: each loaded at ``zoom`` x ``size``, cut into its four
-    corner crops and its centre crop of ``size`` (20 images), for top-activated image searches."""
-    big = (round(size[0] * zoom), round(size[1] * zoom))
-    images, names = voc_sample(big)
-    h, w = size
-    H, W = big
-    corners = {"tl": (0, 0), "tr": (0, W - w), "bl": (H - h, 0), "br": (H - h, W - w),
-               "c": ((H - h) // 2, (W - w) // 2)}
-    crops, labels = [], []
-    for image, name in zip(images, names, strict=True):
-        for tag, (y, x) in corners.items():
-            crops.append(image[:, y : y + h, x : x + w])
-            labels.append(f"{name}/{tag}")
-    return torch.stack(crops), labels

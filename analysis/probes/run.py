@@ -47,10 +47,6 @@ TINY_NETWORKS = NetworkSetting(
 """Seconds, for tests: a handful of images and two training steps."""
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @dataclass(frozen=True)
 class ProbePlan:
     """What to probe, on which networks.
