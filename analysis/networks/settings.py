@@ -23,7 +23,7 @@ from .schedule import Schedule
 from .train import TrainedNetwork, check_device, train_network
 
 CPU_DECODER = {"channels": 64, "top_channels": 128}
-"""The CPU narrowing of every family's decoder ."""
+"""The CPU narrowing of every family's decoder (the probes and the ERF section use the same networks)."""
 DATA = SyntheticSpec(n_train=400, n_val=80)
 
 
