@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -178,7 +180,9 @@ def test_spec_resolves_variants_grids_and_paths(tmp_path):
     assert names == ["s1_crp2", "s1_g.crp_pool_kernel-3.crp_pool-max.activation-relu",
                      "s1_g.crp_pool_kernel-3.crp_pool-separable.activation-relu6",
                      "s1_g.crp_pool_kernel-5.crp_pool-separable.activation-relu6",
-                     "rf:resnet18", "s1_path.1", "s1_path.2", "s1_path.3", "rf_lw:resnet18"]
+                     "rf:resnet18", "s1_path.1", "s1_path.2", "s1_path.3",
+                     # every other subset of the path's 3 changes (for Shapley values): 2^3 - 4 prefixes
+                     "s1_path.with-2", "s1_path.with-3", "s1_path.with-1-3", "s1_path.with-2-3", "rf_lw:resnet18"]
     assert spec.variant("rf_lw:resnet18").group == "base"  # counted beside the variants that change it
     point = spec.variant("s1_g.crp_pool_kernel-5.crp_pool-separable.activation-relu6")
     assert point.base == "rf_lw:resnet18"  # one level of base: the [variants] entry's changes are merged
@@ -186,9 +190,14 @@ def test_spec_resolves_variants_grids_and_paths(tmp_path):
                                    "activation": "relu6"}
     assert point.decoder == FAMILIES["rf_lw"].with_changes(**dict(point.changes))
     assert variant_info(point.name).decoder_spec == point.decoder  # registered
-    # the path: each step timed against its predecessor; it ends where it says, and hashes as the end
+    # the path: every variant and subset timed against the path's end; it ends where it says, and hashes as the end
     path = spec.paths[0]
-    assert [v.reference for v in path.variants] == ["rf:resnet18", "rf:resnet18", "s1_path.1", "s1_path.2"]
+    assert [v.reference for v in path.variants] == ["s1_path.3"] * 4
+    assert spec.variant("s1_path.with-1-3").reference == "s1_path.3"
+    subsets = path.subset_names()
+    assert len(subsets) == 8 and subsets[frozenset()] == "rf:resnet18" and subsets[frozenset({0, 1, 2})] == "s1_path.3"
+    assert spec.variant(subsets[frozenset({0, 2})]).decoder == FAMILIES["rf"].with_changes(
+        crp_kernel=1, rcu="bottleneck", dropout=0.0)
     assert path.labels == ("crp_kernel 3->1", "1x1 fusion", "rcu standard->bottleneck, dropout 0.5->0.0")
     assert path.variants[-1].hash == architecture_hash("resnet18", FAMILIES["rf_lw_rcu"])
     assert len({v.hash for v in spec.variants}) == len(spec.variants)
@@ -263,7 +272,10 @@ def test_ablation_runs_on_the_sweep_runner_and_records_the_resolved_decoder(tmp_
         direct = create_model(v.base, num_classes=3, decoder=dict(v.changes)).to("meta")
         assert counts[v.name]["rows"][0]["paper_flops"] == count_ops(direct, 64, 64).frame()["paper_flops"].sum()
     timed = [r for r in records if r["config"]["kind"] == "speedup"]
-    assert {(r["config"]["base"], r["config"]["other"]) for r in timed} >= {("s5_path.1", "s5_path.2")}
+    pairs = {(r["config"]["base"], r["config"]["other"]) for r in timed}
+    # every subset of the path timed against the path's end (not against its predecessor)
+    assert {("s5_path.3", "rf:resnet18"), ("s5_path.3", "s5_path.1"), ("s5_path.3", "s5_path.with-2-3")} <= pairs
+    assert ("s5_path.1", "s5_path.2") not in pairs
     assert all(r["rows"][0]["ratio"] > 0 and not r["error"] for r in timed)
     again = run_ablation(spec, tmp_path / "out", measure=("complexity", "time"), executor="debug", progress=None)
     assert again.skipped == again.total  # resumable: nothing measured twice
@@ -312,22 +324,68 @@ def test_shapley_splits_an_interaction_evenly_and_sums_to_the_total():
     assert len(all_subsets(3)) == 8
 
 
-def test_counting_shapley_on_a_real_path_sums_to_the_change_from_start_to_end():
-    from bench.ablations.attribution import shapley_values, subset_values
+def test_counting_shapley_on_a_real_path_sums_to_the_change_from_start_to_end(tmp_path):
+    from analysis.report.ablation import frames
+    from bench.ablations import parse_ablation, run_ablation
 
     steps = [{"crp_kernel": 1}, {"fusion_kernel": 1}, {"rcu": "none", "rcu_in": 0, "rcu_out": 0}]
-    values = subset_values("rf:resnet18", {}, steps, 64, 64, num_classes=3)
+    raw = {"sizes": ["64x64"], "num_classes": 3, "paths": {"s8": {"start": "rf:resnet18", "steps": steps}}}
+    spec = parse_ablation(raw, source="inline")
+    run_ablation(spec, tmp_path / "out", measure=("complexity",), executor="debug", progress=None)
+    frame = frames(spec, tmp_path / "out").steps  # every subset counted by the runner, Shapley over all 8
     start = count_ops(meta_model("rf:resnet18", 3), 64, 64).frame()["paper_flops"].sum()
     end_model = create_model("rf:resnet18", num_classes=3, decoder={"crp_kernel": 1, "fusion_kernel": 1, "rcu": "none",
                                                                       "rcu_in": 0, "rcu_out": 0}).to("meta")
     end = count_ops(end_model, 64, 64).frame()["paper_flops"].sum()
-    assert values[frozenset()]["paper_flops"] == start and values[frozenset({0, 1, 2})]["paper_flops"] == end
-    phi = shapley_values(3, {s: v["paper_flops"] for s, v in values.items()})
+    assert frame.paper_flops.iloc[0] == start and frame.paper_flops.iloc[-1] == end
+    phi = frame.paper_flops_shapley.iloc[1:].tolist()
     assert sum(phi) == pytest.approx(end - start)
     assert all(p < 0 for p in phi)  # every change removes arithmetic
     # CRP's 3x3 -> 1x1 saves the same whatever else changed (no interaction with the fusion convs): closed form
     crp_3x3_macs = 4 * 8 * sum(c * c * (64 // s) ** 2 for c, s in ((512, 32), (256, 16), (256, 8), (256, 4)))
     assert phi[0] == pytest.approx(-crp_3x3_macs)  # 4 stages x (9 - 1) taps x C x C per output pixel
+
+
+def test_timed_attribution_of_exact_ratios_is_the_shapley_of_the_times():
+    from bench.ablations import LogRatio, shapley_values, timed_attribution
+    from bench.ablations.attribution import all_subsets
+
+    # times (ms) of a 2-change path with an interaction; the end (both changes) takes 10 ms
+    ms = {frozenset(): 40.0, frozenset({0}): 25.0, frozenset({1}): 30.0, frozenset({0, 1}): 10.0}
+    exact = {s: LogRatio(math.log(10.0 / t), 0.0, 3) for s, t in ms.items()}
+    out = timed_attribution(2, exact, reference_ms=10.0, draws=200)
+    assert shapley_values(2, ms) == pytest.approx([-17.5, -12.5])
+    assert out["shapley_ms"] == pytest.approx([-17.5, -12.5])
+    assert out["path_speedup"] == pytest.approx([40 / 25, 25 / 10])
+    assert out["path_ms"] == pytest.approx([-15.0, -15.0]) and out["reverse_ms"] == pytest.approx([-20.0, -10.0])
+    assert out["shapley_ms_low"] == pytest.approx(out["shapley_ms"])  # no noise: the interval is the point
+    # noisy ratios: intervals around the point, wider with fewer pairs; Shapley still sums to the total
+    noisy = {s: LogRatio(r.mean, 0.05, 2) for s, r in exact.items() if s != frozenset({0, 1})}
+    noisy[frozenset({0, 1})] = LogRatio(0.0, 0.0, 0)
+    wide = timed_attribution(2, noisy, 10.0, draws=2000)
+    narrow = timed_attribution(2, {s: LogRatio(r.mean, r.se, 20) for s, r in noisy.items()}, 10.0, draws=2000)
+    for i in range(2):
+        assert wide["shapley_ms_low"][i] < wide["shapley_ms"][i] < wide["shapley_ms_high"][i]
+        assert (wide["shapley_ms_high"][i] - wide["shapley_ms_low"][i] >
+                narrow["shapley_ms_high"][i] - narrow["shapley_ms_low"][i])
+    assert sum(wide["shapley_ms"]) == pytest.approx(10.0 - 40.0)
+    assert len(all_subsets(2)) == len(exact)
+
+
+def test_log_ratio_from_a_speedup_record_recovers_its_t_interval():
+    from scipy import stats
+
+    from bench.ablations import LogRatio
+    from bench.stats import log_ratio_interval
+
+    a, b = [10.0, 11.0, 10.5, 12.0], [5.0, 5.2, 5.1, 5.9]
+    ratio, low, high = log_ratio_interval(a, b)
+    r = LogRatio.from_interval(ratio, low, high, 4)
+    logs = [math.log(x / y) for x, y in zip(a, b, strict=True)]
+    mean = sum(logs) / 4
+    sd = (sum((v - mean) ** 2 for v in logs) / 3) ** 0.5
+    assert r.mean == pytest.approx(mean) and r.se == pytest.approx(sd / 2) and r.df == 3
+    assert stats.t.ppf(0.975, 3) > 3  # few pairs: the t quantile, not 1.96
 
 
 # --- the report ------------------------------------------------------------------------------------------

@@ -7,11 +7,9 @@ subset of the path's changes shape-only for the Shapley values; ``write`` only t
 the records of ``python -m bench ablate SPEC --out DIR``.
 
 Conventions: FLOPs are the paper's (MACs + pooling window ops, ``bench.complexity.paper_convention``): a
-5x5 max-pool is 25 ops per output, the separable 5x1 + 1x5 pool 10. Time is a paired CPU speed-up of
-each step against the step before it (``bench.speedup``: interleaved passes, geometric mean of the per-pair
-ratios, 95% t interval on the log ratios); the time per step in the waterfall chains those ratios from the
-start's median. Time is attributed along the path only (no Shapley: timing all 2^n subsets is too slow
-on a CPU).
+5x5 max-pool is 25 ops per output, the separable 5x1 + 1x5 pool 10. Time: every distinct architecture
+among the subsets of the path's changes is timed in interleaved pairs against the path's end
+(``bench.speedup``), so Shapley values of CPU time exist too (``bench.ablations.attribution``).
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.ablations import SPECS, AblationSpec, load_ablation, run_ablation
-from bench.ablations.attribution import path_deltas, reverse_deltas, shapley_values, subset_values
+from bench.ablations.attribution import LogRatio, path_deltas, reverse_deltas, shapley_values, timed_attribution
 from bench.ablations.spec import Path_
 from bench.sweeps import merged_frame
 
@@ -48,42 +46,70 @@ class AblationData:
     end: str | None = None  # the path's declared end variant
 
 
-def path_frame(path: Path_, counts: pd.DataFrame, times: pd.DataFrame, size: tuple[int, int],
-               num_classes: int) -> pd.DataFrame:
-    """Per step: its change, params and FLOPs (from the records), path / reverse / Shapley deltas (all 2^n subsets
-    counted shape-only) and the paired time ratio against the step before."""
-    start = path.variants[0]
-    subsets = subset_values(start.base, dict(start.changes), path.steps, *size, num_classes=num_classes)
+def path_frame(path: Path_, counts: pd.DataFrame, times: pd.DataFrame, hashes: dict[str, str]) -> pd.DataFrame:
+    """Per step: its change, params and FLOPs, path / reverse / Shapley deltas of each (from the counts of every
+    measured subset of the path's changes), and the same for time: each subset paired against the path's end
+    (:func:`bench.ablations.attribution.timed_attribution`)."""
     n = len(path.steps)
+    names = path.subset_names()
+    by_name = counts.drop_duplicates("variant").set_index("variant")
+    missing = [name for name in names.values() if name not in by_name.index]
+    if missing:
+        raise RuntimeError(f"path {path.name!r}: no counts for {', '.join(missing)}")
+    exact = len(names) == 2**n
     rows = []
     attribution = {}
     for metric in ("params", "paper_flops"):
-        v = {s: c[metric] for s, c in subsets.items()}
-        attribution[metric] = (path_deltas(n, v), reverse_deltas(n, v), shapley_values(n, v))
+        v = {s: float(by_name.loc[name, metric]) for s, name in names.items()}
+        attribution[metric] = (path_deltas(n, v), reverse_deltas(n, v),
+                               shapley_values(n, v) if exact else [math.nan] * n)
+    timed = _time_attribution(path, times, hashes)
     for v in path.variants:
-        rec = counts[counts.variant == v.name].iloc[0]
+        rec = by_name.loc[v.name]
         row = {"step": v.step, "variant": v.name, "change": v.label, "hash": v.hash, "params": int(rec.params),
                "paper_flops": int(rec.paper_flops)}
+        if timed:
+            row["median_ms"] = timed["subset_ms"][frozenset(range(v.step))]
         if v.step:
             i = v.step - 1
             for metric in ("params", "paper_flops"):
                 fwd, rev, shap = (a[i] for a in attribution[metric])
                 row.update({f"{metric}_delta": fwd, f"{metric}_reverse_delta": rev, f"{metric}_shapley": shap})
-            t = times[(times.base == v.reference) & (times.other == v.name)]
-            if len(t):
-                t = t.iloc[0]
-                row.update(speedup=t.ratio, speedup_low=t.ci_low, speedup_high=t.ci_high, pairs=int(t.pairs),
-                           median_ms=t.other_median_ms, previous_median_ms=t.base_median_ms)
+            if timed:
+                row.update(speedup=timed["path_speedup"][i], speedup_low=timed["path_speedup_low"][i],
+                           speedup_high=timed["path_speedup_high"][i])
+                for key in ("path_ms", "reverse_ms", "shapley_ms"):
+                    if key in timed:
+                        row.update({f"time_{key}": timed[key][i], f"time_{key}_low": timed[f"{key}_low"][i],
+                                    f"time_{key}_high": timed[f"{key}_high"][i]})
         rows.append(row)
     frame = pd.DataFrame(rows)
-    if "speedup" in frame:  # chained: the start's median, divided by each step's paired ratio in turn
-        first = frame.previous_median_ms.dropna()
-        if len(first):
-            chained = [first.iloc[0]]
-            for r in frame.speedup.iloc[1:]:
-                chained.append(chained[-1] / r if r == r else math.nan)
-            frame["chained_ms"] = chained
+    if timed:
+        frame["chained_ms"] = frame["median_ms"]
+        frame.attrs["pairs"] = timed["pairs"]
     return frame
+
+
+def _time_attribution(path: Path_, times: pd.DataFrame, hashes: dict[str, str]) -> dict | None:
+    """timed_attribution over the path's subsets, from the speed-up records against the path's end (None: the
+    path was not timed). Subsets with equal architectures (equal hashes) share one record; one equal to the end
+    is the end (ratio 1 exactly)."""
+    end = path.variants[-1].name
+    rows = times[times.base == end].drop_duplicates("other").set_index("other")
+    timed_by_hash = {hashes[name]: name for name in reversed(rows.index.tolist()) if name in hashes}
+    ratios = {}
+    for s, name in path.subset_names().items():
+        if hashes[name] == hashes[end]:
+            ratios[s] = LogRatio(0.0, 0.0, 0)
+        elif hashes[name] in timed_by_hash:
+            r = rows.loc[timed_by_hash[hashes[name]]]
+            ratios[s] = LogRatio.from_interval(float(r.ratio), float(r.ci_low), float(r.ci_high), int(r.pairs))
+        else:
+            return None
+    reference_ms = float(rows.base_median_ms.median())
+    result = timed_attribution(len(path.steps), ratios, reference_ms)
+    result["pairs"] = (int(rows.pairs.min()), int(rows.pairs.max()))
+    return result
 
 
 def pool_frame(counts: pd.DataFrame, times: pd.DataFrame) -> pd.DataFrame:
@@ -157,7 +183,7 @@ def frames(spec: AblationSpec, records: Path, timing_records: Path | None = None
     size = spec.sizes[0]
     counts = counts[(counts.height == size[0]) & (counts.width == size[1])]
     path = spec.paths[0]
-    steps = path_frame(path, counts, times, size, spec.num_classes)
+    steps = path_frame(path, counts, times, {v.name: v.hash for v in spec.variants})
     names = set(counts.variant)
     pool = pool_frame(counts, times) if set(POOL_PAIR) <= names else pd.DataFrame()
     row = times.iloc[0] if len(times) else None
@@ -171,12 +197,25 @@ def frames(spec: AblationSpec, records: Path, timing_records: Path | None = None
                         path.end)
 
 
+def timed_variants(spec: AblationSpec) -> tuple:
+    """What the section times: every architecture among the paths' subsets once (subsets equal to another, or to
+    the end, are not timed again) and the pool pair."""
+    out, seen = [], set()
+    for v in spec.variants:
+        if v.name in POOL_PAIR:
+            out.append(v)
+        elif v.group.startswith("path") and v.hash not in seen:
+            seen.add(v.hash)
+            out.append(v)
+    return tuple(out)
+
+
 def collect(spec_file: Path = SPECS / "paper-path.toml", cache: Path = CACHE, workers: int = 2) -> AblationData:
     spec = load_ablation(spec_file)
     status = run_ablation(spec, cache, measure=("complexity",), executor="local", workers=workers)
     if status.failed or status.left:
         raise RuntimeError(f"ablation counts incomplete: {status.line()}; " + "; ".join(status.crashed_jobs))
-    timed = replace(spec, variants=tuple(v for v in spec.variants if v.group.startswith("path") or v.name in POOL_PAIR))
+    timed = replace(spec, variants=timed_variants(spec))
     with tempfile.TemporaryDirectory() as tmp:
         status = run_ablation(timed, tmp, measure=("time",), executor="local", workers=1)
         if status.failed or status.left:
@@ -191,6 +230,18 @@ def _interval(r, low, high) -> str:
     if not isinstance(r, float) or r != r:
         return "-"
     return f"{r:.2f}x [{low:.2f}, {high:.2f}]"
+
+
+def _ms(row, key: str) -> str:
+    value = row.get(key, math.nan)
+    if not isinstance(value, float) or value != value:
+        return "-"
+    return f"{value:+.0f} [{row.get(f'{key}_low'):+.0f}, {row.get(f'{key}_high'):+.0f}]"
+
+
+def _pairs(steps: pd.DataFrame) -> str:
+    low, high = steps.attrs.get("pairs", (0, 0))
+    return f"{low} pairs each" if low == high else f"{low}-{high} pairs each"
 
 
 def write(data: AblationData, out: Path) -> list[Path]:
@@ -208,6 +259,10 @@ def write(data: AblationData, out: Path) -> list[Path]:
         "Shapley FLOPs (G)": s.get("paper_flops_shapley", math.nan) / 1e9,
         "CPU speed-up vs previous [95% CI]": [_interval(r.get("speedup", math.nan), r.get("speedup_low"),
                                                         r.get("speedup_high")) for _, r in s.iterrows()],
+        "CPU ms": s.get("median_ms", math.nan),
+        "Δ CPU ms [95% CI]": [_ms(r, "time_path_ms") for _, r in s.iterrows()],
+        "reverse-order Δ CPU ms [95% CI]": [_ms(r, "time_reverse_ms") for _, r in s.iterrows()],
+        "Shapley CPU ms [95% CI]": [_ms(r, "time_shapley_ms") for _, r in s.iterrows()],
     })
     title = f"{s.variant.iloc[0]} -> {data.end or s.variant.iloc[-1]}"
     notes = [f"Path {data.path!r}: one change per step from {title}; counts shape-only at {h}x{w}, batch 1, "
@@ -215,8 +270,11 @@ def write(data: AblationData, out: Path) -> list[Path]:
              "Δ: the change of this step on the path; reverse-order Δ: the same change applied last-first from the "
              "start; Shapley: its average marginal change over all orders (all 2^n subsets counted); Shapley values "
              "sum to the total change.",
-             f"CPU speed-up: how many times faster this step runs than the previous (paired, interleaved; "
-             f"{data.timing_note}). Time is attributed along the path only."]
+             f"CPU time ({data.timing_note}): every subset of the path's changes (each distinct architecture once) "
+             f"timed in interleaved pairs against the path's end, {_pairs(s)}; a subset's ms = the end's median / "
+             "its paired ratio. Speed-up vs previous = the ratio of two such times; Δ, reverse-order Δ and Shapley "
+             "as for the counts. Intervals: 95%, a parametric bootstrap drawing each subset's log ratio from its "
+             "own t interval (independent pair-sets; the end's median held fixed)."]
     written = list(save_table(s, out / "paper_path", f"Which change buys what: {title} at {h}x{w}", notes,
                               display=display))
     written.append(waterfall(s, out / "paper_path_waterfall", (h, w), title))
@@ -253,7 +311,7 @@ def waterfall(steps: pd.DataFrame, path: Path, size: tuple[int, int], title: str
 
     metrics = [("params", 1e6, "parameters (M)"), ("paper_flops", 1e9, f"FLOPs (G, {size[0]}x{size[1]})")]
     if "chained_ms" in steps and steps.chained_ms.notna().all():
-        metrics.append(("chained_ms", 1.0, "CPU time (ms, chained paired ratios)"))
+        metrics.append(("chained_ms", 1.0, "CPU time (ms, paired against the end)"))
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.2), squeeze=False)
     labels = ["start"] + [f"{i}. {c}" for i, c in zip(steps.step.iloc[1:], steps.change.iloc[1:], strict=True)]
     for ax, (col, scale, axis_title) in zip(axes[0], metrics, strict=True):
@@ -266,6 +324,8 @@ def waterfall(steps: pd.DataFrame, path: Path, size: tuple[int, int], title: str
             if col == "chained_ms":
                 r = steps.speedup.iloc[i]
                 text = f"{r:.2f}x\n[{steps.speedup_low.iloc[i]:.2f},{steps.speedup_high.iloc[i]:.2f}]"
+                if "time_shapley_ms" in steps:
+                    text += f"\nSh {steps.time_shapley_ms.iloc[i]:+.0f}"
             else:
                 shap = steps[f"{col}_shapley"].iloc[i] / scale
                 text = f"{d:+.1f}\nSh {shap:+.1f}"

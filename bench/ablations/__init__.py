@@ -1,6 +1,6 @@
 """Ablations as data: variants, grids and paths as diffs of a base DecoderSpec, run on the sweep runner."""
 
-from .attribution import path_deltas, reverse_deltas, shapley_values, subset_values
+from .attribution import LogRatio, path_deltas, reverse_deltas, shapley_values, timed_attribution
 from .runner import run_ablation, variant_rows
 from .spec import SPECS, AblationSpec, Variant, architecture_hash, load_ablation, parse_ablation
 
@@ -15,6 +15,7 @@ __all__ = [
     "reverse_deltas",
     "run_ablation",
     "shapley_values",
-    "subset_values",
+    "timed_attribution",
+    "LogRatio",
     "variant_rows",
 ]

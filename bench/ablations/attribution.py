@@ -10,8 +10,11 @@ For a path of n changes c_1..c_n from a start variant, ``v(S)`` is a metric of t
   subsets are evaluated, so n is capped at :data:`MAX_SHAPLEY`. The values sum to v(all) - v(none).
 
 Counting metrics (parameters, paper FLOPs) evaluate every subset's model shape-only
-(:func:`bench.complexity.count_ops` on the meta device): cheap. Time is attributed along the path steps
-only (paired ratios of each step against its predecessor): timing 2^n models on a CPU is too slow.
+(:func:`bench.complexity.count_ops` on the meta device): cheap. Time: every subset's model is timed in
+interleaved pairs against one fixed reference, the path's end (:func:`bench.speedup.paired_speedup`), so
+each ``v(S)`` is the reference's median time over the subset's paired ratio and drift between pair-sets
+cancels; :func:`timed_attribution` turns those ratios into step speed-ups and Shapley values in ms with
+intervals.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from ..errors import UsageError
 
@@ -63,29 +67,72 @@ def subset_changes(steps: Sequence[dict], subset: Subset) -> dict:
     return out
 
 
-def subset_values(start: str, start_changes: dict, steps: Sequence[dict], height: int, width: int,
-                  num_classes: int = 21) -> dict[Subset, dict[str, int]]:
-    """{subset: {"params", "macs", "paper_flops"}} for every subset of the path's steps, counted shape-only.
+@dataclass(frozen=True)
+class LogRatio:
+    """One subset's paired timing against the reference: mean log(t_reference / t_subset), its standard error
+    and degrees of freedom (pairs - 1); the reference itself is LogRatio(0, 0, 0)."""
 
-    Subsets that resolve to the same DecoderSpec are counted once.
+    mean: float
+    se: float
+    df: int
+
+    @staticmethod
+    def from_interval(ratio: float, low: float, high: float, pairs: int, level: float = 0.95) -> LogRatio:
+        """From a record of :func:`bench.speedup.paired_speedup` (geometric-mean ratio, t interval)."""
+        from scipy import stats
+
+        if pairs < 2 or not (low > 0 and high > 0):
+            return LogRatio(math.log(ratio), math.nan, max(pairs - 1, 0))
+        half = (math.log(high) - math.log(low)) / 2
+        return LogRatio(math.log(ratio), half / float(stats.t.ppf(0.5 + level / 2, pairs - 1)), pairs - 1)
+
+
+def timed_attribution(n: int, ratios: Mapping[Subset, LogRatio], reference_ms: float, draws: int = 4000,
+                      seed: int = 0, level: float = 0.95) -> dict[str, list]:
+    """Per step: the path speed-up (t before / t after), path / reverse / Shapley deltas of the time in ms, each
+    with a ``level`` interval.
+
+    ``ratios``: every subset's :class:`LogRatio` against the reference (the full set: the path's end, LogRatio
+    (0, 0, 0)); ``v(S) = reference_ms / exp(mean_S)``. Intervals: a parametric bootstrap, each subset's log ratio
+    drawn as mean + se * t(df), independently (each subset is its own pair-set); the reference's own median is
+    held fixed. With the exact subsets only (n > MAX_SHAPLEY: prefixes and suffixes), Shapley is left out.
     """
-    from ..complexity import count_ops
-    from ..models import create_model, decoder_spec
-    from ..models.meta import build_on_meta
+    import torch
 
-    if len(steps) > MAX_SHAPLEY:
-        raise UsageError(f"exact Shapley values need all 2^n subsets; at most {MAX_SHAPLEY} changes, got "
-                         f"{len(steps)}")
-    root = decoder_spec(start)
-    counted: dict = {}
-    out = {}
-    for s in all_subsets(len(steps)):
-        changes = {**start_changes, **subset_changes(steps, s)}
-        key = root.with_changes(**changes)
-        if key not in counted:
-            model = build_on_meta(lambda c=changes: create_model(start, num_classes=num_classes, decoder=c))
-            totals = count_ops(model, height, width).frame()[["macs", "paper_flops"]].sum()
-            counted[key] = {"params": sum(p.numel() for p in model.parameters()), "macs": int(totals["macs"]),
-                            "paper_flops": int(totals["paper_flops"])}
-        out[s] = counted[key]
-    return out
+    full = frozenset(range(n))
+    exact = all(s in ratios for s in all_subsets(n)) and n <= MAX_SHAPLEY
+    keys = list(ratios)
+    g = torch.Generator().manual_seed(seed)
+    columns = []
+    for key in keys:
+        r = ratios[key]
+        if key == full or not r.se == r.se or r.df < 1:
+            columns.append(torch.full((draws,), r.mean, dtype=torch.float64))
+        else:
+            # StudentT has no generator argument: t = z / sqrt(chi2_df / df) from seeded normals
+            z = torch.randn(draws, generator=g, dtype=torch.float64)
+            chi = (torch.randn(draws, r.df, generator=g, dtype=torch.float64) ** 2).sum(1)
+            t = z / torch.sqrt(chi / r.df)
+            columns.append(r.mean + r.se * t)
+    logs = torch.stack(columns, 1)  # (draws, subsets)
+    point = torch.tensor([[ratios[k].mean for k in keys]], dtype=torch.float64)
+
+    def metrics(log_ratios: torch.Tensor) -> dict[str, torch.Tensor]:
+        ms = {k: reference_ms / torch.exp(log_ratios[:, i]) for i, k in enumerate(keys)}
+        out = {"path_speedup": torch.stack([ms[frozenset(range(i))] / ms[frozenset(range(i + 1))]
+                                            for i in range(n)], 1),
+               "path_ms": torch.stack(path_deltas(n, ms), 1),
+               "reverse_ms": torch.stack(reverse_deltas(n, ms), 1)}
+        if exact:
+            out["shapley_ms"] = torch.stack(shapley_values(n, ms), 1)
+        return out
+
+    central, drawn = metrics(point), metrics(logs)
+    tail = (1 - level) / 2
+    result: dict[str, list] = {}
+    for name, value in central.items():
+        result[name] = value[0].tolist()
+        low, high = torch.quantile(drawn[name], torch.tensor([tail, 1 - tail], dtype=torch.float64), dim=0)
+        result[f"{name}_low"], result[f"{name}_high"] = low.tolist(), high.tolist()
+    result["subset_ms"] = {k: reference_ms / math.exp(ratios[k].mean) for k in keys}
+    return result

@@ -45,7 +45,7 @@ import hashlib
 import itertools
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from .. import validation
@@ -54,6 +54,7 @@ from ..models import decoder_spec, register_variant, variant_info
 from ..models.decoder import DecoderSpec, changeable_fields, check_decoder_change
 from ..sweeps.spec import MODES
 from ..timing import TimingSettings
+from .attribution import MAX_SHAPLEY, all_subsets, subset_changes
 
 SPECS = Path(__file__).parent / "specs"
 MEASURES = ("complexity", "time")
@@ -103,6 +104,10 @@ class Path_:
     steps: tuple[dict, ...]  # each step's changes, in order
     labels: tuple[str, ...]
     end: str | None
+    subsets: tuple[tuple[frozenset[int], str], ...] = ()  # (steps applied, 0-based; the variant's name)
+
+    def subset_names(self) -> dict[frozenset[int], str]:
+        return dict(self.subsets)
 
 
 @dataclass(frozen=True)
@@ -272,6 +277,19 @@ def _path(name: str, table: dict, local: dict[str, Variant], source: str) -> tup
                                  label))
         step_changes.append(change)
         labels.append(label)
+    last = variants[-1].name
+    # every variant of the path is timed against its end (one fixed reference: drift between pair-sets cancels
+    # in the ratios, and every subset's time is on one scale for the Shapley values); the end against nothing
+    variants = [replace(v, reference=last if v.name != last else v.name) for v in variants]
+    subsets = [(frozenset(range(i)), v.name) for i, v in enumerate(variants)]
+    subset_variants = []
+    for s in _attribution_subsets(len(step_changes)):
+        if s == frozenset(range(len(s))):
+            continue  # a prefix: the path's own variant
+        applied = {**changes, **subset_changes(step_changes, s)}
+        vname = f"{name}.with-{'-'.join(str(i + 1) for i in sorted(s))}"
+        subset_variants.append(_variant(vname, root, applied, f"path {name} subset", last, source))
+        subsets.append((s, vname))
     end = table.get("end")
     if end is not None:
         end_root, end_changes = _root(end, f"paths.{name}.end", local, source)
@@ -286,7 +304,17 @@ def _path(name: str, table: dict, local: dict[str, Variant], source: str) -> tup
         if diff:
             raise UsageError(f"{source}: paths.{name} does not end at {end!r}: after its last step it differs in "
                              f"{'; '.join(diff)}")
-    return variants, Path_(name, tuple(variants), tuple(step_changes), tuple(labels), end)
+    return variants + subset_variants, Path_(name, tuple(variants), tuple(step_changes), tuple(labels), end,
+                                             tuple(subsets))
+
+
+def _attribution_subsets(n: int) -> list[frozenset[int]]:
+    """The subsets of a path's n steps that are measured: all 2^n (exact Shapley values) up to MAX_SHAPLEY
+    steps; beyond that the prefixes and suffixes only (path and reverse-order deltas)."""
+    if n <= MAX_SHAPLEY:
+        return all_subsets(n)
+    return list(dict.fromkeys([frozenset(range(i)) for i in range(n + 1)] +
+                              [frozenset(range(i, n)) for i in range(n + 1)]))
 
 
 def parse_ablation(raw: dict, source: str = "spec", register: bool = True) -> AblationSpec:
@@ -322,7 +350,11 @@ def parse_ablation(raw: dict, source: str = "spec", register: bool = True) -> Ab
     for name, table in _table(raw, "paths", source).items():
         path_variants, path = _path(name, table, local, source)
         paths.append(path)
-        variants += [v for v in path_variants if v.name not in local]
+        for v in path_variants:  # a path starting at a [variants] entry: that entry is now timed as the path's
+            if v.name in local:
+                variants[[u.name for u in variants].index(v.name)] = v
+            else:
+                variants.append(v)
     named = {v.name for v in variants}
     for root in dict.fromkeys(v.base for v in variants):  # the bases are counted too: what each change is against
         if root not in named:
