@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from bench import validation
 from bench.errors import UsageError
 
-from .training import TrainSettings
+from .training import DECAYS, TrainSettings
 
 STOP_REASONS = ("plateau", "max_steps", "budget")
 
@@ -32,7 +32,8 @@ class Schedule:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     clip_grad_norm: float = 1.0
-    warmup_steps: int = 30  # linear learning-rate warm-up, then constant
+    warmup_steps: int = 30  # linear learning-rate warm-up, then `decay`
+    decay: str = "constant"  # "constant", or "cosine" to zero at max_steps (a run stopped earlier never gets there)
     crop: int | None = None  # random square crops (None: whole images)
     mixed_precision: bool = True  # bf16 autocast on CUDA; a CPU always trains in fp32
     zero_init_residual: bool = True  # every RCU / CRP branch starts at zero (analysis.networks.training)
@@ -50,6 +51,7 @@ class Schedule:
         validation.number("weight_decay", self.weight_decay, minimum=0)
         validation.number("clip_grad_norm", self.clip_grad_norm, minimum=0)
         validation.integer("warmup_steps", self.warmup_steps, minimum=0)
+        validation.choice("decay", self.decay, DECAYS)
         if self.crop is not None:
             validation.integer("crop", self.crop, minimum=validation.MIN_SIDE, maximum=self.size)
 
@@ -57,7 +59,7 @@ class Schedule:
         """The per-step settings of :func:`analysis.networks.training.train_segmenter` (up to max_steps)."""
         return TrainSettings(steps=self.max_steps, batch_size=self.batch_size, crop=self.crop, lr=self.lr,
                              weight_decay=self.weight_decay, clip_grad_norm=self.clip_grad_norm,
-                             warmup=self.warmup_steps / self.max_steps, seed=seed)
+                             warmup=self.warmup_steps / self.max_steps, seed=seed, decay=self.decay)
 
 
 def plateaued(scores: Sequence[float], patience: int, min_delta: float) -> bool:

@@ -9,6 +9,7 @@ the light-weight decoders).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class TrainSettings:
     clip_grad_norm: float = 1.0  # the original RefineNet (no BatchNorm in the decoder) diverges without it
     warmup: float = 0.1  # fraction of the steps with a linear learning-rate warm-up
     seed: int = 0
+    decay: str = "constant"  # after the warm-up: "constant", or "cosine" to zero at the last step
 
 
 @dataclass
@@ -60,6 +62,20 @@ def zero_init_residual_branches(model: nn.Module) -> nn.Module:
     return model
 
 
+DECAYS = ("constant", "cosine")
+
+
+def lr_factor(step: int, steps: int, warm: int, decay: str) -> float:
+    """The learning rate of step ``step`` (0-based) as a fraction of the peak: linear warm-up over ``warm`` steps,
+    then constant or a half cosine that reaches zero after the last step."""
+    if step < warm:
+        return (step + 1) / warm
+    if decay == "constant":
+        return 1.0
+    done = (step - warm + 1) / max(1, steps - warm)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+
+
 def train_segmenter(
     model: nn.Module,
     images: torch.Tensor,
@@ -82,7 +98,8 @@ def train_segmenter(
     model.train().to(device, memory_format=torch.channels_last)  # before the optimiser takes its parameters
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     warm = max(1, round(settings.warmup * settings.steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, settings.steps, warm,
+                                                                              settings.decay))
     log = TrainLog()
     start = time.perf_counter()
     order = torch.randperm(len(images), generator=g)

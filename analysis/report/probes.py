@@ -103,7 +103,9 @@ def schedule_words(net) -> str:
              if net.decoder else "the families' own decoder widths")
     budget = f", {sch.budget_min:g} min" if sch.budget_min else ""
     return (f"the '{net.name}' trained set on {net.device}: each family trained from scratch (no ImageNet weights), "
-            f"AdamW lr {sch.lr:g}, batch {sch.batch_size}, {sch.warmup_steps} warm-up steps, zero-init residual "
+            f"AdamW lr {sch.lr:g}{' with cosine decay to 0 at the step limit' if sch.decay == 'cosine' else ''}, "
+            f"batch {sch.batch_size}"
+            f"{f' of random {sch.crop}px crops' if sch.crop else ''}, {sch.warmup_steps} warm-up steps, zero-init residual "
             f"branches, until its val mIoU stops improving by {100 * sch.min_delta:g} points over {sch.patience} "
             f"evaluations {sch.eval_every} steps apart (at most {sch.max_steps} steps{budget}), best weights kept; "
             f"{width}; {net.seeds} seed(s); cached and shared with the receptive-field section")
