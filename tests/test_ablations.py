@@ -415,3 +415,21 @@ def test_ablation_report_tabulates_the_path_and_draws_the_waterfall(tmp_path):
     assert (tmp_path / "out" / "report" / "paper_path_waterfall.png").stat().st_size > 10_000
     assert "Shapley FLOPs (G)" in (tmp_path / "out" / "report" / "paper_path.md").read_text()
     assert analysis_main(["ablation-report", str(spec_file), str(tmp_path / "nothing")]) == 2
+
+
+def test_path_erf_follows_each_step_and_shrinks_the_field_where_a_3x3_conv_goes(tmp_path):
+    from analysis.report.ablation import path_erf
+    from bench.ablations import parse_ablation
+
+    steps = [{"crp_kernel": 1}, {"rcu": "none", "rcu_in": 0, "rcu_out": 0}]
+    spec = parse_ablation({"sizes": ["64x64"], "paths": {"s9": {"start": "rf:resnet18", "steps": steps}}},
+                          source="inline")
+    frame = path_erf(spec.paths[0], side=256, n_canvas=2, n_boot=10, progress=None)  # level 1: 64x64 cells
+    assert list(frame.step.unique()) == [0, 1, 2] and frame.groupby("step")["level"].count().tolist() == [4, 4, 4]
+    level1 = frame[frame.level == "level1"].set_index("step")
+    assert not level1.clipped.any()  # the grid holds the whole theoretical field: its extent is the wiring's
+    # CRP: its 4 chained 3x3 convs -> 1x1 (the 5x5 pools stay), each 3x3 having widened the field by 2 cells
+    assert level1.theoretical_cells[0] - level1.theoretical_cells[1] == 4 * 2
+    assert level1.theoretical_cells[2] < level1.theoretical_cells[1]  # removing the RCUs' 3x3 convs shrinks it again
+    assert (frame.r90_ci_low <= frame.r90_cells).all() and (frame.r90_cells <= frame.r90_ci_high).all()
+    assert (frame.r50_cells <= frame.r90_cells).all()

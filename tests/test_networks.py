@@ -349,3 +349,22 @@ def test_cli_trains_then_loads_and_prints_strict_json(tmp_path, capsys, monkeypa
     out = capsys.readouterr().out
     assert "cached" in out and VARIANT in out and f"{100 * row['val_miou']:.1f}%" in out
     assert not math.isnan(row["val_miou"])
+
+
+def test_a_trained_set_trains_in_worker_processes_and_the_caller_loads_what_they_wrote(tmp_path):
+    from analysis.networks import trained_set
+    from analysis.probes.run import TINY_NETWORKS
+
+    said: list[str] = []
+    nets = trained_set(TINY_NETWORKS, workers=2, progress=False, say=said.append, cache_dir=tmp_path)
+    assert any("in 2 processes" in line for line in said)  # spawned: the workers wrote the cache ...
+    assert [n.record["variant"] for n in nets] == TINY_NETWORKS.variants()
+    assert not any(n.cached for n in nets)  # ... and these networks were trained by this call
+    assert all(n.path.parent == tmp_path and (n.path / "model.pt").is_file() for n in nets)
+    assert all(0 <= n.record["val_miou"] <= 1 and n.record["steps"] == 2 for n in nets)
+    said.clear()
+    again = trained_set(TINY_NETWORKS, workers=2, progress=False, say=said.append, cache_dir=tmp_path)
+    assert all(n.cached for n in again) and not any("processes" in line for line in said)  # nothing to train
+    for a, b in zip(nets, again, strict=True):  # the same weights: loaded, not retrained
+        assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(),
+                                                     strict=True))

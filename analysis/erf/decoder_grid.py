@@ -92,11 +92,12 @@ class DecoderGrid:
 
 def decoder_grid_erf(
     model: RefineNet, images: torch.Tensor, levels: Sequence[str] | None = None, batch_size: int = 4,
-    options: ERFOptions | None = None, n_boot: int = 500, seed: int = 0,
+    options: ERFOptions | None = None, n_boot: int = 500, seed: int = 0, blocks: Sequence[str] | None = None,
 ) -> DecoderGrid:
     """Decoder-grid ERF of every block of every level (or the given levels) of a zoo model.
 
-    The frame has one row per level and block: radii (with 95% intervals from ``n_boot`` image
+    ``blocks``: only these of :data:`BLOCKS` (e.g. ``["whole level"]``; default all). The frame has one row per
+    level and block: radii (with 95% intervals from ``n_boot`` image
     resamples; the same resamples for every model given the same images, so comparisons are paired)
     and theoretical extent in cells, grid size, and whether the grid clips the theoretical field.
     """
@@ -111,7 +112,13 @@ def decoder_grid_erf(
     unknown = [lvl for lvl in levels if lvl not in valid]
     if unknown:
         raise UsageError(f"unknown level(s) {unknown}; valid: {', '.join(valid)}")
-    rows_spec = level_pairs(levels)
+    names = [b for b, _, _ in BLOCKS]
+    if isinstance(blocks, str):
+        raise UsageTypeError(f"blocks must be a list of block names, got the string {blocks!r}; write [{blocks!r}]")
+    unknown = [b for b in blocks or () if b not in names]
+    if unknown:
+        raise UsageError(f"unknown block(s) {unknown}; valid: {', '.join(names)}")
+    rows_spec = [row for row in level_pairs(levels) if blocks is None or row[1] in blocks]
     maps = erf_pairs(model, images, [(t, w) for _, _, t, w in rows_spec], options=options or ERFOptions(),
                      batch_size=batch_size)
     info = variant_info(model.name) if model.name else None

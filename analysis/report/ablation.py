@@ -34,6 +34,12 @@ CACHE = Path(__file__).resolve().parents[2] / ".cache" / "ablations" / "paper-pa
 POOL_PAIR = ("rf_lw50", "lw50_separable_pool")
 
 
+ERF_SIDE = 256  # canvases for the path's decoder-grid ERF (8x8 cells at level 4 of a ResNet)
+ERF_CANVASES = 4
+ERF_BOOT = 200
+ERF_SIZE_WORDS = f"{ERF_SIDE}x{ERF_SIDE} px (a ResNet's level 4 is 8x8 cells there, level 1 64x64)"
+
+
 @dataclass
 class AblationData:
     steps: pd.DataFrame  # one row per path variant (step 0 = start)
@@ -44,6 +50,7 @@ class AblationData:
     num_classes: int = 21
     axes: pd.DataFrame | None = None  # grids: each axis's effect with the others held
     end: str | None = None  # the path's declared end variant
+    erf: pd.DataFrame | None = None  # per path variant and level: the whole level's decoder-grid ERF at random init
 
 
 def path_frame(path: Path_, counts: pd.DataFrame, times: pd.DataFrame, hashes: dict[str, str]) -> pd.DataFrame:
@@ -110,6 +117,44 @@ def _time_attribution(path: Path_, times: pd.DataFrame, hashes: dict[str, str]) 
     result = timed_attribution(len(path.steps), ratios, reference_ms)
     result["pairs"] = (int(rows.pairs.min()), int(rows.pairs.max()))
     return result
+
+
+def path_erf(path: Path_, side: int = ERF_SIDE, n_canvas: int = ERF_CANVASES, n_boot: int = ERF_BOOT,
+             progress=print) -> pd.DataFrame:
+    """Per path variant and decoder level: the decoder-grid ERF of the whole level (level output w.r.t. its input,
+    centre unit; :func:`analysis.erf.decoder_grid_erf`) at random initialisation, with its theoretical extent.
+
+    Random init (seed 0, BatchNorm re-estimated on the canvases): what the wiring alone gives, where the
+    theoretical field decides much of it; trained path variants need the GPU setting (not run here).
+    Canvases: generated shapes at ``side`` px, the same for every variant (paired resamples).
+    """
+    import torch
+
+    from bench import create_model
+
+    from ..datasets.images import normalise
+    from ..datasets.synthetic import SyntheticSpec, synthetic_voc
+    from ..datasets.voc import VOCSegmentation
+    from ..erf import decoder_grid_erf
+    from ..erf.conditioning import recalibrate_batchnorm
+
+    root = synthetic_voc(SyntheticSpec(n_train=1, n_val=n_canvas, size=side, seed=7), progress=progress)
+    canvases = normalise(VOCSegmentation(root, "val", (side, side)).load_all()[0])
+    rows = []
+    for v in path.variants:
+        if progress:
+            progress(f"  decoder-grid ERF at random init: step {v.step} ({v.name}), {n_canvas} canvases at {side}px")
+        torch.manual_seed(0)
+        model = create_model(v.name)
+        recalibrate_batchnorm(model, canvases, batch_size=n_canvas)
+        grid = decoder_grid_erf(model.eval(), canvases, n_boot=n_boot, blocks=["whole level"]).frame
+        for _, r in grid.iterrows():
+            rows.append({"step": v.step, "variant": v.name, "change": v.label, "level": r.level,
+                         "grid": f"{r.grid_h}x{r.grid_w}", "r50_cells": r.r50_cells,
+                         "r90_cells": r.r90_cells, "r90_ci_low": r.r90_cells_ci_low, "r90_ci_high": r.r90_cells_ci_high,
+                         "theoretical_cells": r.theoretical_cells, "clipped": bool(r.clipped),
+                         "n_images": int(r.n_images)})
+    return pd.DataFrame(rows)
 
 
 def pool_frame(counts: pd.DataFrame, times: pd.DataFrame) -> pd.DataFrame:
@@ -220,7 +265,9 @@ def collect(spec_file: Path = SPECS / "paper-path.toml", cache: Path = CACHE, wo
         status = run_ablation(timed, tmp, measure=("time",), executor="local", workers=1)
         if status.failed or status.left:
             raise RuntimeError(f"ablation timing incomplete: {status.line()}; " + "; ".join(status.crashed_jobs))
-        return frames(spec, cache, Path(tmp))
+        data = frames(spec, cache, Path(tmp))
+    data.erf = path_erf(spec.paths[0])
+    return data
 
 
 # --- write: tables and figures only ----------------------------------------------------------------
@@ -292,6 +339,23 @@ def write(data: AblationData, out: Path) -> list[Path]:
             "comparisons per output instead of 25 (counted so in the FLOPs column).",
             f"Speed-up: paired against LW-50 with the 5x5 pool ({data.timing_note}). Never used in the tables compared "
             "with the paper."], display=pool_display)
+    if data.erf is not None and len(data.erf):
+        e = data.erf
+        erf_display = pd.DataFrame({
+            "step": e.step, "change": e.change, "level": e.level, "grid (cells)": e.grid,
+            "r50 (cells)": e.r50_cells, "r90 (cells) [95% CI]": [
+                f"{r.r90_cells:.1f} [{r.r90_ci_low:.1f}, {r.r90_ci_high:.1f}]" for _, r in e.iterrows()],
+            "theoretical (cells)": e.theoretical_cells, "clipped by the grid": e.clipped})
+        n_img = int(e.n_images.iloc[0])
+        written += save_table(e, out / "paper_path_erf", f"Decoder-grid ERF of each level along {title}, random init", [
+            "Whole level: the level's output (centre unit) w.r.t. its input, radius in cells holding 50% / 90% of the "
+            "gradient mass (analysis.erf.decoder_grid); theoretical: the extent the wiring allows; clipped: the "
+            "theoretical field is larger than the grid.",
+            f"Random initialisation (seed 0, BatchNorm re-estimated on the canvases), {n_img} generated canvases of "
+            f"{ERF_SIZE_WORDS}; 95% CI from {ERF_BOOT} resamples of those images ({n_img} images: wide, and the same "
+            "resamples for every step). At random init the ERF mostly follows the theoretical field (it holds by "
+            "construction); what trained path variants do needs the GPU setting, not run here."],
+            display=erf_display)
     if data.axes is not None and len(data.axes):
         a = data.axes
         axes_display = pd.DataFrame({
@@ -349,16 +413,31 @@ def build(out: Path) -> Section:
     top = s.change.iloc[1 + int(flops.values.argmin())]
     text = (f"RF-50 -> LW-50 at {data.size[0]}x{data.size[1]}: FLOPs {s.paper_flops.iloc[0] / 1e9:.1f} G -> "
             f"{s.paper_flops.iloc[-1] / 1e9:.1f} G; the largest share by Shapley value is '{top}' "
-            f"({flops.min():+.1f} G). Built in {seconds:.0f} s.")
+            f"({flops.min():+.1f} G).")
     if len(data.pool) and "speedup" in data.pool:
         sep = data.pool.iloc[1]
         text += (f" Separable CRP pool: logits equal {bool(sep.logits_equal)}, CPU speed-up "
                  f"{_interval(sep.speedup, sep.speedup_low, sep.speedup_high)}.")
+    if "time_shapley_ms" in s:
+        ms = s.time_shapley_ms.iloc[1:]
+        i = 1 + int(ms.values.argmin())
+        text += (f" CPU time {s.median_ms.iloc[0]:.0f} -> {s.median_ms.iloc[-1]:.0f} ms; the largest share by Shapley "
+                 f"value is '{s.change.iloc[i]}' ({ms.min():+.0f} ms, 95% CI {s.time_shapley_ms_low.iloc[i]:+.0f} to "
+                 f"{s.time_shapley_ms_high.iloc[i]:+.0f}).")
+    if data.erf is not None and len(data.erf):
+        e = data.erf
+        top = e[e.level == e.level.iloc[0]]
+        text += (f" Decoder-grid ERF at random init, {top.level.iloc[0]} (whole level, r90): "
+                 f"{top.r90_cells.iloc[0]:.1f} -> {top.r90_cells.iloc[-1]:.1f} cells (theoretical "
+                 f"{top.theoretical_cells.iloc[0]} -> {top.theoretical_cells.iloc[-1]}).")
+    text += f" Built in {seconds:.0f} s."
     artifacts = [
         Artifact(f"{FOLDER}/paper_path_waterfall.png", "Which change buys what (waterfall)",
                  "params, FLOPs and CPU time per step of RF-50 -> LW-50"),
         Artifact(f"{FOLDER}/paper_path.md", "Paper path with Shapley attribution",
-                 "per-step, reverse and Shapley deltas"),
+                 "per-step, reverse and Shapley deltas of params, FLOPs and CPU time"),
+        Artifact(f"{FOLDER}/paper_path_erf.md", "Decoder ERF along the paper path",
+                 "whole-level decoder-grid ERF per step, random init, with the theoretical field"),
         Artifact(f"{FOLDER}/crp_pool.md", "CRP pool implementation", "5x5 vs separable max-pool: equal, and its time"),
     ]
     settings = f"bench/ablations/specs/paper-path.toml; {data.timing_note}; counts shape-only"

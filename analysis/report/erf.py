@@ -383,7 +383,9 @@ def figure8(results: ERFResults):
     plan = results.plan
     names = list(results.fig8)
     units = max(len(v) for v in results.fig8.values())
-    fig, axes = plt.subplots(len(names), units, figsize=(3.2 * units, 3.4 * len(names)), squeeze=False)
+    # constrained layout keeps each row's two-line titles clear of the row above (tight_layout overlapped them)
+    fig, axes = plt.subplots(len(names), units, figsize=(3.2 * units, 3.6 * len(names)), squeeze=False,
+                             layout="constrained")
     for row, name in enumerate(names):
         for col, region in enumerate(results.fig8[name]):
             c = region.top.channel
@@ -392,7 +394,6 @@ def figure8(results: ERFResults):
                            f"{family_label(name.split(':')[0])}: {results.classes[c]}\n{results.image_names[i]}")
     fig.suptitle(f"Figure 8 replica: class units of the trained {' vs '.join(names)}; top-activated val image of each "
                  f"unit, dimmed outside the region where a {plan.window}px occluder lowers it most", fontsize=9)
-    fig.tight_layout()
     return fig
 
 

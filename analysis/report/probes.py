@@ -105,8 +105,9 @@ def schedule_words(net) -> str:
     return (f"the '{net.name}' trained set on {net.device}: each family trained from scratch (no ImageNet weights), "
             f"AdamW lr {sch.lr:g}{' with cosine decay to 0 at the step limit' if sch.decay == 'cosine' else ''}, "
             f"batch {sch.batch_size}"
-            f"{f' of random {sch.crop}px crops' if sch.crop else ''}, {sch.warmup_steps} warm-up steps, zero-init residual "
-            f"branches, until its val mIoU stops improving by {100 * sch.min_delta:g} points over {sch.patience} "
+            f"{f' of random {sch.crop}px crops' if sch.crop else ''}, {sch.warmup_steps} warm-up steps, "
+            f"zero-init residual branches, until its val mIoU stops improving by {100 * sch.min_delta:g} points over "
+            f"{sch.patience} "
             f"evaluations {sch.eval_every} steps apart (at most {sch.max_steps} steps{budget}), best weights kept; "
             f"{width}; {net.seeds} seed(s); cached and shared with the receptive-field section")
 

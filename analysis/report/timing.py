@@ -70,7 +70,7 @@ class TimingPlan:
         quick = replace(base, runs=3, min_runs=3, budget_s=0.0)
         fastest = replace(quick, channels_last=True, fold_bn=True, runs=2, min_runs=2)
         return TimingPlan(device, base, fastest, quick, profile_size=(256, 256), profile_runs=2,
-                          fps_pairs=(("rf50", "rf_lw50"),))
+                          fps_pairs=(("rf50", "rf_lw50"),), sweep_batches=(1, 2))
 
     @staticmethod
     def tiny() -> TimingPlan:
