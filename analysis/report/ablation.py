@@ -279,6 +279,17 @@ def _interval(r, low, high) -> str:
     return f"{r:.2f}x [{low:.2f}, {high:.2f}]"
 
 
+def _erf_sentence(erf: pd.DataFrame) -> str:
+    """The finest level (the largest grid, the one least clipped) from the path's start to its end, in words."""
+    sizes = erf.grid.str.split("x").str[0].astype(int)
+    finest = erf[sizes == sizes.max()]
+    first, last = finest.iloc[0], finest.iloc[-1]
+    clip = " (clipped by the grid)" if finest.clipped.any() else ""
+    return (f"Decoder-grid ERF at random init, {first.level} (whole level): r90 {first.r90_cells:.0f} -> "
+            f"{last.r90_cells:.0f} cells from start to end while the theoretical field goes {first.theoretical_cells} "
+            f"-> {last.theoretical_cells} cells{clip}.")
+
+
 def _ms(row, key: str) -> str:
     value = row.get(key, math.nan)
     if not isinstance(value, float) or value != value:
@@ -352,9 +363,10 @@ def write(data: AblationData, out: Path) -> list[Path]:
             "gradient mass (analysis.erf.decoder_grid); theoretical: the extent the wiring allows; clipped: the "
             "theoretical field is larger than the grid.",
             f"Random initialisation (seed 0, BatchNorm re-estimated on the canvases), {n_img} generated canvases of "
-            f"{ERF_SIZE_WORDS}; 95% CI from {ERF_BOOT} resamples of those images ({n_img} images: wide, and the same "
-            "resamples for every step). At random init the ERF mostly follows the theoretical field (it holds by "
-            "construction); what trained path variants do needs the GPU setting, not run here."],
+            f"{ERF_SIZE_WORDS}; 95% CI from {ERF_BOOT} resamples of those images (the same resamples for every step). "
+            f"Radii are whole cells, so with {n_img} images an interval is often one value: it cannot show a change "
+            "smaller than a cell. " + _erf_sentence(e) + " What trained path variants do needs the GPU setting "
+            "(training per variant), not run here."],
             display=erf_display)
     if data.axes is not None and len(data.axes):
         a = data.axes
@@ -425,11 +437,7 @@ def build(out: Path) -> Section:
                  f"value is '{s.change.iloc[i]}' ({ms.min():+.0f} ms, 95% CI {s.time_shapley_ms_low.iloc[i]:+.0f} to "
                  f"{s.time_shapley_ms_high.iloc[i]:+.0f}).")
     if data.erf is not None and len(data.erf):
-        e = data.erf
-        top = e[e.level == e.level.iloc[0]]
-        text += (f" Decoder-grid ERF at random init, {top.level.iloc[0]} (whole level, r90): "
-                 f"{top.r90_cells.iloc[0]:.1f} -> {top.r90_cells.iloc[-1]:.1f} cells (theoretical "
-                 f"{top.theoretical_cells.iloc[0]} -> {top.theoretical_cells.iloc[-1]}).")
+        text += " " + _erf_sentence(data.erf)
     text += f" Built in {seconds:.0f} s."
     artifacts = [
         Artifact(f"{FOLDER}/paper_path_waterfall.png", "Which change buys what (waterfall)",
