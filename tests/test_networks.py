@@ -362,6 +362,9 @@ def test_a_trained_set_trains_in_worker_processes_and_the_caller_loads_what_they
     assert not any(n.cached for n in nets)  # ... and these networks were trained by this call
     assert all(n.path.parent == tmp_path and (n.path / "model.pt").is_file() for n in nets)
     assert all(0 <= n.record["val_miou"] <= 1 and n.record["steps"] == 2 for n in nets)
+    import os
+
+    assert all(n.record["threads"] == max(1, (os.cpu_count() or 1) // 2) for n in nets)  # its share of the cores
     said.clear()
     again = trained_set(TINY_NETWORKS, workers=2, progress=False, say=said.append, cache_dir=tmp_path)
     assert all(n.cached for n in again) and not any("processes" in line for line in said)  # nothing to train

@@ -245,6 +245,9 @@ def train_network(
     result = _fit(model, data, schedule, seed, device, f"{variant} seed {seed}", progress)
     record = {**identity, "key": folder.name.rsplit("-", 1)[1], "data": data.source, "class_source": data.class_source,
               **result, "device": device, "environment": environment(device),
+              # not part of the identity (a cached network serves any thread count), but the float order and
+              # so the exact weights depend on it: a 1-thread worker and a 2-thread process differ slightly
+              "threads": torch.get_num_threads(),
               "trained_at": datetime.now(UTC).isoformat(timespec="seconds")}
     return TrainedNetwork(model, _write(folder, model, record), False, folder)
 
