@@ -371,3 +371,15 @@ def test_a_trained_set_trains_in_worker_processes_and_the_caller_loads_what_they
     for a, b in zip(nets, again, strict=True):  # the same weights: loaded, not retrained
         assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(),
                                                      strict=True))
+
+
+def test_a_name_registered_in_the_caller_trains_in_a_worker_process(tmp_path):
+    from analysis.networks import trained_set
+    from analysis.probes.run import TINY_NETWORKS
+    from bench.models import register_variant
+
+    register_variant("tiny_lw_crp1", "rf_lw:resnet18", crp_stages=1)  # the test's registry is restored afterwards
+    nets = trained_set(TINY_NETWORKS, variants=["tiny_lw_crp1", "rf_lw:resnet18"], workers=2, progress=False,
+                       say=None, cache_dir=tmp_path)
+    assert [n.record["variant"] for n in nets] == ["tiny_lw_crp1", "rf_lw:resnet18"] and not any(n.cached for n in nets)
+    assert nets[0].record["decoder"]["crp_stages"] == 1 and nets[1].record["decoder"]["crp_stages"] == 4

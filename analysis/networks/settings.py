@@ -19,7 +19,7 @@ import torch
 
 from bench import validation
 from bench.errors import UsageTypeError
-from bench.models import variant_info
+from bench.models import register_variant, variant_info
 
 from ..datasets.synthetic import SyntheticSpec
 from . import train as train_module
@@ -138,7 +138,10 @@ def trained_set(
 
 def _train_one(job: tuple) -> str:
     """A worker process: train (or find cached) one network with its share of the cores."""
-    name, seed, data, schedule, device, decoder, cache_dir, threads, progress = job
+    name, seed, data, schedule, device, decoder, cache_dir, threads, progress, registration = job
+    if registration is not None:  # a name registered in the caller (register_variant): a spawned process has
+        base, changes = registration  # only the built-ins until it registers the same variant itself
+        register_variant(name, base, exist_ok=True, **changes)
     torch.set_num_threads(threads)
     # each worker's own tqdm bar on the shared stderr (they take turns on the last line of a terminal)
     net = train_network(name, data, schedule, seed, device, decoder=decoder, cache_dir=cache_dir, progress=progress)
@@ -157,7 +160,11 @@ def _train_in_processes(todo, data, schedule, device, decoder, cache_dir, count,
 
     if say:
         say(f"  training {len(todo)} networks in {count} processes at once, {threads} thread(s) each")
-    jobs = [(n, s, data, schedule, device, decoder, cache_dir, threads, progress) for n, s in todo]
+    def registration(name: str) -> tuple[str, dict] | None:
+        info = variant_info(name)
+        return (info.base, dict(info.changes)) if info.base else None
+
+    jobs = [(n, s, data, schedule, device, decoder, cache_dir, threads, progress, registration(n)) for n, s in todo]
     with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_train_one, job) for job in jobs]
         with tqdm(total=len(futures), desc="networks trained", unit="net", file=sys.stderr,
