@@ -160,6 +160,7 @@ def _train_in_processes(todo, data, schedule, device, decoder, cache_dir, count,
 
     if say:
         say(f"  training {len(todo)} networks in {count} processes at once, {threads} thread(s) each")
+
     def registration(name: str) -> tuple[str, dict] | None:
         info = variant_info(name)
         return (info.base, dict(info.changes)) if info.base else None

@@ -235,7 +235,7 @@ def train_network(
         raise UsageError(f"the data were loaded at {data.size}px but the schedule trains at {schedule.size}px")
     if num_classes is not None and num_classes != data.num_classes:
         raise UsageError(f"num_classes={num_classes} but the data have K = {data.num_classes} ({data.class_source})")
-    model, identity, folder = _identity(variant, data, schedule, seed, device, decoder, cache_dir)
+    model, identity, key, folder = _identity(variant, data, schedule, seed, device, decoder, cache_dir)
     record, why = _valid_cached(folder, identity)
     if record is not None:
         model.load_state_dict(torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True))
@@ -243,7 +243,7 @@ def train_network(
     if say and why != "not cached":
         say(f"  retraining {variant} seed {seed}: {why}")
     result = _fit(model, data, schedule, seed, device, f"{variant} seed {seed}", progress)
-    record = {**identity, "key": folder.name.rsplit("-", 1)[1], "data": data.source, "class_source": data.class_source,
+    record = {**identity, "key": key, "data": data.source, "class_source": data.class_source,
               **result, "device": device, "environment": environment(device),
               # not part of the identity (a cached network serves any thread count), but the float order and
               # so the exact weights depend on it: a 1-thread worker and a 2-thread process differ slightly
@@ -255,13 +255,13 @@ def train_network(
 def is_cached(variant: str, data: NetworkData, schedule: Schedule, seed: int = 0, device: str = "cpu",
               decoder: dict | None = None, cache_dir: str | Path | None = None) -> bool:
     """Whether :func:`train_network` would load this network instead of training it."""
-    _, identity, folder = _identity(variant, data, schedule, seed, device, decoder, cache_dir)
+    _, identity, _, folder = _identity(variant, data, schedule, seed, device, decoder, cache_dir)
     return _valid_cached(folder, identity)[0] is not None
 
 
 def _identity(variant: str, data: NetworkData, schedule: Schedule, seed: int, device: str, decoder: dict | None,
-              cache_dir: str | Path | None) -> tuple[nn.Module, dict, Path]:
-    """The freshly initialised model, the identity that decides its trained weights, and its cache folder."""
+              cache_dir: str | Path | None) -> tuple[nn.Module, dict, str, Path]:
+    """The freshly initialised model, the identity that decides its trained weights, its key and cache folder."""
     torch.manual_seed(seed)  # the initial weights
     model = create_model(variant, num_classes=data.num_classes, decoder=decoder)
     info = variant_info(variant)
@@ -274,4 +274,4 @@ def _identity(variant: str, data: NetworkData, schedule: Schedule, seed: int, de
         "precision": "bf16 autocast" if schedule.mixed_precision and device_kind == "cuda" else "fp32",
     }
     key = _digest(identity)[:16]
-    return model, identity, Path(cache_dir or CACHE) / f"{variant.replace(':', '-')}-seed{seed}-{key}"
+    return model, identity, key, Path(cache_dir or CACHE) / f"{variant.replace(':', '-')}-seed{seed}-{key}"
