@@ -433,3 +433,29 @@ def test_path_erf_follows_each_step_and_shrinks_the_field_where_a_3x3_conv_goes(
     assert level1.theoretical_cells[2] < level1.theoretical_cells[1]  # removing the RCUs' 3x3 convs shrinks it again
     assert (frame.r90_ci_low <= frame.r90_cells).all() and (frame.r90_cells <= frame.r90_ci_high).all()
     assert (frame.r50_cells <= frame.r90_cells).all()
+
+
+def test_dropout_alone_is_timed_once_the_eval_mode_network_is_the_same():
+    from analysis.report.ablation import timed_variants
+    from bench.ablations import SPECS, load_ablation
+
+    spec = load_ablation(SPECS / "paper-path.toml")
+    (path,) = spec.paths
+    by_name = {v.name: v for v in spec.variants}
+    dropout_step = next(i for i, step in enumerate(path.steps, 1) if set(step) == {"dropout"})
+    before, after = path.variants[dropout_step - 1], path.variants[dropout_step]
+    assert before.hash != after.hash and before.inference_hash == after.inference_hash
+    # in eval mode the two give the same logits from the same weights
+    torch.manual_seed(0)
+    a = create_model(before.name, num_classes=3).eval()
+    b = create_model(after.name, num_classes=3).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+    timed = [v for v in timed_variants(spec) if v.group.startswith("path")]
+    hashes = [v.inference_hash for v in timed]
+    assert len(hashes) == len(set(hashes))  # each eval-mode network once
+    subsets = {by_name[name].inference_hash for name in path.subset_names().values()}
+    assert subsets == set(hashes) | {path.variants[-1].inference_hash}  # every subset covered, the end as reference
+    assert len(hashes) < len({by_name[name].hash for name in path.subset_names().values()}) - 1

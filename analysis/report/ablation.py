@@ -99,8 +99,8 @@ def path_frame(path: Path_, counts: pd.DataFrame, times: pd.DataFrame, hashes: d
 
 def _time_attribution(path: Path_, times: pd.DataFrame, hashes: dict[str, str]) -> dict | None:
     """timed_attribution over the path's subsets, from the speed-up records against the path's end (None: the
-    path was not timed). Subsets with equal architectures (equal hashes) share one record; one equal to the end
-    is the end (ratio 1 exactly)."""
+    path was not timed). ``hashes``: each name's inference hash. Subsets with equal eval-mode networks share one
+    record; one equal to the end is the end (ratio 1 exactly)."""
     end = path.variants[-1].name
     rows = times[times.base == end].drop_duplicates("other").set_index("other")
     timed_by_hash = {hashes[name]: name for name in reversed(rows.index.tolist()) if name in hashes}
@@ -140,14 +140,19 @@ def path_erf(path: Path_, side: int = ERF_SIDE, n_canvas: int = ERF_CANVASES, n_
 
     root = synthetic_voc(SyntheticSpec(n_train=1, n_val=n_canvas, size=side, seed=7), progress=progress)
     canvases = normalise(VOCSegmentation(root, "val", (side, side)).load_all()[0])
-    rows = []
+    rows, grids = [], {}
     for v in path.variants:
-        if progress:
-            progress(f"  decoder-grid ERF at random init: step {v.step} ({v.name}), {n_canvas} canvases at {side}px")
-        torch.manual_seed(0)
-        model = create_model(v.name)
-        recalibrate_batchnorm(model, canvases, batch_size=n_canvas)
-        grid = decoder_grid_erf(model.eval(), canvases, n_boot=n_boot, blocks=["whole level"]).frame
+        if v.inference_hash in grids:  # e.g. a dropout step: the same eval-mode network, weights and canvases
+            grid = grids[v.inference_hash]
+        else:
+            if progress:
+                progress(f"  decoder-grid ERF at random init: step {v.step} ({v.name}), {n_canvas} canvases at "
+                         f"{side}px")
+            torch.manual_seed(0)
+            model = create_model(v.name)
+            recalibrate_batchnorm(model, canvases, batch_size=n_canvas)
+            grid = grids[v.inference_hash] = decoder_grid_erf(model.eval(), canvases, n_boot=n_boot,
+                                                              blocks=["whole level"]).frame
         for _, r in grid.iterrows():
             rows.append({"step": v.step, "variant": v.name, "change": v.label, "level": r.level,
                          "grid": f"{r.grid_h}x{r.grid_w}", "r50_cells": r.r50_cells,
@@ -228,7 +233,7 @@ def frames(spec: AblationSpec, records: Path, timing_records: Path | None = None
     size = spec.sizes[0]
     counts = counts[(counts.height == size[0]) & (counts.width == size[1])]
     path = spec.paths[0]
-    steps = path_frame(path, counts, times, {v.name: v.hash for v in spec.variants})
+    steps = path_frame(path, counts, times, {v.name: v.inference_hash for v in spec.variants})
     names = set(counts.variant)
     pool = pool_frame(counts, times) if set(POOL_PAIR) <= names else pd.DataFrame()
     row = times.iloc[0] if len(times) else None
@@ -243,14 +248,15 @@ def frames(spec: AblationSpec, records: Path, timing_records: Path | None = None
 
 
 def timed_variants(spec: AblationSpec) -> tuple:
-    """What the section times: every architecture among the paths' subsets once (subsets equal to another, or to
-    the end, are not timed again) and the pool pair."""
+    """What the section times: every eval-mode network among the paths' subsets once (subsets equal to another, or
+    to the end, as inference networks are not timed again: dropout alone makes no difference there) and the pool
+    pair."""
     out, seen = [], set()
     for v in spec.variants:
         if v.name in POOL_PAIR:
             out.append(v)
-        elif v.group.startswith("path") and v.hash not in seen:
-            seen.add(v.hash)
+        elif v.group.startswith("path") and v.inference_hash not in seen:
+            seen.add(v.inference_hash)
             out.append(v)
     return tuple(out)
 
@@ -328,8 +334,9 @@ def write(data: AblationData, out: Path) -> list[Path]:
              "Δ: the change of this step on the path; reverse-order Δ: the same change applied last-first from the "
              "start; Shapley: its average marginal change over all orders (all 2^n subsets counted); Shapley values "
              "sum to the total change.",
-             f"CPU time ({data.timing_note}): every subset of the path's changes (each distinct architecture once) "
-             f"timed in interleaved pairs against the path's end, {_pairs(s)}; a subset's ms = the end's median / "
+             f"CPU time ({data.timing_note}): every subset of the path's changes (each distinct eval-mode network once) "
+             f"timed in interleaved pairs against the path's end, {_pairs(s)}; subsets that differ only in dropout share one "
+             "timing (dropout is the identity in eval mode: its time change is 0 by construction); a subset's ms = the end's median / "
              "its paired ratio. Speed-up vs previous = the ratio of two such times; Δ, reverse-order Δ and Shapley "
              "as for the counts. Intervals: 95%, a parametric bootstrap drawing each subset's log ratio from its "
              "own t interval (independent pair-sets; the end's median held fixed)."]
@@ -363,7 +370,8 @@ def write(data: AblationData, out: Path) -> list[Path]:
             "gradient mass (analysis.erf.decoder_grid); theoretical: the extent the wiring allows; clipped: the "
             "theoretical field is larger than the grid.",
             f"Random initialisation (seed 0, BatchNorm re-estimated on the canvases), {n_img} generated canvases of "
-            f"{ERF_SIZE_WORDS}; 95% CI from {ERF_BOOT} resamples of those images (the same resamples for every step). "
+            f"{ERF_SIZE_WORDS}; 95% CI from {ERF_BOOT} resamples of those images (the same resamples for every step; a step that changes only dropout repeats "
+            "its predecessor's row: the same eval-mode network). "
             f"Radii are whole cells, so with {n_img} images an interval is often one value: it cannot show a change "
             "smaller than a cell. " + _erf_sentence(e) + " What trained path variants do needs the GPU setting "
             "(training per variant), not run here."],

@@ -74,6 +74,13 @@ def architecture_hash(backbone: str, spec: DecoderSpec) -> str:
     return hashlib.sha256(json.dumps({"backbone": backbone, **arch}, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def inference_hash(backbone: str, spec: DecoderSpec) -> str:
+    """The identity of a variant's eval-mode network: :func:`architecture_hash` with dropout left out (dropout is
+    the identity in eval mode and has no parameters, so variants that differ only in dropout time, count and have
+    receptive fields alike; the timer and the ERF measure each such network once)."""
+    return architecture_hash(backbone, replace(spec, dropout=0.0))
+
+
 @dataclass(frozen=True)
 class Variant:
     """One resolved variant of a study."""
@@ -88,6 +95,10 @@ class Variant:
     reference: str  # what its time is paired against: its path predecessor, else its base
     step: int | None = None  # paths: 0 for the start, N after step N
     label: str = ""  # paths: the change this step makes
+
+    @property
+    def inference_hash(self) -> str:
+        return inference_hash(self.backbone, self.decoder)
 
     def registration(self) -> dict:
         """What a worker process needs to register this name itself (stored in every record)."""
