@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K, background included (default: from VOC2012/classes.txt, else the largest label + 1)")
     p.add_argument("--checkpoint", action="append", default=[], metavar="VARIANT=PATH",
                    help="probe this trained model instead of training one here; repeatable")
-    p.add_argument("--backbone", default="resnet18", help="backbone under each family when training here")
+    p.add_argument("--backbone", default=None,
+                   help="backbone under each family when training here (default: the setting's, mobilenet_v2)")
     p.add_argument("--families", nargs="+", default=None, help=f"families to train (default: {' '.join(FAMILIES)})")
     p.add_argument("--levels", nargs="+", default=None, help="decoder levels to probe (default: all four)")
     p.add_argument("--size", type=int, default=None, help="square image side for features and labels (>= 32)")
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (a few images and steps)")
     p = sub.add_parser("train", help="train networks to a plateau of their val mIoU (or a budget), cached")
     p.add_argument("variants", nargs="*", metavar="VARIANT",
-                   help="registered names or FAMILY:BACKBONE (default: the setting's three families on ResNet-18)")
+                   help="registered names or FAMILY:BACKBONE (default: the setting's three families on MobileNet-v2)")
     p.add_argument("--data", default=None, help="a VOC-layout folder (default: the generated shapes dataset)")
     p.add_argument("--num-classes", type=int, default=None,
                    help="K, background included (default: from VOC2012/classes.txt, else the largest label + 1)")

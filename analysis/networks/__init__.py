@@ -2,7 +2,7 @@
 limit, or a time budget) once, keep its checkpoint and record, and reuse them in every later analysis.
 
     from analysis.networks import trained_set
-    nets = trained_set("cpu")                 # the three families on ResNet-18, trained or loaded
+    nets = trained_set("cpu")                 # the three families on MobileNet-v2, trained or loaded
     nets[0].model, nets[0].record["val_miou"]
 """
 
