@@ -289,7 +289,7 @@ def test_named_settings_are_the_documented_ones():
     cpu, gpu = SETTINGS["cpu"], SETTINGS["gpu"]
     assert cpu.variants() == ["rf:mobilenet_v2", "rf_lw_rcu:mobilenet_v2", "rf_lw:mobilenet_v2"] == gpu.variants()
     assert (cpu.schedule.size, cpu.seeds, cpu.device, cpu.decoder) == (128, 1, "cpu",
-                                                                        {"channels": 64, "top_channels": 128})
+                                                                        {"channels": 48, "top_channels": 96})
     assert (gpu.seeds, gpu.device, gpu.decoder) == (3, "cuda", None)
 
 
