@@ -17,14 +17,16 @@ LEVEL = "level2"
 
 
 def grid(whole_r90: list[int], crp_r90: list[int] | None = None) -> DecoderGrid:
-    """A hand-made decoder grid of one level: bootstrap samples of the whole level's and CRP's r90 (cells); the
-    point estimate is the samples' median."""
-    rows, boot = [], {}
+    """A hand-made decoder grid of one level: bootstrap samples of the whole level's and CRP's r90 (cells) and
+    the 90% side (here 2 r90 + 1: maps whose 90% square is exactly whole); point estimates: the medians."""
+    rows, boot, sides = [], {}, {}
     for block, samples in (("whole level", whole_r90), ("CRP", crp_r90 or whole_r90)):
         r90 = torch.tensor(samples, dtype=torch.float64)
-        rows.append({"level": LEVEL, "block": block, "r90_cells": float(r90.median()), "theoretical_cells": 9})
+        rows.append({"level": LEVEL, "block": block, "r90_cells": float(r90.median()),
+                     "side90_cells": float(2 * r90.median() + 1), "theoretical_cells": 9})
         boot[(LEVEL, block)] = {0.5: r90.clone(), 0.9: r90}
-    return DecoderGrid(pd.DataFrame(rows), {}, boot)
+        sides[(LEVEL, block)] = 2 * r90 + 1
+    return DecoderGrid(pd.DataFrame(rows), {}, boot, sides)
 
 
 RF = [4] * 1000  # RefineNet's whole-level r90: 4 cells in every resample, square side 9

@@ -61,6 +61,37 @@ def test_5x5_max_pool_widens_the_receptive_field_by_4(k):
     assert support_side(erf.map)[0] <= 2 * k + 1 + 4
 
 
+def test_mass_side_interpolates_between_whole_squares():
+    from analysis.erf.gradient import mass_side
+
+    delta = torch.zeros(11, 11)
+    delta[5, 5] = 1.0
+    assert mass_side(delta, (5, 5), 0.9) == pytest.approx(0.9)  # the centre cell's mass spread over sides 0..1
+    square = torch.zeros(11, 11)
+    square[3:8, 3:8] = 1.0  # 25 cells: the 3x3 square holds 9, the 5x5 all 25
+    assert mass_side(square, (5, 5), 9 / 25) == pytest.approx(3.0)  # exactly a whole square: 2r+1
+    assert mass_side(square, (5, 5), 1.0) == pytest.approx(5.0)
+    assert mass_side(square, (5, 5), 0.9) == pytest.approx(3 + 2 * (22.5 - 9) / 16)  # within the outer ring
+    assert mass_side(torch.zeros(5, 5), (2, 2), 0.9) == 1.0  # no mass: radius 0, side 1
+    sides = [mass_side(square, (5, 5), f) for f in (0.2, 0.5, 0.9, 0.99)]
+    assert sides == sorted(sides)
+
+
+def test_interpolated_side_gives_an_interval_where_whole_cell_radii_give_one_value():
+    from analysis.erf.gradient import ERFOptions, GradientERF, resampled_summaries
+    from bench.stats import resample_indices
+
+    maps = torch.zeros(8, 9, 9)
+    maps[:, 4, 4] = 1.0
+    for i in range(8):  # each image puts a different share of its mass in the first ring, none beyond
+        maps[i, 3:6, 3:6] += 0.1 * (i + 1) / 8
+        maps[i, 4, 4] -= 0.1 * (i + 1) / 8
+    erf = GradientERF("t", (4, 4), None, maps.mean(0), 8, (9, 9), (4, 4), ERFOptions(), per_image=maps)
+    radii, sides = resampled_summaries(erf, resample_indices(8, 200, 0), (0.9,))
+    assert radii[0.9].unique().numel() == 1  # r90 = 0 or 1 in every resample: one value, no interval
+    assert sides.unique().numel() > 10 and 0.9 < float(sides.min()) < float(sides.max()) <= 3.0
+
+
 def test_mass_radii_on_known_maps():
     delta = torch.zeros(11, 11)
     delta[5, 5] = 1
@@ -212,9 +243,13 @@ def test_claims_a_and_b_from_decoder_grids():
         torch.manual_seed(0)
         grids[family] = decoder_grid_erf(create_model(f"{family}:resnet18").eval(), x, levels=["level1"], n_boot=20)
     a, b = claim_a(grids), claim_b(grids)
+    side = {f: g.frame.set_index("block").loc["whole level", "side90_cells"] for f, g in grids.items()}
     r90 = {f: g.frame.set_index("block").loc["whole level", "r90_cells"] for f, g in grids.items()}
     row = a.iloc[0]
-    assert list(a.family) == ["rf_lw"] and row.side_ratio == pytest.approx((2 * r90["rf_lw"] + 1) / (2 * r90["rf"] + 1))
+    assert list(a.family) == ["rf_lw"] and row.side_ratio == pytest.approx(side["rf_lw"] / side["rf"])
+    for f in grids:  # the interpolated side lies within the whole-cell square that holds 90%, above the one inside
+        assert 2 * r90[f] - 1 < side[f] <= 2 * r90[f] + 1
+    assert row.ci_low <= row.side_ratio <= row.ci_high
     assert set(b.family) == {"rf", "rf_lw"} and (b.status == "reproduced").all()  # CRP moves information
     nocrp = {f: decoder_grid_erf(create_model(f"{f}:resnet18", decoder={"crp_stages": 0}).eval(), x,
                                  levels=["level1"], n_boot=20) for f in ("rf_lw",)}

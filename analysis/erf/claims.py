@@ -1,8 +1,9 @@
 """Claims (a) and (b) of the paper, decided from decoder-grid ERFs.
 
 (a) "Dropping 3x3 convolutions does not shrink the empirical receptive field" (Sections 3.2, 5.1, 8):
-    per level, the side (2r+1 cells) of the square holding 90% of a whole level's decoder-grid ERF,
-    light-weight family over RefineNet, with a paired bootstrap interval over the images. "No
+    per level, the side (in cells, interpolated between whole squares: :func:`analysis.erf.gradient.mass_side`)
+    of the square holding 90% of a whole level's decoder-grid ERF, light-weight family over RefineNet, with a
+    paired bootstrap interval over the images (whole-cell sides 2r+1 gave one-value intervals). "No
     difference" is an equivalence claim, decided by two one-sided tests (Schuirmann 1987): with the
     margin [0.8, 1.25] stated first, the ratio is *equivalent* (reproduced) where its whole 90% interval
     lies inside the margin, *different* (not reproduced) where it lies wholly outside, and the verdict is
@@ -20,7 +21,6 @@ chain of 5x5 max-pools spreads a unit's gradient over 4k+1 cells).
 from __future__ import annotations
 
 import pandas as pd
-import torch
 
 from bench.stats import percentile_interval
 
@@ -45,30 +45,28 @@ def equivalence_verdict(low: float, high: float, margin: tuple[float, float] = E
     return "inconclusive"
 
 
-def side(r: torch.Tensor | float) -> torch.Tensor | float:
-    return 2 * r + 1
-
-
 def claim_a(grids: dict[str, DecoderGrid], reference: str = "rf") -> pd.DataFrame:
-    """Whole-level r90 square side of each other family over ``reference``'s, per level, with a paired 90% CI
-    and the equivalence verdict (``CLAIM_A_RULE``)."""
+    """Whole-level interpolated 90%-mass square side of each other family over ``reference``'s, per level, with
+    a paired 90% CI (the same image resamples for every family) and the equivalence verdict (``CLAIM_A_RULE``).
+    The whole-cell r90 of both stays beside it."""
     base = grids[reference]
+    ref_frame = base.frame.set_index(["level", "block"])
     rows = []
     for family, grid in grids.items():
         if family == reference:
             continue
-        for (level, block), samples in grid.boot.items():
+        frame = grid.frame.set_index(["level", "block"])
+        for (level, block), sides in grid.side_boot.items():
             if block != "whole level":
                 continue
-            ref = base.boot[(level, block)][0.9]
-            ratio_samples = side(samples[0.9].double()) / side(ref.double())
-            ours = grid.frame.set_index(["level", "block"]).loc[(level, block), "r90_cells"]
-            theirs = base.frame.set_index(["level", "block"]).loc[(level, block), "r90_cells"]
+            ratio_samples = sides.double() / base.side_boot[(level, block)].double()
+            ours, theirs = frame.loc[(level, block)], ref_frame.loc[(level, block)]
             low, high = percentile_interval(ratio_samples, EQUIVALENCE_LEVEL)
-            ratio = side(ours) / side(theirs)
             verdict = equivalence_verdict(low, high)
-            rows.append({"family": family, "reference": reference, "level": level, "r90_cells": ours,
-                         "reference_r90_cells": theirs, "side_ratio": ratio, "ci_low": low, "ci_high": high,
+            rows.append({"family": family, "reference": reference, "level": level,
+                         "side90_cells": ours.side90_cells, "reference_side90_cells": theirs.side90_cells,
+                         "r90_cells": ours.r90_cells, "reference_r90_cells": theirs.r90_cells,
+                         "side_ratio": ours.side90_cells / theirs.side90_cells, "ci_low": low, "ci_high": high,
                          "verdict": verdict, "status": VERDICT_STATUS[verdict]})
     return pd.DataFrame(rows)
 

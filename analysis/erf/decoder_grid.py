@@ -16,7 +16,7 @@ replica costs nothing to run at any grid size.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -27,7 +27,7 @@ from bench.models import RefineNet, variant_info
 from bench.models.decoder import RefineLevel
 from bench.stats import percentile_interval, resample_indices
 
-from .gradient import ERFOptions, GradientERF, erf_pairs, radius_samples
+from .gradient import ERFOptions, GradientERF, erf_pairs, mass_side, resampled_summaries
 from .theoretical import structural_copy, support_extent
 
 BLOCKS: tuple[tuple[str, str, str], ...] = (
@@ -88,6 +88,7 @@ class DecoderGrid:
     frame: pd.DataFrame
     maps: dict[tuple[str, str], GradientERF]
     boot: dict[tuple[str, str], dict[float, torch.Tensor]]  # (level, block) -> fraction -> (n_boot,) radii
+    side_boot: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)  # (n_boot,) interpolated side90
 
 
 def decoder_grid_erf(
@@ -123,7 +124,7 @@ def decoder_grid_erf(
                      batch_size=batch_size)
     info = variant_info(model.name) if model.name else None
     resamples = resample_indices(len(images), n_boot, seed)
-    rows, boot = [], {}
+    rows, boot, side_boot = [], {}, {}
     for lvl in levels:
         mine = [(t, w) for level, _, t, w in rows_spec if level == lvl]
         grid = maps[mine[0]].input_size
@@ -133,15 +134,18 @@ def decoder_grid_erf(
                 continue
             erf = maps[(tap, wrt)]
             erf.theoretical = fields[(tap.split(".")[1], wrt.split(".")[1])]
-            samples = {f: radius_samples(erf, f, resamples) for f in FRACTIONS}
+            samples, sides = resampled_summaries(erf, resamples, FRACTIONS)
             boot[(level, block)] = samples
+            side_boot[(level, block)] = sides
             row = {"variant": model.name, "family": info.family if info else model.spec.family,
                    "level": level, "block": block, "tap": tap, "wrt": wrt, "grid_h": grid[0], "grid_w": grid[1]}
             for f in FRACTIONS:
                 key = f"r{int(f * 100)}_cells"
                 row[key] = erf.radius[f]
                 row[f"{key}_ci_low"], row[f"{key}_ci_high"] = percentile_interval(samples[f])
+            row["side90_cells"] = mass_side(erf.map, erf.centre, 0.9)
+            row["side90_cells_ci_low"], row["side90_cells_ci_high"] = percentile_interval(sides)
             row.update({"theoretical_cells": erf.theoretical[0], "clipped": erf.clipped, "n_images": erf.n_images})
             rows.append(row)
-    return DecoderGrid(pd.DataFrame(rows), maps, boot)
+    return DecoderGrid(pd.DataFrame(rows), maps, boot, side_boot)
 

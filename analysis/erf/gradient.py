@@ -131,22 +131,51 @@ def unit_centre(unit: tuple[int, int], feature_hw: tuple[int, int], input_hw: tu
     )
 
 
-def mass_radii(m: torch.Tensor, centre: tuple[int, int], fractions: Sequence[float] = FRACTIONS) -> dict[float, int]:
-    """Smallest r such that the (2r+1)-square centred on ``centre`` holds >= fraction of the map's mass
-    (clipped at the border). A map without mass (no gradient reaches the grid) has radius 0."""
+def _square_masses(m: torch.Tensor, centre: tuple[int, int]) -> tuple[torch.Tensor, float]:
+    """The mass inside the (2r+1)-square centred on ``centre`` for r = 0, 1, ... (clipped at the border), and
+    the map's total."""
     h, w = m.shape
     cy, cx = centre
     integral = F.pad(m.double().cumsum(0).cumsum(1), (1, 0, 1, 0))
-    total = integral[-1, -1].item()
     r = torch.arange(max(h, w))
     y0, y1 = (cy - r).clamp(0, h), (cy + r + 1).clamp(0, h)
     x0, x1 = (cx - r).clamp(0, w), (cx + r + 1).clamp(0, w)
     inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    return inside, integral[-1, -1].item()
+
+
+def _first_square(inside: torch.Tensor, target: float, total: float) -> int | None:
+    hit = torch.nonzero(inside >= target - 1e-12 * abs(total))
+    return int(hit[0]) if len(hit) else None
+
+
+def mass_radii(m: torch.Tensor, centre: tuple[int, int], fractions: Sequence[float] = FRACTIONS) -> dict[float, int]:
+    """Smallest r such that the (2r+1)-square centred on ``centre`` holds >= fraction of the map's mass
+    (clipped at the border). A map without mass (no gradient reaches the grid) has radius 0."""
+    inside, total = _square_masses(m, centre)
     out = {}
     for frac in fractions:
-        hit = torch.nonzero(inside >= frac * total - 1e-12 * abs(total))
-        out[frac] = int(hit[0]) if len(hit) else max(h, w)
+        r = _first_square(inside, frac * total, total)
+        out[frac] = max(m.shape) if r is None else r
     return out
+
+
+def mass_side(m: torch.Tensor, centre: tuple[int, int], fraction: float = 0.9) -> float:
+    """The side, in cells, of the centred square holding ``fraction`` of the map's mass, interpolated linearly
+    between whole squares: the centre cell's mass is taken as spread over sides 0 to 1, each further ring's over
+    the two sides it adds. Equal to 2r+1 where the (2r+1)-square holds exactly that fraction; unlike the
+    whole-cell radius it moves when mass moves within a ring, so an image bootstrap of it gives an interval
+    rather than one value. A map without mass has side 1 (radius 0, as :func:`mass_radii`)."""
+    inside, total = _square_masses(m, centre)
+    if total <= 0:
+        return 1.0
+    target = fraction * total
+    k = _first_square(inside, target, total)
+    if k is None:  # rounding: the largest square holds everything
+        k = len(inside) - 1
+    below, side_below, step = (float(inside[k - 1]), 2.0 * k - 1, 2.0) if k else (0.0, 0.0, 1.0)
+    ring = float(inside[k]) - below
+    return side_below + (step * (target - below) / ring if ring > 0 else step)
 
 
 def _unit_scalar(feature: torch.Tensor, unit: tuple[int, int], channel: int | None, options: ERFOptions):
@@ -216,10 +245,23 @@ def erf_pairs(
 
 def radius_samples(erf: GradientERF, fraction: float, resamples: torch.Tensor) -> torch.Tensor:
     """Bootstrap samples of a mass radius: the images resampled (rows of ``resamples``), maps averaged again."""
+    return resampled_summaries(erf, resamples, (fraction,))[0][fraction]
+
+
+def resampled_summaries(erf: GradientERF, resamples: torch.Tensor, fractions: Sequence[float] = FRACTIONS,
+                        side_fraction: float = 0.9) -> tuple[dict[float, torch.Tensor], torch.Tensor]:
+    """Bootstrap samples, from one mean map per resample of the images (rows of ``resamples``): the mass radius
+    of each fraction, and the interpolated side (:func:`mass_side`) of ``side_fraction``."""
     if erf.per_image is None:
         raise UsageError("this ERF keeps no per-image maps")
-    return torch.tensor([float(mass_radii(erf.per_image[idx].mean(0), erf.centre, (fraction,))[fraction])
-                         for idx in resamples])
+    radii: dict[float, list[float]] = {f: [] for f in fractions}
+    sides = []
+    for idx in resamples:
+        mean = erf.per_image[idx].mean(0)
+        for f, r in mass_radii(mean, erf.centre, fractions).items():
+            radii[f].append(float(r))
+        sides.append(mass_side(mean, erf.centre, side_fraction))
+    return {f: torch.tensor(v) for f, v in radii.items()}, torch.tensor(sides, dtype=torch.float64)
 
 
 def gradient_erf(

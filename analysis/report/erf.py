@@ -186,7 +186,8 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
                "Decoder-grid ERF: how far each block spreads information on its level's grid (cells)", [
         "Gradient of the centre unit of a decoder tap with respect to an earlier tap of the same level, |.| summed "
         "over channels, mean over images; rN: radius of the smallest centred square (side 2r+1 cells) holding N% "
-        "of it. Blocks: RCU before CRP = after RCU w.r.t. before; fusion + sum = after the sum w.r.t. after RCU; "
+        "of it; side90: the side of the 90% square interpolated between whole squares (claim (a) uses it). "
+        "Blocks: RCU before CRP = after RCU w.r.t. before; fusion + sum = after the sum w.r.t. after RCU; "
         "CRP = after CRP w.r.t. after the sum; RCU after CRP; whole level = after the last RCU w.r.t. before "
         "the first.",
         "theoretical: extent (cells) of the region that can influence the unit, from a two-channel replica of the "
@@ -195,8 +196,9 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
         f"One cell is the level's stride: 32 px at level 4 ... 4 px at level 1; canvases of {plan.canvas_size}px."],
         labels={"r50_cells": "r50", "r90_cells": "r90", "r50_cells_ci_low": "r50 CI low",
                 "r50_cells_ci_high": "r50 CI high", "r90_cells_ci_low": "r90 CI low",
-                "r90_cells_ci_high": "r90 CI high", "theoretical_cells": "theoretical"},
-        formats={c: ".0f" for c in grid.columns if "cells" in c})
+                "r90_cells_ci_high": "r90 CI high", "side90_cells": "side90", "side90_cells_ci_low": "side90 CI low",
+                "side90_cells_ci_high": "side90 CI high", "theoretical_cells": "theoretical"},
+        formats={c: ".2f" if c.startswith("side90") else ".0f" for c in grid.columns if "cells" in c})
     save_figure(decoder_grid_figure(grid[grid.weights == "trained"], plan), folder / "decoder_grid")
     save_figure(decoder_maps_figure(results.grids, plan), folder / "decoder_grid_maps")
     artifacts += [
@@ -225,7 +227,9 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
     save_table(claims, folder / "claims", "Claims (a) and (b) per family and level (decoder grid)", [
         f"(a) Sections 3.2/5.1/8: 'dropping 3x3 convolutions does not shrink the ERF' - effect: side of the light-"
         f"weight family's 90%-mass square over RefineNet's for a whole level, paired {EQUIVALENCE_LEVEL:.0%} image-"
-        f"bootstrap CI. Rule: {CLAIM_A_RULE}.",
+        f"bootstrap CI. The side is interpolated between whole squares (analysis.erf.gradient.mass_side: the "
+        f"mass of each ring of cells spread over the two sides it adds), so it moves when mass moves within a ring; "
+        f"with whole-cell sides (2r+1) most intervals were one value. Rule: {CLAIM_A_RULE}.",
         f"(b) Section 5.1/Figure 3: 'CRP enlarges the ERF' - effect: r90 (cells) of CRP's own decoder-grid ERF, 95% "
         f"CI. Rule: {CLAIM_B_RULE}.",
         "Decided on the trained networks (weights = trained); the random-init rows are the architecture alone: "
