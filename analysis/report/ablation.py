@@ -334,12 +334,13 @@ def write(data: AblationData, out: Path) -> list[Path]:
              "Δ: the change of this step on the path; reverse-order Δ: the same change applied last-first from the "
              "start; Shapley: its average marginal change over all orders (all 2^n subsets counted); Shapley values "
              "sum to the total change.",
-             f"CPU time ({data.timing_note}): every subset of the path's changes (each distinct eval-mode network once) "
-             f"timed in interleaved pairs against the path's end, {_pairs(s)}; subsets that differ only in dropout share one "
-             "timing (dropout is the identity in eval mode: its time change is 0 by construction); a subset's ms = the end's median / "
-             "its paired ratio. Speed-up vs previous = the ratio of two such times; Δ, reverse-order Δ and Shapley "
-             "as for the counts. Intervals: 95%, a parametric bootstrap drawing each subset's log ratio from its "
-             "own t interval (independent pair-sets; the end's median held fixed)."]
+             f"CPU time ({data.timing_note}): every subset of the path's changes (each distinct eval-mode network "
+             f"once) timed in interleaved pairs against the path's end, {_pairs(s)}; subsets that differ only in "
+             "dropout share one timing (dropout is the identity in eval mode: its time change is 0 by construction); "
+             "a subset's ms = the end's median / its paired ratio. Speed-up vs previous = the ratio of two such "
+             "times; Δ, reverse-order Δ and Shapley as for the counts. Intervals: 95%, a parametric bootstrap "
+             "drawing each subset's log ratio from its own t interval (independent pair-sets; the end's median held "
+             "fixed)."]
     written = list(save_table(s, out / "paper_path", f"Which change buys what: {title} at {h}x{w}", notes,
                               display=display))
     written.append(waterfall(s, out / "paper_path_waterfall", (h, w), title))
@@ -370,8 +371,8 @@ def write(data: AblationData, out: Path) -> list[Path]:
             "gradient mass (analysis.erf.decoder_grid); theoretical: the extent the wiring allows; clipped: the "
             "theoretical field is larger than the grid.",
             f"Random initialisation (seed 0, BatchNorm re-estimated on the canvases), {n_img} generated canvases of "
-            f"{ERF_SIZE_WORDS}; 95% CI from {ERF_BOOT} resamples of those images (the same resamples for every step; a step that changes only dropout repeats "
-            "its predecessor's row: the same eval-mode network). "
+            f"{ERF_SIZE_WORDS}; 95% CI from {ERF_BOOT} resamples of those images (the same resamples for every "
+            "step; a step that changes only dropout repeats its predecessor's row: the same eval-mode network). "
             f"Radii are whole cells, so with {n_img} images an interval is often one value: it cannot show a change "
             "smaller than a cell. " + _erf_sentence(e) + " What trained path variants do needs the GPU setting "
             "(training per variant), not run here."],
