@@ -433,6 +433,9 @@ def test_path_erf_follows_each_step_and_shrinks_the_field_where_a_3x3_conv_goes(
     assert level1.theoretical_cells[2] < level1.theoretical_cells[1]  # removing the RCUs' 3x3 convs shrinks it again
     assert (frame.r90_ci_low <= frame.r90_cells).all() and (frame.r90_cells <= frame.r90_ci_high).all()
     assert (frame.r50_cells <= frame.r90_cells).all()
+    # the interpolated 90% side lies within the whole-cell square that holds 90%, above the one inside it
+    assert ((2 * frame.r90_cells - 1 < frame.side90_cells) & (frame.side90_cells <= 2 * frame.r90_cells + 1)).all()
+    assert ((frame.side90_ci_low <= frame.side90_cells) & (frame.side90_cells <= frame.side90_ci_high)).all()
 
 
 def test_dropout_alone_is_timed_once_the_eval_mode_network_is_the_same():

@@ -157,7 +157,9 @@ def path_erf(path: Path_, side: int = ERF_SIDE, n_canvas: int = ERF_CANVASES, n_
             rows.append({"step": v.step, "variant": v.name, "change": v.label, "level": r.level,
                          "grid": f"{r.grid_h}x{r.grid_w}", "r50_cells": r.r50_cells,
                          "r90_cells": r.r90_cells, "r90_ci_low": r.r90_cells_ci_low, "r90_ci_high": r.r90_cells_ci_high,
-                         "theoretical_cells": r.theoretical_cells, "clipped": bool(r.clipped),
+                         "side90_cells": r.side90_cells, "side90_ci_low": r.side90_cells_ci_low,
+                         "side90_ci_high": r.side90_cells_ci_high, "theoretical_cells": r.theoretical_cells,
+                         "clipped": bool(r.clipped),
                          "n_images": int(r.n_images)})
     return pd.DataFrame(rows)
 
@@ -292,8 +294,9 @@ def _erf_sentence(erf: pd.DataFrame) -> str:
     first, last = finest.iloc[0], finest.iloc[-1]
     clip = " (clipped by the grid)" if finest.clipped.any() else ""
     return (f"Decoder-grid ERF at random init, {first.level} (whole level): r90 {first.r90_cells:.0f} -> "
-            f"{last.r90_cells:.0f} cells from start to end while the theoretical field goes {first.theoretical_cells} "
-            f"-> {last.theoretical_cells} cells{clip}.")
+            f"{last.r90_cells:.0f} cells (90% side {first.side90_cells:.1f} -> {last.side90_cells:.1f} cells) from "
+            f"start to end while the theoretical field goes {first.theoretical_cells} -> {last.theoretical_cells} "
+            f"cells{clip}.")
 
 
 def _ms(row, key: str) -> str:
@@ -364,6 +367,8 @@ def write(data: AblationData, out: Path) -> list[Path]:
             "step": e.step, "change": e.change, "level": e.level, "grid (cells)": e.grid,
             "r50 (cells)": e.r50_cells, "r90 (cells) [95% CI]": [
                 f"{r.r90_cells:.1f} [{r.r90_ci_low:.1f}, {r.r90_ci_high:.1f}]" for _, r in e.iterrows()],
+            "90% side (cells) [95% CI]": [
+                f"{r.side90_cells:.2f} [{r.side90_ci_low:.2f}, {r.side90_ci_high:.2f}]" for _, r in e.iterrows()],
             "theoretical (cells)": e.theoretical_cells, "clipped by the grid": e.clipped})
         n_img = int(e.n_images.iloc[0])
         written += save_table(e, out / "paper_path_erf", f"Decoder-grid ERF of each level along {title}, random init", [
@@ -373,8 +378,9 @@ def write(data: AblationData, out: Path) -> list[Path]:
             f"Random initialisation (seed 0, BatchNorm re-estimated on the canvases), {n_img} generated canvases of "
             f"{ERF_SIZE_WORDS}; 95% CI from {ERF_BOOT} resamples of those images (the same resamples for every "
             "step; a step that changes only dropout repeats its predecessor's row: the same eval-mode network). "
-            f"Radii are whole cells, so with {n_img} images an interval is often one value: it cannot show a change "
-            "smaller than a cell. " + _erf_sentence(e) + " What trained path variants do needs the GPU setting "
+            f"Radii are whole cells, so with {n_img} images their interval is often one value; the 90% side is "
+            "interpolated between whole squares (analysis.erf.gradient.mass_side) and shows changes within a cell. "
+            + _erf_sentence(e) + " What trained path variants do needs the GPU setting "
             "(training per variant), not run here."],
             display=erf_display)
     if data.axes is not None and len(data.axes):
