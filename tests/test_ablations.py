@@ -372,6 +372,23 @@ def test_timed_attribution_of_exact_ratios_is_the_shapley_of_the_times():
     assert len(all_subsets(2)) == len(exact)
 
 
+def test_subsets_measured_by_one_record_share_one_draw():
+    from bench.ablations import LogRatio, timed_attribution
+
+    # change 1 does nothing at inference (e.g. dropout): {} and {1} are one network, one timing record; {0} is
+    # the end's network (ratio 1 exactly)
+    shared = LogRatio(math.log(10.0 / 40.0), 0.05, 2, source="net-a")
+    ratios = {frozenset(): shared, frozenset({1}): shared, frozenset({0}): LogRatio(0.0, 0.0, 0),
+              frozenset({0, 1}): LogRatio(0.0, 0.0, 0)}
+    out = timed_attribution(2, ratios, reference_ms=10.0, draws=2000)
+    for key in ("path_ms", "reverse_ms", "shapley_ms"):  # change 1's effect: 0 in every draw, not just on average
+        assert out[key][1] == out[f"{key}_low"][1] == out[f"{key}_high"][1] == 0.0
+    assert out["shapley_ms_low"][0] < -30.0 < out["shapley_ms_high"][0]  # change 0 keeps its noise
+    independent = {s: LogRatio(r.mean, r.se, r.df) for s, r in ratios.items()}  # the same ratios, no source
+    loose = timed_attribution(2, independent, reference_ms=10.0, draws=2000)
+    assert loose["reverse_ms_low"][1] < 0.0 < loose["reverse_ms_high"][1]  # two draws of one measurement: spurious
+
+
 def test_log_ratio_from_a_speedup_record_recovers_its_t_interval():
     from scipy import stats
 

@@ -110,7 +110,8 @@ def _time_attribution(path: Path_, times: pd.DataFrame, hashes: dict[str, str]) 
             ratios[s] = LogRatio(0.0, 0.0, 0)
         elif hashes[name] in timed_by_hash:
             r = rows.loc[timed_by_hash[hashes[name]]]
-            ratios[s] = LogRatio.from_interval(float(r.ratio), float(r.ci_low), float(r.ci_high), int(r.pairs))
+            ratios[s] = LogRatio.from_interval(float(r.ratio), float(r.ci_low), float(r.ci_high), int(r.pairs),
+                                               source=hashes[name])
         else:
             return None
     reference_ms = float(rows.base_median_ms.median())

@@ -70,21 +70,24 @@ def subset_changes(steps: Sequence[dict], subset: Subset) -> dict:
 @dataclass(frozen=True)
 class LogRatio:
     """One subset's paired timing against the reference: mean log(t_reference / t_subset), its standard error
-    and degrees of freedom (pairs - 1); the reference itself is LogRatio(0, 0, 0)."""
+    and degrees of freedom (pairs - 1); the reference itself is LogRatio(0, 0, 0). ``source`` names the
+    measurement: subsets measured by one record (equal eval-mode networks) share one draw in the bootstrap."""
 
     mean: float
     se: float
     df: int
+    source: str = ""
 
     @staticmethod
-    def from_interval(ratio: float, low: float, high: float, pairs: int, level: float = 0.95) -> LogRatio:
+    def from_interval(ratio: float, low: float, high: float, pairs: int, level: float = 0.95,
+                      source: str = "") -> LogRatio:
         """From a record of :func:`bench.speedup.paired_speedup` (geometric-mean ratio, t interval)."""
         from scipy import stats
 
         if pairs < 2 or not (low > 0 and high > 0):
-            return LogRatio(math.log(ratio), math.nan, max(pairs - 1, 0))
+            return LogRatio(math.log(ratio), math.nan, max(pairs - 1, 0), source)
         half = (math.log(high) - math.log(low)) / 2
-        return LogRatio(math.log(ratio), half / float(stats.t.ppf(0.5 + level / 2, pairs - 1)), pairs - 1)
+        return LogRatio(math.log(ratio), half / float(stats.t.ppf(0.5 + level / 2, pairs - 1)), pairs - 1, source)
 
 
 def timed_attribution(n: int, ratios: Mapping[Subset, LogRatio], reference_ms: float, draws: int = 4000,
@@ -94,8 +97,9 @@ def timed_attribution(n: int, ratios: Mapping[Subset, LogRatio], reference_ms: f
 
     ``ratios``: every subset's :class:`LogRatio` against the reference (the full set: the path's end, LogRatio
     (0, 0, 0)); ``v(S) = reference_ms / exp(mean_S)``. Intervals: a parametric bootstrap, each subset's log ratio
-    drawn as mean + se * t(df), independently (each subset is its own pair-set); the reference's own median is
-    held fixed. With the exact subsets only (n > MAX_SHAPLEY: prefixes and suffixes), Shapley is left out.
+    drawn as mean + se * t(df), independently for each pair-set (subsets with the same ``source`` share one
+    draw: one measurement); the reference's own median is held fixed. With the exact subsets only
+    (n > MAX_SHAPLEY: prefixes and suffixes), Shapley is left out.
     """
     import torch
 
@@ -103,17 +107,21 @@ def timed_attribution(n: int, ratios: Mapping[Subset, LogRatio], reference_ms: f
     exact = n <= MAX_SHAPLEY and all(s in ratios for s in all_subsets(n))  # never enumerates 2^n for a long path
     keys = list(ratios)
     g = torch.Generator().manual_seed(seed)
-    columns = []
+    columns, by_source = [], {}
     for key in keys:
         r = ratios[key]
         if key == full or not r.se == r.se or r.df < 1:
             columns.append(torch.full((draws,), r.mean, dtype=torch.float64))
+        elif r.source and r.source in by_source:
+            columns.append(by_source[r.source])
         else:
             # StudentT has no generator argument: t = z / sqrt(chi2_df / df) from seeded normals
             z = torch.randn(draws, generator=g, dtype=torch.float64)
             chi = (torch.randn(draws, r.df, generator=g, dtype=torch.float64) ** 2).sum(1)
             t = z / torch.sqrt(chi / r.df)
             columns.append(r.mean + r.se * t)
+            if r.source:
+                by_source[r.source] = columns[-1]
     logs = torch.stack(columns, 1)  # (draws, subsets)
     point = torch.tensor([[ratios[k].mean for k in keys]], dtype=torch.float64)
 
