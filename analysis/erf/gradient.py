@@ -245,13 +245,14 @@ def erf_pairs(
 
 def radius_samples(erf: GradientERF, fraction: float, resamples: torch.Tensor) -> torch.Tensor:
     """Bootstrap samples of a mass radius: the images resampled (rows of ``resamples``), maps averaged again."""
-    return resampled_summaries(erf, resamples, (fraction,))[0][fraction]
+    return resampled_summaries(erf, resamples, (fraction,), side_fraction=None)[0][fraction]
 
 
 def resampled_summaries(erf: GradientERF, resamples: torch.Tensor, fractions: Sequence[float] = FRACTIONS,
-                        side_fraction: float = 0.9) -> tuple[dict[float, torch.Tensor], torch.Tensor]:
+                        side_fraction: float | None = 0.9) -> tuple[dict[float, torch.Tensor], torch.Tensor]:
     """Bootstrap samples, from one mean map per resample of the images (rows of ``resamples``): the mass radius
-    of each fraction, and the interpolated side (:func:`mass_side`) of ``side_fraction``."""
+    of each fraction, and the interpolated side (:func:`mass_side`) of ``side_fraction`` (None: no sides, an
+    empty tensor)."""
     if erf.per_image is None:
         raise UsageError("this ERF keeps no per-image maps")
     radii: dict[float, list[float]] = {f: [] for f in fractions}
@@ -260,7 +261,8 @@ def resampled_summaries(erf: GradientERF, resamples: torch.Tensor, fractions: Se
         mean = erf.per_image[idx].mean(0)
         for f, r in mass_radii(mean, erf.centre, fractions).items():
             radii[f].append(float(r))
-        sides.append(mass_side(mean, erf.centre, side_fraction))
+        if side_fraction is not None:
+            sides.append(mass_side(mean, erf.centre, side_fraction))
     return {f: torch.tensor(v) for f, v in radii.items()}, torch.tensor(sides, dtype=torch.float64)
 
 
