@@ -455,6 +455,29 @@ def test_path_erf_follows_each_step_and_shrinks_the_field_where_a_3x3_conv_goes(
     assert ((frame.side90_ci_low <= frame.side90_cells) & (frame.side90_cells <= frame.side90_ci_high)).all()
 
 
+def test_path_erf_reuses_batchnorm_statistics_only_where_they_are_the_same(monkeypatch):
+    """The path's changes are decoder-only, so every step's backbone (all its BatchNorms) has the same weights: its
+    statistics are re-estimated once, and the path ERF equals one that re-estimates every step."""
+    import pandas as pd
+
+    import analysis.erf.conditioning as conditioning
+    import analysis.report.ablation as ablation_report
+    from bench.ablations import parse_ablation
+
+    steps = [{"crp_kernel": 1}, {"rcu": "none", "rcu_in": 0, "rcu_out": 0}]
+    spec = parse_ablation({"sizes": ["64x64"], "paths": {"s10": {"start": "rf:resnet18", "steps": steps}}},
+                          source="inline")
+    calls = []
+    original = conditioning.recalibrate_batchnorm
+    monkeypatch.setattr(conditioning, "recalibrate_batchnorm", lambda *a, **k: calls.append(1) or original(*a, **k))
+    reused = ablation_report.path_erf(spec.paths[0], side=128, n_canvas=2, n_boot=10, progress=None)
+    assert len(calls) == 1
+    monkeypatch.setattr(conditioning, "same_weights", lambda a, b: False)  # never reuse
+    fresh = ablation_report.path_erf(spec.paths[0], side=128, n_canvas=2, n_boot=10, progress=None)
+    assert len(calls) == 1 + 3
+    pd.testing.assert_frame_equal(reused, fresh)
+
+
 def test_dropout_alone_is_timed_once_the_eval_mode_network_is_the_same():
     from analysis.report.ablation import timed_variants
     from bench.ablations import SPECS, load_ablation

@@ -234,6 +234,32 @@ def test_batchnorm_re_estimation_keeps_weights_and_gives_unit_variance():
     assert out.var(dim=(0, 2, 3), unbiased=False).sub(1).abs().max() < 0.02
 
 
+def test_batchnorm_re_estimation_on_the_backbone_alone_equals_the_whole_model():
+    from analysis.erf.conditioning import batchnorm_scope
+
+    images = torch.randn(4, 3, 64, 64)
+    stats = {}
+    for name, scoped in (("rf:resnet18", True), ("rf:resnet18", False)):
+        torch.manual_seed(0)
+        model = create_model(name).eval()
+        assert batchnorm_scope(model) is model.backbone  # the RefineNet decoder has no BatchNorm
+        if scoped:
+            recalibrate_batchnorm(model, images, batch_size=4)
+        else:  # by hand: every BatchNorm in train mode, the whole model's forward
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.reset_running_stats(), setattr(m, "momentum", None), m.train()
+            with torch.no_grad():
+                model(images)
+        stats[scoped] = {k: v for k, v in model.state_dict().items() if "running" in k}
+    assert stats[True].keys() == stats[False].keys() and len(stats[True]) > 10
+    assert all(torch.equal(stats[True][k], stats[False][k]) for k in stats[True])
+    # a model with a BatchNorm outside its backbone is re-estimated whole
+    wrapped = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    wrapped.backbone = torch.nn.Sequential(torch.nn.BatchNorm2d(3))
+    assert batchnorm_scope(wrapped) is wrapped
+
+
 def test_claims_a_and_b_from_decoder_grids():
     from analysis.erf.claims import claim_a, claim_b
 

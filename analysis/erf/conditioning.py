@@ -27,9 +27,10 @@ def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: in
     model in eval mode.
     """
     validation.integer("batch_size", batch_size, minimum=2)
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = _batchnorms(model)
     if not norms:
         return model.eval()
+    runner = batchnorm_scope(model)
     if len(images) < 2:
         raise UsageError("BatchNorm re-estimation needs at least 2 images (a variance of one sample is undefined)")
     momenta = [m.momentum for m in norms]
@@ -44,9 +45,30 @@ def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: in
                 x = images[start : start + batch_size]
                 if len(x) < 2:  # a trailing single image: its batch variance is undefined
                     continue
-                model(normalise(x) if normalise is not None else x)
+                runner(normalise(x) if normalise is not None else x)
     finally:
         for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
         model.eval()
     return model
+
+
+def _batchnorms(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def batchnorm_scope(model: nn.Module) -> nn.Module:
+    """The part of ``model`` whose forward pass decides every BatchNorm's statistics: the backbone of a zoo model
+    whose decoder has no BatchNorm (the RefineNet families), else the whole model. A BatchNorm's input depends
+    only on what runs before it, so re-estimating on this part alone gives the same statistics, without the
+    decoder's cost."""
+    backbone = getattr(model, "backbone", None)
+    if isinstance(backbone, nn.Module) and len(_batchnorms(backbone)) == len(_batchnorms(model)):
+        return backbone
+    return model
+
+
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two modules hold the same parameters (names, shapes and values)."""
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    return pa.keys() == pb.keys() and all(pa[k].shape == pb[k].shape and torch.equal(pa[k], pb[k]) for k in pa)

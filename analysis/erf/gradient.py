@@ -131,33 +131,56 @@ def unit_centre(unit: tuple[int, int], feature_hw: tuple[int, int], input_hw: tu
     )
 
 
-def _square_masses(m: torch.Tensor, centre: tuple[int, int]) -> tuple[torch.Tensor, float]:
-    """The mass inside the (2r+1)-square centred on ``centre`` for r = 0, 1, ... (clipped at the border), and
-    the map's total."""
-    h, w = m.shape
+def _square_masses(maps: torch.Tensor, centre: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """For maps (B, H, W): the mass inside the (2r+1)-square centred on ``centre`` for r = 0, 1, ... (clipped at
+    the border), (B, R) in float64, and each map's total, (B,)."""
+    h, w = maps.shape[-2:]
     cy, cx = centre
-    integral = F.pad(m.double().cumsum(0).cumsum(1), (1, 0, 1, 0))
+    integral = F.pad(maps.double().cumsum(-2).cumsum(-1), (1, 0, 1, 0))
     r = torch.arange(max(h, w))
     y0, y1 = (cy - r).clamp(0, h), (cy + r + 1).clamp(0, h)
     x0, x1 = (cx - r).clamp(0, w), (cx + r + 1).clamp(0, w)
-    inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-    return inside, integral[-1, -1].item()
+    inside = integral[:, y1, x1] - integral[:, y0, x1] - integral[:, y1, x0] + integral[:, y0, x0]
+    return inside, integral[:, -1, -1]
 
 
-def _first_square(inside: torch.Tensor, target: float, total: float) -> int | None:
-    hit = torch.nonzero(inside >= target - 1e-12 * abs(total))
-    return int(hit[0]) if len(hit) else None
+def _first_square(inside: torch.Tensor, target: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """(B,) index of the first square holding ``target`` (up to rounding), -1 where none does."""
+    hit = inside >= (target - 1e-12 * total.abs())[:, None]
+    return torch.where(hit.any(1), hit.int().argmax(1), -1)
+
+
+def batch_mass_radii(maps: torch.Tensor, centre: tuple[int, int],
+                     fractions: Sequence[float] = FRACTIONS) -> dict[float, torch.Tensor]:
+    """:func:`mass_radii` of each of the maps (B, H, W) at once: fraction -> (B,) radii."""
+    inside, total = _square_masses(maps, centre)
+    out = {}
+    for frac in fractions:
+        r = _first_square(inside, frac * total, total)
+        out[frac] = torch.where(r < 0, max(maps.shape[-2:]), r)
+    return out
+
+
+def batch_mass_sides(maps: torch.Tensor, centre: tuple[int, int], fraction: float = 0.9) -> torch.Tensor:
+    """:func:`mass_side` of each of the maps (B, H, W) at once, (B,) in float64."""
+    inside, total = _square_masses(maps, centre)
+    target = fraction * total
+    k = _first_square(inside, target, total)
+    k = torch.where(k < 0, inside.shape[1] - 1, k)  # rounding: the largest square holds everything
+    rows = torch.arange(len(k))
+    first = k == 0
+    below = torch.where(first, 0.0, inside[rows, (k - 1).clamp_min(0)])
+    side_below = torch.where(first, 0.0, 2.0 * k - 1)
+    step = torch.where(first, 1.0, 2.0).double()
+    ring = inside[rows, k] - below
+    inner = torch.where(ring > 0, step * (target - below) / torch.where(ring > 0, ring, 1.0), step)
+    return torch.where(total <= 0, 1.0, side_below + inner)
 
 
 def mass_radii(m: torch.Tensor, centre: tuple[int, int], fractions: Sequence[float] = FRACTIONS) -> dict[float, int]:
     """Smallest r such that the (2r+1)-square centred on ``centre`` holds >= fraction of the map's mass
     (clipped at the border). A map without mass (no gradient reaches the grid) has radius 0."""
-    inside, total = _square_masses(m, centre)
-    out = {}
-    for frac in fractions:
-        r = _first_square(inside, frac * total, total)
-        out[frac] = max(m.shape) if r is None else r
-    return out
+    return {f: int(r[0]) for f, r in batch_mass_radii(m[None], centre, fractions).items()}
 
 
 def mass_side(m: torch.Tensor, centre: tuple[int, int], fraction: float = 0.9) -> float:
@@ -166,16 +189,7 @@ def mass_side(m: torch.Tensor, centre: tuple[int, int], fraction: float = 0.9) -
     the two sides it adds. Equal to 2r+1 where the (2r+1)-square holds exactly that fraction; unlike the
     whole-cell radius it moves when mass moves within a ring, so an image bootstrap of it gives an interval
     rather than one value. A map without mass has side 1 (radius 0, as :func:`mass_radii`)."""
-    inside, total = _square_masses(m, centre)
-    if total <= 0:
-        return 1.0
-    target = fraction * total
-    k = _first_square(inside, target, total)
-    if k is None:  # rounding: the largest square holds everything
-        k = len(inside) - 1
-    below, side_below, step = (float(inside[k - 1]), 2.0 * k - 1, 2.0) if k else (0.0, 0.0, 1.0)
-    ring = float(inside[k]) - below
-    return side_below + (step * (target - below) / ring if ring > 0 else step)
+    return float(batch_mass_sides(m[None], centre, fraction)[0])
 
 
 def _unit_scalar(feature: torch.Tensor, unit: tuple[int, int], channel: int | None, options: ERFOptions):
@@ -249,21 +263,24 @@ def radius_samples(erf: GradientERF, fraction: float, resamples: torch.Tensor) -
 
 
 def resampled_summaries(erf: GradientERF, resamples: torch.Tensor, fractions: Sequence[float] = FRACTIONS,
-                        side_fraction: float | None = 0.9) -> tuple[dict[float, torch.Tensor], torch.Tensor]:
+                        side_fraction: float | None = 0.9, chunk: int = 64) -> tuple[dict[float, torch.Tensor],
+                                                                                      torch.Tensor]:
     """Bootstrap samples, from one mean map per resample of the images (rows of ``resamples``): the mass radius
     of each fraction, and the interpolated side (:func:`mass_side`) of ``side_fraction`` (None: no sides, an
-    empty tensor)."""
+    empty tensor). ``chunk`` resamples' mean maps are held at a time."""
     if erf.per_image is None:
         raise UsageError("this ERF keeps no per-image maps")
-    radii: dict[float, list[float]] = {f: [] for f in fractions}
+    radii: dict[float, list[torch.Tensor]] = {f: [] for f in fractions}
     sides = []
-    for idx in resamples:
-        mean = erf.per_image[idx].mean(0)
-        for f, r in mass_radii(mean, erf.centre, fractions).items():
-            radii[f].append(float(r))
+    for rows in resamples.split(chunk):
+        means = erf.per_image[rows].mean(1)  # (chunk, H, W): each resample's mean map
+        for f, r in batch_mass_radii(means, erf.centre, fractions).items():
+            radii[f].append(r.float())
         if side_fraction is not None:
-            sides.append(mass_side(mean, erf.centre, side_fraction))
-    return {f: torch.tensor(v) for f, v in radii.items()}, torch.tensor(sides, dtype=torch.float64)
+            sides.append(batch_mass_sides(means, erf.centre, side_fraction))
+    empty = torch.zeros(0)
+    return ({f: torch.cat(v) if v else empty for f, v in radii.items()},
+            torch.cat(sides) if sides else empty.double())
 
 
 def gradient_erf(

@@ -113,7 +113,7 @@ def _fit(model: nn.Module, data: NetworkData, schedule: Schedule, seed: int, dev
     if schedule.zero_init_residual:
         zero_init_residual_branches(model)
     history: list[dict] = []
-    best = {"miou": -math.inf, "step": 0, "state": None}
+    best = {"miou": -math.inf, "step": 0, "state": None, "cm": None}
     stop = {"reason": "max_steps"}
     start = time.perf_counter()
     bar = tqdm(total=schedule.max_steps, desc=label, unit="step", file=sys.stderr, disable=not progress,
@@ -124,12 +124,12 @@ def _fit(model: nn.Module, data: NetworkData, schedule: Schedule, seed: int, dev
         over_budget = schedule.budget_min is not None and time.perf_counter() - start >= 60 * schedule.budget_min
         if step % schedule.eval_every and step < schedule.max_steps and not over_budget:
             return False
-        miou, _ = _miou(evaluate(model, data.val_images, data.val_masks, data.num_classes, device,
-                                 schedule.mixed_precision))
+        cm = evaluate(model, data.val_images, data.val_masks, data.num_classes, device, schedule.mixed_precision)
+        miou, _ = _miou(cm)
         history.append({"step": step, "val_miou": miou, "seconds": time.perf_counter() - start})
         if miou > best["miou"]:
             state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            best.update(miou=miou, step=step, state=state)
+            best.update(miou=miou, step=step, state=state, cm=cm)
         bar.set_postfix(val_miou=f"{100 * miou:.1f}%", best=f"{100 * best['miou']:.1f}%")
         if plateaued([h["val_miou"] for h in history], schedule.patience, schedule.min_delta):
             stop["reason"] = "plateau"
@@ -152,8 +152,7 @@ def _fit(model: nn.Module, data: NetworkData, schedule: Schedule, seed: int, dev
     seconds = time.perf_counter() - start
     model.load_state_dict(best["state"])
     model.eval()
-    cm = evaluate(model, data.val_images, data.val_masks, data.num_classes, device, schedule.mixed_precision)
-    miou, per_class = _miou(cm)
+    miou, per_class = _miou(best["cm"])  # the kept weights' own evaluation (eval mode: the same as evaluating again)
     return {"steps": history[-1]["step"], "best_step": best["step"], "stop_reason": stop["reason"],
             "seconds": seconds, "val_miou": miou, "val_iou_per_class": dict(zip(data.classes, per_class, strict=True)),
             "history": history}

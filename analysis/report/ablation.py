@@ -137,11 +137,12 @@ def path_erf(path: Path_, side: int = ERF_SIDE, n_canvas: int = ERF_CANVASES, n_
     from ..datasets.synthetic import SyntheticSpec, synthetic_voc
     from ..datasets.voc import VOCSegmentation
     from ..erf import decoder_grid_erf
-    from ..erf.conditioning import recalibrate_batchnorm
+    from ..erf.conditioning import batchnorm_scope, recalibrate_batchnorm, same_weights
 
     root = synthetic_voc(SyntheticSpec(n_train=1, n_val=n_canvas, size=side, seed=7), progress=progress)
     canvases = normalise(VOCSegmentation(root, "val", (side, side)).load_all()[0])
     rows, grids = [], {}
+    calibrated: list[tuple[torch.nn.Module, dict]] = []  # (BatchNorm scope, its re-estimated state)
     for v in path.variants:
         if v.inference_hash in grids:  # e.g. a dropout step: the same eval-mode network, weights and canvases
             grid = grids[v.inference_hash]
@@ -151,7 +152,13 @@ def path_erf(path: Path_, side: int = ERF_SIDE, n_canvas: int = ERF_CANVASES, n_
                          f"{side}px")
             torch.manual_seed(0)
             model = create_model(v.name)
-            recalibrate_batchnorm(model, canvases, batch_size=n_canvas)
+            scope = batchnorm_scope(model)
+            known = next((state for part, state in calibrated if same_weights(part, scope)), None)
+            if known is None:
+                recalibrate_batchnorm(model, canvases, batch_size=n_canvas)
+                calibrated.append((scope, {k: t.clone() for k, t in scope.state_dict().items()}))
+            else:  # the same weights before every BatchNorm (the path's changes are decoder-only) and the same
+                scope.load_state_dict(known)  # canvases: the same statistics, re-estimated once
             grid = grids[v.inference_hash] = decoder_grid_erf(model.eval(), canvases, n_boot=n_boot,
                                                               blocks=["whole level"]).frame
         for _, r in grid.iterrows():
