@@ -100,6 +100,29 @@ def test_counting_a_model_with_weights_leaves_it_untouched():
     assert torch.equal(model.decoder.classifier.weight, before)
 
 
+@pytest.mark.parametrize("name", ["rf_lw:convnext_tiny", "rf:regnet_x_400mf", "rf_lw:efficientnet_b0", "rf_lw_nasnet"])
+def test_a_meta_build_skips_initialisation_yet_has_every_parameter_and_buffer(name):
+    """nn.init is skipped on meta (no values to set) and restored after; shapes and names equal a real build."""
+    from bench.models.meta import INIT_FUNCTIONS
+
+    before = {f: getattr(torch.nn.init, f) for f in INIT_FUNCTIONS}
+    meta = meta_model(name, num_classes=5)
+    assert all(getattr(torch.nn.init, f) is before[f] for f in INIT_FUNCTIONS)
+    real = create_model(name, num_classes=5)
+    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
+    assert shapes(meta) == shapes(real) and all(v.device.type == "meta" for v in meta.state_dict().values())
+    assert real.decoder.classifier.weight.std() > 0  # a real build is still initialised
+
+
+def test_a_failed_meta_build_restores_initialisation():
+    from bench.models.meta import INIT_FUNCTIONS, build_on_meta
+
+    before = {f: getattr(torch.nn.init, f) for f in INIT_FUNCTIONS}
+    with pytest.raises(ZeroDivisionError):
+        build_on_meta(lambda: 1 / 0)
+    assert all(getattr(torch.nn.init, f) is before[f] for f in INIT_FUNCTIONS)
+
+
 # --- against the paper -------------------------------------------------------------------------
 
 PAPER_FLOPS = paper_values("flops")

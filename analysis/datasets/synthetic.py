@@ -62,11 +62,17 @@ def _shape_mask(shape: str, cy: float, cx: float, r: float, yy: np.ndarray, xx: 
     return (yy >= top) & (yy <= bottom) & (np.abs(xx - cx) <= half_width)
 
 
-def _texture(rng: np.random.Generator, base: np.ndarray, size: int, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-    """Colour ``base`` with random faint stripes and noise."""
+def _texture(rng: np.random.Generator, base: np.ndarray, size: int, yy: np.ndarray, xx: np.ndarray,
+             where: np.ndarray | None = None) -> np.ndarray:
+    """Colour ``base`` with random faint stripes and noise: (size, size, 3), or (n, 3) at the n pixels of the
+    boolean mask ``where`` (the same values as the whole texture there: the noise of every pixel is drawn, so the
+    random stream, and with it every later image, does not depend on the mask)."""
     angle, freq, amp = rng.uniform(0, np.pi), rng.uniform(0.2, 0.9), rng.uniform(0.0, 0.1)
+    noise = rng.normal(0, 0.04, (size, size, 3))
+    if where is not None:
+        yy, xx, noise = yy[where], xx[where], noise[where]
     stripes = amp * np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy))
-    return np.clip(base[None, None, :] + stripes[..., None] + rng.normal(0, 0.04, (size, size, 3)), 0, 1)
+    return np.clip(base[..., :] + stripes[..., None] + noise, 0, 1)
 
 
 def _object_colour(rng: np.random.Generator) -> np.ndarray:
@@ -103,7 +109,7 @@ def generate_image(rng: np.random.Generator, spec: SyntheticSpec) -> tuple[np.nd
                 break
         else:
             continue
-        image[mask] = _texture(rng, _object_colour(rng), n, yy, xx)[mask]
+        image[mask] = _texture(rng, _object_colour(rng), n, yy, xx, where=mask)
         label[mask] = 1 + shape_i * len(SIZES) + size_i
         label[_boundary(mask)] = IGNORE
         occupied |= mask
