@@ -208,8 +208,31 @@ _SHAPE_PRESERVING = frozenset(
 _IN_PLACE = frozenset({"relu_", "hardtanh_", "silu_", "sigmoid_", "hardswish_", "hardsigmoid_", "add_", "mul_"})
 
 
+def _like(x: torch.Tensor) -> torch.Tensor:
+    """``empty_like(x)`` on meta: the same strides for a dense tensor, without empty_like's Python stride logic."""
+    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
+        return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta")
+    return torch.empty_like(x)
+
+
+def _upsampled(op: str, x: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The output of ``upsample_*2d`` (both overloads: output size, or the ``.vec`` scale factors)."""
+    size = args[1] if len(args) > 1 else kwargs.get("output_size")
+    if size is None:
+        at = 3 if op == "upsample_bilinear2d" else 2  # after align_corners, or straight after the size
+        scales = args[at] if len(args) > at else kwargs.get("scale_factors")
+        if not isinstance(scales, (list, tuple)) or len(scales) != 2:
+            return None
+        size = [math.floor(n * s) for n, s in zip(x.shape[-2:], scales, strict=True)]  # as ATen sizes them
+    if x.dim() != 4 or len(size) != 2:
+        return None
+    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.empty((*x.shape[:2], *size), dtype=x.dtype, device="meta",
+                       memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
 def _shape_only(op: str, args: tuple, kwargs: dict):
-    """The output of a shape-preserving op on meta tensors, without running its (slow, Python)
+    """The output of a shape-preserving op (or an upsampling) on meta tensors, without running its (slow, Python)
     meta kernel; None where the real kernel must run."""
     x = args[0] if args else None
     if not isinstance(x, torch.Tensor) or x.device.type != "meta":
@@ -217,9 +240,11 @@ def _shape_only(op: str, args: tuple, kwargs: dict):
     if op in _IN_PLACE:
         return x
     if op in _SHAPE_PRESERVING:
-        return torch.empty_like(x)
+        return _like(x)
     if op in ("add", "sub", "mul") and isinstance(args[1], torch.Tensor) and args[1].shape == x.shape:
-        return torch.empty_like(x)
+        return _like(x)
+    if op in ("upsample_bilinear2d", "upsample_nearest2d"):
+        return _upsampled(op, x, args, kwargs)
     return None
 
 

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import torch
 from fvcore.nn import FlopCountAnalysis
@@ -121,6 +122,37 @@ def test_a_failed_meta_build_restores_initialisation():
     with pytest.raises(ZeroDivisionError):
         build_on_meta(lambda: 1 / 0)
     assert all(getattr(torch.nn.init, f) is before[f] for f in INIT_FUNCTIONS)
+
+
+class _Upsamples(nn.Module):
+    def forward(self, x):
+        a = nn.functional.interpolate(x, scale_factor=2.5, mode="bilinear", align_corners=False)
+        b = nn.functional.interpolate(x, size=(13, 7), mode="nearest")
+        return a.mean() + b.mean() + nn.functional.interpolate(x, scale_factor=0.5, mode="nearest").mean()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_upsampling_on_meta_has_the_real_output_shape_and_count(channels_last, monkeypatch):
+    """Upsampling takes a shape-only shortcut on meta: its output (shape, layout) and counts equal a real pass."""
+    from bench.complexity import _shape_only
+
+    x = torch.randn(2, 3, 9, 11)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    for args in ((x, [13, 7], False), (x, None, False, [2.5, 2.5]), (x, None, [0.5, 0.5])):
+        real = (torch.ops.aten.upsample_bilinear2d.vec(*args) if len(args) == 4
+                else torch.ops.aten.upsample_nearest2d.vec(*args) if args[1] is None
+                else torch.ops.aten.upsample_bilinear2d(*args))
+        op = "upsample_bilinear2d" if len(args) != 3 or args[1] is not None else "upsample_nearest2d"
+        meta = _shape_only(op, (x.to("meta"), *args[1:]), {})
+        assert meta.shape == real.shape and meta.stride() == real.stride()
+    shortcut = count_ops(_Upsamples(), 9, 11).frame()
+    assert set(shortcut.op) >= {"upsample_bilinear2d", "upsample_nearest2d"}
+    import bench.complexity
+
+    monkeypatch.setattr(bench.complexity, "_shape_only", lambda op, args, kwargs: None)  # every meta kernel runs
+    full = count_ops(_Upsamples(), 9, 11).frame()
+    pd.testing.assert_frame_equal(shortcut, full)
 
 
 # --- against the paper -------------------------------------------------------------------------
