@@ -27,8 +27,8 @@ from torch import nn
 from . import validation
 from .environment import environment
 from .errors import UsageTypeError
-from .models import create_model, variant_info
-from .timing import TimingSettings, eager_pass, make_input, prepare, time_cuda, torch_settings
+from .models import variant_info
+from .timing import TimingSettings, eager_pass, make_input, prepare, seeded_model, time_cuda, torch_settings
 
 CATEGORIES = ("convolution", "pooling", "normalization", "elementwise", "resize", "copy/layout", "other")
 
@@ -151,8 +151,7 @@ def profile_variants(
         raise UsageTypeError(f"settings must be one TimingSettings, got {settings!r} ({type(settings).__name__})")
     records = []
     for i, name in enumerate(variants, 1):
-        torch.manual_seed(seed)
-        record = profile_model(create_model(name).eval(), settings, name, runs)
+        record = profile_model(seeded_model(name, seed), settings, name, runs)
         records.append(record)
         if progress:
             status = record.error or (f"{record.wall_ms:.1f} ms/pass, categories explain {100 * record.explained:.0f}%")

@@ -32,9 +32,9 @@ import torch
 from . import validation
 from .environment import environment
 from .errors import UsageError, UsageTypeError
-from .models import create_model, variant_info
+from .models import variant_info
 from .stats import bootstrap_paired, log_ratio_interval
-from .timing import TimingSettings, eager_pass, graph_or_fallback, make_input, prepare, torch_settings
+from .timing import TimingSettings, eager_pass, graph_or_fallback, make_input, prepare, seeded_model, torch_settings
 
 STATISTIC = "geometric mean of paired time ratios base/other"
 EAGER_PAIRS = 20  # graph mode: eager pairs timed after the replays, for the launch-overhead share
@@ -154,10 +154,7 @@ def paired_speedup(
         settings.validate()
         with torch_settings(settings):
             record.environment = environment(settings.device)
-            models = []
-            for name in (base, other):
-                torch.manual_seed(seed)
-                models.append(create_model(name).eval())
+            models = [seeded_model(name, seed) for name in (base, other)]
             fns, eager, record.mode, record.fallback = _passes(models, settings)
             ta, tb = interleaved_samples(fns, settings)
             if record.mode == "graph":  # the eager times beside the replays: the host's share of each pass

@@ -31,7 +31,7 @@ class ThreadSpy(nn.Module):
 @pytest.mark.skipif(torch.get_num_threads() < 2, reason="needs a default of 2+ threads to tell 1 thread apart")
 def test_time_threads_sets_the_threads_of_the_passes_and_the_record(monkeypatch, capsys):
     spy = ThreadSpy()
-    monkeypatch.setattr(timing, "create_model", lambda name: spy)
+    monkeypatch.setattr(timing, "seeded_model", lambda name, seed=0: spy)
     before = torch.get_num_threads()
     code = main(["time", "rf_lw_mbv2", "--size", "64x64", "--runs", "2", "--budget", "0", "--threads", "1",
                  "--device", "cpu", "--json"])

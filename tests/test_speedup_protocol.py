@@ -68,7 +68,7 @@ def test_the_cpu_budget_stops_after_min_runs_and_at_the_cap(clock):
 
 def test_paired_speedup_of_a_model_twice_as_slow_is_2x_with_an_exact_interval(clock, monkeypatch):
     times = {"rf_lw50": 2.0, "rf_lw_mbv2": 1.0}
-    monkeypatch.setattr(speedup, "create_model", lambda name: Clocked(name, times[name], clock))
+    monkeypatch.setattr(speedup, "seeded_model", lambda name, seed=0: Clocked(name, times[name], clock))
     s = TimingSettings(height=32, width=32, runs=6, min_runs=6, budget_s=0.0, warmup=0)
     r = speedup.paired_speedup("rf_lw50", "rf_lw_mbv2", s)
     assert not r.error and r.pairs == 6 and r.mode == "eager" and not r.fallback

@@ -327,3 +327,26 @@ def test_full_paper_size_forward_625x468(name):
     with torch.inference_mode():
         out = model(torch.randn(1, 3, 468, 625))
     assert out.shape == (1, 21, 117, 157)
+
+
+def test_seeded_model_copies_equal_a_fresh_build_and_follow_a_new_registration(monkeypatch):
+    from bench.models import register_variant, registry
+    from bench.timing import seeded_model
+
+    first, second = seeded_model("rf_lw_mbv2", 3), seeded_model("rf_lw_mbv2", 3)  # the second: a copy
+    torch.manual_seed(3)
+    fresh = create_model("rf_lw_mbv2").eval()
+    assert first is not second and not first.training
+    for a, b, c in zip(first.state_dict().values(), second.state_dict().values(), fresh.state_dict().values(),
+                       strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    next(first.parameters()).data.zero_()  # a caller's changes do not reach the next copy
+    assert next(seeded_model("rf_lw_mbv2", 3).parameters()).abs().sum() > 0
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # this test's names leave with it
+    register_variant("t_seeded", "rf_lw:resnet18", crp_stages=2)
+    two = seeded_model("t_seeded")
+    del registry._REGISTRY["t_seeded"]
+    register_variant("t_seeded", "rf_lw:resnet18", crp_stages=1)  # the same name, other changes
+    one = seeded_model("t_seeded")
+    crp = lambda m: next(mod for mod in m.modules() if hasattr(mod, "convs") and hasattr(mod, "pool"))  # noqa: E731
+    assert len(crp(two).convs) == 2 and len(crp(one).convs) == 1
