@@ -41,9 +41,10 @@ def per_image_confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: i
 
 
 def iou_per_class(cm: torch.Tensor) -> torch.Tensor:
-    """IoU per class; NaN where the class is absent from both prediction and label."""
-    tp = cm.diag().double()
-    denom = cm.sum(0).double() + cm.sum(1).double() - tp
+    """IoU per class; NaN where the class is absent from both prediction and label. ``cm``: (K, K), or (B, K, K)
+    for a (B, K) result."""
+    tp = cm.diagonal(dim1=-2, dim2=-1).double()
+    denom = cm.sum(-2).double() + cm.sum(-1).double() - tp
     return torch.where(denom > 0, tp / denom.clamp_min(1), torch.full_like(tp, float("nan")))
 
 
@@ -61,12 +62,17 @@ def presence(masks: torch.Tensor, num_classes: int, ignore: int = IGNORE) -> tor
 
 def average_precision(scores: torch.Tensor, positives: torch.Tensor) -> float:
     """AP of one class: mean precision at the rank of each positive (scores sorted descending)."""
-    if positives.sum() == 0:
-        return float("nan")
-    order = torch.argsort(scores, descending=True, stable=True)
-    hits = positives[order].double()
-    precision_at = hits.cumsum(0) / torch.arange(1, len(hits) + 1, dtype=torch.float64)
-    return float((precision_at * hits).sum() / hits.sum())
+    return float(batch_average_precision(scores[None], positives[None])[0])
+
+
+def batch_average_precision(scores: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """:func:`average_precision` of each row of (B, N) scores and positives at once: (B,) float64, NaN for a row
+    without positives."""
+    order = torch.argsort(scores, dim=1, descending=True, stable=True)
+    hits = positives.gather(1, order).double()
+    precision_at = hits.cumsum(1) / torch.arange(1, hits.shape[1] + 1, dtype=torch.float64)
+    found = hits.sum(1)
+    return torch.where(found > 0, (precision_at * hits).sum(1) / found.clamp_min(1), float("nan"))
 
 
 def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5) -> dict[str, float]:

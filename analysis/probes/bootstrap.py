@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import torch
 
-from ..metrics import average_precision, iou_per_class
+from ..metrics import batch_average_precision, iou_per_class
 
 
 def bootstrap_miou(per_image_cm: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """(n_boot,) mIoU of each resample; per_image_cm: (N, K, K) from ``per_image_confusion``."""
     cms = per_image_cm[indices].sum(1)  # (B, K, K)
-    return torch.stack([torch.nanmean(iou_per_class(cm)) for cm in cms]).float()
+    return torch.nanmean(iou_per_class(cms), dim=1).float()
 
 
 def bootstrap_multilabel(scores: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor,
@@ -26,8 +26,6 @@ def bootstrap_multilabel(scores: torch.Tensor, targets: torch.Tensor, indices: t
     """(n_boot,) label accuracy and mAP of each resample (definitions as in ``multilabel_metrics``)."""
     correct = ((scores >= threshold) == targets).double().mean(1)  # per image
     label_accuracy = correct[indices].mean(1).float()
-    aps = []
-    for idx in indices:
-        s, t = scores[idx], targets[idx]
-        aps.append(torch.nanmean(torch.tensor([average_precision(s[:, c], t[:, c]) for c in range(t.shape[1])])))
-    return {"label_accuracy": label_accuracy, "map": torch.stack(aps).float()}
+    s, t = scores[indices], targets[indices]  # (B, N, C): every resample at once
+    aps = torch.stack([batch_average_precision(s[..., c], t[..., c]) for c in range(t.shape[-1])], dim=1)
+    return {"label_accuracy": label_accuracy, "map": torch.nanmean(aps.float(), dim=1)}

@@ -79,22 +79,33 @@ def learned(run: ProbeRun, margin: float = 0.02) -> pd.DataFrame:
     return best.reset_index()
 
 
+DEAD = 0.01
+"""A level whose summation ReLU gives a positive output this rarely on val (fraction) is dead: it passes nothing."""
+
+
 def crp_verdicts(run: ProbeRun, diffs: pd.DataFrame, margin: float = 0.02) -> pd.DataFrame:
     """Claim (c), "CRP, not RCU, drives the features' discriminative power", per variant and level.
 
     Rule (probe mIoU, 95% intervals): *reproduced* where CRP's difference is above zero and, with RCUs,
     larger than RCU's; *not reproduced* where CRP's interval is below zero or RCU's lies wholly above
-    CRP's; *inconclusive* otherwise; *not testable* where no probe at that level beats the trivial
-    baselines by ``margin`` (the features were not learned).
+    CRP's; *inconclusive* otherwise; *not testable* where the level is dead in a trained network (its
+    summation ReLU positive on under ``DEAD`` of val outputs, in any seed) or where no probe at that level
+    beats the trivial baselines by ``margin`` (the features were not learned).
     """
     ok = learned(run, margin).set_index(["variant", "level"])
+    activity = run.frame.groupby(["variant", "level"])["active_sum"].min() if "active_sum" in run.frame else None
     rows = []
     for (variant, level), group in diffs.groupby(["variant", "level"], sort=False):
         g = group.set_index("block")
         crp = g.loc["CRP"]
         rcu = g.loc["RCU"] if "RCU" in g.index else None
         low, high = crp.get("miou_ci_low", math.nan), crp.get("miou_ci_high", math.nan)
-        if not ok.loc[(variant, level), "learned"]:
+        active = float(activity.loc[(variant, level)]) if activity is not None else math.nan
+        if active < DEAD:
+            status = "not testable"
+            why = (f"the level is dead in the trained network: {100 * active:.1f}% of its summation ReLU outputs are "
+                   "positive on val, so nothing passes through it")
+        elif not ok.loc[(variant, level), "learned"]:
             status = "not testable"
             why = "no probe beats the trivial baselines: the features were not learned"
         elif high < 0 or (rcu is not None and rcu.get("miou_ci_low", math.nan) > high):

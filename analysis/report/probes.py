@@ -208,7 +208,9 @@ def write(run: ProbeRun, out: Path, name: str = FOLDER) -> Section:
     save_table(verdicts, folder / "claims", "Claim (c): CRP, not RCU, drives the features' discriminative power", [
         "Rule (probe mIoU differences, points, 95% CIs): reproduced where CRP's difference is above zero and, with "
         "RCUs, larger than RCU's; not reproduced where CRP's interval is below zero or RCU's lies wholly above it; "
-        "inconclusive otherwise; not testable where no probe at that level beats the trivial baselines by 2 points.",
+        "inconclusive otherwise; not testable where the level is dead in the trained network (its summation ReLU "
+        "positive on under 1% of val outputs: nothing passes through it) or where no probe at that level beats the "
+        "trivial baselines by 2 points.",
         f"Setting: {settings}."], floatfmt=".1f", display=vshown.drop(columns=["variant"]),
         labels={"crp_miou": "CRP adds (mIoU)", "crp_ci_low": "CI low", "crp_ci_high": "CI high",
                 "rcu_miou": "RCU adds (mIoU)", "paper_crp_miou": "paper CRP adds"})
