@@ -280,3 +280,21 @@ def test_claims_a_and_b_from_decoder_grids():
     nocrp = {f: decoder_grid_erf(create_model(f"{f}:resnet18", decoder={"crp_stages": 0}).eval(), x,
                                  levels=["level1"], n_boot=20) for f in ("rf_lw",)}
     assert (claim_b(nocrp).status == "not reproduced").all()  # no CRP: nothing spreads
+    # a level dead in either network (its summation ReLU almost never positive) is not testable
+    dead = {"rf": {"level1": 0.004}, "rf_lw": {"level1": 0.3}}
+    (row,) = claim_a(grids, activity=dead).itertuples()
+    assert row.status == "not testable" and row.verdict == "dead level (rf)"
+    assert list(claim_b(grids, activity=dead).set_index("family").status) == ["not testable", "reproduced"]
+    assert claim_a(grids, activity={"rf": {"level1": 0.5}})["status"].tolist() == a["status"].tolist()
+
+
+def test_level_activity_finds_a_dead_level():
+    from analysis.erf.claims import level_activity
+
+    torch.manual_seed(0)
+    model = create_model("rf_lw:resnet18").eval()
+    x = torch.randn(2, 3, 64, 64)
+    alive = level_activity(model, x)
+    assert set(alive) == {"level4", "level3", "level2", "level1"} and all(0 < v < 1 for v in alive.values())
+    model.decoder.level2.act = lambda t: torch.relu(t - 1e4)  # the sum far below zero: the ReLU never fires
+    assert level_activity(model, x)["level2"] == 0.0 and level_activity(model, x)["level1"] > 0

@@ -32,7 +32,7 @@ from ..erf import (
     recalibrate_batchnorm,
     tap_features,
 )
-from ..erf.claims import CLAIM_A_RULE, CLAIM_B_RULE, EQUIVALENCE_LEVEL, claim_a, claim_b
+from ..erf.claims import CLAIM_A_RULE, CLAIM_B_RULE, DEAD_RULE, EQUIVALENCE_LEVEL, claim_a, claim_b, level_activity
 from ..erf.plots import draw_gradient_erf, draw_occlusion
 from ..erf.study import TopRegions, most_active_channels, top_regions
 from ..erf.units import RULE as UNIT_RULE
@@ -94,6 +94,7 @@ class ERFResults:
     classes: tuple[str, ...]
     own_miou: dict[str, float]  # variant -> the trained network's own val mIoU
     data_words: str
+    activity: dict[str, dict[str, float]] | None = None  # family -> level -> share of live summation ReLUs
 
 
 def canvas_spec(net: NetworkSetting, factor: int, n: int) -> SyntheticSpec:
@@ -120,11 +121,12 @@ def collect(plan: ERFPlan | None = None, progress=print) -> ERFResults:
     root = synthetic_voc(canvas_spec(net, plan.canvas_factor, plan.n_canvas), progress=progress)
     side = plan.canvas_size
     canvases = normalise(VOCSegmentation(root, "val", (side, side)).load_all()[0]).to(net.device)
-    grids, random_grids = {}, {}
+    grids, random_grids, activity = {}, {}, {}
     for family, t in trained.items():
         say(f"  decoder-grid ERF: {t.record['variant']}, trained and at random init, {len(canvases)} canvases "
             f"at {side}px")
         grids[family] = decoder_grid_erf(t.model, canvases, n_boot=plan.n_boot)
+        activity[family] = level_activity(t.model, canvases)
         torch.manual_seed(0)
         fresh = create_model(t.record["variant"], num_classes=data.num_classes, decoder=net.decoder).to(net.device)
         recalibrate_batchnorm(fresh, canvases, batch_size=len(canvases))
@@ -150,11 +152,12 @@ def collect(plan: ERFPlan | None = None, progress=print) -> ERFResults:
     names = [f"val {i}" for i in range(len(val))]
     own = {t.record["variant"]: t.record["val_miou"] for t in trained.values()}
     return ERFResults(plan, grids, random_grids, image_space, fig3, fig8, agreement, data.val_images, names,
-                      data.classes, own, data.describe())
+                      data.classes, own, data.describe(), activity)
 
 
-def _claims(grids: dict[str, DecoderGrid], weights: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    a, b = claim_a(grids), claim_b(grids)
+def _claims(grids: dict[str, DecoderGrid], weights: str,
+            activity: dict[str, dict[str, float]] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    a, b = claim_a(grids, activity=activity), claim_b(grids, activity=activity)
     claims = pd.concat([
         a.assign(claim="(a) 3x3 convs dropped: ERF not shrunk", effect=a.side_ratio, rule=CLAIM_A_RULE,
                  paper="no significant difference (RF-101 vs LW-101, trained)"),
@@ -209,7 +212,7 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
                  "and random init"),
     ]
 
-    a, b, claims = _claims(results.grids, "trained")
+    a, b, claims = _claims(results.grids, "trained", results.activity)
     a0, b0, claims0 = _claims(results.random_grids, "random init")
     claims = pd.concat([claims, claims0], ignore_index=True)
     claims["family"] = claims["family"].map(family_label)
@@ -232,6 +235,9 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
         f"with whole-cell sides (2r+1) most intervals were one value. Rule: {CLAIM_A_RULE}.",
         f"(b) Section 5.1/Figure 3: 'CRP enlarges the ERF' - effect: r90 (cells) of CRP's own decoder-grid ERF, 95% "
         f"CI. Rule: {CLAIM_B_RULE}.",
+        f"Both (trained): {DEAD_RULE}. Live share per level on these canvases: " + "; ".join(
+            f"{family_label(f)} " + ", ".join(f"{lvl} {100 * v:.1f}%" for lvl, v in act.items())
+            for f, act in (results.activity or {}).items()) + ".",
         "Decided on the trained networks (weights = trained); the random-init rows are the architecture alone: "
         "there (b) holds by construction (the theoretical field of CRP's 5x5 max-pools is 4k+1 cells), and CRP's "
         "residual branches start at zero in training, so a trained (b) says what training made of CRP.",
