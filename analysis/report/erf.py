@@ -32,7 +32,16 @@ from ..erf import (
     recalibrate_batchnorm,
     tap_features,
 )
-from ..erf.claims import CLAIM_A_RULE, CLAIM_B_RULE, DEAD_RULE, EQUIVALENCE_LEVEL, claim_a, claim_b, level_activity
+from ..erf.claims import (
+    CLAIM_A_RULE,
+    CLAIM_B_RULE,
+    DEAD,
+    DEAD_RULE,
+    EQUIVALENCE_LEVEL,
+    claim_a,
+    claim_b,
+    level_activity,
+)
 from ..erf.plots import draw_gradient_erf, draw_occlusion
 from ..erf.study import TopRegions, most_active_channels, top_regions
 from ..erf.units import RULE as UNIT_RULE
@@ -291,14 +300,19 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
     n_a = int((a.status == "reproduced").sum())
     n_b = int((b.status == "reproduced").sum())
     n_8 = int((verdicts.status == "reproduced").sum())
+    testable_a, testable_b = int((a.status != "not testable").sum()), int((b.status != "not testable").sum())
+    dead = sorted({f"{family_label(f)} {lvl}" for f, act in (results.activity or {}).items()
+                   for lvl, v in act.items() if v < DEAD})
+    dead_words = (f"; dead levels (summation ReLU positive on under {DEAD:.0%} of outputs, not testable): "
+                  f"{', '.join(dead)}" if dead else "")
     text = (f"On trained networks ({where}; own val mIoU {own}): CRP spreads information over r90 = "
-            f"{b.crp_r90_cells.min():.0f}-{b.crp_r90_cells.max():.0f} cells (claim (b) holds in {n_b}/{len(b)} "
-            f"family-level cells; at random init, where it holds by construction: "
+            f"{b.crp_r90_cells.min():.0f}-{b.crp_r90_cells.max():.0f} cells (claim (b) holds in {n_b}/{testable_b} "
+            f"testable family-level cells{dead_words}; at random init, where it holds by construction: "
             f"{int((b0.status == 'reproduced').sum())}/{len(b0)}); the light-weight whole-level ERF is "
             f"{a.side_ratio.min():.2f}-{a.side_ratio.max():.2f}x RefineNet's square side (claim (a), an equivalence "
-            f"test, holds in {n_a}/{len(a)}); the class units of RefineNet and LW fire on their own classes and on "
-            f"the same pixels in {n_8}/{len(verdicts)} units (Figure 8). In image space CRP moves the trained LW "
-            f"network's r50 from {before} to {after} px at level 4.")
+            f"test, holds in {n_a}/{testable_a} testable levels); the class units of RefineNet and LW fire on their "
+            f"own classes and on the same pixels in {n_8}/{len(verdicts)} units (Figure 8). In image space CRP moves "
+            f"the trained LW network's r50 from {before} to {after} px at level 4.")
     return Section(f"Receptive fields (Figures 3 and 8) on {net.device}", artifacts, text, settings, scores, name)
 
 
