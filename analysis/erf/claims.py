@@ -36,6 +36,8 @@ CLAIM_B_RULE = ("reproduced where the whole 95% CI of CRP's own decoder-grid r90
                 "it is wholly below 1 cell (CRP keeps information on its cell); inconclusive otherwise")
 VERDICT_STATUS = {"equivalent": "reproduced", "different": "not reproduced", "inconclusive": "inconclusive"}
 DEAD = 0.01
+"""A decoder level whose summation ReLU is positive on under this share of outputs is dead: it passes nothing on
+(the ERF claims here and the probe claim (c) both call it not testable)."""
 DEAD_RULE = ("not testable where the level is dead in a trained network (its summation ReLU positive on under 1% of "
              "the ERF images' outputs: nothing passes through it)")
 

@@ -17,6 +17,7 @@ import torch
 
 from bench.stats import percentile_interval
 
+from ..erf.claims import DEAD
 from ..paper import paper_numbers
 from .heads import METRICS
 from .run import ProbeRun
@@ -77,10 +78,6 @@ def learned(run: ProbeRun, margin: float = 0.02) -> pd.DataFrame:
     informative = bool(run.baselines.get("multilabel_informative", 1.0))  # else label accuracy says nothing
     best["learned"] = (best["miou_gain"] >= margin) | (informative & (best["label_accuracy_gain"] >= margin))
     return best.reset_index()
-
-
-DEAD = 0.01
-"""A level whose summation ReLU gives a positive output this rarely on val (fraction) is dead: it passes nothing."""
 
 
 def crp_verdicts(run: ProbeRun, diffs: pd.DataFrame, margin: float = 0.02) -> pd.DataFrame:
