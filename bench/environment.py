@@ -154,3 +154,15 @@ def describe(env: dict[str, object]) -> str:
     else:
         parts.append(f"{env['threads']} threads")
     return ", ".join(parts)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """torch's intra-op thread count set to ``threads`` for the block (None: unchanged), then restored."""
+    before = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        yield
+    finally:
+        torch.set_num_threads(before)

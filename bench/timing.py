@@ -33,7 +33,7 @@ from torch import nn
 
 from . import validation
 from .complexity import complexity
-from .environment import environment
+from .environment import environment, torch_threads
 from .errors import UsageError, UsageTypeError
 from .models import create_model, variant_info
 from .stats import percentile
@@ -213,21 +213,18 @@ def autocast(settings: TimingSettings, cache_enabled: bool = True):
 @contextlib.contextmanager
 def torch_settings(settings: TimingSettings):
     """Threads, cudnn.benchmark and TF32 flags for the duration of a measurement, then restored."""
-    old = (torch.get_num_threads(), torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
-           torch.backends.cuda.matmul.allow_tf32)
+    old = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     try:
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
-        torch.backends.cudnn.benchmark = settings.cudnn_benchmark
-        if settings.tf32 is not None:
-            torch.backends.cudnn.allow_tf32 = settings.tf32
-            torch.backends.cuda.matmul.allow_tf32 = settings.tf32
-        yield
+        with torch_threads(settings.threads):
+            torch.backends.cudnn.benchmark = settings.cudnn_benchmark
+            if settings.tf32 is not None:
+                torch.backends.cudnn.allow_tf32 = settings.tf32
+                torch.backends.cuda.matmul.allow_tf32 = settings.tf32
+            yield
     finally:
-        torch.set_num_threads(old[0])
-        torch.backends.cudnn.benchmark = old[1]
-        torch.backends.cudnn.allow_tf32 = old[2]
-        torch.backends.cuda.matmul.allow_tf32 = old[3]
+        torch.backends.cudnn.benchmark = old[0]
+        torch.backends.cudnn.allow_tf32 = old[1]
+        torch.backends.cuda.matmul.allow_tf32 = old[2]
 
 
 # --- one pass, eager or replayed -----------------------------------------------------------------

@@ -126,6 +126,8 @@ def test_a_second_call_loads_instead_of_training(trained, tiny_data, cache, monk
 
 @pytest.mark.parametrize("change", [
     {"schedule": dataclasses.replace(TINY_SCHEDULE, lr=5e-4)},
+    {"schedule": dataclasses.replace(TINY_SCHEDULE, optimizer="adamw", lr=1e-3)},
+    {"schedule": dataclasses.replace(TINY_SCHEDULE, momentum=0.5)},
     {"schedule": dataclasses.replace(TINY_SCHEDULE, max_steps=4)},
     {"seed": 1},
     {"decoder": {"channels": 8, "top_channels": 32}},
@@ -285,6 +287,36 @@ def test_training_stops_at_the_budget(tiny_data, tmp_path):
     assert (net.record["stop_reason"], net.record["steps"]) == ("budget", 1)
 
 
+@pytest.mark.parametrize("change, words", [
+    ({"optimizer": "adam"}, "unknown optimizer 'adam' (did you mean 'adamw'?); valid: sgd, adamw"),
+    ({"optimizer": None}, "unknown optimizer None; valid: sgd, adamw"),
+    ({"momentum": 1.0}, "momentum must be in [0, 1), got 1.0"),
+    ({"momentum": -0.1}, "momentum must be a finite number >= 0"),
+    ({"lr": float("nan")}, "lr must be a finite number"),
+])
+def test_a_bad_schedule_is_refused_naming_the_field_and_the_choices(change, words):
+    with pytest.raises(ValueError) as err:
+        dataclasses.replace(TINY_SCHEDULE, **change).validate()
+    assert words in str(err.value)
+
+
+def test_a_cpu_training_runs_on_one_thread_whatever_the_caller_set(tiny_data, tmp_path):
+    """The weights depend on the thread count (the float order of a convolution), the cache key does not: so a
+    CPU trains on train.TRAIN_THREADS threads, and a network trained from a 2-thread caller equals one trained
+    from a 1-thread caller; the caller's setting is restored."""
+    from bench.environment import torch_threads
+
+    nets = []
+    for threads in (2, 1):
+        with torch_threads(threads):
+            nets.append(train_network("rf:resnet18", tiny_data, TINY_SCHEDULE, decoder=NARROW,
+                                      cache_dir=tmp_path / str(threads), progress=False))
+            assert torch.get_num_threads() == threads
+    assert [n.record["threads"] for n in nets] == [train_module.TRAIN_THREADS] * 2 == [1, 1]
+    a, b = (n.model.state_dict() for n in nets)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_named_settings_are_the_documented_ones():
     cpu, gpu = SETTINGS["cpu"], SETTINGS["gpu"]
     assert cpu.variants() == ["rf:mobilenet_v2", "rf_lw_rcu:mobilenet_v2", "rf_lw:mobilenet_v2"] == gpu.variants()
@@ -362,9 +394,7 @@ def test_a_trained_set_trains_in_worker_processes_and_the_caller_loads_what_they
     assert not any(n.cached for n in nets)  # ... and these networks were trained by this call
     assert all(n.path.parent == tmp_path and (n.path / "model.pt").is_file() for n in nets)
     assert all(0 <= n.record["val_miou"] <= 1 and n.record["steps"] == 2 for n in nets)
-    import os
-
-    assert all(n.record["threads"] == max(1, (os.cpu_count() or 1) // 2) for n in nets)  # its share of the cores
+    assert all(n.record["threads"] == train_module.TRAIN_THREADS for n in nets)  # one thread each
     said.clear()
     again = trained_set(TINY_NETWORKS, workers=2, progress=False, say=said.append, cache_dir=tmp_path)
     assert all(n.cached for n in again) and not any("processes" in line for line in said)  # nothing to train

@@ -290,9 +290,6 @@ def test_tap_differences_and_verdict_against_the_papers_table4():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="RefineNet's trained decoder ('cpu' setting) has dead summation ReLUs at two or "
-                   "more of levels 4-2 (0-0.2% of outputs positive on val, pre-activation means -8 to -40), so it "
-                   "passes nothing from them (found 2026-11-29, not fixed; claim (c) calls such levels not testable)")
 def test_default_plan_learns_features_at_every_level():
     """The embedded default (several CPU minutes): every family's probes beat the trivial baseline at every level
     whose grid has at least 8x8 cells, by 10 points where it has at least 16x16, and no decoder's summation ReLUs

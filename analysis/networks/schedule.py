@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from bench import validation
 from bench.errors import UsageError
 
-from .training import DECAYS, TrainSettings
+from .training import DECAYS, OPTIMIZERS, TrainSettings
 
 STOP_REASONS = ("plateau", "max_steps", "budget")
 
@@ -29,7 +29,9 @@ class Schedule:
     min_delta: float = 0.005  # a fraction of mIoU (0.005 = half a point)
     budget_min: float | None = None  # wall-clock minutes per network, evaluations included (None: none)
     batch_size: int = 16
-    lr: float = 1e-3
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum 0.9) or "adamw" (see analysis.networks.training: why SGD)
+    lr: float = 0.1
+    momentum: float = 0.9  # SGD only
     weight_decay: float = 1e-4
     clip_grad_norm: float = 1.0
     warmup_steps: int = 30  # linear learning-rate warm-up, then `decay`
@@ -47,7 +49,11 @@ class Schedule:
         if self.budget_min is not None and validation.number("budget_min", self.budget_min, minimum=0) == 0:
             raise UsageError("budget_min must be a number > 0 (minutes), or None for no budget; got 0")
         validation.integer("batch_size", self.batch_size, minimum=1, maximum=validation.MAX_BATCH)
+        validation.choice("optimizer", self.optimizer, OPTIMIZERS)
         validation.number("lr", self.lr, minimum=0)
+        momentum = validation.number("momentum", self.momentum, minimum=0)
+        if momentum >= 1:
+            raise UsageError(f"momentum must be in [0, 1), got {self.momentum!r}")
         validation.number("weight_decay", self.weight_decay, minimum=0)
         validation.number("clip_grad_norm", self.clip_grad_norm, minimum=0)
         validation.integer("warmup_steps", self.warmup_steps, minimum=0)
@@ -59,7 +65,8 @@ class Schedule:
         """The per-step settings of :func:`analysis.networks.training.train_segmenter` (up to max_steps)."""
         return TrainSettings(steps=self.max_steps, batch_size=self.batch_size, crop=self.crop, lr=self.lr,
                              weight_decay=self.weight_decay, clip_grad_norm=self.clip_grad_norm,
-                             warmup=self.warmup_steps / self.max_steps, seed=seed, decay=self.decay)
+                             warmup=self.warmup_steps / self.max_steps, seed=seed, decay=self.decay,
+                             optimizer=self.optimizer, momentum=self.momentum)
 
 
 def plateaued(scores: Sequence[float], patience: int, min_delta: float) -> bool:

@@ -16,8 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from bench import validation
 from bench.errors import UsageTypeError
 from bench.models import register_variant, variant_info
@@ -50,27 +48,29 @@ class NetworkSetting:
 
 SETTINGS: dict[str, NetworkSetting] = {
     # Chosen by measurement on this project's 2-core AMD EPYC (AVX2), own val mIoU, one 1-thread process each (see
-    # README "trained set"). ResNet-18 (the earlier backbone) at batch 8 of 96px crops, 2e-3 + cosine over 450:
-    # rf 96.5%, rf_lw_rcu 90.6%, rf_lw 90.3%, but 0.38 s per LW step, 0.69 s per RF step (80% of LW's step is the
-    # backbone), 432 s for the three in two processes. MobileNet-v2 at the same schedule: 0.15 s per LW step
-    # (RF 0.47 s: its 3x3 decoder dominates), rf_lw 93.9% and rf 96.7% after 450, but rf_lw_rcu 89.1% (89.6% at
-    # lr 3e-3). Batch 12 of 80px crops (about the same pixels per step) at 2e-3 + cosine: rf_lw_rcu 94.4% after 450
-    # (89.6% with the decay over 400), rf_lw 92.7% and rf 96.6% with the decay over 400; rf_lw with the decay over
-    # 350 (batch 8 of 96px): 83.7%. So 450 steps: LW needs them, RefineNet passes 92% by 225.
-    # Decoder width (CPU_DECODER, the same for every family), batch 12 of 80px, 450 steps: at 64 channels (128 at
-    # level 4) rf 97.0%, rf_lw_rcu 94.4%, rf_lw 93.4% (bench run, 325 s for the three); at 32 (64) rf 96.9% in 159 s
-    # (about half its 64-channel time: RefineNet's 3x3 decoder is its cost) but rf_lw_rcu 89.2%; at 48 (96)
-    # rf_lw_rcu 94.6%, rf_lw 92.9%: the narrowest width measured at which every family passes 90%.
-    # lr 3e-3 does not buy a shorter schedule: over 350 steps rf_lw 90.5%, rf_lw_rcu 94.0%, rf 92.4% (4e-3: rf_lw
-    # 90.3%); over 400, rf_lw 90.9%. Evaluations every 75 steps (6 per network; an RF evaluation of the 80 val
-    # images takes 2.1 s in a 1-thread worker, LW's 1.0 s): the plateau rule then needs 225 steps without gain.
-    # The budget only guards a stalled or shared machine (RefineNet needs about 3 min in a 1-thread worker here).
-    "cpu": NetworkSetting("cpu", Schedule(size=128, crop=80, batch_size=12, lr=2e-3, decay="cosine", max_steps=450,
+    # README "trained set"). Until 2026-12-04 the schedule was AdamW 2e-3 (ResNet-18 and MobileNet-v2 measured at
+    # many widths, crops and step counts; every family passed 90% at 450 steps), but the original RefineNet, with no
+    # normalisation in its decoder, came out of it with dead levels: the summation ReLU of level 4 positive on 0.0%
+    # of val outputs by step 35-50 (5.7% at step 25, 48% at init), then level 2 or 3, whatever the dropout (0.5 or
+    # 0), the zero-init of the residual branches (on or off) or a 100-step warm-up (dead by step 75). AdamW 5e-4
+    # kept the levels alive (13-38% at step 150) but reached only 42% mIoU by then (2e-3: 74%); AdamW with the
+    # decoder at a quarter of the backbone's lr left level 4 at 4.7%. SGD with Nesterov momentum 0.9 (the
+    # reference implementations' optimizer), cosine over 450 steps, the same for every family:
+    #   lr 0.05: rf 95.2% with every level 40-50% alive, but rf_lw 67.6%, rf_lw_rcu 71.9% (they learn slower);
+    #   lr 0.1:  rf_lw 89.6% (93.5% over 600 steps), rf 96.5% over 600, rf_lw_rcu 95.6% over 600;
+    #   lr 0.15: rf 96.7% (levels 43/22/13/13% alive), rf_lw_rcu 92.5% (40/45/38/66%), rf_lw 94.1% (39/45/41/64%);
+    #   lr 0.2:  rf 93.4% (levels 3-1 down to 8-14% alive), rf_lw 89.7%.
+    # So lr 0.15: every family passes 90% in 450 steps with every level alive. 450 steps took rf 91 s, rf_lw_rcu
+    # 62 s, rf_lw 53 s (1-thread processes, two at a time, evaluations included). Evaluations every 75 steps (6 per
+    # network): the plateau rule then needs 225 steps without gain. Decoder width 48 (96 at level 4): at 32 (64) LW
+    # with RCU fell short under AdamW. The budget only guards a stalled or shared machine.
+    "cpu": NetworkSetting("cpu", Schedule(size=128, crop=80, batch_size=12, lr=0.15, decay="cosine", max_steps=450,
                                           eval_every=75, patience=3, min_delta=0.005, budget_min=8.0),
                           seeds=1, device="cpu", decoder=CPU_DECODER, backbone="mobilenet_v2"),
-    # Not run here (no GPU was lent): 9 networks, each capped at 0.45 min, so all of them fit 5 minutes on one
-    # H100/H200-class GPU; the plateau rule is meant to end them before the cap.
-    "gpu": NetworkSetting("gpu", Schedule(size=256, max_steps=1500, eval_every=50, patience=4, min_delta=0.005,
+    # Not run yet (no GPU was lent): 9 networks, each capped at 0.45 min, so all of them fit 5 minutes on one
+    # H100/H200-class GPU; the plateau rule is meant to end them before the cap. The cpu setting's optimizer and lr
+    # (SGD 0.15), untested at these widths and this size.
+    "gpu": NetworkSetting("gpu", Schedule(size=256, lr=0.15, max_steps=1500, eval_every=50, patience=4, min_delta=0.005,
                                           budget_min=0.45), seeds=3, device="cuda", backbone="mobilenet_v2"),
 }
 
@@ -101,10 +101,10 @@ def trained_set(
     ``variants``: default the setting's three families on its backbone (with the setting's decoder
     changes; explicit variants get them too). ``seeds``: a count (0..N-1) or the seeds themselves.
     ``data``: a VOC-layout folder instead of the setting's generated data (read once for all networks).
-    ``workers``: on a CPU, networks not yet cached are trained this many at a time, each in its own process with
-    an equal share of the cores (None: one per core, at most one per network; 1: in this process). Small
-    networks use a core each better than they share two: on a 2-core machine two processes train the set in
-    about 0.8x the time of one.
+    ``workers``: on a CPU, networks not yet cached are trained this many at a time, each in its own process
+    (None: one per core, at most one per network; 1: in this process). Every CPU training runs on one thread
+    (``train.TRAIN_THREADS``: the weights do not depend on the machine's core count), so the cores are used by
+    training several networks at once.
     """
     chosen = network_setting(setting)
     names = list(variants) if variants is not None else chosen.variants()
@@ -135,7 +135,7 @@ def trained_set(
         count = min(len(todo), cores) if workers is None else validation.integer("workers", workers, minimum=1)
         if count > 1 and len(todo) > 1:
             _train_in_processes(todo, loaded, run_schedule, device, chosen.decoder, cache_dir, min(count, len(todo)),
-                                max(1, cores // min(count, len(todo))), progress, say)
+                                progress, say)
             in_processes = todo
     nets = [train_network(name, loaded, run_schedule, seed, device, decoder=chosen.decoder, cache_dir=cache_dir,
                           progress=progress, say=say)
@@ -147,12 +147,11 @@ def trained_set(
 
 
 def _train_one(job: tuple) -> str:
-    """A worker process: train (or find cached) one network with its share of the cores."""
-    name, seed, data, schedule, device, decoder, cache_dir, threads, progress, registration = job
+    """A worker process: train (or find cached) one network (on ``train.TRAIN_THREADS`` threads)."""
+    name, seed, data, schedule, device, decoder, cache_dir, progress, registration = job
     if registration is not None:  # a name registered in the caller (register_variant): a spawned process has
         base, changes = registration  # only the built-ins until it registers the same variant itself
         register_variant(name, base, exist_ok=True, **changes)
-    torch.set_num_threads(threads)
     # each worker's own tqdm bar on the shared stderr (they take turns on the last line of a terminal)
     net = train_network(name, data, schedule, seed, device, decoder=decoder, cache_dir=cache_dir, progress=progress)
     r = net.record
@@ -160,7 +159,7 @@ def _train_one(job: tuple) -> str:
             f"({r['stop_reason']}, {r['seconds']:.0f} s)")
 
 
-def _train_in_processes(todo, data, schedule, device, decoder, cache_dir, count, threads, progress, say) -> None:
+def _train_in_processes(todo, data, schedule, device, decoder, cache_dir, count, progress, say) -> None:
     """Train ``todo`` [(name, seed)] in ``count`` spawned processes (the cache is written whole by each, so the
     caller then loads every network from it). In the given order: put the slowest first."""
     import multiprocessing
@@ -169,13 +168,14 @@ def _train_in_processes(todo, data, schedule, device, decoder, cache_dir, count,
     from tqdm import tqdm
 
     if say:
-        say(f"  training {len(todo)} networks in {count} processes at once, {threads} thread(s) each")
+        say(f"  training {len(todo)} networks in {count} processes at once, {train_module.TRAIN_THREADS} thread(s) "
+            "each")
 
     def registration(name: str) -> tuple[str, dict] | None:
         info = variant_info(name)
         return (info.base, dict(info.changes)) if info.base else None
 
-    jobs = [(n, s, data, schedule, device, decoder, cache_dir, threads, progress, registration(n)) for n, s in todo]
+    jobs = [(n, s, data, schedule, device, decoder, cache_dir, progress, registration(n)) for n, s in todo]
     with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_train_one, job) for job in jobs]
         with tqdm(total=len(futures), desc="networks trained", unit="net", file=sys.stderr,

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import validation
-from bench.environment import environment
+from bench.environment import environment, torch_threads
 from bench.errors import UsageError, UsageTypeError
 from bench.models import create_model, variant_info
 from bench.records import finite
@@ -42,8 +42,14 @@ from .schedule import Schedule, plateaued
 from .training import train_segmenter, zero_init_residual_branches
 
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / "networks"
-TRAINING_VERSION = 1
-"""Bump when the training code changes what weights a given identity gives: every cached network retrains."""
+TRAINING_VERSION = 2
+"""Bump when the training code changes what weights a given identity gives: every cached network retrains.
+2: one thread on a CPU (TRAIN_THREADS); SGD is the schedules' default optimizer (was AdamW)."""
+TRAIN_THREADS = 1
+"""A CPU trains on this many threads, whatever the machine has: the float order of a convolution, and so the exact
+weights, depend on the thread count (a 1-thread worker and a 2-thread process trained RefineNet to weights with
+different dead levels), while the cache key does not. Several networks train at once instead
+(:func:`analysis.networks.trained_set`), one per core."""
 CHECKPOINT = "model.pt"
 RECORD = "record.json"
 IDENTITY = ("training_version", "variant", "family", "backbone", "decoder", "num_classes", "classes", "data_hash",
@@ -241,12 +247,11 @@ def train_network(
         return TrainedNetwork(model.to(device).eval(), record, True, folder)
     if say and why != "not cached":
         say(f"  retraining {variant} seed {seed}: {why}")
-    result = _fit(model, data, schedule, seed, device, f"{variant} seed {seed}", progress)
+    with torch_threads(TRAIN_THREADS if device == "cpu" else None):
+        result = _fit(model, data, schedule, seed, device, f"{variant} seed {seed}", progress)
+        threads = torch.get_num_threads()
     record = {**identity, "key": key, "data": data.source, "class_source": data.class_source,
-              **result, "device": device, "environment": environment(device),
-              # not part of the identity (a cached network serves any thread count), but the float order and
-              # so the exact weights depend on it: a 1-thread worker and a 2-thread process differ slightly
-              "threads": torch.get_num_threads(),
+              **result, "device": device, "environment": environment(device), "threads": threads,
               "trained_at": datetime.now(UTC).isoformat(timespec="seconds")}
     return TrainedNetwork(model, _write(folder, model, record), False, folder)
 

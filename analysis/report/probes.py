@@ -96,6 +96,13 @@ def network_table(run: ProbeRun) -> tuple[pd.DataFrame, str]:
                   f"{100 * OWN_MIOU_GOAL:.0f}%: {verdict}.")
 
 
+def optimizer_words(schedule) -> str:
+    """The optimizer of a schedule as a reader expects it named ("SGD, Nesterov momentum 0.9", "AdamW")."""
+    if schedule.optimizer == "sgd":
+        return f"SGD, Nesterov momentum {schedule.momentum:g}," if schedule.momentum else "plain SGD,"
+    return "AdamW"
+
+
 def schedule_words(net) -> str:
     """How the trained set was trained, in one clause (the same words in every section that uses it)."""
     sch = net.schedule
@@ -103,7 +110,8 @@ def schedule_words(net) -> str:
              if net.decoder else "the families' own decoder widths")
     budget = f", {sch.budget_min:g} min" if sch.budget_min else ""
     return (f"the '{net.name}' trained set on {net.device}: each family trained from scratch (no ImageNet weights), "
-            f"AdamW lr {sch.lr:g}{' with cosine decay to 0 at the step limit' if sch.decay == 'cosine' else ''}, "
+            f"{optimizer_words(sch)} lr {sch.lr:g}"
+            f"{' with cosine decay to 0 at the step limit' if sch.decay == 'cosine' else ''}, "
             f"batch {sch.batch_size}"
             f"{f' of random {sch.crop}px crops' if sch.crop else ''}, {sch.warmup_steps} warm-up steps, "
             f"zero-init residual branches, until its val mIoU stops improving by {100 * sch.min_delta:g} points over "
