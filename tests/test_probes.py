@@ -226,7 +226,7 @@ def test_tiny_end_to_end_is_repeatable(tmp_path, monkeypatch):
     run = run_probes(plan, progress=None)
     again = run_probes(plan, progress=None)
     first, second = run.frame, again.frame
-    assert len(first) == 3 * 2 * 3 and set(first.point) == set(POINTS) and set(first.level) == {"level4", "level2"}
+    assert len(first) == 3 * 2 * 4 and set(first.point) == set(POINTS) and set(first.level) == {"level4", "level2"}
     cols = ["miou", "label_accuracy", "map", "miou_ci_low", "miou_ci_high"]
     assert first[cols].equals(second[cols])  # seeded: same numbers (and intervals) twice
     assert (first["miou_ci_low"] <= first["miou"] + 1e-9).all()
@@ -237,11 +237,16 @@ def test_tiny_end_to_end_is_repeatable(tmp_path, monkeypatch):
     assert first["active_sum"].between(0, 1).all()
     assert "generated shapes" in run.setting and run.classes == CLASSES
     diffs = tap_differences(run)
-    # LW has no RCU: one CRP row per level (against before RCU); the others an RCU and a CRP row
-    assert diffs.groupby("family").size().to_dict() == {"rf": 4, "rf_lw": 2, "rf_lw_rcu": 4}
-    rf = first[(first.family == "rf") & (first.level == "level4")].set_index("point")
-    crp = diffs[(diffs.family == "rf") & (diffs.block == "CRP") & (diffs.level == "level4")].iloc[0]
-    assert crp["miou"] == pytest.approx(rf.loc["after_crp", "miou"] - rf.loc["after_rcu", "miou"])
+    # per level: LW (no RCU) a sum row (against before RCU) and a CRP row; the others an RCU row too
+    assert diffs.groupby("family").size().to_dict() == {"rf": 6, "rf_lw": 4, "rf_lw_rcu": 6}
+    lw_sum = diffs[(diffs.family == "rf_lw") & (diffs.block == "sum")]
+    assert set(lw_sum.before) == {"before_rcu"}
+    rf = first[(first.family == "rf") & (first.level == "level2")].set_index("point")
+    blocks = diffs[(diffs.family == "rf") & (diffs.level == "level2")].set_index("block")
+    # CRP from its own input (after the summation with level 3), the summation from after RCU
+    crp = blocks.loc["CRP"]
+    assert crp["miou"] == pytest.approx(rf.loc["after_crp", "miou"] - rf.loc["after_sum", "miou"])
+    assert blocks.loc["sum", "miou"] == pytest.approx(rf.loc["after_sum", "miou"] - rf.loc["after_rcu", "miou"])
     assert crp["miou_ci_low"] <= crp["miou"] + 1e-9 <= crp["miou_ci_high"] + 2e-9
     assert math.isnan(crp["miou_seed_sd"])  # one seed: no spread across seeds
 
@@ -261,27 +266,29 @@ def _fake_run(scores: dict[str, float], boot_shift: float = 0.0, baseline: float
 
 
 def test_tap_differences_and_verdict_against_the_papers_table4():
-    run = _fake_run({"before_rcu": 0.30, "after_rcu": 0.31, "after_crp": 0.36})
+    run = _fake_run({"before_rcu": 0.30, "after_rcu": 0.31, "after_sum": 0.32, "after_crp": 0.36})
     diffs = tap_differences(run).set_index("block")
-    assert diffs.loc["RCU", "miou"] == pytest.approx(0.01) and diffs.loc["CRP", "miou"] == pytest.approx(0.05)
+    assert diffs.loc["RCU", "miou"] == pytest.approx(0.01) and diffs.loc["CRP", "miou"] == pytest.approx(0.04)
+    assert diffs.loc["sum", "miou"] == pytest.approx(0.01) and math.isnan(diffs.loc["sum", "paper_miou"])
     # paired: the same resamples shift both taps together, so the difference has no spread
-    assert diffs.loc["CRP", "miou_ci_low"] == pytest.approx(0.05) == diffs.loc["CRP", "miou_ci_high"]
-    # the paper's Table 4 differences (RefineNet-101, VOC val): 55.16 - 54.63 and 57.83 - 55.16
+    assert diffs.loc["CRP", "miou_ci_low"] == pytest.approx(0.04) == diffs.loc["CRP", "miou_ci_high"]
+    # the paper's Table 4 differences (RefineNet-101, VOC val): 55.16 - 54.63 and 57.83 - 55.16 (after CRP - after
+    # RCU: the paper has no probe at CRP's input)
     assert diffs.loc["RCU", "paper_miou"] == pytest.approx(0.0053, abs=1e-9)
     assert diffs.loc["CRP", "paper_miou"] == pytest.approx(0.0267, abs=1e-9)
     verdicts = crp_verdicts(run, tap_differences(run))
     assert list(verdicts.status) == ["reproduced"]
-    hurt = _fake_run({"before_rcu": 0.30, "after_rcu": 0.31, "after_crp": 0.25})
+    hurt = _fake_run({"before_rcu": 0.30, "after_rcu": 0.31, "after_sum": 0.31, "after_crp": 0.25})
     assert list(crp_verdicts(hurt, tap_differences(hurt)).status) == ["not reproduced"]
-    rcu = _fake_run({"before_rcu": 0.30, "after_rcu": 0.40, "after_crp": 0.42}, boot_shift=0.01)
+    rcu = _fake_run({"before_rcu": 0.30, "after_rcu": 0.40, "after_sum": 0.40, "after_crp": 0.42}, boot_shift=0.01)
     assert list(crp_verdicts(rcu, tap_differences(rcu)).status) == ["not reproduced"]  # RCU adds more than CRP
-    wide = _fake_run({"before_rcu": 0.30, "after_rcu": 0.30, "after_crp": 0.31}, boot_shift=0.05)
+    wide = _fake_run({"before_rcu": 0.30, "after_rcu": 0.30, "after_sum": 0.30, "after_crp": 0.31}, boot_shift=0.05)
     wide.boot[("rf:x", 0, "level4.after_crp")]["miou"] = 0.31 + 0.05 * torch.linspace(1, -1, 101)  # unpaired noise
     assert list(crp_verdicts(wide, tap_differences(wide)).status) == ["inconclusive"]
-    flat = _fake_run({"before_rcu": 0.135, "after_rcu": 0.135, "after_crp": 0.132})
+    flat = _fake_run({"before_rcu": 0.135, "after_rcu": 0.135, "after_sum": 0.135, "after_crp": 0.132})
     assert list(crp_verdicts(flat, tap_differences(flat)).status) == ["not testable"]
     # a dead level (its summation ReLU almost never positive): not testable, whatever the probes say
-    dead = _fake_run({"before_rcu": 0.30, "after_rcu": 0.31, "after_crp": 0.36})
+    dead = _fake_run({"before_rcu": 0.30, "after_rcu": 0.31, "after_sum": 0.31, "after_crp": 0.36})
     dead.frame["active_sum"] = 0.002
     (row,) = crp_verdicts(dead, tap_differences(dead)).itertuples()
     assert row.status == "not testable" and "dead" in row.why and "0.2%" in row.why
@@ -364,7 +371,7 @@ def test_real_data_path_probes_a_given_checkpoint_on_voc_layout_data(tmp_path):
     plan = ProbePlan(**{**ProbePlan.tiny().__dict__, "voc_root": str(VOC_SAMPLE), "num_classes": 21,
                         "checkpoints": {"rf_lw:resnet18": str(path)}, "levels": ("level4",)})
     run = run_probes(plan, progress=None)
-    assert list(run.frame.variant.unique()) == ["rf_lw:resnet18"] and len(run.frame) == 3
+    assert list(run.frame.variant.unique()) == ["rf_lw:resnet18"] and len(run.frame) == len(POINTS)
     assert (run.frame["train_s"] == 0).all()  # loaded, not trained
     assert "VOC-layout data" in run.setting
     bad = ProbePlan(**{**plan.__dict__, "checkpoints": {"rf_lw:resnet34": str(path)}})

@@ -194,6 +194,39 @@ def test_front_page_shows_every_device_and_the_scorecard(tmp_path):
     assert render([row]).count("Status rules") == 1
 
 
+def test_a_section_on_networks_of_an_earlier_training_version_is_marked_superseded(tmp_path):
+    """A per-device result is never dropped, but one whose networks an earlier training method made (or that
+    predates recorded versions) no longer stands for this code: its scorecard rows say so, with what they said."""
+    from analysis.networks.train import TRAINING_VERSION
+    from analysis.report.front_page import front_page
+
+    row = ScoreRow("Figure 8", "similar", "0.6", "trained 'cpu' set", "partly", "3 of 6", "rule", "erf/x/f8.md")
+
+    def entry(**extra):
+        return {"section": "erf", "title": "ERF", "scores": [vars(row)], "environment": {}, "artifacts": [], **extra}
+
+    current = front_page({"erf/x": entry(training_version=TRAINING_VERSION)}, tmp_path)
+    assert "**partly**" in current and "Superseded" not in current
+    for old in (entry(training_version=TRAINING_VERSION - 1), entry()):
+        page = front_page({"erf/x": old}, tmp_path)
+        assert "**superseded**" in page and "**partly**" not in page and "(it said: partly, 3 of 6)" in page
+        assert f"this code is version {TRAINING_VERSION}" in page and "**Superseded:**" in page
+    timing = {"section": "timing", "title": "T", "scores": [vars(row)], "environment": {}, "artifacts": []}
+    assert "**partly**" in front_page({"timing/x": timing}, tmp_path)  # no trained networks: never superseded
+
+
+def test_a_run_records_the_training_version_of_the_sections_on_trained_networks(tmp_path, monkeypatch):
+    from analysis.networks.train import TRAINING_VERSION
+
+    for name in ("erf", "complexity"):
+        monkeypatch.setitem(report.SECTIONS, name, lambda out, n=name: Section(n, text=f"{n} ran"))
+    assert report.run(["erf", "complexity"], out=tmp_path, device="cpu") == {"erf": "ok", "complexity": "ok"}
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    (erf_key,) = [k for k in manifest if k.startswith("erf/")]
+    assert manifest[erf_key]["training_version"] == TRAINING_VERSION
+    assert "training_version" not in manifest["complexity"]
+
+
 def test_networks_section_tabulates_the_trained_set(tmp_path):
     from analysis.probes.run import TINY_NETWORKS
     from analysis.report.networks import build as build_networks

@@ -45,6 +45,8 @@ CACHE = Path(__file__).resolve().parents[2] / ".cache" / "networks"
 TRAINING_VERSION = 2
 """Bump when the training code changes what weights a given identity gives: every cached network retrains.
 2: one thread on a CPU (TRAIN_THREADS); SGD is the schedules' default optimizer (was AdamW)."""
+TRAINING_METHOD = "SGD with Nesterov momentum, one thread per CPU training"
+"""This version's method in a few words, for the reports (a section run on an earlier version is marked superseded)."""
 TRAIN_THREADS = 1
 """A CPU trains on this many threads, whatever the machine has: the float order of a convolution, and so the exact
 weights, depend on the thread count (a 1-thread worker and a 2-thread process trained RefineNet to weights with

@@ -1,11 +1,15 @@
 """What each block adds to the probes: paired differences between probe points, and claim (c)'s verdict.
 
-For every variant and level: RCU = after RCU - before RCU (families with RCUs), CRP = after CRP -
-after RCU (- before RCU where there is no RCU). Differences are averaged over training seeds; their
+For every variant and level: RCU = after RCU - before RCU (families with RCUs); sum = after the summation
+with the coarser level and its ReLU - after RCU (- before RCU where there is no RCU; at level 4 the ReLU alone);
+CRP = after CRP - after the summation, CRP's own input (until 2026-12-04 CRP was measured from after RCU, so at
+levels 3-1 it carried what the top-down summation brings: +52 to +66 points at level 1, most of it not CRP's).
+Differences are averaged over training seeds; their
 95% interval comes from the image bootstrap of that seed average (the same val resamples for every
 tap, family and seed, so the difference is paired image by image), and the seeds' standard deviation
-is given beside it (NaN with one seed). The paper's differences (RefineNet-101 on VOC, level 4 only)
-sit next to the ``rf`` family's level-4 rows.
+is given beside it (NaN with one seed). The paper's differences (RefineNet-101 on VOC, level 4 only: RCU =
+after RCU - before RCU, CRP = after CRP - after RCU, its ReLU included) sit next to the ``rf`` family's level-4
+RCU and CRP rows.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from ..paper import paper_numbers
 from .heads import METRICS
 from .run import ProbeRun
 
-COMPARISONS = (("RCU", "after_rcu", "before_rcu"), ("CRP", "after_crp", "after_rcu"))
+COMPARISONS = (("RCU", "after_rcu", "before_rcu"), ("sum", "after_sum", "after_rcu"), ("CRP", "after_crp", "after_sum"))
+PAPER_COMPARISONS = {"RCU": ("after_rcu", "before_rcu"), "CRP": ("after_crp", "after_rcu")}
+"""The paper's Table 4 has no probe between RCU and CRP: its CRP difference starts after RCU (the ReLU included)."""
 PAPER_POINTS = {"before RCU": "before_rcu", "after RCU": "after_rcu", "after CRP": "after_crp"}
 PAPER_METRICS = {"probe_miou": "miou", "probe_multilabel_acc": "label_accuracy"}
 
@@ -47,10 +53,9 @@ def tap_differences(run: ProbeRun) -> pd.DataFrame:
         family = group.family.iloc[0]
         same = group.set_index("point")["same_as"].groupby(level=0).first()
         for block, after, before in COMPARISONS:
-            if same.get(after) == before:
-                continue  # no RCU: the two taps are one tensor
-            if block == "CRP" and same.get(before):
-                before = same[before]  # no RCU: CRP against the block's input
+            before = same.get(before) or before  # a tap that is another's tensor (no RCU): the block's real input
+            if (same.get(after) or after) == before:
+                continue  # no such block here: the two taps are one tensor
             row = {"variant": variant, "family": family, "level": level, "block": block, "after": after,
                    "before": before, "seeds": len(seeds)}
             for metric in METRICS:
@@ -63,7 +68,8 @@ def tap_differences(run: ProbeRun) -> pd.DataFrame:
                 if all(x is not None for x in samples + bases):
                     diff = torch.stack([a - b for a, b in zip(samples, bases, strict=True)]).mean(0)
                     row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = percentile_interval(diff)
-                pa, pb = paper.get((after, metric)), paper.get((before, metric))
+                paper_after, paper_before = PAPER_COMPARISONS.get(block, (None, None))
+                pa, pb = paper.get((paper_after, metric)), paper.get((paper_before, metric))
                 is_paper_row = family == "rf" and level == "level4" and pa is not None and pb is not None
                 row[f"paper_{metric}"] = pa - pb if is_paper_row else math.nan
             rows.append(row)

@@ -37,8 +37,10 @@ from ..networks import SETTINGS, NetworkSetting, Schedule, load_data, train_netw
 from ..networks.settings import CPU_DECODER
 from .heads import METRICS, ProbeSettings, cache_features, train_probes
 
-POINTS = ("before_rcu", "after_rcu", "after_crp")
-"""Probe points inside a level, as in the paper's Table 4."""
+POINTS = ("before_rcu", "after_rcu", "after_sum", "after_crp")
+"""Probe points inside a level: the paper's Table 4 (before RCU, after RCU, after CRP) and CRP's own input, the
+summation with the coarser level and its ReLU (at level 4, the ReLU alone), so that what CRP adds is measured from
+its input and not mixed with what the top-down path brings (levels 3-1)."""
 LEVELS = ("level4", "level3", "level2", "level1")
 TINY_NETWORKS = NetworkSetting(
     "tiny", Schedule(size=64, max_steps=2, eval_every=1, patience=1, batch_size=4, warmup_steps=0), seeds=1,
@@ -250,7 +252,7 @@ def run_probes(plan: ProbePlan | None = None, progress: Callable[[str], None] | 
     (xtr, ytr), (xva, yva), k, classes, source, setting, nets = _networks(plan, progress, say)
     base = trivial_baselines(yva, k, ytr)
     taps = [f"{lvl}.{p}" for lvl in plan.levels for p in POINTS]
-    activity = [f"{lvl}.after_sum" for lvl in plan.levels]
+    activity = [f"{lvl}.after_sum" for lvl in plan.levels]  # probe taps too: the ReLU's live share comes with them
     # one image: a bootstrap over it has no spread to show, so no interval at all (not a zero-width one)
     resamples = (resample_indices(len(yva), plan.probe.n_boot, plan.probe.seed)
                  if plan.probe.n_boot and len(yva) >= 2 else None)
@@ -258,9 +260,9 @@ def run_probes(plan: ProbePlan | None = None, progress: Callable[[str], None] | 
     for name, seed, model, record, cached in nets:
         start = time.perf_counter()
         # one pass over val gives the probe features, the ReLU activity and the network's own mIoU
-        val_feats = cache_features(model, xva, taps + activity + ["logits"], normalise=normalise, device=device)
+        val_feats = cache_features(model, xva, taps + ["logits"], normalise=normalise, device=device)
         network_miou = network_val_miou(val_feats.pop("logits"), yva, k)
-        active = {t.split(".")[0]: float((val_feats.pop(t) > 0).float().mean()) for t in activity}
+        active = {t.split(".")[0]: float((val_feats[t] > 0).float().mean()) for t in activity}
         say(f"  {name} (seed {seed}): network val mIoU {100 * network_miou:.1f}%; probing {len(taps)} taps")
         train_feats = cache_features(model, xtr, taps, normalise=normalise, device=device)
         aliases = model.tap_aliases()

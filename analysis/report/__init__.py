@@ -89,6 +89,11 @@ PER_DEVICE = ("timing", "networks", "erf", "probes")
 adds its results next to the others and never replaces them."""
 
 
+TRAINED = ("networks", "erf", "probes")
+"""Sections whose numbers stand on the trained set: their manifest entries carry the training version
+(``analysis.networks.train.TRAINING_VERSION``), and the front page marks an entry of an earlier version superseded."""
+
+
 def _key(name: str, device: str) -> str:
     """Manifest key: ``section``, or ``section/<device slug>`` for the sections kept per device."""
     return f"{name}/{device_slug(device)}" if name in PER_DEVICE else name
@@ -111,6 +116,10 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
         print(f"[{i}/{len(names)}] {name} ...", flush=True)
         start = time.perf_counter()
         entry = {"section": name, "title": name, "environment": environment(device)}
+        if name in TRAINED:
+            from ..networks.train import TRAINING_VERSION
+
+            entry["training_version"] = TRAINING_VERSION
         try:
             section = SECTIONS[name](out)
             entry.update(title=section.title, text=section.text, settings=section.settings, folder=section.folder,

@@ -18,7 +18,10 @@ from .scorecard import tally_status
 FOLDER = "probes"
 COMMAND = "python -m analysis report probes"
 METRIC_LABELS = {"miou": "mIoU %", "label_accuracy": "label accuracy %", "map": "mAP %"}
-POINT_LABELS = {"before_rcu": "before RCU", "after_rcu": "after RCU", "after_crp": "after CRP"}
+POINT_LABELS = {"before_rcu": "before RCU", "after_rcu": "after RCU", "after_sum": "after sum (CRP input)",
+                "after_crp": "after CRP"}
+BLOCK_MARKERS = {"RCU": "o", "sum": "s", "CRP": "o"}
+PAPER_POINTS = ("before_rcu", "after_rcu", "after_crp")  # the paper's Table 4 probes no point between RCU and CRP
 
 
 def collect(plan: ProbePlan | None = None, progress=print) -> ProbeRun:
@@ -147,7 +150,8 @@ def write(run: ProbeRun, out: Path, name: str = FOLDER) -> Section:
     paper = paper_table4()
     rf = run.frame[(run.frame.family == "rf") & (run.frame.level == "level4")]
     rows = []
-    for point, label in POINT_LABELS.items():
+    for point in PAPER_POINTS:
+        label = POINT_LABELS[point]
         r = rf[rf.point == point]
         m = r["miou"].mean() if len(r) else math.nan
         a = r["label_accuracy"].mean() if len(r) else math.nan
@@ -200,11 +204,15 @@ def write(run: ProbeRun, out: Path, name: str = FOLDER) -> Section:
     dshown["family"] = dshown["family"].map(family_label)
     for metric in METRICS:
         dshown[f"paper_{metric}"] = [_pct(v) for v in dshown[f"paper_{metric}"]]
-    save_table(diffs, folder / "differences", "What RCU and CRP add to the probes (paired differences, points)", [
+    save_table(diffs, folder / "differences", "What RCU, the summation and CRP add to the probes (paired "
+               "differences, points)", [
         f"Setting: {settings}.",
-        "RCU: after RCU - before RCU (families with RCUs). CRP: after CRP - after RCU (- before RCU without RCUs). "
-        "Mean over seeds; CI: paired image bootstrap of that mean; seed_sd: spread across seeds (one seed: -).",
-        "paper_*: the same differences in the paper's Table 4 (RefineNet-101 on VOC, level 4 only)."],
+        "RCU: after RCU - before RCU (families with RCUs). sum: after the summation with the coarser level and its "
+        "ReLU - after RCU (- before RCU without RCUs; at level 4 the ReLU alone): what the top-down path brings. "
+        "CRP: after CRP - after the summation, CRP's own input. Mean over seeds; CI: paired image bootstrap of that "
+        "mean; seed_sd: spread across seeds (one seed: -).",
+        "paper_*: the paper's Table 4 differences (RefineNet-101 on VOC, level 4 only; its CRP difference is after "
+        "CRP - after RCU, so it includes the ReLU that is our level-4 'sum' row)."],
         floatfmt=".1f", display=dshown,
         labels={**{m: f"{lbl} (95% CI)" for m, lbl in METRIC_LABELS.items()},
                 **{f"paper_{m}": f"paper {lbl}" for m, lbl in METRIC_LABELS.items()},
@@ -214,8 +222,9 @@ def write(run: ProbeRun, out: Path, name: str = FOLDER) -> Section:
     for col in ("crp_miou", "crp_ci_low", "crp_ci_high", "rcu_miou", "paper_crp_miou"):
         vshown[col] = [_pct(v) for v in vshown[col]]
     save_table(verdicts, folder / "claims", "Claim (c): CRP, not RCU, drives the features' discriminative power", [
-        "Rule (probe mIoU differences, points, 95% CIs): reproduced where CRP's difference is above zero and, with "
-        "RCUs, larger than RCU's; not reproduced where CRP's interval is below zero or RCU's lies wholly above it; "
+        "Rule (probe mIoU differences, points, 95% CIs; CRP's from its own input, after the summation): reproduced "
+        "where CRP's difference is above zero and, with RCUs, larger than RCU's; not reproduced where CRP's interval "
+        "is below zero or RCU's lies wholly above it; "
         "inconclusive otherwise; not testable where the level is dead in the trained network (its summation ReLU "
         "positive on under 1% of val outputs: nothing passes through it) or where no probe at that level beats the "
         "trivial baselines by 2 points.",
@@ -223,7 +232,8 @@ def write(run: ProbeRun, out: Path, name: str = FOLDER) -> Section:
         labels={"crp_miou": "CRP adds (mIoU)", "crp_ci_low": "CI low", "crp_ci_high": "CI high",
                 "rcu_miou": "RCU adds (mIoU)", "paper_crp_miou": "paper CRP adds"})
     artifacts += [Artifact(f"{name}/claims.md", "Claim (c) verdicts", "per family and level", inline=True),
-                  Artifact(f"{name}/differences.md", "What RCU and CRP add", "paired differences, every level")]
+                  Artifact(f"{name}/differences.md", "What RCU, the summation and CRP add",
+                           "paired differences, every level")]
     save_figure(probes_figure(run, diffs), folder / "probes")
     artifacts.append(Artifact(f"{name}/probes.png", "Probes (figure)",
                               "mIoU per level, family and probe point; what each block adds, with the paper's"))
@@ -269,8 +279,8 @@ def error_bar(value: float, low: float, high: float) -> list[list[float]]:
 
 
 def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
-    """Top: probe mIoU per level (one panel each), families side by side, the three points as shades, CIs,
-    the majority-class baseline; bars from zero. Bottom: what CRP and RCU add (mIoU and label accuracy),
+    """Top: probe mIoU per level (one panel each), families side by side, the probe points as shades, CIs,
+    the majority-class baseline; bars from zero. Bottom: what RCU, the summation and CRP add (mIoU and label accuracy),
     per family and level, with the paper's level-4 differences."""
     import matplotlib.pyplot as plt
 
@@ -285,7 +295,8 @@ def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
         if col not in frame:
             frame[col] = math.nan
     mean = frame.groupby(["family", "level", "point"])[["miou", "miou_ci_low", "miou_ci_high"]].mean()
-    shades = (0.35, 0.65, 1.0)
+    shades = tuple(0.3 + 0.7 * j / (len(points) - 1) for j in range(len(points)))
+    width = 0.8 / len(points)
     for col, level in enumerate(levels):
         ax = fig.add_subplot(top[0, col])
         for i, family in enumerate(families):
@@ -293,8 +304,8 @@ def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
                 if (family, level, point) not in mean.index:
                     continue
                 r = mean.loc[(family, level, point)]
-                x = i + (j - 1) * 0.27
-                ax.bar(x, 100 * r.miou, 0.25, color=FAMILY_COLOURS[family], alpha=shades[j])
+                x = i + (j - (len(points) - 1) / 2) * width
+                ax.bar(x, 100 * r.miou, 0.92 * width, color=FAMILY_COLOURS[family], alpha=shades[j])
                 if not math.isnan(r.miou_ci_low):
                     ax.errorbar(x, 100 * r.miou, yerr=error_bar(r.miou, r.miou_ci_low, r.miou_ci_high), color="k",
                                 lw=0.8, capsize=2)
@@ -310,7 +321,7 @@ def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
 
     handles = [Patch(color="0.3", alpha=a, label=POINT_LABELS[p]) for a, p in zip(shades, points, strict=True)]
     handles.append(plt.Line2D([], [], color=BASELINE_COLOUR, ls="--", label="majority-class baseline"))
-    fig.legend(handles=handles, loc="upper center", ncol=4, bbox_to_anchor=(0.5, 0.965), fontsize=9)
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 0.965), fontsize=9)
     for idx, metric in enumerate(("miou", "label_accuracy")):
         ax = fig.add_subplot(bottom[0, idx])
         labels = []
@@ -318,8 +329,8 @@ def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
         for y, d in rows.iterrows():
             colour = FAMILY_COLOURS[d.family]
             lo, hi = d.get(f"{metric}_ci_low", math.nan), d.get(f"{metric}_ci_high", math.nan)
-            ax.errorbar(100 * d[metric], y, xerr=error_bar(d[metric], lo, hi), fmt="o", color=colour, capsize=2,
-                        ms=4, mfc="white" if d.block == "RCU" else colour)
+            ax.errorbar(100 * d[metric], y, xerr=error_bar(d[metric], lo, hi), fmt=BLOCK_MARKERS[d.block],
+                        color=colour, capsize=2, ms=4, mfc="white" if d.block == "RCU" else colour)
             if not math.isnan(d[f"paper_{metric}"]):
                 ax.plot(100 * d[f"paper_{metric}"], y, marker="D", color=PAPER_COLOUR, ls="none", ms=5)
             labels.append(f"{family_label(d.family)} {d.level}: {d.block}")
@@ -331,8 +342,10 @@ def probes_figure(run: ProbeRun, diffs: pd.DataFrame):
     fig.legend(handles=[plt.Line2D([], [], marker="D", color=PAPER_COLOUR, ls="none",
                                    label="paper (RF-101, VOC, level 4)"),
                         plt.Line2D([], [], marker="o", color="0.3", mfc="white", ls="none", label="RCU"),
-                        plt.Line2D([], [], marker="o", color="0.3", ls="none", label="CRP")],
-               loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.03), fontsize=9)
+                        plt.Line2D([], [], marker=BLOCK_MARKERS["sum"], color="0.3", ls="none",
+                                   label="summation with the coarser level + ReLU"),
+                        plt.Line2D([], [], marker="o", color="0.3", ls="none", label="CRP (from its input)")],
+               loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.03), fontsize=9)
     plan = run.plan
     net = plan.setting()
     fig.suptitle(f"Probes on frozen decoder features: {net.backbone}, {run.setting.split(';')[0]}, "

@@ -11,7 +11,9 @@ from collections.abc import Iterable, Sequence
 
 from .files import ScoreRow
 
-STATUSES = ("reproduced", "partly", "not reproduced", "not testable here")
+SUPERSEDED = "superseded"
+"""The status of a row whose section ran on an earlier training method (see ``front_page.superseded``)."""
+STATUSES = ("reproduced", "partly", "not reproduced", "not testable here", SUPERSEDED)
 
 
 def within_rounding_status(within: Iterable[bool], diff_pct: Iterable[float], partly_pct: float = 3.0
