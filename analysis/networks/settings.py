@@ -47,9 +47,10 @@ class NetworkSetting:
 
 
 SETTINGS: dict[str, NetworkSetting] = {
-    # Chosen by measurement on this project's 2-core AMD EPYC (AVX2), own val mIoU, one 1-thread process each (see
-    # README "trained set"). Until 2026-12-04 the schedule was AdamW 2e-3 (ResNet-18 and MobileNet-v2 measured at
-    # many widths, crops and step counts; every family passed 90% at 450 steps), but the original RefineNet, with no
+    # Chosen by measurement on this project's 2-core AMD EPYCs (AVX2 until 2026-11-29; the SGD runs below on an
+    # AVX-512 one), own val mIoU, one 1-thread process each (see README "trained set"). Until 2026-12-04 the
+    # schedule was AdamW 2e-3 (ResNet-18 and MobileNet-v2 measured at many widths, crops and step counts; every
+    # family passed 90% at 450 steps), but the original RefineNet, with no
     # normalisation in its decoder, came out of it with dead levels: the summation ReLU of level 4 positive on 0.0%
     # of val outputs by step 35-50 (5.7% at step 25, 48% at init), then level 2 or 3, whatever the dropout (0.5 or
     # 0), the zero-init of the residual branches (on or off) or a 100-step warm-up (dead by step 75). AdamW 5e-4
@@ -60,10 +61,11 @@ SETTINGS: dict[str, NetworkSetting] = {
     #   lr 0.1:  rf_lw 89.6% (93.5% over 600 steps), rf 96.5% over 600, rf_lw_rcu 95.6% over 600;
     #   lr 0.15: rf 96.7% (levels 43/22/13/13% alive), rf_lw_rcu 92.5% (40/45/38/66%), rf_lw 94.1% (39/45/41/64%);
     #   lr 0.2:  rf 93.4% (levels 3-1 down to 8-14% alive), rf_lw 89.7%.
-    # So lr 0.15: every family passes 90% in 450 steps with every level alive. 450 steps took rf 91 s, rf_lw_rcu
-    # 62 s, rf_lw 53 s (1-thread processes, two at a time, evaluations included). Evaluations every 75 steps (6 per
-    # network): the plateau rule then needs 225 steps without gain. Decoder width 48 (96 at level 4): at 32 (64) LW
-    # with RCU fell short under AdamW. The budget only guards a stalled or shared machine.
+    # Without the zero-init of the residual branches (SGD 0.15): rf_lw 88.8%, rf 96.2% with level 2 at 3% alive.
+    # So lr 0.15 with the zero-init: every family passes 90% in 450 steps with every level alive. 450 steps took rf
+    # 91 s, rf_lw_rcu 62 s, rf_lw 53 s (1-thread processes, two at a time, evaluations included). Evaluations every
+    # 75 steps (6 per network): the plateau rule then needs 225 steps without gain. Decoder width 48 (96 at level
+    # 4): at 32 (64) LW with RCU fell short under AdamW. The budget only guards a stalled or shared machine.
     "cpu": NetworkSetting("cpu", Schedule(size=128, crop=80, batch_size=12, lr=0.15, decay="cosine", max_steps=450,
                                           eval_every=75, patience=3, min_delta=0.005, budget_min=8.0),
                           seeds=1, device="cpu", decoder=CPU_DECODER, backbone="mobilenet_v2"),
