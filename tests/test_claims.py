@@ -88,13 +88,15 @@ def test_claim_b_is_decided_by_the_whole_interval_on_either_side_of_one_cell(crp
 
 def probe_run(before: float, after_rcu: float, after_crp: float, crp_noise: float = 0.0, baseline: float = 0.10):
     """One rf variant at level 4, one seed: mIoU per tap with bootstrap samples. The same resamples move every tap
-    together (paired), plus ``crp_noise`` that only the after-CRP tap has."""
+    together (paired), plus ``crp_noise`` that only the after-CRP tap has. CRP's input (after the level-4 ReLU)
+    probes as after RCU does."""
     from analysis.probes.run import ProbePlan, ProbeRun
 
     shared = 0.01 * torch.linspace(-1, 1, 201)
-    own = {"before_rcu": 0.0, "after_rcu": 0.0, "after_crp": crp_noise}
+    own = {"before_rcu": 0.0, "after_rcu": 0.0, "after_sum": 0.0, "after_crp": crp_noise}
     rows, boot = [], {}
-    for point, value in (("before_rcu", before), ("after_rcu", after_rcu), ("after_crp", after_crp)):
+    for point, value in (("before_rcu", before), ("after_rcu", after_rcu), ("after_sum", after_rcu),
+                         ("after_crp", after_crp)):
         rows.append({"variant": "rf:x", "family": "rf", "seed": 0, "level": "level4", "tap": f"level4.{point}",
                      "point": point, "same_as": "", "miou": value, "label_accuracy": value, "map": value})
         samples = value + shared + own[point] * torch.linspace(1, -1, 201)

@@ -11,6 +11,7 @@ import torch
 import analysis.probes.heads as heads
 import analysis.report.probes as report_probes
 from analysis.datasets.voc import dataset_classes
+from analysis.probes import POINTS
 
 from .test_probes import _k_class_dataset
 
@@ -61,23 +62,24 @@ def test_cli_seeds_classes_and_one_resample_set(four_label_folder_with_six_names
 
     # --seeds 2: two networks per family, every tap probed for each
     assert run.plan.seeds == 2 and sorted(run.frame.seed.unique()) == [0, 1]
+    n = len(POINTS)  # one level
     assert run.frame.groupby(["variant", "seed"]).size().to_dict() == {
-        ("rf:resnet18", 0): 3, ("rf:resnet18", 1): 3, ("rf_lw:resnet18", 0): 3, ("rf_lw:resnet18", 1): 3}
+        ("rf:resnet18", 0): n, ("rf:resnet18", 1): n, ("rf_lw:resnet18", 0): n, ("rf_lw:resnet18", 1): n}
     # the seeds' spread: the sample sd of the two per-seed differences, recomputed from the probes' own table
     diffs = pd.read_csv(out / "probes" / "differences.csv")
     frame = pd.read_csv(out / "probes" / "all.csv").set_index(["variant", "seed", "tap"])
     crp = diffs[(diffs.variant == "rf:resnet18") & (diffs.block == "CRP")].iloc[0]
     per_seed = [frame.loc[("rf:resnet18", s, "level4.after_crp"), "miou"]
-                - frame.loc[("rf:resnet18", s, "level4.after_rcu"), "miou"] for s in (0, 1)]
+                - frame.loc[("rf:resnet18", s, "level4.after_sum"), "miou"] for s in (0, 1)]  # from CRP's input
     assert crp.seeds == 2 and crp.miou == pytest.approx(sum(per_seed) / 2)
     assert crp.miou_seed_sd == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2**0.5)
 
     # classes.txt: K = 6 and its names, not the 4 labels seen
     assert run.classes == NAMES and "K = 6 classes (classes.txt)" in run.setting
 
-    # one resample set: 2 seeds x (RefineNet's 3 taps + LW's 2: no RCU, after_rcu is before_rcu) x (mIoU, the
+    # one resample set: 2 seeds x (RefineNet's 4 taps + LW's 3: no RCU, after_rcu is before_rcu) x (mIoU, the
     # multi-label metrics), all the same indices
-    assert len(resamples) == 2 * (3 + 2) * 2
+    assert len(resamples) == 2 * (4 + 3) * 2
     assert all(torch.equal(idx, resamples[0]) for idx in resamples)
     n_val = 4
     assert resamples[0].shape == (run.plan.probe.n_boot, n_val) and len(resamples[0].unique(dim=0)) > 1

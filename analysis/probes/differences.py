@@ -3,7 +3,8 @@
 For every variant and level: RCU = after RCU - before RCU (families with RCUs); sum = after the summation
 with the coarser level and its ReLU - after RCU (- before RCU where there is no RCU; at level 4 the ReLU alone);
 CRP = after CRP - after the summation, CRP's own input (until 2026-12-04 CRP was measured from after RCU, so at
-levels 3-1 it carried what the top-down summation brings: +52 to +66 points at level 1, most of it not CRP's).
+levels 3-1 it carried what the top-down summation brings: the bench's LW networks gained 61-66 points at
+level 1 that way, 47-53 of them from the summation).
 Differences are averaged over training seeds; their
 95% interval comes from the image bootstrap of that seed average (the same val resamples for every
 tap, family and seed, so the difference is paired image by image), and the seeds' standard deviation
