@@ -211,6 +211,7 @@ def test_a_section_on_networks_of_an_earlier_training_version_is_marked_supersed
         page = front_page({"erf/x": old}, tmp_path)
         assert "**superseded**" in page and "**partly**" not in page and "(it said: partly, 3 of 6)" in page
         assert f"this code is version {TRAINING_VERSION}" in page and "**Superseded:**" in page
+        assert "(**superseded**: an earlier training method)" in page  # in the list of sections too
     timing = {"section": "timing", "title": "T", "scores": [vars(row)], "environment": {}, "artifacts": []}
     assert "**partly**" in front_page({"timing/x": timing}, tmp_path)  # no trained networks: never superseded
 

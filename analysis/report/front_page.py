@@ -47,7 +47,8 @@ def front_page(manifest: dict, out: Path) -> str:
         anchor = key.replace("/", "-")
         env = entry.get("environment", {})
         lines.append(f"- [{entry['title']}](#{anchor}): {entry.get('seconds', 0):.0f} s on "
-                     f"{env.get('device_name', '?')}, {entry.get('finished', '?')}")
+                     f"{env.get('device_name', '?')}, {entry.get('finished', '?')}"
+                     f"{' (**superseded**: an earlier training method)' if superseded(entry) else ''}")
     lines.append("")
     for key, entry in manifest.items():
         lines += [f'<a id="{key.replace("/", "-")}"></a>', "", f"## {entry['title']}", ""]
