@@ -40,19 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="the study's TOML spec")
     p.add_argument("dir", help="the --out folder of the study")
     p.add_argument("--report", default=None, help="where to write (default: DIR/report)")
-    p = sub.add_parser("probes", help="probes before RCU / after RCU / after CRP at every level")
+    p = sub.add_parser("probes", help="probes before RCU / after RCU / at CRP's input / after CRP at every level")
     p.add_argument("--voc-root", help="a VOC-layout folder (default: the generated shapes dataset)")
     p.add_argument("--num-classes", type=int, default=None,
                    help="K, background included (default: from VOC2012/classes.txt, else the largest label + 1)")
     p.add_argument("--checkpoint", action="append", default=[], metavar="VARIANT=PATH",
                    help="probe this trained model instead of training one here; repeatable")
     p.add_argument("--backbone", default=None,
-                   help="backbone under each family when training here (default: the setting's, mobilenet_v2)")
+                   help="backbone under each family when training here (default: the setting's, mobilenet_v2; "
+                        "resnet18 with --tiny)")
     p.add_argument("--families", nargs="+", default=None, help=f"families to train (default: {' '.join(FAMILIES)})")
     p.add_argument("--levels", nargs="+", default=None, help="decoder levels to probe (default: all four)")
     p.add_argument("--size", type=int, default=None, help="square image side for features and labels (>= 32)")
     p.add_argument("--seeds", type=int, default=None, help="networks trained per family (default: 1 on CPU, 3 on GPU)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--budget-min", type=float, default=None,
+                   help="wall-clock minutes per network trained here (default: the setting's; part of the cache "
+                        "key, as in `train`: the same value reuses what `train --budget-min` made)")
+    p.add_argument("--cache", default=None, help="trained-network cache folder (default: .cache/networks)")
     p.add_argument("--out", default="probes-report", help="folder for the tables and the figure")
     p.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (a few images and steps)")
     p = sub.add_parser("train", help="train networks to a plateau of their val mIoU (or a budget), cached")
@@ -69,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None, help="cache folder (default: .cache/networks in the project)")
     p.add_argument("--json", action="store_true", help="one JSON list on stdout (progress stays on stderr)")
     return parser
+
+
+def budget_minutes(value: float) -> float:
+    """``--budget-min``: minutes > 0 per network."""
+    from bench import validation
+
+    if validation.number("--budget-min", value, minimum=0) == 0:
+        raise UsageError("--budget-min must be a number of minutes > 0, got 0")
+    return float(value)
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -92,9 +106,7 @@ def train_command(args: argparse.Namespace) -> int:
         validation.integer("--seeds", args.seeds, minimum=1)
     schedule = setting.schedule
     if args.budget_min is not None:
-        if validation.number("--budget-min", args.budget_min, minimum=0) == 0:
-            raise UsageError("--budget-min must be a number of minutes > 0, got 0")
-        schedule = replace(schedule, budget_min=args.budget_min)
+        schedule = replace(schedule, budget_min=budget_minutes(args.budget_min))
     if args.num_classes is not None:
         validation.integer("--num-classes", args.num_classes, minimum=2, maximum=255)
     check_source(args.data)
@@ -140,6 +152,12 @@ def probe_plan(args: argparse.Namespace):
     for key in ("size", "seeds", "device"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
+    if args.budget_min is not None:
+        changes["budget_min"] = budget_minutes(args.budget_min)
+    if args.cache is not None:
+        if Path(args.cache).exists() and not Path(args.cache).is_dir():
+            raise UsageError(f"--cache {args.cache} is a file; give a folder for the trained networks")
+        changes["cache_dir"] = args.cache
     plan = replace(plan, **changes)
     checked(plan.validate)
     if Path(args.out).exists() and not Path(args.out).is_dir():

@@ -75,6 +75,16 @@ def batch_average_precision(scores: torch.Tensor, positives: torch.Tensor) -> to
     return torch.where(found > 0, (precision_at * hits).sum(1) / found.clamp_min(1), float("nan"))
 
 
+def expected_random_ap(n: int, m: int) -> float:
+    """The expected :func:`average_precision` of scores in random order over ``n`` items of which ``m`` are
+    positive: ((m - 1) / (n - 1) * (n - H_n) + H_n) / n, H_n the n-th harmonic number (Bestgen 2015). It is the
+    positives' share m / n only for large n: 2 items, 1 positive give 0.75, not 0.5. NaN without positives."""
+    if m <= 0 or n <= 0:
+        return float("nan")
+    harmonic = sum(1.0 / k for k in range(1, n + 1))
+    return ((m - 1) / (n - 1) * (n - harmonic) + harmonic) / n if n > 1 else 1.0
+
+
 def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5) -> dict[str, float]:
     """scores: (N, C) probabilities; targets: (N, C) bool."""
     decided = scores >= threshold

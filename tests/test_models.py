@@ -101,6 +101,18 @@ def test_unknown_name_error_lists_valid_names(bad):
     assert repr(bad) in msg and "rf_lw101" in msg and "resnet18" in msg
 
 
+@pytest.mark.parametrize("bad, words", [
+    ("rf_lw", "'rf_lw' is a decoder family, not a model: give it a backbone, e.g. 'rf_lw:mobilenet_v2'"),
+    ("rf_lww:mobilenet_v2", "unknown family 'rf_lww' (did you mean 'rf_lw'?)"),
+    ("rf_lw:resnet181", "unknown backbone 'resnet181' (did you mean 'resnet18'?)"),
+    ("rf_lw5", "did you mean 'rf_lw50'?"),
+])
+def test_an_unknown_name_says_which_part_is_wrong_and_the_nearest_valid_one(bad, words):
+    with pytest.raises(ValueError) as err:
+        create_model(bad)
+    assert str(err.value).startswith(f"unknown model {bad!r}; {words}") and "rf_lw101" in str(err.value)
+
+
 @pytest.mark.parametrize("name", torchvision_backbone_names())
 def test_every_listed_torchvision_backbone_has_four_stages(name):
     builder = torchvision.models.get_model_builder(name)

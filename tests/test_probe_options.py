@@ -83,3 +83,34 @@ def test_cli_seeds_classes_and_one_resample_set(four_label_folder_with_six_names
     assert all(torch.equal(idx, resamples[0]) for idx in resamples)
     n_val = 4
     assert resamples[0].shape == (run.plan.probe.n_boot, n_val) and len(resamples[0].unique(dim=0)) > 1
+
+
+def test_probes_reuse_what_train_made_with_the_same_budget_and_cache(four_label_folder_with_six_names, tmp_path,
+                                                                     monkeypatch, capsys):
+    """`train --budget-min M --cache D` then `probes --budget-min M --cache D` on the same folder: the probes load
+    the networks `train` wrote (the budget is part of the cache key) instead of training them again."""
+    from analysis.cli import main
+
+    root, cache = four_label_folder_with_six_names, tmp_path / "cache"
+    assert main(["train", "rf_lw:resnet18", "--data", str(root), "--budget-min", "0.001", "--cache", str(cache)]) == 0
+    assert len(list(cache.iterdir())) == 1
+    runs = []
+    real_run = report_probes.run_probes
+    monkeypatch.setattr(report_probes, "run_probes", lambda plan, progress=print: runs.append(real_run(plan, None))
+                        or runs[-1])
+    assert main(["probes", "--voc-root", str(root), "--families", "rf_lw", "--backbone", "resnet18", "--levels",
+                 "level4", "--budget-min", "0.001", "--cache", str(cache), "--out", str(tmp_path / "out")]) == 0
+    (run,) = runs
+    assert run.frame["cached"].all() and len(list(cache.iterdir())) == 1  # loaded, nothing new trained
+
+
+def test_a_smaller_size_scales_the_settings_crops_instead_of_refusing_them():
+    """--size 64 with the 'cpu' setting (random 80 px crops of 128 px images): 40 px crops, not 'crop must be an
+    integer <= 64, got 80' (the crop is the setting's, not the user's)."""
+    from analysis.probes import ProbePlan
+
+    schedule = ProbePlan(size=64).setting().schedule
+    assert (schedule.size, schedule.crop) == (64, 40)
+    ProbePlan(size=64).validate()
+    assert ProbePlan(size=256).setting().schedule.crop == 160
+    assert ProbePlan().setting().schedule.crop == 80

@@ -444,3 +444,25 @@ def test_every_bootstrap_sample_equals_the_metric_on_that_resample():
         assert float(boot["map"][b]) == pytest.approx(one["map"], abs=1e-6)
         assert float(boot["label_accuracy"][b]) == pytest.approx(one["label_accuracy"], abs=1e-6)
         assert float(miou[b]) == pytest.approx(mean_iou(cms[rows].sum(0)), abs=1e-6)
+
+
+@pytest.mark.parametrize("n, m", [(1, 1), (2, 1), (2, 2), (4, 1), (5, 2), (6, 3), (7, 7)])
+def test_the_random_score_map_baseline_is_the_exact_expectation_over_every_order(n, m):
+    """E[AP] of a random order, against the mean AP over all n! orders of m positives (enumerated): with few val
+    images it is well above the positives' share (2 images, 1 positive: 0.75, not 0.5)."""
+    import itertools
+
+    from analysis.metrics import average_precision, expected_random_ap
+
+    positives = torch.tensor([True] * m + [False] * (n - m))
+    aps = [average_precision(torch.tensor(order, dtype=torch.float64), positives)
+           for order in itertools.permutations(range(n))]
+    assert expected_random_ap(n, m) == pytest.approx(sum(aps) / len(aps), abs=1e-12)
+    assert math.isnan(expected_random_ap(n, 0))
+
+
+def test_the_map_baseline_of_a_two_image_val_split_is_chance_not_the_share():
+    masks = torch.zeros(2, 8, 8, dtype=torch.long)
+    masks[0, :2, :2], masks[1, :2, :2] = 1, 2  # classes 1 and 2, each in one of the two images
+    base = trivial_baselines(masks, 3)
+    assert base["map"] == pytest.approx(0.75)

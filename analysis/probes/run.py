@@ -32,7 +32,7 @@ from bench.stats import percentile_interval, resample_indices
 from ..datasets.images import normalise
 from ..datasets.synthetic import SyntheticSpec
 from ..datasets.voc import IGNORE, VOCSegmentation, class_names, dataset_classes
-from ..metrics import confusion_matrix, mean_iou, multilabel_metrics, presence
+from ..metrics import confusion_matrix, expected_random_ap, mean_iou, multilabel_metrics, presence
 from ..networks import SETTINGS, NetworkSetting, Schedule, load_data, train_network
 from ..networks.settings import CPU_DECODER
 from .heads import METRICS, ProbeSettings, cache_features, train_probes
@@ -47,6 +47,15 @@ TINY_NETWORKS = NetworkSetting(
     device="cpu", decoder=CPU_DECODER,
     data=SyntheticSpec(n_train=16, n_val=8, size=64, small_radius=(4, 6), large_radius=(10, 14)))
 """Seconds, for tests: a handful of images and two training steps."""
+
+
+def resized_schedule(schedule: Schedule, size: int) -> Schedule:
+    """``schedule`` at another image side, its random crops scaled with it (the setting's 80 px crops of 128 px
+    images become 40 px crops of 64 px ones: a crop larger than the image is no user's mistake)."""
+    if schedule.crop is None or not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        return replace(schedule, size=size)  # a bad size is refused by Schedule.validate, naming --size
+    crop = min(size, max(validation.MIN_SIDE, round(schedule.crop * size / schedule.size)))
+    return replace(schedule, size=size, crop=crop)
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,7 @@ class ProbePlan:
     checkpoints: dict[str, str] = field(default_factory=dict)  # variant name -> checkpoint: no training
     device: str | None = None
     cache_dir: str | None = None  # the trained-network cache (None: the project's .cache/networks)
+    budget_min: float | None = None  # minutes per network trained here (None: the setting's); part of the cache key
 
     @staticmethod
     def default() -> ProbePlan:
@@ -85,7 +95,9 @@ class ProbePlan:
     def setting(self) -> NetworkSetting:
         """The networks' setting with this plan's overrides applied."""
         net = self.networks
-        schedule = net.schedule if self.size is None else replace(net.schedule, size=self.size)
+        schedule = net.schedule if self.size is None else resized_schedule(net.schedule, self.size)
+        if self.budget_min is not None:
+            schedule = replace(schedule, budget_min=self.budget_min)
         return replace(net, schedule=schedule, backbone=self.backbone or net.backbone,
                        families=tuple(self.families) if self.families is not None else net.families,
                        seeds=self.seeds if self.seeds is not None else net.seeds, device=self.device or net.device)
@@ -152,7 +164,8 @@ def trivial_baselines(val_masks: torch.Tensor, num_classes: int,
 
     - ``miou``: the majority class (most labelled training pixels) everywhere; ``majority_class`` says which;
     - ``label_accuracy``: for each foreground class, the answer most training images give (present or not);
-    - ``map``: random scores (the expected AP of random scores is the class's frequency among val images);
+    - ``map``: random scores (the expected AP of a random order of the val images, per class with positives:
+      :func:`analysis.metrics.expected_random_ap`, about the class's frequency among many images, more among few);
     - ``multilabel_informative``: 1.0 where some foreground class is present in some val images and absent
       from others, else 0.0: when every val image holds every class (or none), label accuracy and mAP say
       nothing about the features.
@@ -166,8 +179,10 @@ def trivial_baselines(val_masks: torch.Tensor, num_classes: int,
     ml = multilabel_metrics(usual.expand(targets.shape), targets)
     prevalence = targets.double().mean(0)
     informative = bool(((prevalence > 0) & (prevalence < 1)).any())
+    n, positives = len(targets), [int(p) for p in targets.sum(0) if p > 0]
+    random_ap = [expected_random_ap(n, m) for m in positives]
     return {"miou": mean_iou(cm), "label_accuracy": ml["label_accuracy"],
-            "map": float(prevalence[prevalence > 0].mean()) if (prevalence > 0).any() else float("nan"),
+            "map": sum(random_ap) / len(random_ap) if random_ap else float("nan"),
             "majority_class": float(majority), "multilabel_informative": float(informative)}
 
 

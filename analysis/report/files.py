@@ -60,7 +60,9 @@ def format_value(v, floatfmt: str = ".2f") -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
-        return format(v, floatfmt)
+        text = format(v, floatfmt)
+        # a value that rounds to zero prints without a sign ("-0.0" reads as a measured negative effect)
+        return text.lstrip("+-") if text.lstrip("+-").strip("0.%") == "" and text[:1] in "+-" else text
     return str(v)
 
 

@@ -228,7 +228,8 @@ def write(run: ProbeRun, out: Path, name: str = FOLDER) -> Section:
         "inconclusive otherwise; not testable where the level is dead in the trained network (its summation ReLU "
         "positive on under 1% of val outputs: nothing passes through it) or where no probe at that level beats the "
         "trivial baselines by 2 points.",
-        f"Setting: {settings}."], floatfmt=".1f", display=vshown.drop(columns=["variant"]),
+        f"Setting: {settings}.", interval_words(run.n_val).capitalize() + "."], floatfmt=".1f",
+        display=vshown.drop(columns=["variant"]),
         labels={"crp_miou": "CRP adds (mIoU)", "crp_ci_low": "CI low", "crp_ci_high": "CI high",
                 "rcu_miou": "RCU adds (mIoU)", "paper_crp_miou": "paper CRP adds"})
     artifacts += [Artifact(f"{name}/claims.md", "Claim (c) verdicts", "per family and level", inline=True),

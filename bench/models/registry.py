@@ -278,12 +278,28 @@ def variant_info(name: str) -> VariantInfo:
         return _REGISTRY[name]
     family, sep, backbone = name.partition(":")
     if not sep or family not in FAMILIES or backbone not in backbone_names():
-        hint = (
-            f"valid variants: {', '.join(_REGISTRY)}; or FAMILY:BACKBONE with FAMILY in "
-            f"{', '.join(FAMILIES)} and BACKBONE in {', '.join(backbone_names())} (see list_models())"
-        )
-        raise UsageError(f"unknown model {name!r}; {hint}")
+        raise UsageError(f"unknown model {name!r}; {_unknown_model_hint(family, sep, backbone)}")
     return _dynamic_info(family, backbone)
+
+
+def _unknown_model_hint(family: str, sep: str, backbone: str) -> str:
+    """What is wrong with a name that is neither registered nor FAMILY:BACKBONE (the nearest valid part first
+    where it looks like a misspelling), then every valid choice."""
+    families, backbones = ", ".join(FAMILIES), ", ".join(backbone_names())
+    if not sep and family in FAMILIES:
+        what = (f"{family!r} is a decoder family, not a model: give it a backbone, e.g. '{family}:mobilenet_v2', "
+                f"or name a registered variant; ")
+    elif sep and family not in FAMILIES:
+        near = validation.nearest(family, FAMILIES)
+        what = f"unknown family {family!r}{f' (did you mean {near!r}?)' if near else ''}; "
+    elif sep:
+        near = validation.nearest(backbone, backbone_names())
+        what = f"unknown backbone {backbone!r}{f' (did you mean {near!r}?)' if near else ''}; "
+    else:
+        near = validation.nearest(family, list(_REGISTRY))
+        what = f"did you mean {near!r}? " if near else ""
+    return (f"{what}valid variants: {', '.join(_REGISTRY)}; or FAMILY:BACKBONE with FAMILY in {families} and "
+            f"BACKBONE in {backbones} (see list_models())")
 
 
 def find_variant(family: str, backbone: str) -> str:
