@@ -301,7 +301,7 @@ def test_default_plan_learns_features_at_every_level():
     """The embedded default (several CPU minutes): every family's probes beat the trivial baseline at every level
     whose grid has at least 8x8 cells, by 10 points where it has at least 16x16, and no decoder's summation ReLUs
     died in training. On a CPU the images are 128 px: level 4 is 4x4 cells, where every family's probe sits at
-    the all-background floor (as the README says), and level 3 is 8x8, where a linear probe upsampled to the
+    or near the all-background floor (as the README says), and level 3 is 8x8, where a linear probe upsampled to the
     labels reaches 17-40% (RefineNet 16.5% against a 12.9% floor, 2026-11-29); the 'gpu' setting's 256 px doubles
     every grid."""
     plan = ProbePlan.default()
