@@ -1,5 +1,5 @@
 """rfbench: cost and benefit of each part of the RefineNet decoders."""
 
-from .models import create_model, list_models, variant_info
+from .models import create_model, list_models, register_variant, variant_info
 
-__all__ = ["create_model", "list_models", "variant_info"]
+__all__ = ["create_model", "list_models", "register_variant", "variant_info"]

@@ -110,7 +110,11 @@ class VOCSegmentation:
     def paths(self, i: int) -> tuple[Path, Path]:
         image_id = self.ids[i]
         candidates = [self.base / "JPEGImages" / f"{image_id}{s}" for s in IMAGE_SUFFIXES]
-        image = next((p for p in candidates if p.is_file()), candidates[0])
+        image = next((p for p in candidates if p.is_file()), None)
+        if image is None:  # name every file looked for, not only the first suffix's
+            tried = ", ".join(p.name for p in candidates)
+            raise MissingFileError(f"missing image for image id {image_id!r}: none of {tried} in "
+                                   f"{candidates[0].parent}")
         return image, self.base / "SegmentationClass" / f"{image_id}.png"
 
     def _mask(self, mask_path: Path) -> np.ndarray:
@@ -131,10 +135,9 @@ class VOCSegmentation:
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         from PIL import Image
 
-        image_path, mask_path = self.paths(i)
-        for path in (image_path, mask_path):
-            if not path.is_file():
-                raise MissingFileError(f"missing file for image id {self.ids[i]!r}: {path}")
+        image_path, mask_path = self.paths(i)  # a missing image raises there
+        if not mask_path.is_file():
+            raise MissingFileError(f"missing mask for image id {self.ids[i]!r}: {mask_path}")
         try:
             with Image.open(image_path) as im:
                 rgb = np.asarray(im.convert("RGB"))

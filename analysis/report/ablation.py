@@ -17,15 +17,17 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
 from bench.ablations import SPECS, AblationSpec, load_ablation, run_ablation
 from bench.ablations.attribution import LogRatio, path_deltas, reverse_deltas, shapley_values, timed_attribution
-from bench.ablations.spec import Path_
-from bench.sweeps import merged_frame
+from bench.ablations.spec import MEASURES, Path_, architecture_hash
+from bench.errors import DataError, UsageError
+from bench.sweeps import merged_frame, read_records
+from bench.sweeps.spec import config_id
 
 from .files import Artifact, Section, save_figure, save_table
 
@@ -51,6 +53,9 @@ class AblationData:
     axes: pd.DataFrame | None = None  # grids: each axis's effect with the others held
     end: str | None = None  # the path's declared end variant
     erf: pd.DataFrame | None = None  # per path variant and level: the whole level's decoder-grid ERF at random init
+    paths: list[tuple[Path_, pd.DataFrame]] = field(default_factory=list)  # every path: (path, its steps frame)
+    variants: pd.DataFrame | None = None  # every variant of the spec at every size: counts, paired speed-up
+    ignored: list[str] = field(default_factory=list)  # what the records folder held that the report left out, why
 
 
 def path_frame(path: Path_, counts: pd.DataFrame, times: pd.DataFrame, hashes: dict[str, str]) -> pd.DataFrame:
@@ -59,10 +64,10 @@ def path_frame(path: Path_, counts: pd.DataFrame, times: pd.DataFrame, hashes: d
     (:func:`bench.ablations.attribution.timed_attribution`)."""
     n = len(path.steps)
     names = path.subset_names()
-    by_name = counts.drop_duplicates("variant").set_index("variant")
-    missing = [name for name in names.values() if name not in by_name.index]
+    by_name = counts.set_index("variant")  # the spec's own records only (select_records): one per name and size
+    missing = [name for name in dict.fromkeys(names.values()) if name not in by_name.index]
     if missing:
-        raise RuntimeError(f"path {path.name!r}: no counts for {', '.join(missing)}")
+        raise DataError(f"path {path.name!r}: no counts for {', '.join(missing)} (see select_records)")
     exact = len(names) == 2**n
     rows = []
     attribution = {}
@@ -102,7 +107,7 @@ def _time_attribution(path: Path_, times: pd.DataFrame, hashes: dict[str, str]) 
     path was not timed). ``hashes``: each name's inference hash. Subsets with equal eval-mode networks share one
     record; one equal to the end is the end (ratio 1 exactly)."""
     end = path.variants[-1].name
-    rows = times[times.base == end].drop_duplicates("other").set_index("other")
+    rows = times[times.base == end].set_index("other")  # the spec's own records, one size: one row per name
     timed_by_hash = {hashes[name]: name for name in reversed(rows.index.tolist()) if name in hashes}
     ratios = {}
     for s, name in path.subset_names().items():
@@ -230,22 +235,113 @@ def axis_effects(spec: AblationSpec, counts: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def frames(spec: AblationSpec, records: Path, timing_records: Path | None = None) -> AblationData:
-    """The section's tables from a study's records (counts and times may live in two folders)."""
-    merged = merged_frame(records)
-    if timing_records is not None and timing_records != records:
-        merged = pd.concat([merged, merged_frame(timing_records)], ignore_index=True)
-    counts = merged[(merged.kind == "complexity") & (merged.error == "")]
-    times = merged[(merged.kind == "speedup") & (merged.error == "")] if "other" in merged else merged.iloc[:0]
+def _name_hashes(config: dict) -> dict[str, str]:
+    """Each variant name a configuration uses -> the architecture hash it stood for when the configuration was
+    made: from its stored registrations, else (a built-in name) from this process's registry."""
+    from bench.models import decoder_spec, variant_info
+
+    stored = {r["name"]: r.get("hash", "?") for r in config.get("registered", [])}
+    out = {}
+    for key in ("variant", "base", "other"):
+        name = config.get(key)
+        if not isinstance(name, str):
+            continue
+        if name in stored:
+            out[name] = stored[name]
+            continue
+        try:  # a registered name is stored with every configuration that uses it, but for a timing reference left
+            # out of a subset of the spec's variants (timed_variants): then it is this process's (the spec's) one
+            info = variant_info(name)
+            out[name] = architecture_hash(info.backbone, decoder_spec(name))
+        except (UsageError, TypeError):
+            out[name] = "?"
+    return out
+
+
+def record_key(config: dict) -> str:
+    """A configuration's identity for the report: everything measured (kind, names, sizes, batch, classes, timing)
+    with each name's architecture hash in place of how it was registered. Two configurations with one key measure
+    the same thing; a spec edit that changes what a name builds changes the key."""
+    plain = {k: v for k, v in config.items() if k != "registered"}
+    return config_id({**plain, "hashes": _name_hashes(config)})
+
+
+def select_records(spec: AblationSpec, folders: list[Path]) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of exactly the records of ``spec`` (matched by :func:`record_key`), failed ones left out, and a
+    line for each kind of record left out: another spec's (or an earlier version of this one's), failed, or a
+    second record of one configuration."""
+    wanted = {record_key(c) for c in spec.configurations(MEASURES)}
+    keep, foreign, failed, repeated, seen = set(), [], [], [], set()
+    for folder in folders:
+        for record in read_records(folder):
+            key = record_key(record["config"])
+            config = record["config"]
+            what = (f"{config.get('kind')} {config.get('variant') or config.get('other')} at "
+                    f"{config.get('height')}x{config.get('width')}")
+            if key not in wanted:
+                foreign.append(what)
+            elif record.get("error"):
+                failed.append(f"{what}: {record['error']}")
+            elif key in seen:
+                repeated.append(what)
+            else:
+                seen.add(key)
+                keep.add(record["id"])
+    ignored = []
+    if foreign:
+        ignored.append(f"{len(foreign)} record(s) not of this spec (another spec's, or measured before an edit "
+                       f"changed what a name builds, its sizes or its settings): {_few(foreign)}")
+    if failed:
+        ignored.append(f"{len(failed)} failed record(s) (rerun `python -m bench ablate SPEC --out DIR "
+                       f"--retry-failed`): {_few(failed)}")
+    if repeated:
+        ignored.append(f"{len(repeated)} second record(s) of one configuration (the first is used): {_few(repeated)}")
+    frames_ = [merged_frame(f) for f in folders]
+    merged = pd.concat([f for f in frames_ if len(f)], ignore_index=True) if any(len(f) for f in frames_) \
+        else pd.DataFrame(columns=["record", "kind", "error"])
+    return merged[merged.record.isin(keep)].reset_index(drop=True), ignored
+
+
+def _few(items: list[str], n: int = 3) -> str:
+    return "; ".join(items[:n]) + (f"; ... ({len(items) - n} more)" if len(items) > n else "")
+
+
+def _missing_counts(spec: AblationSpec, counts: pd.DataFrame, folders: list[Path]) -> None:
+    """Every variant of the spec needs its counts at every size: a DataError naming what is missing."""
+    have = set(zip(counts.variant, counts.height, counts.width, strict=True)) if len(counts) else set()
+    missing = [f"{v.name} at {h}x{w}" for v in spec.variants for h, w in spec.sizes if (v.name, h, w) not in have]
+    if missing:
+        where = ", ".join(str(f) for f in folders)
+        raise DataError(f"{where} holds no counts for {len(missing)} of the {len(spec.variants) * len(spec.sizes)} "
+                        f"(variant, size) pairs of {spec.source}: {_few(missing)}; run `python -m bench ablate "
+                        f"{spec.source} --out DIR` (it measures what is missing; a spec edited since its last run "
+                        "needs this)")
+
+
+def frames(spec: AblationSpec, records: Path, timing_records: Path | None = None,
+           say=print) -> AblationData:
+    """The report's tables from a study's records (counts and times may live in two folders): exactly the records
+    of ``spec`` (:func:`select_records`); every path at the spec's first size, every variant at every size.
+    ``say`` tells which records were left out (None: silent; they are in ``AblationData.ignored`` too)."""
+    folders = [Path(records)] + ([Path(timing_records)] if timing_records and timing_records != records else [])
+    merged, ignored = select_records(spec, folders)
+    for line in ignored:
+        if say:
+            say(f"ablation report: left out {line}")
+    ok = merged[merged.error == ""] if len(merged) else merged
+    counts = ok[ok.kind == "complexity"] if len(ok) else ok
+    _missing_counts(spec, counts, folders)
+    times = ok[ok.kind == "speedup"] if len(ok) else ok
     if not len(times):
         times = pd.DataFrame(columns=["base", "other", "ratio", "ci_low", "ci_high", "pairs", "other_median_ms",
-                                      "base_median_ms"])
+                                      "base_median_ms", "height", "width"])
     size = spec.sizes[0]
-    counts = counts[(counts.height == size[0]) & (counts.width == size[1])]
-    path = spec.paths[0]
-    steps = path_frame(path, counts, times, {v.name: v.inference_hash for v in spec.variants})
-    names = set(counts.variant)
-    pool = pool_frame(counts, times) if set(POOL_PAIR) <= names else pd.DataFrame()
+    counts0 = counts[(counts.height == size[0]) & (counts.width == size[1])]
+    times0 = times[(times.height == size[0]) & (times.width == size[1])]
+    hashes = {v.name: v.inference_hash for v in spec.variants}
+    paths = [(path, path_frame(path, counts0, times0, hashes)) for path in spec.paths]
+    names = set(counts0.variant)
+    pool = pool_frame(counts0, times0) if set(POOL_PAIR) <= names else pd.DataFrame()
     row = times.iloc[0] if len(times) else None
     note = "not timed"
     if row is not None:
@@ -253,8 +349,31 @@ def frames(spec: AblationSpec, records: Path, timing_records: Path | None = None
         note = (f"{row.get('device_name', row.get('device', '?'))}, fp32, batch {spec.batch}, {size[0]}x{size[1]}, "
                 f"{spec.mode} mode, torch {row.get('torch', '?')}, "
                 f"{int(threads) if threads == threads and threads is not None else '?'} threads")
-    return AblationData(steps, pool, size, path.name, note, spec.num_classes, axis_effects(spec, counts),
-                        path.end)
+    first = paths[0] if paths else (None, pd.DataFrame())
+    return AblationData(first[1], pool, size, first[0].name if first[0] else "", note, spec.num_classes,
+                        axis_effects(spec, counts0), first[0].end if first[0] else None, paths=paths,
+                        variants=variant_frame(spec, counts, times), ignored=ignored)
+
+
+def variant_frame(spec: AblationSpec, counts: pd.DataFrame, times: pd.DataFrame) -> pd.DataFrame:
+    """Every variant of the spec at every size: its group, base, changes, hash, counts, and its paired speed-up
+    against its reference where it was timed."""
+    rows = []
+    for v in spec.variants:
+        for h, w in spec.sizes:
+            rec = counts[(counts.variant == v.name) & (counts.height == h) & (counts.width == w)].iloc[0]
+            row = {"variant": v.name, "group": v.group, "base": v.base,
+                   "changes": ", ".join(f"{k}={val}" for k, val in v.changes) or "-", "hash": v.hash,
+                   "height": h, "width": w, "params": int(rec.params), "macs": int(rec.macs),
+                   "paper_flops": int(rec.paper_flops), "reference": v.reference}
+            t = times[(times.other == v.name) & (times.base == v.reference) & (times.height == h)
+                      & (times.width == w)]
+            if len(t):
+                t = t.iloc[0]
+                row.update(speedup=float(t.ratio), speedup_low=float(t.ci_low), speedup_high=float(t.ci_high),
+                           pairs=int(t.pairs))
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def timed_variants(spec: AblationSpec) -> tuple:
@@ -320,10 +439,29 @@ def _pairs(steps: pd.DataFrame) -> str:
 
 
 def write(data: AblationData, out: Path) -> list[Path]:
+    """Every path (its table and waterfall: the first path's as ``paper_path.*``, every other's as
+    ``path_NAME.*``), the CRP pool pair, the ERF along the first path, the grid axes, and every variant."""
     from ..style import use_style
 
     use_style()
-    s = data.steps.copy()
+    paths = data.paths or ([(None, data.steps)] if len(data.steps) else [])
+    written: list[Path] = []
+    for i, (path, steps) in enumerate(paths):
+        name, end = (path.name, path.end) if path is not None else (data.path, data.end)
+        written += _write_path(steps, name, end, data, out, "paper_path" if i == 0 else f"path_{name}")
+    h, w = data.size
+    title = ""
+    if paths:
+        first = paths[0][1]
+        title = f"{first.variant.iloc[0]} -> {(paths[0][0].end if paths[0][0] else data.end) or first.variant.iloc[-1]}"
+    written += _write_rest(data, out, title)
+    return written
+
+
+def _write_path(steps: pd.DataFrame, name: str, end: str | None, data: AblationData, out: Path,
+                stem: str) -> list[Path]:
+    """One path's table (per step: counts, deltas, Shapley values, time) and its waterfall."""
+    s = steps.copy()
     h, w = data.size
     display = pd.DataFrame({
         "step": s.step, "change": s.change,
@@ -339,8 +477,8 @@ def write(data: AblationData, out: Path) -> list[Path]:
         "reverse-order Δ CPU ms [95% CI]": [_ms(r, "time_reverse_ms") for _, r in s.iterrows()],
         "Shapley CPU ms [95% CI]": [_ms(r, "time_shapley_ms") for _, r in s.iterrows()],
     })
-    title = f"{s.variant.iloc[0]} -> {data.end or s.variant.iloc[-1]}"
-    notes = [f"Path {data.path!r}: one change per step from {title}; counts shape-only at {h}x{w}, batch 1, "
+    title = f"{s.variant.iloc[0]} -> {end or s.variant.iloc[-1]}"
+    notes = [f"Path {name!r}: one change per step from {title}; counts shape-only at {h}x{w}, batch 1, "
              f"{data.num_classes} classes. FLOPs = MACs + pooling window ops (the paper's convention).",
              "Δ: the change of this step on the path; reverse-order Δ: the same change applied last-first from the "
              "start; Shapley: its average marginal change over all orders (all 2^n subsets counted); Shapley values "
@@ -352,9 +490,16 @@ def write(data: AblationData, out: Path) -> list[Path]:
              "times; Δ, reverse-order Δ and Shapley as for the counts. Intervals: 95%, a parametric bootstrap "
              "drawing each subset's log ratio from its own t interval (independent pair-sets; the end's median held "
              "fixed)."]
-    written = list(save_table(s, out / "paper_path", f"Which change buys what: {title} at {h}x{w}", notes,
+    written = list(save_table(s, out / stem, f"Which change buys what: {title} at {h}x{w}", notes,
                               display=display))
-    written.append(waterfall(s, out / "paper_path_waterfall", (h, w), title))
+    written.append(waterfall(s, out / f"{stem}_waterfall", (h, w), title))
+    return written
+
+
+def _write_rest(data: AblationData, out: Path, title: str) -> list[Path]:
+    """The pool pair, the first path's ERF, the grid axes, and the table of every variant."""
+    h, w = data.size
+    written: list[Path] = []
     if len(data.pool):
         p = data.pool
         pool_display = pd.DataFrame({
@@ -401,7 +546,30 @@ def write(data: AblationData, out: Path) -> list[Path]:
         written += save_table(a, out / "grid_axes", f"Each grid axis's effect with the others held, {h}x{w}", [
             "Per axis, from one value to the next: the change over every pair of grid points equal on all other axes "
             "(the grid's base included as a point); FLOPs = MACs + pooling window ops."], display=axes_display)
+    if data.variants is not None and len(data.variants):
+        written += _write_variants(data, out)
     return written
+
+
+def _write_variants(data: AblationData, out: Path) -> list[Path]:
+    v = data.variants
+    speedup = [_interval(*(r.get(k, math.nan) for k in ("speedup", "speedup_low", "speedup_high")))
+               for _, r in v.iterrows()]
+    display = pd.DataFrame({
+        "variant": v.variant, "group": v.group, "base": v.base, "changes": v.changes, "hash": v.hash,
+        "size": [f"{r.height}x{r.width}" for _, r in v.iterrows()], "params (M)": v.params / 1e6,
+        "MACs (G)": v.macs / 1e9, "FLOPs (G)": v.paper_flops / 1e9,
+        "CPU speed-up vs its reference [95% CI]": speedup, "reference": v.reference})
+    notes = ["Every variant the spec resolves to ([variants], every grid point, every path variant and the subsets "
+             "its attribution measures, and the bases they change), at every size, shape-only counts; FLOPs = MACs + "
+             "pooling window ops. hash: the architecture (backbone and every DecoderSpec field); the report reads "
+             "exactly the records whose configuration matches, by these hashes.",
+             f"Speed-up: paired against the variant's reference (a path's end for its variants; else its base), "
+             f"{data.timing_note}; '-' where not timed."]
+    if data.ignored:
+        notes.append("Records left out: " + " | ".join(data.ignored))
+    return list(save_table(v, out / "variants", f"Every variant of the study, {len(v)} (variant, size) rows",
+                           notes, display=display))
 
 
 def waterfall(steps: pd.DataFrame, path: Path, size: tuple[int, int], title: str) -> Path:
@@ -475,13 +643,21 @@ def build(out: Path) -> Section:
     return Section("Ablation: which change buys what", artifacts, text, settings, [], FOLDER)
 
 
-def report(spec_file: str | Path, records: str | Path, out: str | Path) -> list[Path]:
-    """``python -m analysis ablation-report SPEC DIR``: tables and the waterfall of one's own study's records."""
-    from bench.errors import UsageError
-
+def report(spec_file: str | Path, records: str | Path, out: str | Path, say=print) -> list[Path]:
+    """``python -m analysis ablation-report SPEC DIR``: every path (table and waterfall), every variant and grid
+    (tables) of one's own study, from exactly the records of that spec under DIR (``say`` names those left out).
+    A problem with the spec, the records or ``out`` is an InputError, and nothing is written then."""
     spec = load_ablation(spec_file)
-    if not spec.paths:
-        raise UsageError(f"{spec_file}: the ablation report draws a path; the spec has no [paths.NAME]")
-    if not len(merged_frame(records)):
+    records, out = Path(records), Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--report {out} is an existing file, not a folder; name a folder for the report (it is "
+                         "made if missing)")
+    if not (records / "records").is_dir() or not read_records(records):
         raise UsageError(f"no ablation records under {records}/records (run python -m bench ablate SPEC --out DIR)")
-    return write(frames(spec, Path(records)), Path(out))
+    try:
+        data = frames(spec, records, say=say)
+    except DataError as err:
+        stale = out.is_dir() and any(out.iterdir())
+        raise DataError(f"{err}{f'; the report in {out} is from an earlier run and was not updated' if stale else ''}"
+                        ) from None
+    return write(data, out)

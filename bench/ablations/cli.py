@@ -37,6 +37,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if args.measure is not None:
         measure = tuple(checked(validation.choice, "--measure", m.strip(), MEASURES) for m in args.measure.split(","))
     if args.print_only:
+        for note in spec.notes:  # run_ablation says them when it runs
+            print(f"note: {note}")
         rows = variant_rows(spec)
         header = {"name": "variant", "group": "group", "base": "base", "changes": "changes", "hash": "hash",
                   "params_m": f"params (M, {spec.num_classes} classes)", "timed_against": "timed against"}

@@ -44,14 +44,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from .. import validation
 from ..errors import DataError, MissingFileError, UsageError, UsageTypeError
-from ..models import decoder_spec, register_variant, variant_info
+from ..models import decoder_spec, variant_info
 from ..models.decoder import DecoderSpec, changeable_fields, check_decoder_change
+from ..models.registry import _register, check_variant_name, effective_spec, resolve_variant
 from ..sweeps.spec import MODES
 from ..timing import TimingSettings
 from .attribution import MAX_SHAPLEY, all_subsets, subset_changes
@@ -65,6 +67,9 @@ GRID_KEYS = ("base", "product", "zip", "exclude")
 PATH_KEYS = ("start", "end", "steps")
 STEP_LABEL = "label"
 TIMING_FIXED = ("device", "dtype", "batch", "height", "width")
+MAX_VARIANTS = 1000
+"""The most resolved variants one spec may expand to (grid points, path variants and their subsets, bases): each
+is counted, registered and measured; a larger study is several specs."""
 
 
 def architecture_hash(backbone: str, spec: DecoderSpec) -> str:
@@ -219,9 +224,8 @@ def _variant(name: str, root: str, changes: dict, group: str, reference: str, so
                    reference, step, label)
 
 
-def _grid(name: str, table: dict, local: dict[str, Variant], source: str) -> list[Variant]:
-    _keys(f"grids.{name}", table, GRID_KEYS, source)
-    root, base_changes = _root(table.get("base"), f"grids.{name}", local, source)
+def _grid_axes(name: str, table: dict, source: str, notes: list[str]) -> tuple[dict[str, list], list[str], list[str]]:
+    """(axis -> its values, repeats dropped with a note; product axes; zip axes), checked."""
     axes: dict[str, list] = {}
     for part in ("product", "zip"):
         block = table.get(part, {})
@@ -233,41 +237,94 @@ def _grid(name: str, table: dict, local: dict[str, Variant], source: str) -> lis
                 raise UsageTypeError(f"{source}: {where}.{axis} must be a non-empty list of values, got {values!r}")
             if axis in axes:
                 raise UsageError(f"{source}: {where}.{axis}: axis {axis!r} is already in grids.{name}")
-            axes[axis] = [_change(where, axis, v, source) for v in values]
+            checked = [_change(where, axis, v, source) for v in values]
+            unique = _unique_values(checked)
+            if part == "product" and len(unique) < len(checked):  # a zip axis keeps its rows: they pair up
+                repeated = [v for v in unique if sum(_same(v, c) for c in checked) > 1]
+                notes.append(f"{source}: {where}.{axis} lists {', '.join(map(repr, repeated))} more than once; "
+                             "each value is measured once")
+                checked = unique
+            axes[axis] = checked
     zipped = list(table.get("zip", {}))
     if len({len(axes[a]) for a in zipped}) > 1:
         lengths = ", ".join(f"{a}: {len(axes[a])}" for a in zipped)
         raise UsageError(f"{source}: grids.{name}.zip axes must have equal lengths, got {lengths}")
     if not axes:
         raise UsageError(f"{source}: grids.{name} needs at least one axis in product or zip")
+    return axes, list(table.get("product", {})), zipped
+
+
+def _same(a: object, b: object) -> bool:
+    return type(a) is type(b) and a == b  # 1 and True, 1 and 1.0 are different values of a field
+
+
+def _unique_values(values: list) -> list:
+    out: list = []
+    for v in values:
+        if not any(_same(v, u) for u in out):
+            out.append(v)
+    return out
+
+
+def _grid(name: str, table: dict, local: dict[str, Variant], source: str, notes: list[str],
+          room: int) -> list[Variant]:
+    _keys(f"grids.{name}", table, GRID_KEYS, source)
+    base = table.get("base")
+    root, base_changes = _root(base, f"grids.{name}", local, source)
+    axes, product_axes, zipped = _grid_axes(name, table, source, notes)
     excludes = table.get("exclude", [])
     if not isinstance(excludes, list) or not all(isinstance(e, dict) for e in excludes):
         raise UsageTypeError(f"{source}: grids.{name}.exclude must be a list of tables, got {excludes!r}")
     for e in excludes:
         _keys(f"grids.{name}.exclude", e, tuple(axes), source)
-    product_axes = list(table.get("product", {}))
+    size = math.prod(len(axes[a]) for a in product_axes) * (len(axes[zipped[0]]) if zipped else 1)
+    if size > room:  # counted before a single point is made: a huge grid is refused at once
+        raise UsageError(f"{source}: grids.{name} has {size} points; a spec may resolve to at most {MAX_VARIANTS} "
+                         f"variants ({room} left for this grid): split the study or take fewer values per axis")
     zip_rows = list(zip(*(axes[a] for a in zipped), strict=True)) if zipped else [()]
-    points = []
+    points, used = [], [0] * len(excludes)
     for prod in itertools.product(*(axes[a] for a in product_axes)):
         for row in zip_rows:
             point = dict(zip(product_axes + zipped, prod + row, strict=True))
-            if any(all(point[k] == v for k, v in e.items()) for e in excludes):
-                continue
-            points.append(point)
+            hits = [i for i, e in enumerate(excludes) if all(_same(point[k], v) for k, v in e.items())]
+            for i in hits:
+                used[i] += 1
+            if not hits:
+                points.append(point)
+    unused = [excludes[i] for i, n in enumerate(used) if not n]
+    if unused:
+        raise UsageError(f"{source}: grids.{name}.exclude entry {unused[0]} matches no point of the grid (axes: "
+                         + "; ".join(f"{a} in {axes[a]}" for a in axes) + ")")
+    if not points:
+        raise UsageError(f"{source}: grids.{name}.exclude removes every point of the grid; nothing is left to measure")
+    same = {effective_spec(decoder_spec(root).with_changes(**base_changes)): base,
+            effective_spec(decoder_spec(root)): root}
     out = []
     for point in points:
         vname = ".".join([name] + [f"{k}-{v}" for k, v in point.items()])
-        out.append(_variant(vname, root, {**base_changes, **point}, f"grid {name}", root, source))
+        _checked(source, check_variant_name, vname)
+        v = _variant(vname, root, {**base_changes, **point}, f"grid {name}", root, source)
+        if effective_spec(v.decoder) in same:
+            ex = ", ".join(f"{k} = {json.dumps(val)}" for k, val in point.items())
+            raise UsageError(f"{source}: grids.{name} point {vname!r} is {same[effective_spec(v.decoder)]!r} itself "
+                             f"(no change of the network); drop it with exclude = [{{{ex}}}]")
+        out.append(v)
     return out
 
 
-def _path(name: str, table: dict, local: dict[str, Variant], source: str) -> tuple[list[Variant], Path_]:
+def _path(name: str, table: dict, local: dict[str, Variant], source: str, room: int = MAX_VARIANTS
+          ) -> tuple[list[Variant], Path_]:
     _keys(f"paths.{name}", table, PATH_KEYS, source)
     start = table.get("start")
     root, changes = _root(start, f"paths.{name}", local, source)
     steps = table.get("steps")
     if not isinstance(steps, list) or not steps:
         raise UsageTypeError(f"{source}: paths.{name}.steps must be a non-empty list of tables of changes")
+    size = len(_attribution_subsets(len(steps))) if len(steps) <= MAX_SHAPLEY else 2 * len(steps) + 1
+    if size > room:
+        raise UsageError(f"{source}: paths.{name} has {len(steps)} steps, {size} variants with the subsets its "
+                         f"attribution measures; a spec may resolve to at most {MAX_VARIANTS} variants ({room} left "
+                         "for this path)")
     variants = [_variant(start, root, changes, f"path {name}", start, source, 0, "start")]
     step_changes, labels = [], []
     valid = (*changeable_fields(), STEP_LABEL)
@@ -278,8 +335,15 @@ def _path(name: str, table: dict, local: dict[str, Variant], source: str) -> tup
         change = {k: _change(where, k, v, source) for k, v in step.items() if k != STEP_LABEL}
         before = decoder_spec(root).with_changes(**current)
         after = before.with_changes(**change)
-        if not change or after == before:
-            raise UsageError(f"{source}: {where} changes nothing (the variant before it already has {change})")
+        if not change or effective_spec(after) == effective_spec(before):
+            raise UsageError(f"{source}: {where} changes nothing (the variant before it already has {change}, or "
+                             "it sets counts of a part the variant does not have)")
+        earlier = [v.name for v in variants if effective_spec(v.decoder) == effective_spec(after)]
+        if effective_spec(after) == effective_spec(decoder_spec(root)):
+            earlier.append(root)
+        if earlier:
+            raise UsageError(f"{source}: {where} returns to {earlier[0]!r}, an earlier variant of the path; a path "
+                             "visits each architecture once")
         label = step.get(STEP_LABEL) or ", ".join(f"{k} {getattr(before, k)}->{v}" for k, v in change.items())
         if not isinstance(label, str):
             raise UsageTypeError(f"{source}: {where}.label must be a string, got {label!r}")
@@ -299,7 +363,16 @@ def _path(name: str, table: dict, local: dict[str, Variant], source: str) -> tup
             continue  # a prefix: the path's own variant
         applied = {**changes, **subset_changes(step_changes, s)}
         vname = f"{name}.with-{'-'.join(str(i + 1) for i in sorted(s))}"
-        subset_variants.append(_variant(vname, root, applied, f"path {name} subset", last, source))
+        _checked(source, check_variant_name, vname)
+        v = _variant(vname, root, applied, f"path {name} subset", last, source)
+        same = next((u.name for u in variants + subset_variants
+                     if effective_spec(u.decoder) == effective_spec(v.decoder)), None)
+        if same is None and effective_spec(v.decoder) == effective_spec(decoder_spec(root)):
+            same = root  # counted as the base the path's variants change
+        if same is not None:  # the same network as another subset (or the start): measured once, under that name
+            subsets.append((s, same))
+            continue
+        subset_variants.append(v)
         subsets.append((s, vname))
     end = table.get("end")
     if end is not None:
@@ -345,21 +418,16 @@ def parse_ablation(raw: dict, source: str = "spec", register: bool = True) -> Ab
         raise UsageError(f"{source}: unknown device {device!r}; valid: cpu, cuda, cuda:N")
     timing = _keys("timing", raw.get("timing", {}),
                    tuple(f.name for f in fields(TimingSettings) if f.name not in TIMING_FIXED), source)
-    local: dict[str, Variant] = {}
-    for name, table in _table(raw, "variants", source).items():
-        _keys(f"variants.{name}", table, VARIANT_KEYS, source)
-        root, base_changes = _root(table.get("base"), f"variants.{name}", {}, source)
-        decoder = table.get("decoder", {})
-        if not isinstance(decoder, dict):
-            raise UsageTypeError(f"{source}: variants.{name}.decoder must be dotted keys (decoder.FIELD = value)")
-        changes = {k: _change(f"variants.{name}.decoder", k, v, source) for k, v in decoder.items()}
-        local[name] = _variant(name, root, {**base_changes, **changes}, "variants", root, source)
+    local = _local_variants(_table(raw, "variants", source), source)
+    if len(local) > MAX_VARIANTS:
+        raise UsageError(f"{source}: {len(local)} [variants] entries; a spec may resolve to at most {MAX_VARIANTS}")
     variants = list(local.values())
+    notes: list[str] = []
     for name, table in _table(raw, "grids", source).items():
-        variants += _grid(name, table, local, source)
+        variants += _grid(name, table, local, source, notes, MAX_VARIANTS - len(variants))
     paths = []
     for name, table in _table(raw, "paths", source).items():
-        path_variants, path = _path(name, table, local, source)
+        path_variants, path = _path(name, table, local, source, MAX_VARIANTS - len(variants))
         paths.append(path)
         for v in path_variants:  # a path starting at a [variants] entry: that entry is now timed as the path's
             if v.name in local:
@@ -370,26 +438,80 @@ def parse_ablation(raw: dict, source: str = "spec", register: bool = True) -> Ab
     for root in dict.fromkeys(v.base for v in variants):  # the bases are counted too: what each change is against
         if root not in named:
             variants.append(_variant(root, root, {}, "base", root, source))
+    if not variants:
+        raise UsageError(f"{source}: the spec defines no variants; add at least one [variants.NAME], [grids.NAME] "
+                         f"or [paths.NAME] table (see {SPECS / 'paper-path.toml'})")
     seen: dict[str, Variant] = {}
     for v in variants:
         if v.name in seen and seen[v.name].hash != v.hash:
             raise UsageError(f"{source}: the name {v.name!r} is given to two different variants")
         seen.setdefault(v.name, v)
+    if len(seen) > MAX_VARIANTS:
+        raise UsageError(f"{source}: the spec resolves to {len(seen)} variants (with the bases they change); at most "
+                         f"{MAX_VARIANTS}: split the study")
     spec = AblationSpec(source, tuple(seen.values()), tuple(paths), tuple(measure), sizes,
                         _checked(source, validation.integer, "batch", raw.get("batch", 1), minimum=1,
                                  maximum=validation.MAX_BATCH),
                         _checked(source, validation.integer, "num_classes", raw.get("num_classes", 21), minimum=1,
                                  maximum=validation.MAX_MODEL_CLASSES),
                         device, _checked(source, validation.choice, "mode", raw.get("mode", "eager"), MODES),
-                        _checked(source, validation.integer, "chunk", raw.get("chunk", 20), minimum=1), dict(timing))
+                        _checked(source, validation.integer, "chunk", raw.get("chunk", 20), minimum=1), dict(timing),
+                        notes=tuple(notes))
     if register:
-        for v in spec.variants:
-            if v.base != v.name:
-                try:
-                    register_variant(v.name, v.base, exist_ok=True, **dict(v.changes))
-                except UsageError as err:
-                    raise UsageError(f"{source}: {err}") from None
+        for v in _progress([v for v in spec.variants if v.base != v.name], "registering variants"):
+            try:  # the very check register_variant makes (a worker process registers each name again so)
+                root, merged, decoder = resolve_variant(v.name, v.base, dict(v.changes))
+                _register(v.name, root, merged, decoder, exist_ok=True)
+            except UsageError as err:
+                raise UsageError(f"{source}: {err}") from None
     return spec
+
+
+def _progress(items: list, what: str, at_least: int = 200):
+    """``items`` with a tqdm bar on stderr where there are many (a large spec takes a while to resolve)."""
+    if len(items) < at_least:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=what, unit="variant", leave=False)
+
+
+def _local_variants(tables: dict, source: str) -> dict[str, Variant]:
+    """The ``[variants]`` entries, in file order; a base may be another entry (in any order: chains are resolved
+    to their built-in root, a loop is refused). Each is checked by :func:`bench.models.registry.resolve_variant`,
+    the check :func:`register_variant` makes."""
+    resolved: dict[str, Variant] = {}
+    chain: list[str] = []
+
+    def resolve(name: str) -> Variant:
+        if name in resolved:
+            return resolved[name]
+        if name in chain:
+            loop = " -> ".join(chain[chain.index(name):] + [name])
+            raise UsageError(f"{source}: variants.{name}: the bases loop ({loop})")
+        chain.append(name)
+        table = _keys(f"variants.{name}", tables[name], VARIANT_KEYS, source)
+        base = table.get("base")
+        if not isinstance(base, str):
+            raise UsageTypeError(f"{source}: variants.{name}.base must be a variant name, got {base!r}")
+        if base in tables:
+            resolve(base)
+        decoder = table.get("decoder", {})
+        if not isinstance(decoder, dict):
+            raise UsageTypeError(f"{source}: variants.{name}.decoder must be dotted keys (decoder.FIELD = value)")
+        changes = {k: _change(f"variants.{name}.decoder", k, v, source) for k, v in decoder.items()}
+        known = {n: (v.base, dict(v.changes)) for n, v in resolved.items()}
+        try:
+            root, merged, _ = resolve_variant(name, base, changes, known)
+        except (UsageError, UsageTypeError) as err:
+            raise type(err)(f"{source}: variants.{name}: {err}") from None
+        resolved[name] = _variant(name, root, merged, "variants", root, source)
+        chain.pop()
+        return resolved[name]
+
+    for name in tables:
+        resolve(name)
+    return {name: resolved[name] for name in tables}
 
 
 def _table(raw: dict, key: str, source: str) -> dict:

@@ -177,27 +177,94 @@ def rf_lw_nasnet(**kwargs) -> RefineNet:
 # --- variants of one's own ------------------------------------------------------------------
 
 _VARIANT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+MAX_VARIANT_NAME = 64
+"""The longest variant name: names become file names (records, the trained-network cache) and table cells."""
+
+
+def check_variant_name(name: object) -> str:
+    """A name a variant of one's own may take: a string of at most :data:`MAX_VARIANT_NAME` letters, digits,
+    ``_``, ``.``, ``-`` (starting with a letter or ``_``) that is not a decoder family, a backbone or a built-in
+    variant. The one check for :func:`register_variant`, ablation specs and the command lines."""
+    if not isinstance(name, str):
+        raise UsageTypeError(f"variant name must be a string, got {name!r} ({type(name).__name__})")
+    if len(name) > MAX_VARIANT_NAME:
+        raise UsageError(f"variant name {name[:24]!r}... is {len(name)} characters; at most {MAX_VARIANT_NAME}")
+    if not _VARIANT_NAME.fullmatch(name):
+        raise UsageError(f"variant name must be letters, digits, '_', '.', '-' (starting with a letter or '_'), "
+                         f"got {name!r}")
+    if name in FAMILIES:
+        raise UsageError(f"variant name {name!r} is a decoder family's name; families: {', '.join(FAMILIES)}; "
+                         f"choose another name")
+    if name in backbone_names():
+        raise UsageError(f"variant name {name!r} is a backbone's name (see list_models()); choose another name")
+    return name
+
+
+def effective_spec(spec: DecoderSpec) -> DecoderSpec:
+    """``spec`` with the fields that build nothing set to their neutral values: RCU counts without an RCU kind
+    (or an RCU kind with no RCUs), CRP's conv and pool settings without CRP stages. Two specs build the same
+    network exactly when their effective specs are equal (the ``family`` label aside)."""
+    defaults = DecoderSpec(family=spec.family, crp_kernel=1, fusion_kernel=spec.fusion_kernel)
+    rcu_in = spec.rcu_in if spec.rcu != "none" else 0
+    rcu_out = spec.rcu_out if spec.rcu != "none" else 0
+    rcu = spec.rcu if rcu_in or rcu_out else "none"
+    out = spec.with_changes(rcu=rcu, rcu_in=rcu_in, rcu_out=rcu_out)
+    if spec.crp_stages == 0:
+        out = out.with_changes(crp_kernel=defaults.crp_kernel, crp_pool_kernel=defaults.crp_pool_kernel,
+                               crp_pool=defaults.crp_pool)
+    return out
+
+
+def resolve_variant(name: str, base: str, changes: dict, local: dict[str, tuple[str, dict]] | None = None
+                    ) -> tuple[str, dict, DecoderSpec]:
+    """Check a variant of one's own and resolve it: (built-in root, merged changes from the root, DecoderSpec).
+
+    The one validation path for a new variant (:func:`register_variant`, ablation specs, the command lines): the
+    name (:func:`check_variant_name`), the base (an unknown one names the nearest), every change (an unknown
+    field names the nearest), and at least one change that changes the network built: no changes, or changes
+    the base already has, or changes that build nothing (RCU counts with ``rcu = "none"``), are refused.
+    ``local``: bases not registered (yet), as {name: (root, changes)}: an ablation spec's own ``[variants]``."""
+    check_variant_name(name)
+    if local and isinstance(base, str) and base in local:
+        root, base_changes = local[base]
+    else:
+        base_info = variant_info(base)
+        root, base_changes = base_info.base or base_info.name, dict(base_info.changes)
+    for key, value in changes.items():
+        check_decoder_change(key, value)
+    if not changes:
+        raise UsageError(f"variant {name!r} gives no change of its base {base!r}; give at least one decoder field "
+                         f"({', '.join(changeable_fields())}), or use {base!r} itself")
+    merged = {**base_changes, **changes}
+    spec = decoder_spec(root).with_changes(**merged)
+    if effective_spec(spec) == effective_spec(decoder_spec(root).with_changes(**base_changes)):
+        raise UsageError(f"variant {name!r}: the changes {changes} of {base!r} change nothing in the network it "
+                         f"builds (the base already has them, or they set counts of a part it does not have); "
+                         f"it would be {base!r} itself under another name")
+    return root, merged, spec
 
 
 def register_variant(name: str, base: str, exist_ok: bool = False, **decoder_changes) -> VariantInfo:
     """Register ``name`` as ``base`` with ``decoder_changes`` to its DecoderSpec; it then works wherever a
     built-in name does (create_model, meta_model, variant_info, list_models, complexity, timing, the CLIs run
-    in this process).
+    in this process). Also importable as ``from bench import register_variant``.
 
     ``base`` may itself be a registered variant: the changes are merged onto its own, so every variant is one
-    level from a built-in (or ``family:backbone``) base. Changes are checked field by field (an unknown field
-    names the nearest one). A name already taken is refused; with ``exist_ok``, registering the very same
-    variant again (same base, same resolved spec) returns the existing one.
+    level from a built-in (or ``family:backbone``) base. Checked by :func:`resolve_variant`: the name (at most
+    64 characters of ``[A-Za-z0-9_.-]``, not a family, backbone or taken name), every change (an unknown field
+    names the nearest one), and that the changes change the network. A name already taken is refused; with
+    ``exist_ok``, registering the very same variant again (same base, same resolved spec) returns the existing
+    one.
     """
-    if not isinstance(name, str) or not _VARIANT_NAME.fullmatch(name):
-        raise UsageError(f"variant name must be letters, digits, '_', '.', '-' (starting with a letter or '_'), "
-                         f"got {name!r}")
-    base_info = variant_info(base)
-    for key, value in decoder_changes.items():
-        check_decoder_change(key, value)
-    merged = {**dict(base_info.changes), **decoder_changes}
-    root = base_info.base or base_info.name
-    spec = decoder_spec(root).with_changes(**merged)
+    if isinstance(name, str) and name in _REGISTRY and not _REGISTRY[name].base:
+        raise UsageError(f"variant {name!r} is already registered (a built-in variant); choose another name")
+    root, merged, spec = resolve_variant(name, base, decoder_changes)
+    return _register(name, root, merged, spec, exist_ok)
+
+
+def _register(name: str, root: str, merged: dict, spec: DecoderSpec, exist_ok: bool) -> VariantInfo:
+    """Register a resolved variant (see :func:`resolve_variant`); ablation specs also register the derived
+    subsets of a path's changes this way, which may equal another variant."""
     if name in _REGISTRY or variant_exists(name):
         existing = variant_info(name)
         if exist_ok and existing.base == root and decoder_spec(name) == spec:
