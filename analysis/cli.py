@@ -7,6 +7,7 @@
     python -m analysis probes --voc-root my-7-class-set --num-classes 7 --families rf rf_lw --seeds 3
     python -m analysis probes --backbone resnet34 --families rf rf_lw --out my-probes   # generated data
     python -m analysis train rf_lw:resnet18 rf:resnet18 --setting cpu --seeds 1   # cached trained networks
+    python -m analysis train --spec my-ablation.toml --seeds 3 --setting cpu        # every variant of a spec
 
 Every argument is checked before any data is read or any network trained; a bad one (unknown
 section, variant, family or level, a size, class count or seed count out of range, missing dataset
@@ -16,6 +17,7 @@ files, a checkpoint that cannot be read or has the wrong keys) exits with status
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from bench.errors import UsageError, run_cli
 from bench.models import FAMILIES
 from bench.models.checkpoints import read_state_dict
 
+from .networks.settings import MAX_SEEDS
 from .report import SECTIONS, run
 
 
@@ -55,68 +58,116 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None, help="networks trained per family (default: 1 on CPU, 3 on GPU)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--budget-min", type=float, default=None,
-                   help="wall-clock minutes per network trained here (default: the setting's; part of the cache "
-                        "key, as in `train`: the same value reuses what `train --budget-min` made)")
+                   help="wall-clock guard in minutes per network trained here (default: the setting's; not part of "
+                        "the cache key: a network the guard stops is incomplete and never kept)")
     p.add_argument("--cache", default=None, help="trained-network cache folder (default: .cache/networks)")
     p.add_argument("--out", default="probes-report", help="folder for the tables and the figure")
     p.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (a few images and steps)")
     p = sub.add_parser("train", help="train networks to a plateau of their val mIoU (or a budget), cached")
     p.add_argument("variants", nargs="*", metavar="VARIANT",
                    help="registered names or FAMILY:BACKBONE (default: the setting's three families on MobileNet-v2)")
+    p.add_argument("--spec", default=None, metavar="SPEC",
+                   help="an ablation spec (TOML, see `python -m bench ablate`): train every variant it resolves, "
+                        "its bases included; names of one architecture share one network")
     p.add_argument("--data", default=None, help="a VOC-layout folder (default: the generated shapes dataset)")
     p.add_argument("--num-classes", type=int, default=None,
                    help="K, background included (default: from VOC2012/classes.txt, else the largest label + 1)")
     p.add_argument("--setting", default=None, help="cpu or gpu (default: gpu when CUDA is available, else cpu)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the setting's)")
-    p.add_argument("--seeds", type=int, default=None, help="per variant: seeds 0..N-1 (default: the setting's)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help=f"per variant: seeds 0..N-1, 1 <= N <= {MAX_SEEDS} (default: the setting's)")
     p.add_argument("--budget-min", type=float, default=None,
-                   help="wall-clock minutes per network (default: the setting's)")
+                   help="wall-clock guard in minutes per network (default: the setting's); a network it stops is "
+                        "incomplete: not cached, not compared, exit status 1")
+    p.add_argument("--size", type=int, default=None,
+                   help="square image side to train and evaluate at (the setting's crops scale with it)")
+    p.add_argument("--steps", type=int, default=None, help="step limit (default: the setting's)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the setting's)")
+    p.add_argument("--backbone-checkpoint", default=None, metavar="PATH",
+                   help="a local state dict of the backbone's classification network to start from "
+                        "(part of the cache key)")
     p.add_argument("--cache", default=None, help="cache folder (default: .cache/networks in the project)")
     p.add_argument("--json", action="store_true", help="one JSON list on stdout (progress stays on stderr)")
     return parser
 
 
 def budget_minutes(value: float) -> float:
-    """``--budget-min``: minutes > 0 per network."""
+    """``--budget-min``: minutes > 0 per network (one message for 0, -1 and nan alike)."""
+    from .networks.schedule import positive_minutes
+
+    return positive_minutes("--budget-min", value)
+
+
+def train_schedule(args: argparse.Namespace, schedule):
+    """The setting's schedule with ``--size``, ``--steps``, ``--lr`` and ``--budget-min`` applied, each checked
+    under its flag's name."""
     from bench import validation
 
-    if validation.number("--budget-min", value, minimum=0) == 0:
-        raise UsageError("--budget-min must be a number of minutes > 0, got 0")
-    return float(value)
+    from .probes.run import resized_schedule
+
+    if args.size is not None:
+        schedule = resized_schedule(schedule, validation.integer("--size", args.size, minimum=validation.MIN_SIDE,
+                                                                 maximum=validation.MAX_SIDE))
+    if args.steps is not None:
+        schedule = replace(schedule, max_steps=validation.integer("--steps", args.steps, minimum=1,
+                                                                  maximum=MAX_STEPS))
+    if args.lr is not None:
+        lr = validation.number("--lr", args.lr, minimum=0)
+        if lr == 0:
+            raise UsageError("--lr must be a finite number > 0, got 0")
+        schedule = replace(schedule, lr=lr)
+    if args.budget_min is not None:
+        schedule = replace(schedule, budget_min=budget_minutes(args.budget_min))
+    return schedule
+
+
+MAX_STEPS = 10_000_000
+"""The largest --steps (a bound, so a typo is an error line rather than a run that never ends)."""
 
 
 def train_command(args: argparse.Namespace) -> int:
     """``train``: every argument checked first, then each network trained or loaded, one line (or JSON) each."""
-    import sys
-
     import torch
 
     from bench import validation
     from bench.cli import check_variants
     from bench.records import to_json
 
-    from .networks import network_setting, trained_set
+    from .networks import IncompleteTraining, network_setting, trained_set
     from .networks.data import check_source
-    from .networks.train import check_device
+    from .networks.train import check_backbone_weights, check_device
 
     setting = network_setting(args.setting or ("gpu" if torch.cuda.is_available() else "cpu"))
     check_variants(args.variants)
+    variants = list(args.variants)
+    if args.spec is not None:
+        from bench.ablations import load_ablation
+
+        spec = load_ablation(args.spec)  # checked and resolved; every name registered in this process
+        variants += [v.name for v in spec.variants if v.name not in variants]
     device = check_device(args.device or setting.device)
     if args.seeds is not None:
-        validation.integer("--seeds", args.seeds, minimum=1)
-    schedule = setting.schedule
-    if args.budget_min is not None:
-        schedule = replace(schedule, budget_min=budget_minutes(args.budget_min))
+        validation.integer("--seeds", args.seeds, minimum=1, maximum=MAX_SEEDS)
+    schedule = train_schedule(args, setting.schedule)
+    checked(schedule.validate)
+    backbone_weights = None
+    if args.backbone_checkpoint is not None:
+        backbone_weights = check_backbone_weights(args.backbone_checkpoint)
     if args.num_classes is not None:
         validation.integer("--num-classes", args.num_classes, minimum=2, maximum=255)
     check_source(args.data)
     if args.cache is not None and Path(args.cache).exists() and not Path(args.cache).is_dir():
         raise UsageError(f"--cache {args.cache} exists and is not a folder")
     say = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-    nets = trained_set(setting, args.variants or None, args.seeds, args.data, device, args.num_classes, schedule,
-                       args.cache, progress=True, say=say)
+    try:
+        nets = trained_set(setting, variants or None, args.seeds, args.data, device, args.num_classes, schedule,
+                           args.cache, progress=True, say=say, backbone_weights=backbone_weights)
+    except IncompleteTraining as err:  # not the user's input, not a bug: a run the guard stopped (exit 1)
+        print(f"python -m analysis train: {err}", file=sys.stderr)
+        return 1
     keys = ("variant", "seed", "steps", "best_step", "stop_reason", "seconds", "val_miou")
     rows = [{**{k: n.record[k] for k in keys}, "cached": n.cached, "val_iou_per_class": n.record["val_iou_per_class"],
+             "architecture": n.record["architecture"], "trained_as": n.record.get("trained_as", n.record["variant"]),
              "setting": setting.name, "device": n.record["device"], "path": str(n.path)} for n in nets]
     if args.json:
         print(to_json(rows, indent=2))
@@ -124,7 +175,9 @@ def train_command(args: argparse.Namespace) -> int:
     print(f"{'variant':<22} {'seed':>4} {'steps':>5} {'stop':<9} {'train s':>8} {'own val mIoU':>12}  source")
     for r in rows:
         print(f"{r['variant']:<22} {r['seed']:>4} {r['steps']:>5} {r['stop_reason']:<9} {r['seconds']:>8.1f} "
-              f"{100 * r['val_miou']:>11.1f}%  {'cached' if r['cached'] else 'trained'} ({r['path']})")
+              f"{100 * r['val_miou']:>11.1f}%  {'cached' if r['cached'] else 'trained'}"
+              + (f" as {r['trained_as']} (the same architecture)" if r["trained_as"] != r["variant"] else "")
+              + f" ({r['path']})")
     print(f"own val mIoU: the kept (best) weights on the val split at {schedule.size}x{schedule.size}px; "
           f"train s: wall seconds of the training on {rows[0]['device']}, evaluations included")
     return 0
@@ -143,6 +196,9 @@ def probe_plan(args: argparse.Namespace):
         if not Path(path).is_file():
             raise UsageError(f"checkpoint file not found: {path}")
         read_state_dict(path)  # unreadable files fail here (a DataError), before any data is loaded
+        from .networks import checkpoint_decoder
+
+        checkpoint_decoder(variant, path)  # this project's own model.pt: its record must match the name
         checkpoints[variant] = path
     changes = {"backbone": args.backbone, "voc_root": args.voc_root, "checkpoints": checkpoints,
                "num_classes": args.num_classes}
@@ -191,9 +247,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {', '.join(str(p) for p in written)}")
             return 0
         plan = probe_plan(args)
+        from .networks import IncompleteTraining
         from .report.probes import build
 
-        section = build(Path(args.out), plan)
+        try:
+            section = build(Path(args.out), plan)
+        except IncompleteTraining as err:  # a network the time guard stopped: not probed, not compared (exit 1)
+            print(f"python -m analysis probes: {err}", file=sys.stderr)
+            return 1
         print(f"wrote {', '.join(a.path for a in section.artifacts)} under {args.out}")
         return 0
 

@@ -100,7 +100,9 @@ def test_the_record_holds_every_field(trained, tiny_data):
     assert (record["variant"], record["family"], record["backbone"]) == (VARIANT, "rf_lw", "resnet18")
     assert record["num_classes"] == len(CLASSES) and record["classes"] == list(CLASSES)
     assert record["data"] == {"kind": "generated", "spec": json.loads(json.dumps(dataclasses.asdict(TINY_DATA)))}
-    assert record["schedule"] == json.loads(json.dumps(dataclasses.asdict(TINY_SCHEDULE)))
+    recipe = {k: v for k, v in dataclasses.asdict(TINY_SCHEDULE).items() if k != "budget_min"}
+    assert record["schedule"] == json.loads(json.dumps(recipe))  # the guard is not part of the recipe
+    assert record["complete"] is True and record["budget_min"] is None
     assert (record["seed"], record["steps"], record["stop_reason"]) == (0, 3, "max_steps")
     assert [h["step"] for h in record["history"]] == [2, 3]  # every eval_every steps and at the last one
     best = max(record["history"], key=lambda h: h["val_miou"])
@@ -192,7 +194,7 @@ def test_a_retrained_network_replaces_the_mismatching_one(trained, tiny_data, tm
     net = train_network(VARIANT, tiny_data, TINY_SCHEDULE, seed=0, decoder=NARROW, cache_dir=cache, progress=False)
     assert not net.cached and net.path == folder
     assert _strict((folder / "record.json").read_text())["val_miou"] == pytest.approx(trained.record["val_miou"])
-    assert sorted(p.name for p in cache.iterdir()) == [folder.name]  # no temporary or stale folder left
+    assert sorted(p.name for p in cache.iterdir()) == [".locks", folder.name]  # no temporary or stale folder left
     # seeded: the retrained weights equal the first training's
     first, second = trained.model.state_dict(), net.model.state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
@@ -281,10 +283,15 @@ def test_training_stops_at_the_plateau_and_keeps_the_best_weights(tiny_data, tmp
     assert [h["val_miou"] for h in net.record["history"]] == [0.1, 0.5, 0.45, 0.5]
 
 
-def test_training_stops_at_the_budget(tiny_data, tmp_path):
+def test_a_run_the_time_guard_stops_is_incomplete_never_cached(tiny_data, tmp_path):
+    from analysis.networks import IncompleteTraining
+
     schedule = dataclasses.replace(TINY_SCHEDULE, max_steps=20, eval_every=10, budget_min=1e-6)
-    net = train_network(VARIANT, tiny_data, schedule, decoder=NARROW, cache_dir=tmp_path, progress=False)
-    assert (net.record["stop_reason"], net.record["steps"]) == ("budget", 1)
+    with pytest.raises(IncompleteTraining, match="time guard .* rf_lw:resnet18 seed 0 at step 1 of 20") as err:
+        train_network(VARIANT, tiny_data, schedule, decoder=NARROW, cache_dir=tmp_path, progress=False)
+    (record,) = err.value.records
+    assert (record["stop_reason"], record["steps"], record["complete"]) == ("budget", 1, False)
+    assert not any(p.name.startswith("resnet18") for p in tmp_path.iterdir())  # nothing cached as final
 
 
 @pytest.mark.parametrize("change, words", [
@@ -331,9 +338,21 @@ CLI_CASES = [
     (["train", "rf_lw:resnet18", "--setting", "cpuu"], "did you mean 'cpu'"),
     (["train", "rf_lw:resnet18", "--setting", "cpu", "--seeds", "0"], "--seeds must be an integer >= 1, got 0"),
     (["train", "rf_lw:resnet18", "--setting", "cpu", "--seeds", "x"], "invalid int value: 'x'"),
-    (["train", "rf_lw:resnet18", "--setting", "cpu", "--budget-min", "-1"], "--budget-min must be a finite number"),
-    (["train", "rf_lw:resnet18", "--setting", "cpu", "--budget-min", "nan"], "--budget-min must be a finite number"),
-    (["train", "rf_lw:resnet18", "--setting", "cpu", "--budget-min", "0"], "--budget-min must be a number of minutes"),
+    (["train", "rf_lw:resnet18", "--setting", "cpu", "--budget-min", "-1"],
+     "--budget-min must be a finite number of minutes > 0, got -1.0"),
+    (["train", "rf_lw:resnet18", "--setting", "cpu", "--budget-min", "nan"],
+     "--budget-min must be a finite number of minutes > 0, got nan"),
+    (["train", "rf_lw:resnet18", "--setting", "cpu", "--budget-min", "0"],
+     "--budget-min must be a finite number of minutes > 0, got 0.0"),
+    (["train", "rf_lw:resnet18", "--setting", "cpu", "--seeds", "100000000000"],
+     "--seeds must be an integer <= 1000, got 100000000000"),
+    (["train", "rf_lw:resnet18", "--setting", "cpu", "--size", "8"], "--size must be an integer >= 32"),
+    (["train", "rf_lw:resnet18", "--setting", "cpu", "--steps", "0"], "--steps must be an integer >= 1"),
+    (["train", "rf_lw:resnet18", "--setting", "cpu", "--lr", "0"], "--lr must be a finite number > 0"),
+    (["train", "rf_lw:resnet18", "--setting", "cpu", "--lr", "inf"], "--lr must be a finite number"),
+    (["train", "rf_lw:resnet18", "--setting", "cpu", "--backbone-checkpoint", "/nonexistent.pth"],
+     "backbone checkpoint /nonexistent.pth: no such file"),
+    (["train", "--spec", "/nonexistent.toml"], "ablation spec not found: /nonexistent.toml"),
     (["train", "rf_lw:resnet18", "--setting", "cpu", "--device", "tpu"], "unknown device 'tpu'"),
     (["train", "rf_lw:resnet18", "--setting", "cpu", "--num-classes", "1"], "--num-classes must be an integer >= 2"),
     (["train", "rf_lw:resnet18", "--setting", "cpu", "--data", "/nonexistent/voc"], "/nonexistent/voc"),
@@ -357,6 +376,7 @@ def test_cli_bad_folders_are_refused_before_any_data_is_read(tmp_path, capsys, m
     (tmp_path / "empty").mkdir()
     (tmp_path / "file").write_text("x")
     for args, words in ((["--data", str(tmp_path / "empty")], "no VOC2012 segmentation data"),
+                        (["--data", str(tmp_path / "file")], "is a file, not a folder"),
                         (["--cache", str(tmp_path / "file")], "is not a folder")):
         assert analysis_main(["train", "rf_lw:resnet18", "--setting", "cpu", *args]) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()

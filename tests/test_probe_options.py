@@ -88,20 +88,27 @@ def test_cli_seeds_classes_and_one_resample_set(four_label_folder_with_six_names
 def test_probes_reuse_what_train_made_with_the_same_budget_and_cache(four_label_folder_with_six_names, tmp_path,
                                                                      monkeypatch, capsys):
     """`train --budget-min M --cache D` then `probes --budget-min M --cache D` on the same folder: the probes load
-    the networks `train` wrote (the budget is part of the cache key) instead of training them again."""
+    the networks `train` wrote instead of training them again. (The budget is a guard, not part of the cache key:
+    a run it stops is incomplete and never cached, so the setting's schedule is made 2 steps long here.)"""
+    from dataclasses import replace
+
+    import analysis.networks.settings as settings_module
     from analysis.cli import main
 
+    cpu = settings_module.SETTINGS["cpu"]
+    monkeypatch.setitem(settings_module.SETTINGS, "cpu", replace(cpu, schedule=replace(cpu.schedule, max_steps=2)))
     root, cache = four_label_folder_with_six_names, tmp_path / "cache"
-    assert main(["train", "rf_lw:resnet18", "--data", str(root), "--budget-min", "0.001", "--cache", str(cache)]) == 0
-    assert len(list(cache.iterdir())) == 1
+    assert main(["train", "rf_lw:resnet18", "--data", str(root), "--budget-min", "5", "--cache", str(cache)]) == 0
+    assert len([p for p in cache.iterdir() if p.name != ".locks"]) == 1
     runs = []
     real_run = report_probes.run_probes
     monkeypatch.setattr(report_probes, "run_probes", lambda plan, progress=print: runs.append(real_run(plan, None))
                         or runs[-1])
     assert main(["probes", "--voc-root", str(root), "--families", "rf_lw", "--backbone", "resnet18", "--levels",
-                 "level4", "--budget-min", "0.001", "--cache", str(cache), "--out", str(tmp_path / "out")]) == 0
+                 "level4", "--budget-min", "5", "--cache", str(cache), "--out", str(tmp_path / "out")]) == 0
     (run,) = runs
-    assert run.frame["cached"].all() and len(list(cache.iterdir())) == 1  # loaded, nothing new trained
+    assert run.frame["cached"].all()
+    assert len([p for p in cache.iterdir() if p.name != ".locks"]) == 1  # loaded, nothing new trained
 
 
 def test_a_smaller_size_scales_the_settings_crops_instead_of_refusing_them():

@@ -1,5 +1,6 @@
 """Trained networks as a cached artifact: train any variant to a plateau of its val mIoU (or a step
-limit, or a time budget) once, keep its checkpoint and record, and reuse them in every later analysis.
+limit; a time guard stops a stalled run, whose network is incomplete and not kept) once, keep its
+checkpoint and record, and reuse them in every later analysis (under every name of the same architecture).
 
     from analysis.networks import trained_set
     nets = trained_set("cpu")                 # the three families on MobileNet-v2, trained or loaded
@@ -8,13 +9,30 @@ limit, or a time budget) once, keep its checkpoint and record, and reuse them in
 
 from .data import NetworkData, folder_hash, load_data
 from .schedule import STOP_REASONS, Schedule, plateaued
-from .settings import CPU_DECODER, SETTINGS, NetworkSetting, network_setting, trained_set
-from .train import CACHE, IDENTITY, TrainedNetwork, evaluate, train_network
+from .settings import CPU_DECODER, MAX_SEEDS, SETTINGS, NetworkSetting, network_setting, trained_set
+from .train import (
+    CACHE,
+    IDENTITY,
+    IncompleteTraining,
+    TrainedNetwork,
+    cache_entry,
+    checkpoint_decoder,
+    decoder_layers,
+    evaluate,
+    record_beside,
+    train_network,
+)
 
 __all__ = [
     "CACHE",
     "CPU_DECODER",
     "IDENTITY",
+    "MAX_SEEDS",
+    "IncompleteTraining",
+    "cache_entry",
+    "checkpoint_decoder",
+    "decoder_layers",
+    "record_beside",
     "SETTINGS",
     "STOP_REASONS",
     "NetworkData",

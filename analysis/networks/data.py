@@ -57,6 +57,8 @@ def check_source(source: SyntheticSpec | str | Path | None) -> None:
         return
     if not isinstance(source, (str, Path)):
         raise UsageTypeError(f"data must be a SyntheticSpec or a VOC-layout folder, got {source!r}")
+    if Path(source).exists() and not Path(source).is_dir():
+        raise DataError(f"{source} is a file, not a folder: give the VOC-layout folder (the one holding VOC2012/)")
     if not Path(source).is_dir():
         raise MissingFileError(f"no VOC-layout data under {source}: the folder does not exist")
     voc2012_dir(source)

@@ -1,14 +1,16 @@
-"""How a network is trained: to a plateau of its val mIoU, to a step limit, or to a time budget.
+"""How a network is trained: to a plateau of its val mIoU or to a step limit; a time guard stops a stalled run.
 
 The val mIoU is measured every ``eval_every`` steps; training stops when the last ``patience``
 evaluations have not beaten the best one before them by more than ``min_delta`` (see
-:func:`plateaued`), at ``max_steps``, or once ``budget_min`` minutes are spent, whichever comes
-first. The weights kept are those of the best evaluation. A run stopped by the budget depends on
-the machine's speed, so its record says so (``stop_reason: "budget"``).
+:func:`plateaued`) or at ``max_steps``. The weights kept are those of the best evaluation.
+``budget_min`` is a guard, not a stopping rule: a run it stops (``stop_reason: "budget"``) depends on the
+machine's speed and load, so it is incomplete, never cached and never compared
+(:class:`analysis.networks.train.IncompleteTraining`); it is not part of the cache key.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +20,13 @@ from bench.errors import UsageError
 from .training import DECAYS, OPTIMIZERS, TrainSettings
 
 STOP_REASONS = ("plateau", "max_steps", "budget")
+
+
+def positive_minutes(name: str, value: object) -> float:
+    """A finite number of minutes > 0: one message for 0, -1, nan and inf alike."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{name} must be a finite number of minutes > 0, got {value!r}")
+    return float(validation.number(name, value))  # the type check (a UsageTypeError for a string)
 
 
 @dataclass(frozen=True)
@@ -46,8 +55,8 @@ class Schedule:
         validation.integer("eval_every", self.eval_every, minimum=1)
         validation.integer("patience", self.patience, minimum=1)
         validation.number("min_delta", self.min_delta, minimum=0)
-        if self.budget_min is not None and validation.number("budget_min", self.budget_min, minimum=0) == 0:
-            raise UsageError("budget_min must be a number > 0 (minutes), or None for no budget; got 0")
+        if self.budget_min is not None:
+            positive_minutes("budget_min", self.budget_min)
         validation.integer("batch_size", self.batch_size, minimum=1, maximum=validation.MAX_BATCH)
         validation.choice("optimizer", self.optimizer, OPTIMIZERS)
         validation.number("lr", self.lr, minimum=0)

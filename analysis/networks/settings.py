@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import validation
-from bench.errors import UsageTypeError
+from bench.errors import UsageError, UsageTypeError
 from bench.models import register_variant, variant_info
 
 from ..datasets.synthetic import SyntheticSpec
 from . import train as train_module
 from .data import load_data
 from .schedule import Schedule
-from .train import TrainedNetwork, check_device, is_cached, train_network
+from .train import IncompleteTraining, TrainedNetwork, cache_entry, check_device, is_cached, train_network
 
 CPU_DECODER = {"channels": 48, "top_channels": 96}
 """The CPU narrowing of every family's decoder (the probes and the ERF section use the same networks)."""
@@ -85,9 +85,57 @@ def network_setting(setting: str | NetworkSetting) -> NetworkSetting:
     return SETTINGS[validation.choice("setting", setting, SETTINGS)]
 
 
+MAX_SEEDS = 1000
+"""The most seeds one call trains per variant (a count, or a list's length)."""
+
+
+def variant_list(variants: str | Sequence[str] | None, default: list[str],
+                 say: Callable[[str], None] | None = None) -> list[str]:
+    """The variants asked for: a string is one name (never its letters), a list must name at least one, a name
+    given twice is trained once (with a note); every name checked."""
+    if variants is None:
+        return list(default)
+    if isinstance(variants, str):
+        names = [variants]
+    elif isinstance(variants, (list, tuple)):
+        names = list(variants)
+    else:
+        raise UsageTypeError(f"variants must be a variant name or a list of them, got {variants!r}")
+    if not names:
+        raise UsageError("variants is an empty list; name at least one variant (or None for the setting's)")
+    for name in names:
+        variant_info(name)
+    unique = list(dict.fromkeys(names))
+    if len(unique) < len(names) and say:
+        twice = sorted({n for n in names if names.count(n) > 1})
+        say(f"  note: {', '.join(twice)} named more than once; each is trained once")
+    return unique
+
+
+def seed_list(seeds: int | Sequence[int] | None, default: int, say: Callable[[str], None] | None = None) -> list[int]:
+    """The seeds asked for: a count N (seeds 0..N-1, 1 <= N <= MAX_SEEDS) or a non-empty list of seeds; a seed given
+    twice is trained once (with a note)."""
+    if seeds is None:
+        return list(range(default))
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        return list(range(validation.integer("seeds", seeds, minimum=1, maximum=MAX_SEEDS)))
+    if not isinstance(seeds, (list, tuple, range)):
+        raise UsageTypeError(f"seeds must be a count (an integer >= 1) or a list of seeds, got {seeds!r}")
+    chosen = [validation.integer("seed", s, minimum=0, maximum=train_module.MAX_SEED) for s in seeds]
+    if not chosen:
+        raise UsageError("seeds is an empty list; give a count >= 1 or at least one seed")
+    unique = list(dict.fromkeys(chosen))
+    if len(unique) > MAX_SEEDS:
+        raise UsageError(f"{len(unique)} seeds asked for; at most {MAX_SEEDS} per call")
+    if len(unique) < len(chosen) and say:
+        twice = sorted({s for s in chosen if chosen.count(s) > 1})
+        say(f"  note: seed(s) {', '.join(map(str, twice))} given more than once; each is trained once")
+    return unique
+
+
 def trained_set(
     setting: str | NetworkSetting = "cpu",
-    variants: Sequence[str] | None = None,
+    variants: str | Sequence[str] | None = None,
     seeds: int | Sequence[int] | None = None,
     data: SyntheticSpec | str | Path | None = None,
     device: str | None = None,
@@ -97,73 +145,102 @@ def trained_set(
     progress: bool = True,
     say: Callable[[str], None] | None = print,
     workers: int | None = None,
+    backbone_weights: str | Path | None = None,
 ) -> list[TrainedNetwork]:
     """Every (variant, seed) network of a setting, trained where the cache does not hold it yet.
 
-    ``variants``: default the setting's three families on its backbone (with the setting's decoder
-    changes; explicit variants get them too). ``seeds``: a count (0..N-1) or the seeds themselves.
-    ``data``: a VOC-layout folder instead of the setting's generated data (read once for all networks).
-    ``workers``: on a CPU, networks not yet cached are trained this many at a time, each in its own process
-    (None: one per core, at most one per network; 1: in this process). Every CPU training runs on one thread
-    (``train.TRAIN_THREADS``: the weights do not depend on the machine's core count), so the cores are used by
-    training several networks at once.
+    ``variants``: default the setting's three families on its backbone; a string is one name. The setting's
+    decoder changes apply to every variant *under* the variant's own changes (a registered variant's own widths
+    are kept, and the record and a note say so: :func:`analysis.networks.train.decoder_layers`). ``seeds``: a count
+    (0..N-1) or the seeds themselves (non-empty; repeats trained once). ``data``: a VOC-layout folder instead of
+    the setting's generated data (read once for all networks). Names that resolve to one architecture share one
+    cached network (trained once). ``workers``: on a CPU, networks not yet cached are trained this many at a time,
+    each in its own process (None: one per core, at most one per network; 1: in this process). Every CPU training
+    runs on one thread (``train.TRAIN_THREADS``: the weights do not depend on the machine's core count), so the
+    cores are used by training several networks at once.
+
+    A network the time guard stopped raises :class:`~analysis.networks.train.IncompleteTraining` once every other
+    network is trained and cached (the incomplete ones are not).
     """
     chosen = network_setting(setting)
-    names = list(variants) if variants is not None else chosen.variants()
-    if isinstance(names, str) or not names:
-        raise UsageTypeError(f"variants must be a non-empty list of variant names, got {variants!r}")
-    for name in names:
-        variant_info(name)
-    if seeds is None:
-        seed_list = list(range(chosen.seeds))
-    elif isinstance(seeds, int) and not isinstance(seeds, bool):
-        seed_list = list(range(validation.integer("seeds", seeds, minimum=1)))
-    else:
-        seed_list = [validation.integer("seed", s, minimum=0) for s in seeds]
+    names = variant_list(variants, chosen.variants(), say)
+    seed_values = seed_list(seeds, chosen.seeds, say)
     run_schedule = schedule or chosen.schedule
+    if not isinstance(run_schedule, Schedule):
+        raise UsageTypeError(f"schedule must be a Schedule, got {type(run_schedule).__name__}")
     run_schedule.validate()
     device = check_device(device or chosen.device)
+    backbone_weights = train_module.check_backbone_weights(backbone_weights)
     loaded = load_data(chosen.data if data is None else data, run_schedule.size, num_classes,
                        progress=say)
     if say:
-        say(f"  {len(names) * len(seed_list)} networks ({chosen.name} setting) on {loaded.describe()}")
-    jobs = [(name, seed) for seed in seed_list for name in names]
+        say(f"  {len(names) * len(seed_values)} networks ({chosen.name} setting) on {loaded.describe()}")
+    jobs = [(name, seed) for seed in seed_values for name in names]
     cache_dir = Path(cache_dir or train_module.CACHE)  # resolved here: spawned workers must write where we read
-    in_processes: list[tuple[str, int]] = []
+    entries = {job: cache_entry(job[0], loaded, run_schedule, job[1], device, chosen.decoder, cache_dir,
+                                backbone_weights) for job in jobs}
+    first: dict[Path, tuple[str, int]] = {}  # one job per network: names of one architecture share it
+    for job in jobs:
+        first.setdefault(entries[job], job)
+    in_processes: set[Path] = set()
+    incomplete: list[dict] = []
     if device == "cpu":
-        todo = [(n, s) for n, s in jobs
-                if not is_cached(n, loaded, run_schedule, s, device, chosen.decoder, cache_dir)]
+        todo = [job for entry, job in first.items()
+                if not is_cached(job[0], loaded, run_schedule, job[1], device, chosen.decoder, cache_dir,
+                                 backbone_weights)]
         cores = os.cpu_count() or 1
         count = min(len(todo), cores) if workers is None else validation.integer("workers", workers, minimum=1)
         if count > 1 and len(todo) > 1:
-            _train_in_processes(todo, loaded, run_schedule, device, chosen.decoder, cache_dir, min(count, len(todo)),
-                                progress, say)
-            in_processes = todo
-    nets = [train_network(name, loaded, run_schedule, seed, device, decoder=chosen.decoder, cache_dir=cache_dir,
-                          progress=progress, say=say)
-            for name, seed in jobs]
-    for net, job in zip(nets, jobs, strict=True):
-        if job in in_processes:
+            incomplete = _train_in_processes(todo, loaded, run_schedule, device, chosen.decoder, cache_dir,
+                                             min(count, len(todo)), progress, say, backbone_weights)
+            in_processes = {entries[job] for job in todo}
+    stopped = {(r["variant"], r["seed"]) for r in incomplete}
+    nets: list[TrainedNetwork] = []
+    seen: set[Path] = set()
+    for name, seed in jobs:
+        entry = entries[(name, seed)]
+        if first[entry] in stopped:
+            continue
+        try:
+            net = train_network(name, loaded, run_schedule, seed, device, decoder=chosen.decoder,
+                                cache_dir=cache_dir, progress=progress, say=say, backbone_weights=backbone_weights)
+        except IncompleteTraining as err:
+            incomplete += err.records
+            stopped.add((name, seed))
+            continue
+        if entry in in_processes and entry not in seen:
             net.cached = False  # trained by this call (in a worker process), loaded here from what it wrote
+        seen.add(entry)
+        nets.append(net)
+    if incomplete:
+        raise IncompleteTraining(train_module.incomplete_message(incomplete), incomplete)
     return nets
 
 
-def _train_one(job: tuple) -> str:
-    """A worker process: train (or find cached) one network (on ``train.TRAIN_THREADS`` threads)."""
-    name, seed, data, schedule, device, decoder, cache_dir, progress, registration = job
+def _train_one(job: tuple) -> tuple[list[str], dict | None]:
+    """A worker process: train (or find cached) one network (on ``train.TRAIN_THREADS`` threads). Its notes (why
+    it retrains, a wait for another process) and result line, and the record of an incomplete run (or None)."""
+    name, seed, data, schedule, device, decoder, cache_dir, progress, registration, backbone_weights = job
     if registration is not None:  # a name registered in the caller (register_variant): a spawned process has
         base, changes = registration  # only the built-ins until it registers the same variant itself
         register_variant(name, base, exist_ok=True, **changes)
+    notes: list[str] = []
     # each worker's own tqdm bar on the shared stderr (they take turns on the last line of a terminal)
-    net = train_network(name, data, schedule, seed, device, decoder=decoder, cache_dir=cache_dir, progress=progress)
+    try:
+        net = train_network(name, data, schedule, seed, device, decoder=decoder, cache_dir=cache_dir,
+                            progress=progress, say=notes.append, backbone_weights=backbone_weights)
+    except IncompleteTraining as err:
+        return notes, err.records[0]
     r = net.record
-    return (f"  {name} seed {seed}: own val mIoU {100 * r['val_miou']:.1f}% after {r['steps']} steps "
-            f"({r['stop_reason']}, {r['seconds']:.0f} s)")
+    return notes + [f"  {name} seed {seed}: own val mIoU {100 * r['val_miou']:.1f}% after {r['steps']} steps "
+                    f"({r['stop_reason']}, {r['seconds']:.0f} s)"], None
 
 
-def _train_in_processes(todo, data, schedule, device, decoder, cache_dir, count, progress, say) -> None:
+def _train_in_processes(todo, data, schedule, device, decoder, cache_dir, count, progress, say,
+                        backbone_weights=None) -> list[dict]:
     """Train ``todo`` [(name, seed)] in ``count`` spawned processes (the cache is written whole by each, so the
-    caller then loads every network from it). In the given order: put the slowest first."""
+    caller then loads every network from it). In the given order: put the slowest first. The records of the runs
+    the time guard stopped (nothing cached for them)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -177,16 +254,19 @@ def _train_in_processes(todo, data, schedule, device, decoder, cache_dir, count,
         info = variant_info(name)
         return (info.base, dict(info.changes)) if info.base else None
 
-    jobs = [(n, s, data, schedule, device, decoder, cache_dir, progress, registration(n)) for n, s in todo]
+    jobs = [(n, s, data, schedule, device, decoder, cache_dir, progress, registration(n), backbone_weights)
+            for n, s in todo]
+    incomplete = []
     with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_train_one, job) for job in jobs]
         with tqdm(total=len(futures), desc="networks trained", unit="net", file=sys.stderr,
                   disable=not progress) as bar:
             for future in as_completed(futures):
-                line = future.result()
+                lines, stopped = future.result()
                 bar.update(1)
+                if stopped is not None:
+                    incomplete.append(stopped)
                 if say:
-                    say(line)
-
-
-
+                    for line in lines:
+                        say(line)
+    return incomplete

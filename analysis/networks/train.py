@@ -1,25 +1,39 @@
 """Train a network once and keep it: a checkpoint plus a JSON record, cached under a key.
 
-The key is a hash of everything that determines the weights (the identity fields of the record:
-variant, the fully resolved decoder spec, K and the class names, the data's hash, the schedule, the
-seed, the device kind and precision, and the training code's version). A later call with the same
-identity loads the checkpoint instead of training. A cached network is reused only when its record
-parses, names the same identity, carries its own unchanged digest and the digest of the checkpoint
-file next to it: an edited record, a swapped checkpoint or a half-written folder is retrained,
-never silently reused. Each network's folder is written whole (a temporary folder, then renamed).
+The key is a hash of everything that decides the weights (the identity fields of the record): the
+architecture (:func:`bench.ablations.architecture_hash` of the backbone and the fully resolved DecoderSpec,
+the hash the ablation specs use, so two names for one network, e.g. an alias made by ``register_variant``,
+share one cached network), the backbone's starting weights, K and the class names, the data's hash, the
+recipe (the schedule, less its wall-clock budget, which never decides kept weights), the seed, and the
+environment that trained it (the training code's version, torch's major.minor version, the device kind and
+its hardware: the CPU's instruction set or the GPU's name, since both change the float order). A later call
+with the same identity loads the checkpoint instead of training. A cached network is reused only when its
+record parses, names the same identity, carries its own unchanged digest and the digest of the checkpoint
+file next to it: an edited record, a swapped checkpoint or a half-written folder is retrained, never
+silently reused. Each network's folder is written whole (a temporary folder, then renamed), 0755 with 0644
+files under umask 022.
+
+One lock per cache entry (``.locks/FOLDER.lock``, an ``flock``): a second process (or thread) asking for a
+network that is being trained waits, then loads what the first one wrote, and says so.
+
+The time budget is a guard, not a stopping rule: a run it stops is *incomplete* (``record["complete"]`` is
+False); it is never written to the cache and :func:`train_network` raises :class:`IncompleteTraining`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,9 +43,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import validation
+from bench.ablations.spec import architecture_hash
 from bench.environment import environment, torch_threads
-from bench.errors import UsageError, UsageTypeError
-from bench.models import create_model, variant_info
+from bench.errors import DataError, UsageError, UsageTypeError
+from bench.models import create_model, decoder_spec, variant_info
+from bench.models.checkpoints import read_state_dict
 from bench.records import finite
 
 from ..datasets.images import normalise
@@ -54,9 +70,28 @@ different dead levels), while the cache key does not. Several networks train at 
 (:func:`analysis.networks.trained_set`), one per core."""
 CHECKPOINT = "model.pt"
 RECORD = "record.json"
-IDENTITY = ("training_version", "variant", "family", "backbone", "decoder", "num_classes", "classes", "data_hash",
-            "size", "schedule", "seed", "device_kind", "precision")
-"""The record fields that decide the weights: their hash is the cache key."""
+IDENTITY = ("training_version", "architecture", "backbone", "layers", "backbone_weights", "num_classes", "classes",
+            "data_hash", "size", "schedule", "seed", "torch", "device_kind", "hardware", "precision")
+"""The record fields that decide the weights: their hash is the cache key. ``architecture`` is the ablation specs'
+hash of ``backbone`` and ``layers`` (the fully resolved DecoderSpec without its ``family`` label); the variant's
+name and family are not part of it, so every name of one network finds the same entry. ``schedule`` leaves out
+``budget_min`` (the guard never decides kept weights)."""
+NOT_IN_KEY = ("budget_min",)
+"""Schedule fields that do not decide the weights of a complete run."""
+LOCKS = ".locks"
+
+
+class IncompleteTraining(RuntimeError):
+    """Training was stopped by the wall-clock guard (``Schedule.budget_min``) before its plateau or step limit: the
+    weights depend on the machine's speed and load, so they are neither cached nor returned as a result.
+    ``records``: the incomplete networks' records (nothing written)."""
+
+    def __init__(self, message: str, records: list[dict] | None = None):
+        super().__init__(message)
+        self.records = records or []
+
+    def __reduce__(self):  # raised in worker processes: picklable with its records
+        return (type(self), (str(self), self.records))
 
 
 @dataclass
@@ -65,6 +100,7 @@ class TrainedNetwork:
     record: dict  # see IDENTITY; plus key, steps, best_step, stop_reason, seconds, val_miou, history, ...
     cached: bool  # loaded from the cache (True) or trained by this call (False)
     path: Path  # the network's folder: model.pt + record.json
+    note: str = ""  # how it came to be here when that is worth saying (another name's network, a wait, a retrain)
 
 
 def check_device(device: str) -> str:
@@ -142,7 +178,7 @@ def _fit(model: nn.Module, data: NetworkData, schedule: Schedule, seed: int, dev
         if plateaued([h["val_miou"] for h in history], schedule.patience, schedule.min_delta):
             stop["reason"] = "plateau"
             return True
-        if over_budget:
+        if over_budget and step < schedule.max_steps:  # at the step limit the run is complete whatever the clock
             stop["reason"] = "budget"
             return True
         return False
@@ -162,7 +198,8 @@ def _fit(model: nn.Module, data: NetworkData, schedule: Schedule, seed: int, dev
     model.eval()
     miou, per_class = _miou(best["cm"])  # the kept weights' own evaluation (eval mode: the same as evaluating again)
     return {"steps": history[-1]["step"], "best_step": best["step"], "stop_reason": stop["reason"],
-            "seconds": seconds, "val_miou": miou, "val_iou_per_class": dict(zip(data.classes, per_class, strict=True)),
+            "complete": stop["reason"] != "budget", "seconds": seconds, "val_miou": miou,
+            "val_iou_per_class": dict(zip(data.classes, per_class, strict=True)),
             "history": history}
 
 
@@ -185,13 +222,21 @@ def _valid_cached(folder: Path, identity: dict) -> tuple[dict | None, str]:
     return record, ""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write(folder: Path, model: nn.Module, record: dict) -> dict:
     """The checkpoint and its record, written into a temporary folder and renamed into place; the record
-    as written (with the two digests)."""
+    as written (with the two digests). The folder is 0777 and the files 0666 less the umask (as ``mkdir`` and a
+    plain write make them: 0755 and 0644 under umask 022; ``mkdtemp`` alone would leave the folder 0700)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
     stale = None
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         torch.save(model.state_dict(), tmp / CHECKPOINT)
         record = {**record, "checkpoint_sha256": _file_digest(tmp / CHECKPOINT)}
         record["record_sha256"] = _digest(record)
@@ -210,6 +255,74 @@ def _write(folder: Path, model: nn.Module, record: dict) -> dict:
     return record
 
 
+def lock_path(folder: Path) -> Path:
+    """The lock file of the cache entry ``folder``."""
+    return folder.parent / LOCKS / f"{folder.name}.lock"
+
+
+@contextlib.contextmanager
+def entry_lock(folder: Path, waiting: Callable[[], None] | None = None) -> Iterator[bool]:
+    """Hold the cache entry's lock (an exclusive ``flock``, released when the block ends or the process dies);
+    yields whether it had to wait for another holder (``waiting()`` is called once before waiting)."""
+    path = lock_path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    waited = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waited = True
+            if waiting is not None:
+                waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield waited
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def training_environment(device: str) -> dict:
+    """What of the machine decides trained weights: torch's major.minor version, the device kind and its hardware
+    (a CPU's instruction set as torch dispatches to it, or the GPU's name)."""
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        hardware = torch.cuda.get_device_name(torch.device(device))
+    else:
+        hardware = torch.backends.cpu.get_cpu_capability()
+    return {"torch": ".".join(torch.__version__.split("+")[0].split(".")[:2]), "device_kind": kind,
+            "hardware": hardware}
+
+
+def decoder_layers(variant: str, setting: dict | None) -> tuple[dict, dict]:
+    """The decoder changes to build ``variant`` with under a setting's changes (``setting``, e.g. the 'cpu'
+    setting's narrowing) and what the record says about them.
+
+    The setting's changes come first and the variant's own changes (``register_variant``, an ablation spec)
+    on top: a variant's own widths are never replaced by the setting's. Where both set a field to different
+    values, the variant's value is kept and ``kept_over_setting`` names it."""
+    if setting is not None and not isinstance(setting, dict):
+        raise UsageTypeError(f"decoder must be a dict of DecoderSpec fields, got {setting!r}")
+    own = dict(variant_info(variant).changes)
+    setting = dict(setting or {})
+    kept = {k: {"setting": setting[k], "variant": v} for k, v in own.items() if k in setting and setting[k] != v}
+    return {**setting, **own}, {"setting": setting, "variant": own, "kept_over_setting": kept}
+
+
+def _alias_note(variant: str, record: dict) -> str:
+    if record.get("variant") == variant:
+        return ""
+    return (f"the same network as {record.get('variant')} (architecture {record.get('architecture')}, "
+            f"the same recipe, data and seed): its cached weights are reused")
+
+
+def _as_named(record: dict, variant: str) -> dict:
+    """A cached record as seen under the name asked for: ``variant`` is that name, ``trained_as`` the name it was
+    trained under where they differ (the file on disk is unchanged)."""
+    if record.get("variant") == variant:
+        return record
+    return {**record, "variant": variant, "family": variant_info(variant).family, "trained_as": record.get("variant")}
+
+
 def train_network(
     variant: str,
     data: NetworkData | SyntheticSpec | str | Path | None = None,
@@ -221,63 +334,184 @@ def train_network(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     say: Callable[[str], None] | None = None,
+    backbone_weights: str | Path | None = None,
 ) -> TrainedNetwork:
     """The trained ``variant`` (any registered name or ``family:backbone``), from the cache when it is there.
 
     ``data``: loaded :class:`NetworkData` (shared by several calls), a generated spec, a VOC-layout
-    folder, or None (the generated default), read at ``schedule.size``. ``decoder``: DecoderSpec
-    changes (e.g. ``{"channels": 64}``). ``progress``: a tqdm bar on stderr; ``say``: one-line notes
-    (why a cached network is retrained).
+    folder, or None (the generated default), read at ``schedule.size``. ``decoder``: DecoderSpec changes
+    applied *under* the variant's own changes (a setting's narrowing, e.g. ``{"channels": 64}``; see
+    :func:`decoder_layers`). ``backbone_weights``: a local state dict of the backbone's classification network
+    to start from (its SHA-256 is part of the key). ``progress``: a tqdm bar on stderr; ``say``: one-line notes
+    (why a cached network is retrained, another name's network reused, a wait for another process).
+
+    A run stopped by ``schedule.budget_min`` raises :class:`IncompleteTraining` (nothing cached).
     """
     variant_info(variant)
     schedule = Schedule() if schedule is None else schedule
     if not isinstance(schedule, Schedule):
         raise UsageTypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
     schedule.validate()
-    validation.integer("seed", seed, minimum=0)
+    validation.integer("seed", seed, minimum=0, maximum=MAX_SEED)
     check_device(device)
+    backbone_weights = check_backbone_weights(backbone_weights)
     if not isinstance(data, NetworkData):
         data = load_data(data, schedule.size, num_classes)
     elif data.size != schedule.size:
         raise UsageError(f"the data were loaded at {data.size}px but the schedule trains at {schedule.size}px")
     if num_classes is not None and num_classes != data.num_classes:
         raise UsageError(f"num_classes={num_classes} but the data have K = {data.num_classes} ({data.class_source})")
-    model, identity, key, folder = _identity(variant, data, schedule, seed, device, decoder, cache_dir)
+    model, identity, key, folder, layers = _identity(variant, data, schedule, seed, device, decoder, cache_dir,
+                                                     backbone_weights)
+    label = f"{variant} seed {seed}"
+    if say and layers["kept_over_setting"]:
+        kept = ", ".join(f"{k}={v['variant']} (setting: {v['setting']})"
+                         for k, v in layers["kept_over_setting"].items())
+        say(f"  {label}: its own decoder changes kept over the setting's: {kept}")
     record, why = _valid_cached(folder, identity)
     if record is not None:
-        model.load_state_dict(torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True))
-        return TrainedNetwork(model.to(device).eval(), record, True, folder)
-    if say and why != "not cached":
-        say(f"  retraining {variant} seed {seed}: {why}")
-    with torch_threads(TRAIN_THREADS if device == "cpu" else None):
-        result = _fit(model, data, schedule, seed, device, f"{variant} seed {seed}", progress)
-        threads = torch.get_num_threads()
-    record = {**identity, "key": key, "data": data.source, "class_source": data.class_source,
-              **result, "device": device, "environment": environment(device), "threads": threads,
-              "trained_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    return TrainedNetwork(model, _write(folder, model, record), False, folder)
+        return _loaded(model, folder, record, variant, device, _alias_note(variant, record), say, label)
+
+    def waiting() -> None:
+        if say:
+            say(f"  {label}: another process is training this network ({lock_path(folder)} is held); waiting for it")
+
+    with entry_lock(folder, waiting) as waited:
+        if waited:  # the other holder has probably written it: reuse, never train it twice
+            record, why_now = _valid_cached(folder, identity)
+            if record is not None:
+                note = "trained by another process while this one waited; its network is reused"
+                alias = _alias_note(variant, record)
+                return _loaded(model, folder, record, variant, device, note + (f"; {alias}" if alias else ""), say,
+                               label)
+            why = why_now
+        note = "" if why == "not cached" else f"retrained: {why}"
+        if say and note:
+            say(f"  {label}: {note}")
+        with torch_threads(TRAIN_THREADS if device == "cpu" else None):
+            result = _fit(model, data, schedule, seed, device, label, progress)
+            threads = torch.get_num_threads()
+        record = {**identity, "key": key, "variant": variant, "family": variant_info(variant).family,
+                  "decoder": dataclasses.asdict(model.spec), "decoder_changes": layers, "data": data.source,
+                  "class_source": data.class_source, **result, "budget_min": schedule.budget_min, "device": device,
+                  "environment": environment(device), "threads": threads,
+                  "trained_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        if not record["complete"]:
+            raise IncompleteTraining(incomplete_message([record]), [finite(record)])
+        return TrainedNetwork(model, _write(folder, model, record), False, folder, note)
+
+
+def incomplete_message(records: list[dict]) -> str:
+    """One line for networks the wall-clock guard stopped."""
+    what = "; ".join(f"{r['variant']} seed {r['seed']} at step {r['steps']} of {r['schedule']['max_steps']}"
+                     for r in records)
+    budget = records[0].get("budget_min")
+    return (f"stopped by the {budget:g}-minute time guard before a plateau or the step limit: {what}; such a network "
+            "depends on the machine's speed and load, so it is incomplete: not cached and not compared. Rerun on a "
+            "less loaded machine or with a larger --budget-min")
+
+
+def _loaded(model: nn.Module, folder: Path, record: dict, variant: str, device: str, note: str,
+            say: Callable[[str], None] | None, label: str) -> TrainedNetwork:
+    model.load_state_dict(torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True))
+    if say and note:
+        say(f"  {label}: {note}")
+    return TrainedNetwork(model.to(device).eval(), _as_named(record, variant), True, folder, note)
+
+
+MAX_SEED = 2**63 - 1
+"""The largest seed torch takes."""
+
+
+def check_backbone_weights(path: str | Path | None) -> str | None:
+    """A local state-dict file of a backbone's classification network (None: from scratch), as an absolute path;
+    a missing or unreadable file is one line."""
+    if path is None:
+        return None
+    if not isinstance(path, (str, Path)):
+        raise UsageTypeError(f"backbone_weights must be a path to a state-dict file, got {path!r}")
+    if not Path(path).is_file():
+        raise UsageError(f"backbone checkpoint {path}: "
+                         + ("is a folder, not a file" if Path(path).is_dir() else "no such file"))
+    read_state_dict(path)  # a DataError naming the file when it is not a checkpoint
+    return str(Path(path).resolve())
 
 
 def is_cached(variant: str, data: NetworkData, schedule: Schedule, seed: int = 0, device: str = "cpu",
-              decoder: dict | None = None, cache_dir: str | Path | None = None) -> bool:
+              decoder: dict | None = None, cache_dir: str | Path | None = None,
+              backbone_weights: str | Path | None = None) -> bool:
     """Whether :func:`train_network` would load this network instead of training it."""
-    _, identity, _, folder = _identity(variant, data, schedule, seed, device, decoder, cache_dir)
-    return _valid_cached(folder, identity)[0] is not None
+    return _valid_cached(cache_entry(variant, data, schedule, seed, device, decoder, cache_dir, backbone_weights),
+                         _identity(variant, data, schedule, seed, device, decoder, cache_dir, backbone_weights)[1])[0] \
+        is not None
+
+
+def cache_entry(variant: str, data: NetworkData, schedule: Schedule, seed: int = 0, device: str = "cpu",
+                decoder: dict | None = None, cache_dir: str | Path | None = None,
+                backbone_weights: str | Path | None = None) -> Path:
+    """The cache folder of this network (shared by every name of the same architecture)."""
+    return _identity(variant, data, schedule, seed, device, decoder, cache_dir, backbone_weights)[3]
 
 
 def _identity(variant: str, data: NetworkData, schedule: Schedule, seed: int, device: str, decoder: dict | None,
-              cache_dir: str | Path | None) -> tuple[nn.Module, dict, str, Path]:
-    """The freshly initialised model, the identity that decides its trained weights, its key and cache folder."""
+              cache_dir: str | Path | None, backbone_weights: str | Path | None = None
+              ) -> tuple[nn.Module, dict, str, Path, dict]:
+    """The freshly initialised model, the identity that decides its trained weights, its key, cache folder and
+    the decoder layers (:func:`decoder_layers`)."""
+    changes, layers = decoder_layers(variant, decoder)
     torch.manual_seed(seed)  # the initial weights
-    model = create_model(variant, num_classes=data.num_classes, decoder=decoder)
+    model = create_model(variant, num_classes=data.num_classes, decoder=changes or None,
+                         backbone_weights=backbone_weights)
     info = variant_info(variant)
-    device_kind = device.split(":")[0]
+    env = training_environment(device)
+    spec = model.spec
+    recipe = {k: v for k, v in dataclasses.asdict(schedule).items() if k not in NOT_IN_KEY}
     identity = {
-        "training_version": TRAINING_VERSION, "variant": variant, "family": info.family, "backbone": info.backbone,
-        "decoder": dataclasses.asdict(model.spec), "num_classes": data.num_classes, "classes": list(data.classes),
-        "data_hash": data.hash, "size": data.size, "schedule": dataclasses.asdict(schedule), "seed": seed,
-        "device_kind": device_kind,
-        "precision": "bf16 autocast" if schedule.mixed_precision and device_kind == "cuda" else "fp32",
+        "training_version": TRAINING_VERSION, "architecture": architecture_hash(info.backbone, spec),
+        "backbone": info.backbone, "layers": {k: v for k, v in dataclasses.asdict(spec).items() if k != "family"},
+        "backbone_weights": None if backbone_weights is None else _file_digest(Path(backbone_weights)),
+        "num_classes": data.num_classes, "classes": list(data.classes), "data_hash": data.hash, "size": data.size,
+        "schedule": recipe, "seed": seed, **env,
+        "precision": "bf16 autocast" if schedule.mixed_precision and env["device_kind"] == "cuda" else "fp32",
     }
     key = _digest(identity)[:16]
-    return model, identity, key, Path(cache_dir or CACHE) / f"{variant.replace(':', '-')}-seed{seed}-{key}"
+    name = f"{info.backbone}-{identity['architecture']}-seed{seed}-{key}"
+    return model, identity, key, Path(cache_dir or CACHE) / name, layers
+
+
+def record_beside(checkpoint: str | Path) -> dict | None:
+    """The record this project wrote beside a cached ``model.pt`` (None where there is none). A record that is
+    there but edited, or that describes another checkpoint, is a DataError naming the file."""
+    path = Path(checkpoint)
+    record_path = path.parent / RECORD
+    if path.name != CHECKPOINT or not record_path.is_file():
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise DataError(f"{record_path} (beside the checkpoint {path}) is not readable JSON") from None
+    if not isinstance(record, dict) or "record_sha256" not in record:
+        return None  # not one of ours
+    if record.get("record_sha256") != _digest({k: v for k, v in record.items() if k != "record_sha256"}):
+        raise DataError(f"{record_path} was edited (its digest does not match): it cannot say how to build {path}")
+    if record.get("checkpoint_sha256") != _file_digest(path):
+        raise DataError(f"{path} is not the checkpoint {record_path} describes (its SHA-256 differs)")
+    return record
+
+
+def checkpoint_decoder(variant: str, checkpoint: str | Path) -> tuple[dict | None, dict | None]:
+    """(decoder changes, record) to build ``variant`` for a checkpoint this project trained: the record beside
+    ``model.pt`` says how the network was built (its decoder widths and every other field). (None, None) for any
+    other checkpoint. A record of another backbone or family than ``variant``'s is a DataError."""
+    record = record_beside(checkpoint)
+    if record is None:
+        return None, None
+    info = variant_info(variant)
+    trained = record.get("decoder") or {}
+    if record.get("backbone") != info.backbone or trained.get("family") != info.family:
+        raise DataError(f"{checkpoint} was trained as {record.get('variant')} ({trained.get('family')} on "
+                        f"{record.get('backbone')}, says {Path(checkpoint).parent / RECORD}), not as {variant} "
+                        f"({info.family} on {info.backbone}); name it {record.get('variant')}={checkpoint}")
+    own = dataclasses.asdict(decoder_spec(variant))
+    changes = {k: v for k, v in trained.items() if k != "family" and own.get(k) != v}
+    return changes, record

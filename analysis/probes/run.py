@@ -226,13 +226,22 @@ def _checkpoint_data(plan: ProbePlan):
     return train, val, k, classes, source, setting + f"; K = {k} classes ({source}), 255 ignored"
 
 
+def checkpoint_model(name: str, path: str | Path, num_classes: int):
+    """``name`` with the weights of ``path``, in eval mode. A checkpoint this project trained (a ``model.pt`` of the
+    network cache) is built as its record says (the setting's decoder widths and every other field), so it loads
+    whatever the name's own widths are."""
+    from ..networks import checkpoint_decoder
+
+    changes, _ = checkpoint_decoder(name, path)
+    return create_model(name, num_classes=num_classes, checkpoint=path, decoder=changes or None).eval()
+
+
 def _networks(plan: ProbePlan, progress, say):
     """The plan's data and its trained networks: [(variant, seed, model, record, cached)], from the cache."""
     net = plan.setting()
     if plan.checkpoints:
         (xtr, ytr), (xva, yva), k, classes, source, setting = _checkpoint_data(plan)
-        nets = [(name, 0, create_model(name, num_classes=k, checkpoint=path).eval(), None, True)
-                for name, path in plan.checkpoints.items()]
+        nets = [(name, 0, checkpoint_model(name, path, k), None, True) for name, path in plan.checkpoints.items()]
         return (xtr, ytr), (xva, yva), k, classes, source, setting, nets
     data = load_data(plan.voc_root or net.data, net.schedule.size, plan.num_classes, progress=progress)
     check_labelled(data.train_masks, "train", plan.voc_root or "the generated data")
