@@ -345,3 +345,71 @@ def test_a_cached_checkpoint_under_another_family_is_one_line(base, capsys):
     assert analysis_main(["probes", "--checkpoint", f"rf:resnet18={base.path / 'model.pt'}", "--tiny"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: ") and "name it rf_lw:resnet18=" in line
+
+
+# --- issue 32: what addresses a network -------------------------------------------------------------------------
+
+
+def test_the_paper_paths_end_and_rf_lw50_are_one_cache_entry(data):
+    """paper.5 (RF-50 with every change of the paper's path) resolves to LW-50's architecture: one network."""
+    from bench.ablations import SPECS, load_ablation
+
+    spec = load_ablation(SPECS / "paper-path.toml")
+    assert spec.variant("paper.5").hash == spec.variant("rf_lw50").hash
+    entries = {name: train_module.cache_entry(name, data, TINY_SCHEDULE, 0, "cpu", NARROW)
+               for name in ("paper.5", "rf_lw50", "paper.4")}
+    assert entries["paper.5"] == entries["rf_lw50"] != entries["paper.4"]
+
+
+def test_a_backbone_checkpoint_is_part_of_the_key(base, data, tmp_path, monkeypatch, capsys):
+    import torchvision
+
+    weights = tmp_path / "resnet18.pth"
+    torch.manual_seed(1)
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    net = train_network(VARIANT, data, TINY_SCHEDULE, 0, decoder=NARROW, cache_dir=base.path.parent,
+                        progress=False, backbone_weights=weights)
+    assert not net.cached and net.path != base.path
+    assert net.record["backbone_weights"] == train_module._file_digest(weights)
+    start = torchvision.models.resnet18()
+    start.load_state_dict(torch.load(weights, weights_only=True))
+    assert not torch.equal(net.model.backbone.body.conv1.weight, start.conv1.weight)  # trained from there ...
+    (tmp_path / "not.pth").write_text("x")
+    for path, words in ((tmp_path / "not.pth", "cannot read checkpoint"), (tmp_path, "is a folder, not a file")):
+        assert analysis_main(["train", VARIANT, "--setting", "cpu", "--backbone-checkpoint", str(path)]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("error: ") and words in line
+
+
+def test_a_worker_process_that_retrains_says_why(tmp_path):
+    import json
+
+    names = [VARIANT, "rf:resnet18"]
+    first = trained_set(TINY, variants=names, cache_dir=tmp_path, progress=False, say=None, workers=1)
+    for net in first:  # both edited: both retrain, in two worker processes
+        record_path = net.path / "record.json"
+        record = json.loads(record_path.read_text())
+        record["val_miou"] = 0.99
+        record_path.write_text(json.dumps(record))
+    said: list[str] = []
+    second = trained_set(TINY, variants=names, cache_dir=tmp_path, progress=False, say=said.append, workers=2)
+    assert any("training 2 networks in 2 processes" in line for line in said)
+    for name in names:
+        assert any(f"{name} seed 0: retrained: " in line and "was edited" in line for line in said), said
+    assert not any(n.cached for n in second)
+
+
+def test_networks_the_guard_stops_in_worker_processes_are_neither_cached_nor_retrained_here(tmp_path, monkeypatch):
+    from analysis.networks import IncompleteTraining
+
+    stalled = dataclasses.replace(TINY_SCHEDULE, max_steps=50, eval_every=25, budget_min=1e-6)
+    calls = []
+    real = train_module._fit
+    monkeypatch.setattr(train_module, "_fit", lambda *a, **k: calls.append(1) or real(*a, **k))  # this process only
+    with pytest.raises(IncompleteTraining) as err:
+        trained_set(TINY, variants=[VARIANT, "rf:resnet18"], schedule=stalled, cache_dir=tmp_path, progress=False,
+                    say=None, workers=2)
+    assert sorted(r["variant"] for r in err.value.records) == ["rf:resnet18", VARIANT]
+    assert all(r["complete"] is False and r["stop_reason"] == "budget" for r in err.value.records)
+    assert calls == []  # not trained again in the caller
+    assert not [p for p in tmp_path.iterdir() if p.name != ".locks"]
