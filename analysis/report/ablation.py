@@ -276,8 +276,8 @@ def select_records(spec: AblationSpec, folders: list[Path]) -> tuple[pd.DataFram
         for record in read_records(folder):
             key = record_key(record["config"])
             config = record["config"]
-            what = (f"{config.get('kind')} {config.get('variant') or config.get('other')} at "
-                    f"{config.get('height')}x{config.get('width')}")
+            names = config.get("variant") or f"{config.get('other')} vs {config.get('base')}"
+            what = f"{config.get('kind')} {names} at {config.get('height')}x{config.get('width')}"
             if key not in wanted:
                 foreign.append(what)
             elif record.get("error"):

@@ -31,7 +31,12 @@ Rules (the lessons of mmengine, timm and Hydra configs, see STYLE.md): one level
 built-in name, ``family:backbone``, or a ``[variants]`` entry of the same file, whose changes are merged);
 dotted keys; a list always replaces; an unknown key, a value of the wrong kind or out of range is one line
 naming the file, the key and the nearest valid one. A step may set several fields that make one change
-together (removing the RCUs sets ``rcu``, ``rcu_in`` and ``rcu_out``), but must change something.
+together (removing the RCUs sets ``rcu``, ``rcu_in`` and ``rcu_out``), but must change the network, and a path
+visits each architecture once. Names and changes go through :func:`bench.models.registry.resolve_variant`, the
+check of :func:`register_variant`; a ``[variants]`` base may be another entry (a loop is refused). An ``exclude``
+entry must match a point and must leave one; a grid point that is its base is refused; a repeated ``product`` value
+is dropped with a note (``AblationSpec.notes``). A spec resolves to at most :data:`MAX_VARIANTS` variants, counted
+before any is built, and to at least one.
 
 Every resolved variant is registered (:func:`bench.models.register_variant`) and identified by the hash
 of its backbone and fully resolved DecoderSpec (:func:`architecture_hash`; the ``family`` label is left out,
@@ -140,7 +145,7 @@ class AblationSpec:
     chunk: int = 20
     timing: dict = field(default_factory=dict)
     timing_parallel: bool = False  # the sweep runner's switch: never on for ablations
-    notes: tuple[str, ...] = ()  # what the sweep runner prints once (repeated axis values dropped: none here)
+    notes: tuple[str, ...] = ()  # what the sweep runner prints once (repeated grid values dropped)
 
     def variant(self, name: str) -> Variant:
         return {v.name: v for v in self.variants}[name]
