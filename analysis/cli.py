@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def budget_minutes(value: float) -> float:
     """``--budget-min``: minutes > 0 per network (one message for 0, -1 and nan alike)."""
-    from .networks.schedule import positive_minutes
+    from .networks.recipe import positive_minutes
 
     return positive_minutes("--budget-min", value)
 

@@ -18,7 +18,7 @@ import torch
 from analysis.datasets.images import normalise
 from analysis.erf.claims import DEAD, level_activity
 from analysis.networks import SETTINGS, load_data
-from analysis.networks.training import train_segmenter, zero_init_residual_branches
+from analysis.networks.loop import train_segmenter, zero_init_residual_branches
 from bench.environment import torch_threads
 from bench.models import create_model
 

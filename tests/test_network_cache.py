@@ -27,6 +27,8 @@ from analysis.networks import (
     train_network,
     trained_set,
 )
+from analysis.networks import loop as loop_module
+from analysis.networks import store as store_module
 from analysis.networks import train as train_module
 from bench.errors import DataError, UsageError, UsageTypeError
 from bench.models import register_variant
@@ -65,11 +67,11 @@ def base(data, tmp_path_factory):
 
 
 def _identity(data, variant=VARIANT, schedule=TINY_SCHEDULE, seed=0, decoder=NARROW, device="cpu"):
-    return train_module._identity(variant, data, schedule, seed, device, decoder, None)[1]
+    return store_module.identity(variant, data, schedule, seed, device, decoder, "unused")[1]
 
 
 def _real_env():
-    return train_module.training_environment("cpu")
+    return store_module.training_environment("cpu")
 
 
 # --- one field at a time ------------------------------------------------------------------------------------------
@@ -93,18 +95,18 @@ def test_each_identity_field_alone_decides_a_miss(field, base, data, monkeypatch
     before = _identity(data)
     env = change.pop("env", None)
     if env is not None:
-        monkeypatch.setattr(train_module, "training_environment", lambda device: dict(env))
+        monkeypatch.setattr(store_module, "training_environment", lambda device: dict(env))
     args = {"data": data, "schedule": TINY_SCHEDULE, "seed": 0, "decoder": NARROW, **change}
     after = _identity(args["data"], schedule=args["schedule"], seed=args["seed"], decoder=args["decoder"])
     differ = {k for k in IDENTITY if before[k] != after[k]}
     assert differ == ({"layers", "architecture"} if field == "layers" else {field})
-    monkeypatch.setattr(train_module, "_fit", _no_training)
+    monkeypatch.setattr(loop_module, "fit", _no_training)
     with pytest.raises(Trained):
         train_network(VARIANT, args.pop("data"), cache_dir=base.path.parent, progress=False, **args)
 
 
 def test_the_unchanged_identity_is_a_hit(base, data, monkeypatch):
-    monkeypatch.setattr(train_module, "_fit", _no_training)
+    monkeypatch.setattr(loop_module, "fit", _no_training)
     again = train_network(VARIANT, data, TINY_SCHEDULE, 0, decoder=NARROW, cache_dir=base.path.parent,
                           progress=False)
     assert again.cached and again.path == base.path and _same_weights(again.model, base.model)
@@ -112,7 +114,7 @@ def test_the_unchanged_identity_is_a_hit(base, data, monkeypatch):
 
 def test_the_time_guard_is_not_part_of_the_key(base, data, monkeypatch):
     """The guard never decides kept weights: a network trained without one is reused under any budget."""
-    monkeypatch.setattr(train_module, "_fit", _no_training)
+    monkeypatch.setattr(loop_module, "fit", _no_training)
     again = train_network(VARIANT, data, dataclasses.replace(TINY_SCHEDULE, budget_min=30.0), 0, decoder=NARROW,
                           cache_dir=base.path.parent, progress=False)
     assert again.cached and again.path == base.path
@@ -145,7 +147,7 @@ def test_two_names_of_one_architecture_share_one_network(data, tmp_path, monkeyp
     register_variant("crp1_a", VARIANT, crp_stages=1)
     register_variant("crp1_b", VARIANT, crp_stages=1)
     first = train_network("crp1_a", data, TINY_SCHEDULE, decoder=NARROW, cache_dir=tmp_path, progress=False)
-    monkeypatch.setattr(train_module, "_fit", _no_training)
+    monkeypatch.setattr(loop_module, "fit", _no_training)
     said: list[str] = []
     second = train_network("crp1_b", data, TINY_SCHEDULE, decoder=NARROW, cache_dir=tmp_path, progress=False,
                            say=said.append)
@@ -262,7 +264,7 @@ def test_a_second_run_waits_for_the_held_lock_then_reuses_the_network(base, data
     lock.parent.mkdir(parents=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
-    monkeypatch.setattr(train_module, "_fit", _no_training)
+    monkeypatch.setattr(loop_module, "fit", _no_training)
     said: list[str] = []
     result: dict = {}
 
@@ -291,14 +293,14 @@ def test_a_second_run_waits_for_the_held_lock_then_reuses_the_network(base, data
 
 def test_two_identical_runs_at_once_train_once(data, tmp_path, monkeypatch):
     calls = []
-    real = train_module._fit
+    real = loop_module.fit
 
     def counted(*args, **kwargs):
         calls.append(1)
         time.sleep(0.5)  # long enough for the other run to reach the lock
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "_fit", counted)
+    monkeypatch.setattr(loop_module, "fit", counted)
     nets: list = [None, None]
 
     def run(i):
@@ -370,7 +372,7 @@ def test_a_backbone_checkpoint_is_part_of_the_key(base, data, tmp_path, monkeypa
     net = train_network(VARIANT, data, TINY_SCHEDULE, 0, decoder=NARROW, cache_dir=base.path.parent,
                         progress=False, backbone_weights=weights)
     assert not net.cached and net.path != base.path
-    assert net.record["backbone_weights"] == train_module._file_digest(weights)
+    assert net.record["backbone_weights"] == store_module._file_digest(weights)
     start = torchvision.models.resnet18()
     start.load_state_dict(torch.load(weights, weights_only=True))
     assert not torch.equal(net.model.backbone.body.conv1.weight, start.conv1.weight)  # trained from there ...
@@ -404,8 +406,8 @@ def test_networks_the_guard_stops_in_worker_processes_are_neither_cached_nor_ret
 
     stalled = dataclasses.replace(TINY_SCHEDULE, max_steps=50, eval_every=25, budget_min=1e-6)
     calls = []
-    real = train_module._fit
-    monkeypatch.setattr(train_module, "_fit", lambda *a, **k: calls.append(1) or real(*a, **k))  # this process only
+    real = loop_module.fit
+    monkeypatch.setattr(loop_module, "fit", lambda *a, **k: calls.append(1) or real(*a, **k))  # this process only
     with pytest.raises(IncompleteTraining) as err:
         trained_set(TINY, variants=[VARIANT, "rf:resnet18"], schedule=stalled, cache_dir=tmp_path, progress=False,
                     say=None, workers=2)

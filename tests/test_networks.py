@@ -28,6 +28,9 @@ from analysis.networks import (
     plateaued,
     train_network,
 )
+from analysis.networks import evaluation as evaluation_module
+from analysis.networks import loop as loop_module
+from analysis.networks import store as store_module
 from analysis.networks import train as train_module
 from bench.errors import DataError
 from bench.models import FAMILIES
@@ -118,7 +121,7 @@ def test_the_record_holds_every_field(trained, tiny_data):
 
 
 def test_a_second_call_loads_instead_of_training(trained, tiny_data, cache, monkeypatch):
-    monkeypatch.setattr(train_module, "_fit", _no_training)
+    monkeypatch.setattr(loop_module, "fit", _no_training)
     again = train_network(VARIANT, tiny_data, TINY_SCHEDULE, seed=0, decoder=NARROW, cache_dir=cache, progress=False)
     assert again.cached and again.path == trained.path and again.record == trained.record
     first, second = trained.model.state_dict(), again.model.state_dict()
@@ -136,14 +139,14 @@ def test_a_second_call_loads_instead_of_training(trained, tiny_data, cache, monk
     {"variant": "rf:resnet18"},
 ])
 def test_anything_that_changes_the_weights_retrains(trained, tiny_data, cache, monkeypatch, change):
-    monkeypatch.setattr(train_module, "_fit", _no_training)
+    monkeypatch.setattr(loop_module, "fit", _no_training)
     args = {"variant": VARIANT, "schedule": TINY_SCHEDULE, "seed": 0, "decoder": NARROW, **change}
     with pytest.raises(Trained):
         train_network(args.pop("variant"), tiny_data, cache_dir=cache, progress=False, **args)
 
 
 def test_changed_data_retrains(trained, cache, monkeypatch):
-    monkeypatch.setattr(train_module, "_fit", _no_training)
+    monkeypatch.setattr(loop_module, "fit", _no_training)
     other = load_data(dataclasses.replace(TINY_DATA, seed=1), 64, progress=None)
     assert other.hash != trained.record["data_hash"]
     with pytest.raises(Trained):
@@ -162,7 +165,7 @@ def _copy_of(trained, tmp_path):
                                   "record_garbage"])
 def test_a_record_that_does_not_match_retrains(trained, tiny_data, tmp_path, monkeypatch, edit):
     cache, folder = _copy_of(trained, tmp_path)
-    monkeypatch.setattr(train_module, "_fit", _no_training)
+    monkeypatch.setattr(loop_module, "fit", _no_training)
     # the untouched copy is reused
     assert train_network(VARIANT, tiny_data, TINY_SCHEDULE, seed=0, decoder=NARROW, cache_dir=cache,
                          progress=False).cached
@@ -172,7 +175,7 @@ def test_a_record_that_does_not_match_retrains(trained, tiny_data, tmp_path, mon
         (folder / "record.json").write_text(json.dumps(record))
     elif edit == "record_identity_resigned":  # another schedule's record, with a digest that matches it
         record["schedule"]["lr"] = 0.5
-        record["record_sha256"] = train_module._digest({k: v for k, v in record.items() if k != "record_sha256"})
+        record["record_sha256"] = store_module._digest({k: v for k, v in record.items() if k != "record_sha256"})
         (folder / "record.json").write_text(json.dumps(record))
     elif edit == "checkpoint":
         state = torch.load(folder / "model.pt", weights_only=True)
@@ -252,7 +255,7 @@ def test_the_folder_hash_sees_an_edited_mask(tmp_path):
 
 def test_an_all_ignore_val_split_is_a_data_error(tmp_path, monkeypatch):
     root = _voc_folder(tmp_path / "ignored", k=3, n_train=4, n_val=2, val_all_ignore=True)
-    monkeypatch.setattr(train_module, "_fit", _no_training)
+    monkeypatch.setattr(loop_module, "fit", _no_training)
     with pytest.raises(DataError, match="val split .* no labelled pixel"):
         train_network(VARIANT, root, TINY_SCHEDULE, num_classes=3, decoder=NARROW, cache_dir=tmp_path / "c",
                       progress=False)
@@ -275,8 +278,8 @@ def test_the_plateau_rule(scores, patience, delta, stops):
 
 def test_training_stops_at_the_plateau_and_keeps_the_best_weights(tiny_data, tmp_path, monkeypatch):
     fed = iter([0.1, 0.5, 0.45, 0.5, 0.5])  # 4 evaluations (plateau after 2 without gain), then the final one
-    real = train_module._miou
-    monkeypatch.setattr(train_module, "_miou", lambda cm: (next(fed), real(cm)[1]))
+    real = evaluation_module.miou
+    monkeypatch.setattr(evaluation_module, "miou", lambda cm: (next(fed), real(cm)[1]))
     schedule = dataclasses.replace(TINY_SCHEDULE, max_steps=20, eval_every=1, patience=2, min_delta=0.01)
     net = train_network(VARIANT, tiny_data, schedule, decoder=NARROW, cache_dir=tmp_path, progress=False)
     assert (net.record["stop_reason"], net.record["steps"], net.record["best_step"]) == ("plateau", 4, 2)
@@ -396,7 +399,7 @@ def test_cli_trains_then_loads_and_prints_strict_json(tmp_path, capsys, monkeypa
         VARIANT, 0, 3, "max_steps", False)
     # a class absent from the 4 val images and from the predictions has no IoU: null, never NaN
     assert all(v is None or 0 <= v <= 1 for v in row["val_iou_per_class"].values())
-    monkeypatch.setattr(train_module, "_fit", _no_training)
+    monkeypatch.setattr(loop_module, "fit", _no_training)
     assert analysis_main(args[:-1]) == 0
     out = capsys.readouterr().out
     assert "cached" in out and VARIANT in out and f"{100 * row['val_miou']:.1f}%" in out

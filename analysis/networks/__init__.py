@@ -5,10 +5,16 @@ checkpoint and record, and reuse them in every later analysis (under every name 
     from analysis.networks import trained_set
     nets = trained_set("cpu")                 # the three families on MobileNet-v2, trained or loaded
     nets[0].model, nets[0].record["val_miou"]
+
+One module per job, in the order a network passes through them: ``settings`` (the named settings and
+``trained_set``), ``data`` (what it trains on, and its hash), ``recipe`` (the schedule: how it is trained),
+``train`` (``train_network``: look it up, train it, keep it), ``store`` (the weights store: key, lock, files),
+``loop`` (the training loop and its stopping rule), ``evaluation`` (its confusion matrix and mIoU).
+``schedule`` and ``training`` are the old names of ``recipe`` and ``loop``, kept for imports.
 """
 
 from .data import NetworkData, folder_hash, load_data
-from .schedule import STOP_REASONS, Schedule, plateaued
+from .recipe import STOP_REASONS, Schedule, plateaued
 from .settings import CPU_DECODER, MAX_SEEDS, SETTINGS, NetworkSetting, network_setting, trained_set
 from .train import (
     CACHE,

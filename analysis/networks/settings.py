@@ -23,7 +23,7 @@ from bench.models import register_variant, variant_info
 from ..datasets.synthetic import SyntheticSpec
 from . import train as train_module
 from .data import load_data
-from .schedule import Schedule
+from .recipe import Schedule
 from .train import IncompleteTraining, TrainedNetwork, cache_entry, check_device, is_cached, train_network
 
 CPU_DECODER = {"channels": 48, "top_channels": 96}

@@ -1,0 +1,235 @@
+"""The training loop: seeded steps of a segmenter (:func:`train_segmenter`), and :func:`fit`, which runs them
+to a plateau of the val mIoU or the step limit and keeps the best weights (the recipe is
+:mod:`analysis.networks.recipe`, the weights store :mod:`analysis.networks.store`).
+
+SGD with Nesterov momentum (the reference implementations' optimizer; AdamW on request) on
+cross-entropy (255 ignored) with logits upsampled to the label size, random crops and horizontal
+flips, gradient-norm clipping, a linear warm-up, a fixed number of steps. Meant for the small
+embedded default on a CPU, not for reproducing the paper's training schedule. The model and its
+inputs are put in channels-last memory format (the same values; about twice as fast on a CPU for
+the light-weight decoders).
+
+Why SGD: the original RefineNet decoder has no normalisation, and Adam moves every weight by about
+the learning rate per step whatever its gradient's size. Measured on the 'cpu' trained set
+(rf:mobilenet_v2, AdamW 2e-3): within 30-50 steps the summation ReLU of level 4 went dead (positive on
+0.0% of val outputs), then level 2 or 3, and stayed dead (a dead ReLU passes no gradient), so the
+network's 96% own val mIoU came through level 1 alone. With SGD (Nesterov momentum 0.9, lr 0.15) the
+same network keeps every level alive (13-43% positive) at the same accuracy; see ``analysis.networks.settings``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench import validation
+
+from ..datasets.images import normalise
+from ..datasets.voc import IGNORE
+from . import evaluation
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int = 200
+    batch_size: int = 8
+    crop: int | None = 64  # random square crops (None: whole images); the network is fully convolutional
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    clip_grad_norm: float = 1.0  # the original RefineNet (no BatchNorm in the decoder) diverges without it
+    warmup: float = 0.1  # fraction of the steps with a linear learning-rate warm-up
+    seed: int = 0
+    decay: str = "constant"  # after the warm-up: "constant", or "cosine" to zero at the last step
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum) or "adamw"
+    momentum: float = 0.9  # SGD only
+
+
+@dataclass
+class TrainLog:
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    val_miou: float = float("nan")
+
+
+def zero_init_residual_branches(model: nn.Module) -> nn.Module:
+    """Start every decoder residual branch at zero: the last conv of each RCU and every CRP conv.
+
+    Each RCU and CRP then begins as the identity (as torchvision's ``zero_init_residual`` does for
+    ResNet blocks). Without it the original RefineNet, which has no normalisation in its decoder,
+    starts with logits in the hundreds and spends a short training recovering from that.
+    The architecture is unchanged; the same init is used for every family.
+    """
+    from bench.models.blocks import BottleneckRCU, ChainedResidualPooling, ResidualConvUnit
+
+    for module in model.modules():
+        if isinstance(module, ResidualConvUnit):
+            nn.init.zeros_(module.conv2.weight)
+        elif isinstance(module, BottleneckRCU):
+            nn.init.zeros_(module.conv3.weight)
+        elif isinstance(module, ChainedResidualPooling):
+            for conv in module.convs:
+                nn.init.zeros_(conv.weight)
+    return model
+
+
+DECAYS = ("constant", "cosine")
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    """The optimizer ``settings.optimizer`` over every parameter of ``model`` (one learning rate for all)."""
+    validation.choice("optimizer", settings.optimizer, OPTIMIZERS)
+    params = model.parameters()
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, nesterov=settings.momentum > 0,
+                               weight_decay=settings.weight_decay)
+    return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def lr_factor(step: int, steps: int, warm: int, decay: str) -> float:
+    """The learning rate of step ``step`` (0-based) as a fraction of the peak: linear warm-up over ``warm`` steps,
+    then constant or a half cosine that reaches zero after the last step."""
+    if step < warm:
+        return (step + 1) / warm
+    if decay == "constant":
+        return 1.0
+    done = (step - warm + 1) / max(1, steps - warm)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+
+
+def train_segmenter(
+    model: nn.Module,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    normalise: Callable[[torch.Tensor], torch.Tensor],
+    settings: TrainSettings = TrainSettings(),
+    progress: Callable[[str], None] | None = print,
+    device: str = "cpu",
+    after_step: Callable[[int, float], bool] | None = None,
+    mixed_precision: bool = False,
+) -> TrainLog:
+    """SGD or AdamW (``settings.optimizer``) on cross-entropy for ``settings.steps`` steps of
+    ``settings.batch_size`` images (seeded).
+
+    ``after_step(steps_done, loss)`` runs after every step (e.g. to evaluate and keep the best
+    weights); returning True ends the training there. ``mixed_precision``: bf16 autocast on CUDA
+    (the loss and the optimiser stay fp32); ignored on a CPU, which trains in fp32.
+    """
+    torch.manual_seed(settings.seed)
+    g = torch.Generator().manual_seed(settings.seed)
+    model.train().to(device, memory_format=torch.channels_last)  # before the optimiser takes its parameters
+    opt = make_optimizer(model, settings)
+    warm = max(1, round(settings.warmup * settings.steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, settings.steps, warm,
+                                                                              settings.decay))
+    log = TrainLog()
+    start = time.perf_counter()
+    order = torch.randperm(len(images), generator=g)
+    cursor = 0
+    for step in range(settings.steps):
+        if cursor + settings.batch_size > len(order):
+            order, cursor = torch.randperm(len(images), generator=g), 0
+        idx = order[cursor : cursor + settings.batch_size]
+        cursor += settings.batch_size
+        x, y = images[idx], masks[idx]
+        if settings.crop:
+            top = int(torch.randint(0, x.shape[-2] - settings.crop + 1, (1,), generator=g))
+            left = int(torch.randint(0, x.shape[-1] - settings.crop + 1, (1,), generator=g))
+            x = x[..., top : top + settings.crop, left : left + settings.crop]
+            y = y[..., top : top + settings.crop, left : left + settings.crop]
+        flip = torch.rand(len(idx), generator=g) < 0.5
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        y = torch.where(flip.view(-1, 1, 1), y.flip(-1), y)
+        x = normalise(x.to(device)).contiguous(memory_format=torch.channels_last)
+        autocast = mixed_precision and device.startswith("cuda")
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            logits = F.interpolate(model(x), size=y.shape[-2:], mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(logits.float(), y.to(device).long(), ignore_index=IGNORE)
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad_norm)
+        opt.step()
+        schedule.step()
+        log.losses.append(float(loss.detach()))
+        if progress and (step + 1) % max(1, settings.steps // 5) == 0:
+            recent = sum(log.losses[-10:]) / len(log.losses[-10:])
+            progress(f"    step {step + 1}/{settings.steps}: loss {recent:.3f} ({time.perf_counter() - start:.0f} s)")
+        if after_step is not None and after_step(step + 1, log.losses[-1]):
+            break
+    log.seconds = time.perf_counter() - start
+    model.eval()
+    return log
+
+
+TRAIN_THREADS = 1
+"""A CPU trains on this many threads, whatever the machine has: the float order of a convolution, and so the exact
+weights, depend on the thread count (a 1-thread worker and a 2-thread process trained RefineNet to weights with
+different dead levels), while the cache key does not. Several networks train at once instead
+(:func:`analysis.networks.trained_set`), one per core."""
+
+
+def fit(model: nn.Module, data, schedule, seed: int, device: str, label: str,
+         progress: bool) -> dict:
+    """Train ``model`` on ``data`` (:class:`~analysis.networks.data.NetworkData`) by ``schedule``
+    (:class:`~analysis.networks.recipe.Schedule`) to the plateau or max_steps, or until the time guard stops it
+    (``complete`` False); load the best evaluated weights; the run's facts."""
+    from tqdm import tqdm
+
+    from .recipe import plateaued  # here: the recipe module imports this one's settings
+
+    if schedule.zero_init_residual:
+        zero_init_residual_branches(model)
+    history: list[dict] = []
+    best = {"miou": -math.inf, "step": 0, "state": None, "cm": None}
+    stop = {"reason": "max_steps"}
+    start = time.perf_counter()
+    bar = tqdm(total=schedule.max_steps, desc=label, unit="step", file=sys.stderr, disable=not progress,
+               dynamic_ncols=True)
+
+    def check(step: int) -> bool:
+        """Evaluate (every eval_every steps and at the last step); True ends the training."""
+        over_budget = schedule.budget_min is not None and time.perf_counter() - start >= 60 * schedule.budget_min
+        if step % schedule.eval_every and step < schedule.max_steps and not over_budget:
+            return False
+        cm = evaluation.evaluate(model, data.val_images, data.val_masks, data.num_classes, device,
+                                 schedule.mixed_precision)
+        miou, _ = evaluation.miou(cm)
+        history.append({"step": step, "val_miou": miou, "seconds": time.perf_counter() - start})
+        if miou > best["miou"]:
+            state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            best.update(miou=miou, step=step, state=state, cm=cm)
+        bar.set_postfix(val_miou=f"{100 * miou:.1f}%", best=f"{100 * best['miou']:.1f}%")
+        if plateaued([h["val_miou"] for h in history], schedule.patience, schedule.min_delta):
+            stop["reason"] = "plateau"
+            return True
+        if over_budget and step < schedule.max_steps:  # at the step limit the run is complete whatever the clock
+            stop["reason"] = "budget"
+            return True
+        return False
+
+    def after_step(step: int, loss: float) -> bool:
+        bar.update(1)
+        return check(step)
+
+    try:
+        train_segmenter(model, data.train_images, data.train_masks, normalise, schedule.train_settings(seed),
+                        progress=None, device=device, after_step=after_step,
+                        mixed_precision=schedule.mixed_precision)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    model.load_state_dict(best["state"])
+    model.eval()
+    # the kept weights' own evaluation (eval mode: the same as evaluating again)
+    miou, per_class = evaluation.miou(best["cm"])
+    return {"steps": history[-1]["step"], "best_step": best["step"], "stop_reason": stop["reason"],
+            "complete": stop["reason"] != "budget", "seconds": seconds, "val_miou": miou,
+            "val_iou_per_class": dict(zip(data.classes, per_class, strict=True)),
+            "history": history}

@@ -1,0 +1,86 @@
+"""The recipe: a network is trained to a plateau of its val mIoU or to a step limit; a time guard stops a stalled run.
+
+The val mIoU is measured every ``eval_every`` steps; training stops when the last ``patience``
+evaluations have not beaten the best one before them by more than ``min_delta`` (see
+:func:`plateaued`) or at ``max_steps``. The weights kept are those of the best evaluation.
+``budget_min`` is a guard, not a stopping rule: a run it stops (``stop_reason: "budget"``) depends on the
+machine's speed and load, so it is incomplete, never cached and never compared
+(:class:`analysis.networks.train.IncompleteTraining`); it is not part of the cache key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bench import validation
+from bench.errors import UsageError
+
+from .loop import DECAYS, OPTIMIZERS, TrainSettings
+
+STOP_REASONS = ("plateau", "max_steps", "budget")
+
+
+def positive_minutes(name: str, value: object) -> float:
+    """A finite number of minutes > 0: one message for 0, -1, nan and inf alike."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{name} must be a finite number of minutes > 0, got {value!r}")
+    return float(validation.number(name, value))  # the type check (a UsageTypeError for a string)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    size: int = 128  # images and labels are resized to size x size for training and evaluation
+    max_steps: int = 400
+    eval_every: int = 25  # steps between val mIoU evaluations
+    patience: int = 4  # evaluations without an improvement of more than min_delta before stopping
+    min_delta: float = 0.005  # a fraction of mIoU (0.005 = half a point)
+    budget_min: float | None = None  # wall-clock minutes per network, evaluations included (None: none)
+    batch_size: int = 16
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum 0.9) or "adamw" (see analysis.networks.loop: why SGD)
+    lr: float = 0.1
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 1e-4
+    clip_grad_norm: float = 1.0
+    warmup_steps: int = 30  # linear learning-rate warm-up, then `decay`
+    decay: str = "constant"  # "constant", or "cosine" to zero at max_steps (a run stopped earlier never gets there)
+    crop: int | None = None  # random square crops (None: whole images)
+    mixed_precision: bool = True  # bf16 autocast on CUDA; a CPU always trains in fp32
+    zero_init_residual: bool = True  # every RCU / CRP branch starts at zero (analysis.networks.loop)
+
+    def validate(self) -> None:
+        validation.integer("size", self.size, minimum=validation.MIN_SIDE, maximum=validation.MAX_SIDE)
+        validation.integer("max_steps", self.max_steps, minimum=1)
+        validation.integer("eval_every", self.eval_every, minimum=1)
+        validation.integer("patience", self.patience, minimum=1)
+        validation.number("min_delta", self.min_delta, minimum=0)
+        if self.budget_min is not None:
+            positive_minutes("budget_min", self.budget_min)
+        validation.integer("batch_size", self.batch_size, minimum=1, maximum=validation.MAX_BATCH)
+        validation.choice("optimizer", self.optimizer, OPTIMIZERS)
+        validation.number("lr", self.lr, minimum=0)
+        momentum = validation.number("momentum", self.momentum, minimum=0)
+        if momentum >= 1:
+            raise UsageError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        validation.number("weight_decay", self.weight_decay, minimum=0)
+        validation.number("clip_grad_norm", self.clip_grad_norm, minimum=0)
+        validation.integer("warmup_steps", self.warmup_steps, minimum=0)
+        validation.choice("decay", self.decay, DECAYS)
+        if self.crop is not None:
+            validation.integer("crop", self.crop, minimum=validation.MIN_SIDE, maximum=self.size)
+
+    def train_settings(self, seed: int) -> TrainSettings:
+        """The per-step settings of :func:`analysis.networks.loop.train_segmenter` (up to max_steps)."""
+        return TrainSettings(steps=self.max_steps, batch_size=self.batch_size, crop=self.crop, lr=self.lr,
+                             weight_decay=self.weight_decay, clip_grad_norm=self.clip_grad_norm,
+                             warmup=self.warmup_steps / self.max_steps, seed=seed, decay=self.decay,
+                             optimizer=self.optimizer, momentum=self.momentum)
+
+
+def plateaued(scores: Sequence[float], patience: int, min_delta: float) -> bool:
+    """True when none of the last ``patience`` scores beats the best score before them by more than
+    ``min_delta``; False while there are not yet more than ``patience`` scores."""
+    if len(scores) <= patience:
+        return False
+    return not max(scores[-patience:]) > max(scores[:-patience]) + min_delta
