@@ -205,6 +205,10 @@ def probe_plan(args: argparse.Namespace):
     for key in ("families", "levels"):
         if getattr(args, key):
             changes[key] = tuple(getattr(args, key))
+    if args.seeds is not None:
+        from bench import validation
+
+        validation.integer("--seeds", args.seeds, minimum=1, maximum=MAX_SEEDS)  # bounded as train's
     for key in ("size", "seeds", "device"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)

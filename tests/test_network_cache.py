@@ -415,3 +415,24 @@ def test_networks_the_guard_stops_in_worker_processes_are_neither_cached_nor_ret
     assert all(r["complete"] is False and r["stop_reason"] == "budget" for r in err.value.records)
     assert calls == []  # not trained again in the caller
     assert not [p for p in tmp_path.iterdir() if p.name != ".locks"]
+
+
+def test_a_cached_checkpoint_loads_under_another_name_of_its_architecture(data, tmp_path):
+    """Trained as an alias of another family's label (RF's path to LW ends in LW's architecture): the checkpoint
+    loads under the built-in name of that architecture, which then needs no changes."""
+    from analysis.networks import checkpoint_decoder
+    from analysis.probes.run import checkpoint_model
+
+    register_variant("rf_to_lw", "rf:resnet18", crp_kernel=1, fusion_kernel=1, rcu="none", rcu_in=0, rcu_out=0,
+                     dropout=0.0)
+    net = train_network("rf_to_lw", data, TINY_SCHEDULE, 0, cache_dir=tmp_path, progress=False)
+    assert net.record["architecture"] == store_module.identity(VARIANT, data, TINY_SCHEDULE, 0, "cpu", None,
+                                                               tmp_path)[1]["architecture"]
+    assert checkpoint_decoder(VARIANT, net.path / "model.pt")[0] == {}
+    assert _same_weights(checkpoint_model(VARIANT, net.path / "model.pt", net.record["num_classes"]), net.model)
+
+
+def test_probes_seeds_are_bounded_as_trains(capsys):
+    assert analysis_main(["probes", "--seeds", "100000000000"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == "error: --seeds must be an integer <= 1000, got 100000000000"

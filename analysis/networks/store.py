@@ -241,13 +241,15 @@ def record_beside(checkpoint: str | Path) -> dict | None:
 def checkpoint_decoder(variant: str, checkpoint: str | Path) -> tuple[dict | None, dict | None]:
     """(decoder changes, record) to build ``variant`` for a checkpoint this project trained: the record beside
     ``model.pt`` says how the network was built (its decoder widths and every other field). (None, None) for any
-    other checkpoint. A record of another backbone or family than ``variant``'s is a DataError."""
+    other checkpoint. A record of another backbone than ``variant``'s, or of another family unless the architecture
+    is ``variant``'s own (``paper.5`` for ``rf_lw50``), is a DataError naming the name to give."""
     record = record_beside(checkpoint)
     if record is None:
         return None, None
     info = variant_info(variant)
     trained = record.get("decoder") or {}
-    if record.get("backbone") != info.backbone or trained.get("family") != info.family:
+    same = record.get("architecture") == architecture_hash(info.backbone, decoder_spec(variant))
+    if record.get("backbone") != info.backbone or (trained.get("family") != info.family and not same):
         raise DataError(f"{checkpoint} was trained as {record.get('variant')} ({trained.get('family')} on "
                         f"{record.get('backbone')}, says {Path(checkpoint).parent / RECORD}), not as {variant} "
                         f"({info.family} on {info.backbone}); name it {record.get('variant')}={checkpoint}")
