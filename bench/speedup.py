@@ -13,7 +13,11 @@ allows, and with so few pairs a percentile bootstrap is too narrow. The percenti
 (resampling pairs keeps each pair together) is recorded beside it (``boot_low``, ``boot_high``); with the
 100 pairs of a GPU run the two agree. On CUDA each pass is timed with events
 (one replay of a captured graph with ``cuda_graph=True``); on CPU with ``perf_counter``, and the
-number of pairs is adaptive (at least ``min_runs``, then until ``budget_s`` or ``runs``). With graph
+number of pairs is adaptive: at least ``min_runs``, then, with ``precision`` set, until the interval's half-width
+is within that fraction of the ratio (or ``runs`` pairs, or ``budget_s`` seconds: the cap), else until ``budget_s``
+or ``runs``. The record says which ended it (``stopped_by``) and what the machine did meanwhile
+(:class:`Disturbance`: the spread of the pair ratios, the share of its threads' CPU time each pass got, the
+hypervisor's steal time and the load), so a report can tell a disturbed run from a decided one. With graph
 replay, the same two models are then run eagerly for ``EAGER_PAIRS`` interleaved pairs, and their eager
 medians are recorded beside the replays (``base_eager_ms``, ``other_eager_ms``): the host's share of an
 eager pass, and the ratio an eager timing would have reported.
@@ -22,6 +26,7 @@ eager pass, and the ratio an eager timing would have reported.
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -65,6 +70,12 @@ class SpeedupRecord:
     environment: dict = field(default_factory=dict)
     fallback: str = ""
     error: str = ""
+    precision: float = math.nan  # the target relative half-width of the interval (NaN: none, fixed pairs)
+    stopped_by: str = ""  # "precision" (target reached), "runs" (the cap), "budget" (the time cap)
+    log_ratio_sd: float = math.nan  # spread of the per-pair log ratios (disturbance)
+    cpu_share: float = math.nan  # CPU: median over passes of process CPU time / (wall time x threads)
+    steal_share: float = math.nan  # share of the machine's CPU time the hypervisor stole during the pairs
+    load_avg: float = math.nan  # 1-minute load average at the end, per core
     base_samples_ms: list[float] = field(default_factory=list)
     other_samples_ms: list[float] = field(default_factory=list)
 
@@ -92,6 +103,10 @@ def _passes(
     return eager, eager, "eager", ""
 
 
+CPU_SHARES: list[float] = []
+"""CPU passes of the current :func:`interleaved_samples` call: process CPU time / (wall time x threads) each."""
+
+
 def _timed(fn: Callable[[], object], cuda: bool) -> Callable[[], float]:
     if cuda:
         def run() -> float:
@@ -103,32 +118,91 @@ def _timed(fn: Callable[[], object], cuda: bool) -> Callable[[], float]:
             return start.elapsed_time(end)
     else:
         def run() -> float:
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
-            return (time.perf_counter() - t0) * 1e3
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            # another process on our cores shows as a pass that got less CPU time than its threads could use
+            CPU_SHARES.append(cpu / (wall * torch.get_num_threads()) if wall > 0 else math.nan)
+            return wall * 1e3
     return run
 
 
+def precise_enough(ta: Sequence[float], tb: Sequence[float], precision: float, level: float = 0.95) -> bool:
+    """Whether the t interval of the paired log ratios is within ``precision`` of the ratio (relative half-width:
+    high / ratio - 1 <= precision). The stopping rule is about width only, never about which side of a claim's
+    boundary the ratio lies, so stopping does not bias the verdicts."""
+    if len(ta) < 2:
+        return False
+    ratio, _, high = log_ratio_interval(ta, tb, level)
+    return high / ratio - 1 <= precision
+
+
+def sequential_pairs(next_pair: Callable[[int], tuple[float, float]], min_pairs: int, max_pairs: int,
+                     budget_s: float = math.inf, precision: float | None = None, always_cap: bool = False
+                     ) -> tuple[list[float], list[float], str]:
+    """Pairs from ``next_pair(i)`` (ms, ms) until the rule says stop; returns both lists and what stopped them.
+
+    At least ``min_pairs``; then, with ``precision``, until :func:`precise_enough` (or ``max_pairs``, or
+    ``budget_s`` seconds spent: the caps); without, until ``budget_s`` or ``max_pairs`` (``always_cap``: exactly
+    ``max_pairs``, as on CUDA). A pure loop, so a test can drive it with a fake clock."""
+    ta: list[float] = []
+    tb: list[float] = []
+    spent = 0.0
+    while len(ta) < max_pairs:
+        if len(ta) >= min_pairs and not always_cap:
+            if precision is not None and precise_enough(ta, tb, precision):
+                return ta, tb, "precision"
+            if spent >= budget_s:
+                return ta, tb, "budget"
+        x, y = next_pair(len(ta))
+        ta.append(x)
+        tb.append(y)
+        spent += (x + y) / 1e3
+    return ta, tb, "runs"
+
+
 def interleaved_samples(
-    fns: Sequence[Callable[[], object]], settings: TimingSettings
+    fns: Sequence[Callable[[], object]], settings: TimingSettings, precision: float | None = None
 ) -> tuple[list[float], list[float]]:
     """Alternate two passes (A B, B A, ...) and return each one's times in ms, pair by pair."""
+    return _interleaved(fns, settings, precision)[:2]
+
+
+def _interleaved(fns: Sequence[Callable[[], object]], settings: TimingSettings, precision: float | None = None
+                 ) -> tuple[list[float], list[float], str]:
     cuda = settings.is_cuda
     a, b = (_timed(fn, cuda) for fn in fns)
     for _ in range(settings.warmup_passes):
         a(), b()
-    ta: list[float] = []
-    tb: list[float] = []
-    spent = 0.0
-    while len(ta) < settings.runs and (cuda or len(ta) < settings.min_runs or spent < settings.budget_s):
-        if len(ta) % 2 == 0:
+    CPU_SHARES.clear()
+
+    def pair(i: int) -> tuple[float, float]:
+        if i % 2 == 0:
             x, y = a(), b()
         else:
             y, x = b(), a()
-        ta.append(x)
-        tb.append(y)
-        spent += (x + y) / 1e3
-    return ta, tb
+        return x, y
+
+    # with no precision target a CPU keeps going until the budget (budget 0: exactly min_runs)
+    return sequential_pairs(pair, settings.min_runs, settings.runs, settings.budget_s if not cuda else math.inf,
+                            None if cuda else precision, always_cap=cuda)
+
+
+def steal_ticks() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs from /proc/stat (Linux), None where the OS does not report them."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def load_per_core() -> float:
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        return math.nan
 
 
 def geometric_mean_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -136,10 +210,13 @@ def geometric_mean_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def paired_speedup(
-    base: str, other: str, settings: TimingSettings, seed: int = 0, n_boot: int = 2000, level: float = 0.95
+    base: str, other: str, settings: TimingSettings, seed: int = 0, n_boot: int = 2000, level: float = 0.95,
+    precision: float | None = None,
 ) -> SpeedupRecord:
     """How many times faster ``other`` runs than ``base`` (same input, interleaved), with a bootstrap CI.
 
+    ``precision`` (CPU): after ``settings.min_runs`` pairs, go on until the interval's relative half-width is at
+    most this (e.g. 0.1), capped by ``settings.runs`` pairs and ``settings.budget_s`` seconds.
     A configuration that fails (e.g. out of memory) becomes a record with ``error`` set.
     """
     for name in (base, other):
@@ -147,16 +224,27 @@ def paired_speedup(
     validation.integer("n_boot", n_boot, minimum=1, maximum=validation.MAX_RUNS)
     if validation.number("level", level) <= 0 or level >= 1:
         raise UsageError(f"level must be a confidence level between 0 and 1 (e.g. 0.95), got {level!r}")
+    if precision is not None and (validation.number("precision", precision) <= 0 or precision >= 1):
+        raise UsageError(f"precision is a relative half-width between 0 and 1 (e.g. 0.1 for +-10%), got "
+                         f"{precision!r}")
     record = SpeedupRecord(base, other, settings.height, settings.width, settings.batch, settings.device,
                            settings.dtype, "graph" if settings.cuda_graph else "eager",
-                           settings=asdict(settings.resolved()))
+                           settings=asdict(settings.resolved()),
+                           precision=math.nan if precision is None else float(precision))
     try:
         settings.validate()
         with torch_settings(settings):
             record.environment = environment(settings.device)
             models = [seeded_model(name, seed) for name in (base, other)]
             fns, eager, record.mode, record.fallback = _passes(models, settings)
-            ta, tb = interleaved_samples(fns, settings)
+            steal0 = steal_ticks()
+            ta, tb, record.stopped_by = _interleaved(fns, settings, precision)
+            steal1 = steal_ticks()
+            if not settings.is_cuda:
+                record.cpu_share = statistics.median(CPU_SHARES) if CPU_SHARES else math.nan
+            if steal0 and steal1 and steal1[1] > steal0[1]:
+                record.steal_share = (steal1[0] - steal0[0]) / (steal1[1] - steal0[1])
+            record.load_avg = load_per_core()
             if record.mode == "graph":  # the eager times beside the replays: the host's share of each pass
                 ea, eb = interleaved_samples(eager, replace(settings, runs=EAGER_PAIRS, warmup=2))
                 record.base_eager_ms, record.other_eager_ms = statistics.median(ea), statistics.median(eb)
@@ -167,6 +255,8 @@ def paired_speedup(
     record.pairs = len(ta)
     record.base_median_ms, record.other_median_ms = statistics.median(ta), statistics.median(tb)
     record.ratio, record.ci_low, record.ci_high = log_ratio_interval(ta, tb, level)
+    logs = [math.log(x / y) for x, y in zip(ta, tb, strict=True)]
+    record.log_ratio_sd = statistics.stdev(logs) if len(logs) > 1 else math.nan
     _, record.boot_low, record.boot_high = bootstrap_paired(ta, tb, geometric_mean_ratio, n_boot, seed, level)
     return record
 
@@ -203,7 +293,7 @@ def paired_speedups(
         records.append(record)
         if progress:
             status = record.error or (f"{record.ratio:.3f}x (95% CI {record.ci_low:.3f} to {record.ci_high:.3f}, "
-                                      f"{record.pairs} pairs, {record.mode})")
+                                      f"{record.pairs} pairs, {record.mode}, stopped by {record.stopped_by})")
             progress(f"  [{i}/{len(grid) * len(pairs)}] {other} vs {base} {s.batch}x{s.height}x{s.width} "
                      f"{s.device}: {status}")
     return records

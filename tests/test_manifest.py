@@ -23,7 +23,7 @@ def fake_sections(monkeypatch):
         if state["fail"]:
             raise RuntimeError("out of memory (injected)")
         device = state["device"]
-        row = ScoreRow("Table 2 (runtimes, RF/LW)", "2.77", f"ratio on {device}", device, "partly", "why", "rule")
+        row = ScoreRow("Table 2 (runtimes, RF/LW)", "2.77", f"ratio on {device}", device, "inconclusive", "why", "rule")
         return Section(f"Timing on {device}", [], f"{device} words, run {state['run']}", "settings", [row],
                        f"timing/{SLUGS[device]}")
 
@@ -52,7 +52,8 @@ def test_two_devices_keep_two_timing_sections(tmp_path, fake_sections):
     assert manifest["timing/cpu-test-8-cores"]["text"] == "cpu words, run 2"
     assert manifest["timing/cpu-test-8-cores"]["scores"][0]["ours"] == "ratio on cpu"
     page = (tmp_path / "README.md").read_text()
-    assert "Timing on cuda" in page and "Timing on cpu" in page and "ratio on cuda" in page and "ratio on cpu" in page
+    assert "Timing on cuda" in page and "Timing on cpu" in page  # both sections linked
+    assert page.count("| Table 2 (runtimes, RF/LW) |") == 1 and "ratio on cpu" in page  # one row: the latest
 
 
 def test_a_rerun_replaces_only_its_own_devices_section(tmp_path, fake_sections):

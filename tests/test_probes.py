@@ -286,12 +286,12 @@ def test_tap_differences_and_verdict_against_the_papers_table4():
     wide.boot[("rf:x", 0, "level4.after_crp")]["miou"] = 0.31 + 0.05 * torch.linspace(1, -1, 101)  # unpaired noise
     assert list(crp_verdicts(wide, tap_differences(wide)).status) == ["inconclusive"]
     flat = _fake_run({"before_rcu": 0.135, "after_rcu": 0.135, "after_sum": 0.135, "after_crp": 0.132})
-    assert list(crp_verdicts(flat, tap_differences(flat)).status) == ["not testable"]
+    assert list(crp_verdicts(flat, tap_differences(flat)).status) == ["not testable here"]
     # a dead level (its summation ReLU almost never positive): not testable, whatever the probes say
     dead = _fake_run({"before_rcu": 0.30, "after_rcu": 0.31, "after_sum": 0.31, "after_crp": 0.36})
     dead.frame["active_sum"] = 0.002
     (row,) = crp_verdicts(dead, tap_differences(dead)).itertuples()
-    assert row.status == "not testable" and "dead" in row.why and "0.2%" in row.why
+    assert row.status == "not testable here" and "dead" in row.why and "0.2%" in row.why
     dead.frame["active_sum"] = 0.2  # alive: the verdict of the same scores
     assert list(crp_verdicts(dead, tap_differences(dead)).status) == ["reproduced"]
 

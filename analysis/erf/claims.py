@@ -3,15 +3,15 @@
 (a) "Dropping 3x3 convolutions does not shrink the empirical receptive field" (Sections 3.2, 5.1, 8):
     per level, the side (in cells, interpolated between whole squares: :func:`analysis.erf.gradient.mass_side`)
     of the square holding 90% of a whole level's decoder-grid ERF, light-weight family over RefineNet, with a
-    paired bootstrap interval over the images (whole-cell sides 2r+1 gave one-value intervals). "No
-    difference" is an equivalence claim, decided by two one-sided tests (Schuirmann 1987): with the
-    margin [0.8, 1.25] stated first, the ratio is *equivalent* (reproduced) where its whole 90% interval
-    lies inside the margin, *different* (not reproduced) where it lies wholly outside, and the verdict is
-    *inconclusive* otherwise (see ``CLAIM_A_RULE``).
-(b) "CRP enlarges the ERF" (Section 5.1, Figure 3): per family and level, CRP's own decoder-grid ERF.
-    *Reproduced* where the 90%-mass square of CRP's ERF is wider than one cell with its whole interval
-    (r90 >= 1: CRP moves information between cells), *not reproduced* where the whole interval stays on
-    one cell (r90 < 1), *inconclusive* otherwise (see ``CLAIM_B_RULE``).
+    paired bootstrap interval over the images. The claim is one-sided, as its title says: *no smaller*. With the
+    non-inferiority margin 0.8 stated first, it is *reproduced* where the whole 90% interval (a one-sided test at
+    5%) lies at or above 0.8, *not reproduced* where it lies wholly below, *inconclusive* otherwise; a larger LW
+    field reproduces it. *Not testable here* where both fields sit within one cell of the level's grid (the grid
+    cannot resolve them: a larger input gives the level more cells) or where a level is dead (``DEAD_RULE``).
+(b) "CRP enlarges the ERF" (Section 5.1, Figure 3): per family and level, CRP's own decoder-grid ERF, as the
+    interpolated side of its 90%-mass square in fractions of a cell. *Reproduced* where its whole 95% interval is
+    above one cell (over 10% of CRP's gradient mass leaves the unit's own cell: CRP moves information between
+    cells), *not reproduced* where the whole interval is at or below one cell, *inconclusive* otherwise.
 
 The report decides both on trained networks (:mod:`analysis.networks`), with the random-initialisation
 result beside it as what the architecture alone gives: at random init (b) holds by construction (any
@@ -25,16 +25,21 @@ import torch
 
 from bench.stats import percentile_interval
 
+from ..verdicts import NOT_TESTABLE, Interval, above
 from .decoder_grid import DecoderGrid
 
-EQUIVALENCE_MARGIN = (0.8, 1.25)  # LW/RF side ratio: stated before looking at the data, as in bioequivalence
-EQUIVALENCE_LEVEL = 0.90  # two one-sided tests at 5% each: the 90% interval
-CLAIM_A_RULE = (f"equivalent (reproduced) where the whole {EQUIVALENCE_LEVEL:.0%} CI of the LW/RF side ratio lies in "
-                f"[{EQUIVALENCE_MARGIN[0]}, {EQUIVALENCE_MARGIN[1]}]; different (not reproduced) where it lies wholly "
-                "outside; inconclusive otherwise")
-CLAIM_B_RULE = ("reproduced where the whole 95% CI of CRP's own decoder-grid r90 is >= 1 cell; not reproduced where "
-                "it is wholly below 1 cell (CRP keeps information on its cell); inconclusive otherwise")
-VERDICT_STATUS = {"equivalent": "reproduced", "different": "not reproduced", "inconclusive": "inconclusive"}
+NON_INFERIORITY_MARGIN = 0.8  # LW/RF side ratio: stated before looking at the data
+CLAIM_A_LEVEL = 0.90  # a one-sided test at 5%: the 90% interval's lower end
+CLAIM_A_RULE = (
+    f"per level: reproduced where the whole {CLAIM_A_LEVEL:.0%} CI of the LW/RF 90%-mass side ratio is at or above "
+    f"{NON_INFERIORITY_MARGIN} (no smaller: a larger LW field reproduces it), not reproduced where it is wholly below "
+    f"{NON_INFERIORITY_MARGIN}, inconclusive otherwise; not testable where both fields are within one cell of the "
+    "level's grid (the grid cannot resolve them)")
+CLAIM_B_RULE = ("per family and level: reproduced where the whole 95% CI of the side of CRP's own 90%-mass square "
+                "(interpolated, in cells) is above 1 cell, not reproduced where it is wholly at or below 1 cell (CRP "
+                "keeps 90% of its information on the unit's own cell), inconclusive otherwise")
+SUB_CELL = 1.0
+"""A field whose 90%-mass side is at most this many cells sits on the unit's own cell: below the grid's resolution."""
 DEAD = 0.01
 """A decoder level whose summation ReLU is positive on under this share of outputs is dead: it passes nothing on
 (the ERF claims here and the probe claim (c) both call it not testable)."""
@@ -65,21 +70,12 @@ def _dead(activity: dict[str, dict[str, float]] | None, family: str, level: str)
     return activity is not None and activity.get(family, {}).get(level, 1.0) < DEAD
 
 
-def equivalence_verdict(low: float, high: float, margin: tuple[float, float] = EQUIVALENCE_MARGIN) -> str:
-    """Two one-sided tests on an interval: "equivalent", "different" or "inconclusive" (``CLAIM_A_RULE``)."""
-    if margin[0] <= low and high <= margin[1]:
-        return "equivalent"
-    if high < margin[0] or low > margin[1]:
-        return "different"
-    return "inconclusive"
-
-
 def claim_a(grids: dict[str, DecoderGrid], reference: str = "rf",
             activity: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
     """Whole-level interpolated 90%-mass square side of each other family over ``reference``'s, per level, with
-    a paired 90% CI (the same image resamples for every family) and the equivalence verdict (``CLAIM_A_RULE``).
-    The whole-cell r90 of both stays beside it. ``activity`` (family -> :func:`level_activity`): a level dead in
-    either network is not testable (``DEAD_RULE``)."""
+    a paired 90% CI (the same image resamples for every family) and the verdict (``CLAIM_A_RULE``). The whole-cell
+    r90 of both stays beside it. ``activity`` (family -> :func:`level_activity`): a level dead in either network is
+    not testable (``DEAD_RULE``)."""
     base = grids[reference]
     ref_frame = base.frame.set_index(["level", "block"])
     rows = []
@@ -92,32 +88,43 @@ def claim_a(grids: dict[str, DecoderGrid], reference: str = "rf",
                 continue
             ratio_samples = sides.double() / base.side_boot[(level, block)].double()
             ours, theirs = frame.loc[(level, block)], ref_frame.loc[(level, block)]
-            low, high = percentile_interval(ratio_samples, EQUIVALENCE_LEVEL)
-            verdict = equivalence_verdict(low, high)
+            low, high = percentile_interval(ratio_samples, CLAIM_A_LEVEL)
+            ratio = ours.side90_cells / theirs.side90_cells
             dead = [f for f in (family, reference) if _dead(activity, f, level)]
-            status = "not testable" if dead else VERDICT_STATUS[verdict]
+            if dead:
+                outcome, why = NOT_TESTABLE, f"dead level ({', '.join(dead)}): nothing passes through it"
+            elif ours.side90_cells <= SUB_CELL and theirs.side90_cells <= SUB_CELL:
+                outcome, why = NOT_TESTABLE, (f"both fields within one cell (sides {ours.side90_cells:.2f} and "
+                                              f"{theirs.side90_cells:.2f}): the grid cannot resolve them; a larger "
+                                              "input gives the level more cells")
+            else:
+                v = above(Interval(ratio, low, high, CLAIM_A_LEVEL), NON_INFERIORITY_MARGIN, "side ratio",
+                          strict=False)
+                outcome, why = v.outcome, v.why
             rows.append({"family": family, "reference": reference, "level": level,
                          "side90_cells": ours.side90_cells, "reference_side90_cells": theirs.side90_cells,
                          "r90_cells": ours.r90_cells, "reference_r90_cells": theirs.r90_cells,
-                         "side_ratio": ours.side90_cells / theirs.side90_cells, "ci_low": low, "ci_high": high,
-                         "verdict": f"dead level ({', '.join(dead)})" if dead else verdict, "status": status})
+                         "side_ratio": ratio, "ci_low": low, "ci_high": high, "status": outcome, "why": why})
     return pd.DataFrame(rows)
 
 
 def claim_b(grids: dict[str, DecoderGrid], activity: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
-    """CRP's own decoder-grid r90 per family and level, with its interval; a dead level (``activity``, as in
-    :func:`claim_a`) is not testable."""
+    """CRP's own decoder-grid 90%-mass side (interpolated, cells) per family and level, with its 95% interval and the
+    verdict (``CLAIM_B_RULE``); the whole-cell r90 beside it; a dead level (``activity``) is not testable."""
     rows = []
     for family, grid in grids.items():
         frame = grid.frame.set_index(["level", "block"])
-        for (level, block), samples in grid.boot.items():
+        for (level, block), sides in grid.side_boot.items():
             if block != "CRP":
                 continue
-            low, high = percentile_interval(samples[0.9])
-            r90 = frame.loc[(level, block), "r90_cells"]
-            status = "reproduced" if low >= 1 else ("not reproduced" if high < 1 else "inconclusive")
+            row = frame.loc[(level, block)]
+            low, high = percentile_interval(sides)
             if _dead(activity, family, level):
-                status = "not testable"
-            rows.append({"family": family, "level": level, "crp_r90_cells": r90, "ci_low": low, "ci_high": high,
-                         "theoretical_cells": frame.loc[(level, block), "theoretical_cells"], "status": status})
+                outcome, why = NOT_TESTABLE, "dead level: nothing passes through it"
+            else:
+                v = above(Interval(row.side90_cells, low, high), SUB_CELL, "CRP's 90% side (cells)")
+                outcome, why = v.outcome, v.why
+            rows.append({"family": family, "level": level, "crp_side90_cells": row.side90_cells, "ci_low": low,
+                         "ci_high": high, "crp_r90_cells": row.r90_cells,
+                         "theoretical_cells": row.theoretical_cells, "status": outcome, "why": why})
     return pd.DataFrame(rows)

@@ -29,6 +29,7 @@ from bench.errors import UsageError
 from bench.stats import percentile_interval, resample_indices
 
 from ..datasets.voc import IGNORE
+from ..verdicts import REPRODUCED, Interval, above, tally
 
 PRECISION_BAR = 0.5
 OVERLAP_BAR = 0.5
@@ -106,20 +107,20 @@ def _ratio_with_ci(numerator: torch.Tensor, denominator: torch.Tensor, resamples
 
 
 def unit_verdicts(agreement: pd.DataFrame) -> pd.DataFrame:
-    """Figure 8's claim per class unit, by :data:`RULE`."""
+    """Figure 8's claim per class unit, by :data:`RULE`: each precision and the overlap is one ``above`` test of
+    :mod:`analysis.verdicts` against its bar; the unit holds where all three hold, fails where one fails."""
     rows = []
     for (unit, name), group in agreement.groupby(["unit", "class"], sort=False):
-        lows, highs = group.precision_ci_low, group.precision_ci_high
-        o_low, o_high = group.overlap_ci_low.iloc[0], group.overlap_ci_high.iloc[0]
-        if (lows > PRECISION_BAR).all() and o_low > OVERLAP_BAR:
-            status, why = "reproduced", "both networks fire on the class, and on the same pixels"
-        elif (highs < PRECISION_BAR).any() or o_high < OVERLAP_BAR:
-            status = "not reproduced"
-            why = ("a network's top region is mostly off the class" if (highs < PRECISION_BAR).any() else
-                   "the two networks fire on different pixels")
-        else:
-            status, why = "inconclusive", "an interval straddles its bar"
+        tests = [above(Interval(r.precision, r.precision_ci_low, r.precision_ci_high), PRECISION_BAR,
+                       f"{r.network} precision") for r in group.itertuples()]
+        first = group.iloc[0]
+        tests.append(above(Interval(first.overlap, first.overlap_ci_low, first.overlap_ci_high), OVERLAP_BAR,
+                           "overlap"))
+        outcome = tally([t.outcome for t in tests], "").outcome
+        decisive = [t.why for t in tests if t.outcome == outcome] if outcome != REPRODUCED else []
+        why = ("both networks fire on the class, and on the same pixels" if outcome == REPRODUCED else
+               "; ".join(decisive))
         rows.append({"unit": unit, "class": name, "precision_min": float(group.precision.min()),
-                     "overlap": float(group.overlap.iloc[0]), "overlap_ci_low": o_low, "overlap_ci_high": o_high,
-                     "status": status, "why": why})
+                     "overlap": float(first.overlap), "overlap_ci_low": first.overlap_ci_low,
+                     "overlap_ci_high": first.overlap_ci_high, "status": outcome, "why": why})
     return pd.DataFrame(rows)

@@ -24,6 +24,7 @@ from bench.stats import percentile_interval
 
 from ..erf.claims import DEAD
 from ..paper import paper_numbers
+from ..verdicts import NOT_TESTABLE, Interval, above, tally
 from .heads import METRICS
 from .run import ProbeRun
 
@@ -50,6 +51,7 @@ def tap_differences(run: ProbeRun) -> pd.DataFrame:
     frame = run.frame.set_index(["variant", "seed", "tap"])
     rows = []
     for (variant, level), group in run.frame.groupby(["variant", "level"], sort=False):
+        drawn: dict[str, torch.Tensor] = {}  # block -> bootstrap samples of its mIoU difference (seed average)
         seeds = sorted(group.seed.unique())
         family = group.family.iloc[0]
         same = group.set_index("point")["same_as"].groupby(level=0).first()
@@ -69,17 +71,24 @@ def tap_differences(run: ProbeRun) -> pd.DataFrame:
                 if all(x is not None for x in samples + bases):
                     diff = torch.stack([a - b for a, b in zip(samples, bases, strict=True)]).mean(0)
                     row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = percentile_interval(diff)
+                    if metric == "miou":
+                        drawn[block] = diff
                 paper_after, paper_before = PAPER_COMPARISONS.get(block, (None, None))
                 pa, pb = paper.get((paper_after, metric)), paper.get((paper_before, metric))
                 is_paper_row = family == "rf" and level == "level4" and pa is not None and pb is not None
                 row[f"paper_{metric}"] = pa - pb if is_paper_row else math.nan
+            if block == "CRP" and "RCU" in drawn and "CRP" in drawn:
+                # claim (c) compares the two gains: their paired difference, from the same resamples and seeds
+                rcu = next(r for r in rows if r["variant"] == variant and r["level"] == level and r["block"] == "RCU")
+                row["miou_vs_rcu"] = row["miou"] - rcu["miou"]
+                row["miou_vs_rcu_ci_low"], row["miou_vs_rcu_ci_high"] = percentile_interval(drawn["CRP"] - drawn["RCU"])
             rows.append(row)
     return pd.DataFrame(rows)
 
 
 def learned(run: ProbeRun, margin: float = 0.02) -> pd.DataFrame:
-    """Per variant and level: do the probes beat the trivial baselines (by ``margin``, fractions)?"""
-    best = run.frame.groupby(["variant", "level"], sort=False)[["miou", "label_accuracy"]].max()
+    """Per variant, seed and level: do the probes beat the trivial baselines (by ``margin``, fractions)?"""
+    best = run.frame.groupby(["variant", "seed", "level"], sort=False)[["miou", "label_accuracy"]].max()
     best["miou_gain"] = best["miou"] - run.baselines["miou"]
     best["label_accuracy_gain"] = best["label_accuracy"] - run.baselines["label_accuracy"]
     informative = bool(run.baselines.get("multilabel_informative", 1.0))  # else label accuracy says nothing
@@ -87,16 +96,18 @@ def learned(run: ProbeRun, margin: float = 0.02) -> pd.DataFrame:
     return best.reset_index()
 
 
-def crp_verdicts(run: ProbeRun, diffs: pd.DataFrame, margin: float = 0.02) -> pd.DataFrame:
-    """Claim (c), "CRP, not RCU, drives the features' discriminative power", per variant and level.
+CLAIM_C_RULE = (
+    "per family and level (probe mIoU, 95% intervals; CRP's gain from its own input, after the summation): reproduced "
+    "where CRP's gain is wholly above zero and, with RCUs, the paired difference CRP gain - RCU gain (same resamples, "
+    "same seeds) is wholly above zero; not reproduced where either lies wholly at or below zero; inconclusive "
+    "otherwise; not testable where, in any training seed, the level is dead (its summation ReLU positive on under 1% "
+    "of val outputs) or no probe at the level beats the trivial baselines by 2 points (one rule for every seed)")
 
-    Rule (probe mIoU, 95% intervals): *reproduced* where CRP's difference is above zero and, with RCUs,
-    larger than RCU's; *not reproduced* where CRP's interval is below zero or RCU's lies wholly above
-    CRP's; *inconclusive* otherwise; *not testable* where the level is dead in a trained network (its
-    summation ReLU positive on under ``DEAD`` of val outputs, in any seed) or where no probe at that level
-    beats the trivial baselines by ``margin`` (the features were not learned).
-    """
-    ok = learned(run, margin).set_index(["variant", "level"])
+
+def crp_verdicts(run: ProbeRun, diffs: pd.DataFrame, margin: float = 0.02) -> pd.DataFrame:
+    """Claim (c), "CRP, not RCU, drives the features' discriminative power", per variant and level, by
+    :data:`CLAIM_C_RULE` (each part one ``above`` test of :mod:`analysis.verdicts`)."""
+    ok = learned(run, margin).groupby(["variant", "level"], sort=False)["learned"].all()
     activity = run.frame.groupby(["variant", "level"])["active_sum"].min() if "active_sum" in run.frame else None
     rows = []
     for (variant, level), group in diffs.groupby(["variant", "level"], sort=False):
@@ -105,23 +116,24 @@ def crp_verdicts(run: ProbeRun, diffs: pd.DataFrame, margin: float = 0.02) -> pd
         rcu = g.loc["RCU"] if "RCU" in g.index else None
         low, high = crp.get("miou_ci_low", math.nan), crp.get("miou_ci_high", math.nan)
         active = float(activity.loc[(variant, level)]) if activity is not None else math.nan
+        vs = (crp.get("miou_vs_rcu", math.nan), crp.get("miou_vs_rcu_ci_low", math.nan),
+              crp.get("miou_vs_rcu_ci_high", math.nan))
         if active < DEAD:
-            status = "not testable"
-            why = (f"the level is dead in the trained network: {100 * active:.1f}% of its summation ReLU outputs are "
+            status = NOT_TESTABLE
+            why = (f"the level is dead in a trained network: {100 * active:.1f}% of its summation ReLU outputs are "
                    "positive on val, so nothing passes through it")
-        elif not ok.loc[(variant, level), "learned"]:
-            status = "not testable"
-            why = "no probe beats the trivial baselines: the features were not learned"
-        elif high < 0 or (rcu is not None and rcu.get("miou_ci_low", math.nan) > high):
-            status = "not reproduced"
-            why = "CRP lowers the probe mIoU" if high < 0 else "RCU adds more than CRP"
-        elif low > 0 and (rcu is None or crp["miou"] > rcu["miou"]):
-            status = "reproduced"
-            why = "CRP raises the probe mIoU" + ("" if rcu is None else " more than RCU")
+        elif not ok.loc[(variant, level)]:
+            status = NOT_TESTABLE
+            why = "no probe beats the trivial baselines in every seed: the features were not learned"
         else:
-            status = "inconclusive"
-            why = "the interval includes zero" if low <= 0 <= high else "CRP's gain does not exceed RCU's"
+            tests = [above(Interval(100 * crp["miou"], 100 * low, 100 * high), 0.0, "CRP's gain (points)", ".1f")]
+            if rcu is not None:
+                tests.append(above(Interval(*(100 * v for v in vs)), 0.0, "CRP gain - RCU gain (points)", ".1f"))
+            status = tally([t.outcome for t in tests], "").outcome
+            why = "; ".join(t.why for t in tests)
         rows.append({"variant": variant, "family": crp["family"], "level": level, "crp_miou": crp["miou"],
                      "crp_ci_low": low, "crp_ci_high": high, "rcu_miou": rcu["miou"] if rcu is not None else math.nan,
-                     "paper_crp_miou": crp.get("paper_miou", math.nan), "status": status, "why": why})
+                     "crp_minus_rcu": vs[0], "crp_minus_rcu_ci_low": vs[1], "crp_minus_rcu_ci_high": vs[2],
+                     "seeds": int(crp["seeds"]), "paper_crp_miou": crp.get("paper_miou", math.nan), "status": status,
+                     "why": why})
     return pd.DataFrame(rows)

@@ -21,8 +21,9 @@ from bench.environment import device_slug, environment
 from bench.errors import UsageError
 from bench.records import to_json
 
+from ..verdicts import VERDICT_VERSION
 from .files import REPORTS, Section, write_atomic
-from .front_page import front_page
+from .front_page import write_pages
 
 
 def _complexity(out: Path) -> Section:
@@ -115,7 +116,7 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
         key = _key(name, device)
         print(f"[{i}/{len(names)}] {name} ...", flush=True)
         start = time.perf_counter()
-        entry = {"section": name, "title": name, "environment": environment(device)}
+        entry = {"section": name, "title": name, "environment": environment(device), "verdict_version": VERDICT_VERSION}
         if name in TRAINED:
             from ..networks.train import TRAINING_VERSION
 
@@ -141,7 +142,7 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
         order = {name: i for i, name in enumerate(SECTIONS)}
         ordered = dict(sorted(current.items(), key=lambda kv: (order.get(kv[1].get("section", kv[0]), 99), kv[0])))
         write_atomic(manifest_path, to_json(ordered, indent=2) + "\n")
-        write_atomic(out / "README.md", front_page(ordered, out))
+        write_pages(ordered, out)
     return status
 
 

@@ -17,7 +17,7 @@ from bench.models import list_models, variant_info
 from ..paper import paper_values
 from ..style import FAMILY_COLOURS, PAPER_COLOUR, family_label, spread, use_style, variant_marker
 from .files import Artifact, ScoreRow, Section, save_figure, save_table
-from .scorecard import within_rounding_status
+from .scorecard import COUNT_RULE, count_verdicts
 
 FOLDER = "complexity"
 COMMAND = "python -m analysis report complexity"
@@ -136,14 +136,14 @@ def write(results: ComplexityResults, out: Path) -> Section:
         save_table(table, folder / name, title, notes[name], labels=PAPER_LABELS)
         artifacts.append(Artifact(f"{FOLDER}/{name}.md", title.split(":")[0] + " replica",
                                   "paper value, measured value, difference", inline=True))
-        status, reason = within_rounding_status(table["within_rounding"], table["diff_pct"])
+        names = table["variant"] + (" " + table["metric"] if "metric" in table else "")
+        _, verdict = count_verdicts(list(zip(names, table["measured"], table["within_rounding"],
+                                             table["diff_pct"], strict=True)))
         artifact = {"table1_complexity": "Table 1", "table2_params": "Table 2 (params)",
                     "table3_flops": "Table 3 (FLOPs)"}[name]
         scores.append(ScoreRow(
             artifact, ", ".join(f"{v:g}" for v in table["paper"]), ", ".join(f"{v:.4g}" for v in table["measured"]),
-            "shape-only count, any device", status, reason,
-            "reproduced: every value within the paper's rounding; partly: all within 3%; else not reproduced",
-            f"{FOLDER}/{name}.md"))
+            "shape-only count, any device", verdict.outcome, verdict.why, COUNT_RULE, f"{FOLDER}/{name}.md"))
 
     conv = convention_search(records)
     resnet = conv[conv.variant.map(lambda v: variant_info(v).depth is not None)]

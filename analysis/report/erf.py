@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from bench.environment import device_description
 from bench.models import create_model
 
 from ..datasets.images import normalise
@@ -33,11 +34,11 @@ from ..erf import (
     tap_features,
 )
 from ..erf.claims import (
+    CLAIM_A_LEVEL,
     CLAIM_A_RULE,
     CLAIM_B_RULE,
     DEAD,
     DEAD_RULE,
-    EQUIVALENCE_LEVEL,
     claim_a,
     claim_b,
     level_activity,
@@ -48,8 +49,8 @@ from ..erf.units import RULE as UNIT_RULE
 from ..erf.units import class_maps, unit_agreement, unit_verdicts
 from ..networks import SETTINGS, NetworkSetting, load_data, train_network
 from ..style import FAMILY_COLOURS, family_label, use_style
+from ..verdicts import NOT_TESTABLE, tally
 from .files import Artifact, ScoreRow, Section, save_figure, save_table
-from .scorecard import tally_status
 
 FOLDER = "erf"
 COMMAND = "python -m analysis report erf"
@@ -170,9 +171,9 @@ def _claims(grids: dict[str, DecoderGrid], weights: str,
     claims = pd.concat([
         a.assign(claim="(a) 3x3 convs dropped: ERF not shrunk", effect=a.side_ratio, rule=CLAIM_A_RULE,
                  paper="no significant difference (RF-101 vs LW-101, trained)"),
-        b.assign(claim="(b) CRP enlarges the ERF", effect=b.crp_r90_cells, rule=CLAIM_B_RULE,
+        b.assign(claim="(b) CRP enlarges the ERF", effect=b.crp_side90_cells, rule=CLAIM_B_RULE,
                  paper="ERF larger after CRP (Fig. 3)"),
-    ], ignore_index=True)[["claim", "family", "level", "effect", "ci_low", "ci_high", "paper", "status", "rule"]]
+    ], ignore_index=True)[["claim", "family", "level", "effect", "ci_low", "ci_high", "paper", "status", "why"]]
     return a, b, claims.assign(weights=weights)
 
 
@@ -238,12 +239,13 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
         "border."])
     save_table(claims, folder / "claims", "Claims (a) and (b) per family and level (decoder grid)", [
         f"(a) Sections 3.2/5.1/8: 'dropping 3x3 convolutions does not shrink the ERF' - effect: side of the light-"
-        f"weight family's 90%-mass square over RefineNet's for a whole level, paired {EQUIVALENCE_LEVEL:.0%} image-"
+        f"weight family's 90%-mass square over RefineNet's for a whole level, paired {CLAIM_A_LEVEL:.0%} image-"
         f"bootstrap CI. The side is interpolated between whole squares (analysis.erf.gradient.mass_side: the "
         f"mass of each ring of cells spread over the two sides it adds), so it moves when mass moves within a ring; "
         f"with whole-cell sides (2r+1) most intervals were one value. Rule: {CLAIM_A_RULE}.",
-        f"(b) Section 5.1/Figure 3: 'CRP enlarges the ERF' - effect: r90 (cells) of CRP's own decoder-grid ERF, 95% "
-        f"CI. Rule: {CLAIM_B_RULE}.",
+        f"(b) Section 5.1/Figure 3: 'CRP enlarges the ERF' - effect: side (cells, interpolated as for (a)) of the "
+        f"90%-mass square of CRP's own decoder-grid ERF, 95% CI (whole-cell r90 in decoder_grid.md). Rule: "
+        f"{CLAIM_B_RULE}.",
         f"Both (trained): {DEAD_RULE}. Live share per level on these canvases: " + "; ".join(
             f"{family_label(f)} " + ", ".join(f"{lvl} {100 * v:.1f}%" for lvl, v in act.items())
             for f, act in (results.activity or {}).items()) + ".",
@@ -274,46 +276,48 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
                   Artifact(f"{name}/fig8.png", "Figure 8 replica", "class units' top-activated regions, "
                            "RefineNet vs LW (trained)")]
 
-    status_a, reason_a = tally_status(list(a.status), "(a)")
-    status_b, reason_b = tally_status(list(b.status), "(b)")
-    status_8, reason_8 = tally_status(list(verdicts.status), "Figure 8")
+    cell = lambda frame, family_col="family": [f"{family_label(r[family_col])} {r['level']}" for _, r in  # noqa: E731
+                                               frame.iterrows() if r["status"] == "not reproduced"]
+    tally_a = tally(a.status, "(a)", "levels", cell(a))
+    tally_b = tally(b.status, "(b)", "family-level cells", cell(b))
+    tally_8 = tally(verdicts.status, "Figure 8", "class units",
+                    [str(c) for c in verdicts[verdicts.status == "not reproduced"]["class"]])
     where = f"trained '{net.name}' set, generated shapes, {net.device}"
-    arch_b = tally_status(list(b0.status), "(b)")[0]
-    arch_a = tally_status(list(a0.status), "(a)")[0]
+    seeds = 1  # one trained network per family (its rank: how many training runs the verdict rests on)
+    arch_b, arch_a = tally(b0.status, "(b)").outcome, tally(a0.status, "(a)").outcome
     scores = [
         ScoreRow("Figure 3 / claim (b): CRP enlarges the ERF", "larger ERF after CRP (trained LW-101, VOC)",
-                 f"decoder grid: CRP r90 {b.crp_r90_cells.min():.0f}-{b.crp_r90_cells.max():.0f} cells; image space "
-                 f"r50 {before} -> {after} px", where, status_b,
-                 f"{reason_b}; random init (architecture, holds by construction): {arch_b}",
-                 f"per family and level: {CLAIM_B_RULE}; reproduced: at every cell, partly: at some",
-                 f"{name}/claims.md"),
+                 f"CRP's 90% side {b.crp_side90_cells.min():.2f}-{b.crp_side90_cells.max():.2f} cells; image space "
+                 f"r50 {before} -> {after} px", where, tally_b.outcome,
+                 f"{tally_b.why}; random init (architecture, holds by construction): {arch_b}", CLAIM_B_RULE,
+                 f"{name}/claims.md", seeds),
         ScoreRow("Section 8 / claim (a): no smaller ERF without 3x3", "no significant difference (RF-101 vs LW-101)",
-                 "LW/RF side ratio " + ", ".join(f"{r:.2f}" for r in a.side_ratio), where, status_a,
-                 f"{reason_a}; random init (architecture): {arch_a}",
-                 f"per level: {CLAIM_A_RULE}; reproduced: equivalent at every level", f"{name}/claims.md"),
+                 "LW/RF side ratio " + ", ".join(f"{r:.2f}" for r in a.side_ratio), where, tally_a.outcome,
+                 f"{tally_a.why}; random init (architecture): {arch_a}", CLAIM_A_RULE, f"{name}/claims.md", seeds),
         ScoreRow("Figure 8 (classifier-layer regions)", "semantically similar regions, RF-101 vs LW-101",
                  f"precision {results.units.precision.min():.2f}-{results.units.precision.max():.2f}, RF/LW overlap "
                  f"{verdicts.overlap.min():.2f}-{verdicts.overlap.max():.2f} over {len(verdicts)} class units", where,
-                 status_8, reason_8, f"{UNIT_RULE}; reproduced: at every unit, partly: at some",
-                 f"{name}/figure8_units.md"),
+                 tally_8.outcome, tally_8.why, UNIT_RULE, f"{name}/figure8_units.md", seeds),
     ]
     n_a = int((a.status == "reproduced").sum())
     n_b = int((b.status == "reproduced").sum())
     n_8 = int((verdicts.status == "reproduced").sum())
-    testable_a, testable_b = int((a.status != "not testable").sum()), int((b.status != "not testable").sum())
+    testable_a, testable_b = int((a.status != NOT_TESTABLE).sum()), int((b.status != NOT_TESTABLE).sum())
     dead = sorted({f"{family_label(f)} {lvl}" for f, act in (results.activity or {}).items()
                    for lvl, v in act.items() if v < DEAD})
     dead_words = (f"; dead levels (summation ReLU positive on under {DEAD:.0%} of outputs, not testable): "
                   f"{', '.join(dead)}" if dead else "")
-    text = (f"On trained networks ({where}; own val mIoU {own}): CRP spreads information over r90 = "
-            f"{b.crp_r90_cells.min():.0f}-{b.crp_r90_cells.max():.0f} cells (claim (b) holds in {n_b}/{testable_b} "
+    text = (f"On trained networks ({where}; own val mIoU {own}): CRP's 90%-mass square is "
+            f"{b.crp_side90_cells.min():.2f}-{b.crp_side90_cells.max():.2f} cells wide (claim (b) holds in "
+            f"{n_b}/{testable_b} "
             f"testable family-level cells{dead_words}; at random init, where it holds by construction: "
             f"{int((b0.status == 'reproduced').sum())}/{len(b0)}); the light-weight whole-level ERF is "
-            f"{a.side_ratio.min():.2f}-{a.side_ratio.max():.2f}x RefineNet's square side (claim (a), an equivalence "
-            f"test, holds in {n_a}/{testable_a} testable levels); the class units of RefineNet and LW fire on their "
-            f"own classes and on the same pixels in {n_8}/{len(verdicts)} units (Figure 8). In image space CRP moves "
-            f"the trained LW network's r50 from {before} to {after} px at level 4.")
-    return Section(f"Receptive fields (Figures 3 and 8) on {net.device}", artifacts, text, settings, scores, name)
+            f"{a.side_ratio.min():.2f}-{a.side_ratio.max():.2f}x RefineNet's square side (claim (a), one-sided: "
+            f"no smaller, holds in {n_a}/{testable_a} testable levels); the class units of RefineNet and LW fire on "
+            f"their own classes and on the same pixels in {n_8}/{len(verdicts)} units (Figure 8). In image space CRP "
+            f"moves the trained LW network's r50 from {before} to {after} px at level 4.")
+    return Section(f"Receptive fields (Figures 3 and 8), '{net.name}' setting, on {device_description(net.device)}",
+                   artifacts, text, settings, scores, name)
 
 
 def decoder_grid_figure(grid: pd.DataFrame, plan: ERFPlan):

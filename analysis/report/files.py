@@ -38,10 +38,11 @@ class ScoreRow:
     paper: str
     ours: str
     measured_with: str  # device / data / weights
-    status: str  # reproduced | partly | not reproduced | not testable here
+    status: str  # an outcome of analysis.verdicts: reproduced | not reproduced | inconclusive | not testable here
     reason: str  # a few words, computed from the numbers
     rule: str  # how the status is decided
     link: str = ""  # the table or figure that backs it
+    rank: float = 0.0  # strength of its evidence: the front page shows each artifact's highest-ranked current row
 
 
 @dataclass

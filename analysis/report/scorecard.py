@@ -1,72 +1,94 @@
-"""The front page's scorecard: one row per paper artifact, its status computed from the numbers.
+"""The front page's scorecard: one row per paper artifact, its verdict computed from the numbers.
 
-Each rule is a small pure function of measured numbers, so a test can feed numbers and watch the
-status flip where the rule says; the rule's text is printed next to the status.
+Every verdict comes from :mod:`analysis.verdicts` (four outcomes, one rule each); the functions here turn a
+section's measurements into per-cell verdicts and the row's tally, so a test can feed fabricated numbers on each
+side of every boundary and watch the outcome flip where the rule says. The rule's text is printed once under the
+scorecard.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+from ..verdicts import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    TALLY_RULE,
+    VOCABULARY,
+    Interval,
+    Tally,
+    Verdict,
+    relative_band,
+    tally,
+    within,
+)
 from .files import ScoreRow
 
-SUPERSEDED = "superseded"
-"""The status of a row whose section ran on an earlier training method (see ``front_page.superseded``)."""
-STATUSES = ("reproduced", "partly", "not reproduced", "not testable here", SUPERSEDED)
+RATIO_TOLERANCE = 0.25
+COUNT_RULE = "per value: reproduced where the count prints as the paper's value (within half a unit of its last digit)"
+RATIO_RULE = (f"per depth: reproduced where the whole 95% CI of the paired RF/LW time ratio lies within "
+              f"{RATIO_TOLERANCE:.0%} of the paper's ratio, not reproduced where it lies wholly outside that band, "
+              "inconclusive otherwise or where the run was disturbed (see the timing section)")
 
 
-def within_rounding_status(within: Iterable[bool], diff_pct: Iterable[float], partly_pct: float = 3.0
-                           ) -> tuple[str, str]:
-    """Counts against printed values: every one within the paper's rounding -> reproduced; all within
-    ``partly_pct`` -> partly; else not reproduced."""
-    within, diff_pct = list(within), [abs(d) for d in diff_pct]
-    n_ok = sum(bool(w) for w in within)
-    if n_ok == len(within):
-        return "reproduced", f"all {len(within)} within the paper's rounding"
-    if max(diff_pct) <= partly_pct:
-        return "partly", f"{n_ok}/{len(within)} within rounding, all within {partly_pct:g}% (max {max(diff_pct):.1f}%)"
-    return "not reproduced", f"{n_ok}/{len(within)} within rounding, max difference {max(diff_pct):.1f}%"
+def count_verdicts(cells: Sequence[tuple[str, float, bool, float]]) -> tuple[list[Verdict], Tally]:
+    """Exact counts against printed values: (name, measured, within the paper's rounding, difference %)."""
+    verdicts = [Verdict(REPRODUCED if ok else NOT_REPRODUCED,
+                        f"{name}: {value:.4g} {'prints as' if ok else 'differs from'} the paper's value"
+                        f"{'' if ok else f' by {diff:+.1f}%'}") for name, value, ok, diff in cells]
+    failures = [f"{name} {diff:+.1f}%" for (name, _, ok, diff) in cells if not ok]
+    return verdicts, tally([v.outcome for v in verdicts], "values", "values", failures)
 
 
-def ratio_status(measured: Sequence[tuple[float, float, float]], paper: Sequence[float], tolerance: float = 0.25
-                 ) -> tuple[str, str]:
-    """Speed-up ratios (ratio, CI low, CI high) against the paper's: every interval above 1 and within
-    ``tolerance`` (relative) of the paper's ratio -> reproduced; every interval above 1 -> partly (LW is
-    faster, by a different factor); any interval touching or below 1 -> not reproduced."""
-    if not measured or any(math.isnan(r) for r, _, _ in measured):
-        return "not testable here", "no measurement"
-    faster = all(lo > 1 for _, lo, _ in measured)
-    close = all(lo <= p * (1 + tolerance) and hi >= p * (1 - tolerance)
-                for (_, lo, hi), p in zip(measured, paper, strict=True))
-    ours = "/".join(f"{r:.2f}" for r, _, _ in measured)
-    theirs = "/".join(f"{p:.2f}" for p in paper)
-    if faster and close:
-        return "reproduced", f"{ours} vs {theirs}: every interval within {tolerance:.0%} of the paper's"
-    if faster:
-        return "partly", f"LW faster at every depth ({ours}), but not by the paper's factors ({theirs})"
-    return "not reproduced", f"{ours} vs {theirs}: LW not faster at every depth"
+def ratio_verdicts(measured: Sequence[tuple[str, Interval, str]], paper: Sequence[float],
+                   tolerance: float = RATIO_TOLERANCE) -> tuple[list[Verdict], Tally]:
+    """Paired time ratios against the paper's: (cell name, ratio interval, disturbance ("" for none)) per cell.
+
+    A disturbed run is inconclusive whatever its interval says: its interval describes a machine that was doing
+    something else."""
+    if len(measured) != len(paper):
+        raise ValueError(f"{len(measured)} measured ratios for {len(paper)} paper ratios")
+    verdicts = []
+    for (name, ratio, disturbed), p in zip(measured, paper, strict=True):
+        if disturbed:
+            verdicts.append(Verdict(INCONCLUSIVE, f"{name}: {ratio.words()}: disturbed run ({disturbed})"))
+            continue
+        low, high = relative_band(p, tolerance)
+        v = within(ratio, low, high, f"{name}")
+        verdicts.append(Verdict(v.outcome, f"{v.why} (paper {p:.2f})"))
+    failures = [v.why.split(":")[0] for v in verdicts if v.outcome == NOT_REPRODUCED]
+    return verdicts, tally([v.outcome for v in verdicts], "ratios", "depths", failures)
 
 
-def tally_status(statuses: Sequence[str], claim: str) -> tuple[str, str]:
-    """A claim checked at several (family, level) cells: all testable cells reproduced -> reproduced;
-    some -> partly; none -> not reproduced; no testable cell -> not testable here."""
-    testable = [s for s in statuses if s != "not testable"]
-    if not testable:
-        return "not testable here", f"{claim}: no testable cell"
-    n = sum(s == "reproduced" for s in testable)
-    detail = f"{claim}: reproduced in {n} of {len(testable)} cells"
-    if n == len(testable):
-        return "reproduced", detail
-    return ("partly", detail) if n else ("not reproduced", detail)
+@dataclass(frozen=True)
+class Current:
+    """A scorecard row with where it came from: the manifest entry's key and finish time."""
+
+    row: ScoreRow
+    key: str
+    finished: str
+
+
+def strongest(rows: Sequence[Current]) -> list[Current]:
+    """Per artifact, the row with the strongest evidence (its ``rank``: a GPU over a CPU for timing, more training
+    runs for the benefit side), the latest among equals; in the order the artifacts first appear."""
+    best: dict[str, Current] = {}
+    for c in rows:
+        held = best.get(c.row.artifact)
+        if held is None or (c.row.rank, c.finished) > (held.row.rank, held.finished):
+            best[c.row.artifact] = c
+    return list(best.values())
 
 
 def render(rows: Sequence[ScoreRow]) -> str:
-    """The scorecard as a Markdown table."""
-    lines = ["| paper artifact | paper | ours | measured with | status | why |", "|---|---|---|---|---|---|"]
+    """The scorecard as a Markdown table, then the vocabulary and each artifact's rule, once."""
+    lines = ["| paper artifact | paper | ours | measured with | verdict | why |", "|---|---|---|---|---|---|"]
     for r in rows:
         artifact = f"[{r.artifact}]({r.link})" if r.link else r.artifact
         lines.append(f"| {artifact} | {r.paper} | {r.ours} | {r.measured_with} | **{r.status}** | {r.reason} |")
-    rules = sorted({(r.artifact, r.rule) for r in rows})
-    lines += ["", "Status rules:", ""] + [f"- {a}: {rule}" for a, rule in rules]
+    lines += ["", "How verdicts are decided (`analysis/verdicts.py`): " + VOCABULARY, ""]
+    lines += [f"- {r.artifact}: {r.rule}" for r in rows]
+    lines += [f"- Claims over cells: {TALLY_RULE}."]
     return "\n".join(lines)
