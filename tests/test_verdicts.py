@@ -350,3 +350,25 @@ def test_sequential_pairs_stop_on_precision_or_a_cap():
     assert budget[2] == "budget" and 3 <= len(budget[0]) < 12
     fixed = sequential_pairs(lambda i: (100.0, 50.0), 3, 12, math.inf, None, always_cap=True)
     assert len(fixed[0]) == 12 and fixed[2] == "runs"
+
+
+def test_a_timing_section_of_earlier_rules_is_decided_again_from_its_recorded_tables(tmp_path):
+    """The measurement stands, the rule changed: the H200 run of 2026-11-26 said 'partly' (LW faster, not by the
+    paper's factors); from its own tables the current rule says depth 50 lies wholly outside 25% of 2.77."""
+    import json
+
+    from analysis.report import rejudge_timing
+    from analysis.report.files import REPORTS
+
+    manifest = json.loads((REPORTS / "manifest.json").read_text())
+    gpu = {k: v for k, v in manifest.items() if k == "timing/nvidia-h200"}
+    (entry,) = rejudge_timing(gpu, REPORTS).values()
+    rows = {s["artifact"]: s for s in entry["scores"]}
+    t2 = rows["Table 2 (runtimes, RF/LW)"]
+    assert t2["status"] == NOT_REPRODUCED and "depth 50" in t2["reason"] and t2["rank"] == 2.0
+    assert rows["Abstract FPS (LW/RF at 512)"]["status"] == REPRODUCED
+    from analysis.verdicts import VERDICT_VERSION
+
+    assert entry["verdict_version"] == VERDICT_VERSION
+    assert rejudge_timing({"timing/x": {"section": "timing", "folder": "nowhere", "scores": []}}, tmp_path)[
+        "timing/x"].get("verdict_version") is None  # no recorded tables: left for the archive

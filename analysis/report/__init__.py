@@ -139,11 +139,25 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
     with manifest_lock(out):  # another report run may have written its sections meanwhile: merge into its manifest
         current = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
         current.update({key: manifest[key] for key in ran})
+        current = rejudge_timing(current, out)
         order = {name: i for i, name in enumerate(SECTIONS)}
         ordered = dict(sorted(current.items(), key=lambda kv: (order.get(kv[1].get("section", kv[0]), 99), kv[0])))
         write_atomic(manifest_path, to_json(ordered, indent=2) + "\n")
         write_pages(ordered, out)
     return status
+
+
+def rejudge_timing(manifest: dict, out: Path) -> dict:
+    """Timing sections decided by earlier verdict rules, decided again from their recorded tables (the measurement
+    stands, the rule changed: :func:`analysis.report.timing.rejudge`); other sections wait for their machine."""
+    from .timing import rejudge
+
+    out_manifest = {}
+    for key, entry in manifest.items():
+        if entry.get("section") == "timing" and entry.get("verdict_version") != VERDICT_VERSION:
+            entry = rejudge(entry, out) or entry
+        out_manifest[key] = entry
+    return out_manifest
 
 
 @contextlib.contextmanager

@@ -43,7 +43,7 @@ def count_verdicts(cells: Sequence[tuple[str, float, bool, float]]) -> tuple[lis
 
 
 def ratio_verdicts(measured: Sequence[tuple[str, Interval, str]], paper: Sequence[float],
-                   tolerance: float = RATIO_TOLERANCE) -> tuple[list[Verdict], Tally]:
+                   tolerance: float = RATIO_TOLERANCE, cells: str = "depths") -> tuple[list[Verdict], Tally]:
     """Paired time ratios against the paper's: (cell name, ratio interval, disturbance ("" for none)) per cell.
 
     A disturbed run is inconclusive whatever its interval says: its interval describes a machine that was doing
@@ -59,7 +59,7 @@ def ratio_verdicts(measured: Sequence[tuple[str, Interval, str]], paper: Sequenc
         v = within(ratio, low, high, f"{name}")
         verdicts.append(Verdict(v.outcome, f"{v.why} (paper {p:.2f})"))
     failures = [v.why.split(":")[0] for v in verdicts if v.outcome == NOT_REPRODUCED]
-    return verdicts, tally([v.outcome for v in verdicts], "ratios", "depths", failures)
+    return verdicts, tally([v.outcome for v in verdicts], "ratios", cells, failures)
 
 
 @dataclass(frozen=True)

@@ -281,7 +281,7 @@ def write(results: TimingResults, out: Path) -> Section:
     fps_ratio = pd.DataFrame(fps_ratios)
     fps_verdicts, fps_tally = ratio_verdicts([(pair, Interval(r.ratio, r.ci_low, r.ci_high), why) for pair, r, why in
                                               zip(fps_ratio["pair"], results.fps, fps_ratio["disturbed"], strict=True)],
-                                             list(fps_ratio["paper_fps_ratio"]))
+                                             list(fps_ratio["paper_fps_ratio"]), cells="pairs of models")
     fps_ratio["verdict"] = [v.outcome for v in fps_verdicts]
     h, w = plan.fps_size
     best = fps_table.loc[fps_table["fastest_fps"].idxmax()] if fps_table["fastest_fps"].notna().any() else None
@@ -611,3 +611,41 @@ def speed_accuracy_figure(fps_table: pd.DataFrame, device: str, size: tuple[int,
 
 def build(out: Path, plan: TimingPlan | None = None) -> Section:
     return write(collect(plan), out)
+
+
+def rejudge(entry: dict, out: Path) -> dict | None:
+    """A timing section decided by earlier rules, decided again by the current ones from its recorded tables
+    (``table2_speedup.csv``, ``fps_ratio_512.csv``): the measurements are unchanged, only the rule is new. None where
+    the tables are missing. Runs without per-pass samples in their tables (all before the noise columns) cannot be
+    checked for disturbance; a GPU's graph replays are not disturbed by other processes the way a CPU's passes are."""
+    from ..verdicts import VERDICT_VERSION
+
+    folder = out / (entry.get("folder") or "")
+    paths = [folder / "table2_speedup.csv", folder / "fps_ratio_512.csv"]
+    if not entry.get("folder") or not all(p.exists() for p in paths):
+        return None
+    t2, fps = (pd.read_csv(p) for p in paths)
+    rank = 1.0 if str(entry.get("environment", {}).get("device", "cpu")).startswith("cpu") else 2.0
+    judged = {}
+    for name, table, names, cells in (
+            ("Table 2 (runtimes, RF/LW)", t2, [f"depth {d}" for d in t2.get("depth", [])], "depths"),
+            ("Abstract FPS (LW/RF at 512)", fps, list(fps.get("pair", [])), "pairs of models")):
+        paper = table["paper_rf_over_lw" if "paper_rf_over_lw" in table else "paper_fps_ratio"]
+        disturbed = table["disturbed"].fillna("") if "disturbed" in table else [""] * len(table)
+        _, verdict = ratio_verdicts([(n, Interval(r, lo, hi), d) for n, r, lo, hi, d in
+                                     zip(names, table.measured, table.ci_low, table.ci_high, disturbed, strict=True)],
+                                    list(paper), cells=cells)
+        faster = ("; LW faster in every pair (every interval above 1)" if (table.ci_low > 1).all() else
+                  "; LW not shown faster in every pair (an interval reaches 1)")
+        judged[name] = (verdict, faster)
+    scores = []
+    for s in entry.get("scores", []):
+        if s.get("artifact") in judged:
+            verdict, faster = judged[s["artifact"]]
+            rule = RATIO_RULE if s["artifact"].startswith("Table 2") else (
+                "as Table 2's ratios, per pair of models (absolute FPS depend on the device)")
+            s = {**s, "status": verdict.outcome, "rule": rule, "rank": rank,
+                 "reason": f"{verdict.why}{faster} (re-decided by the current rules from the run's recorded tables)"}
+        scores.append(s)
+    return {**entry, "scores": scores, "verdict_version": VERDICT_VERSION,
+            "rejudged": f"verdicts re-decided from the recorded tables by verdict version {VERDICT_VERSION}"}
