@@ -372,3 +372,43 @@ def test_a_timing_section_of_earlier_rules_is_decided_again_from_its_recorded_ta
     assert entry["verdict_version"] == VERDICT_VERSION
     assert rejudge_timing({"timing/x": {"section": "timing", "folder": "nowhere", "scores": []}}, tmp_path)[
         "timing/x"].get("verdict_version") is None  # no recorded tables: left for the archive
+
+
+# --- ablation time intervals ----------------------------------------------------------------------------------
+
+
+def _attribution(reference_log_se=0.0, single_pair=False):
+    from bench.ablations.attribution import LogRatio, all_subsets, timed_attribution
+
+    means = {s: 0.1 * len(s) for s in all_subsets(2)}  # every change makes the network faster
+    full = frozenset({0, 1})
+    ratios = {s: LogRatio(0.0, 0.0, 0) if s == full else
+              LogRatio(-means[full] + means[s], math.nan if single_pair and s == frozenset({0}) else 0.005, 2)
+              for s in all_subsets(2)}
+    return timed_attribution(2, ratios, 100.0, reference_log_se=reference_log_se)
+
+
+def test_ablation_time_intervals_carry_the_references_own_uncertainty():
+    fixed, drawn = _attribution(0.0), _attribution(0.2)
+    for key in ("path_ms", "shapley_ms"):
+        assert fixed[key] == pytest.approx(drawn[key])  # the point estimates do not move
+        width = [h - lo for lo, h in zip(fixed[f"{key}_low"], fixed[f"{key}_high"], strict=True)]
+        wider = [h - lo for lo, h in zip(drawn[f"{key}_low"], drawn[f"{key}_high"], strict=True)]
+        assert all(w2 > 1.1 * w1 for w1, w2 in zip(width, wider, strict=True))
+
+
+def test_a_subset_timed_by_one_pair_is_never_silently_frozen():
+    out = _attribution(single_pair=True)
+    assert out["no_interval"] == [frozenset({0})]
+    # step 1 of the path (from {} to {0}) and step 2 (from {0} to {0,1}) both use {0}: no interval; Shapley uses all
+    assert all(math.isnan(v) for v in out["path_ms_low"] + out["path_speedup_high"] + out["shapley_ms_low"])
+    assert not math.isnan(out["reverse_ms_low"][1])  # reverse step 2 ({1} -> {}) does not use {0}
+
+
+@pytest.mark.parametrize("low, high, effect", [
+    (1.05, 1.2, "faster"), (0.9, 1.1, "inconclusive"), (0.8, 0.95, "slower"), (math.nan, math.nan, "no interval"),
+])
+def test_step_time_effect_rule(low, high, effect):
+    from analysis.report.ablation import step_time_effect
+
+    assert step_time_effect((low + high) / 2 if low == low else 1.0, low, high) == effect

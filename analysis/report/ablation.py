@@ -15,6 +15,7 @@ among the subsets of the path's changes is timed in interleaved pairs against th
 from __future__ import annotations
 
 import math
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -90,6 +91,7 @@ def path_frame(path: Path_, counts: pd.DataFrame, times: pd.DataFrame, hashes: d
             if timed:
                 row.update(speedup=timed["path_speedup"][i], speedup_low=timed["path_speedup_low"][i],
                            speedup_high=timed["path_speedup_high"][i])
+                row["time_effect"] = step_time_effect(row["speedup"], row["speedup_low"], row["speedup_high"])
                 for key in ("path_ms", "reverse_ms", "shapley_ms"):
                     if key in timed:
                         row.update({f"time_{key}": timed[key][i], f"time_{key}_low": timed[f"{key}_low"][i],
@@ -100,6 +102,24 @@ def path_frame(path: Path_, counts: pd.DataFrame, times: pd.DataFrame, hashes: d
         frame["chained_ms"] = frame["median_ms"]
         frame.attrs["pairs"] = timed["pairs"]
     return frame
+
+
+TIME_EFFECT_RULE = ("time effect of a step: 'faster' where the whole 95% interval of its speed-up (time before / "
+                    "after) is above 1, 'slower' where wholly below 1, 'inconclusive' where it contains 1 (the step "
+                    "cannot be told apart from no change on this machine), 'no interval' where a subset it uses was "
+                    "timed by one pair (analysis.verdicts.above)")
+
+
+def step_time_effect(speedup: float, low: float, high: float) -> str:
+    """Does a step buy time? ``TIME_EFFECT_RULE``, decided by the verdict module's one-sided rule."""
+    from ..verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Interval, above
+
+    if low != low or high != high:
+        return "no interval"
+    if low == high == speedup == 1.0:
+        return "none (equal networks)"
+    outcome = above(Interval(speedup, low, high), 1.0).outcome
+    return {REPRODUCED: "faster", NOT_REPRODUCED: "slower", INCONCLUSIVE: "inconclusive"}[outcome]
 
 
 def _time_attribution(path: Path_, times: pd.DataFrame, hashes: dict[str, str]) -> dict | None:
@@ -120,7 +140,10 @@ def _time_attribution(path: Path_, times: pd.DataFrame, hashes: dict[str, str]) 
         else:
             return None
     reference_ms = float(rows.base_median_ms.median())
-    result = timed_attribution(len(path.steps), ratios, reference_ms)
+    # the reference's own uncertainty: the spread of its medians over the pair-sets that measured it
+    logs = [math.log(v) for v in rows.base_median_ms if v > 0]
+    reference_se = statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else 0.0
+    result = timed_attribution(len(path.steps), ratios, reference_ms, reference_log_se=reference_se)
     result["pairs"] = (int(rows.pairs.min()), int(rows.pairs.max()))
     return result
 
@@ -472,6 +495,7 @@ def _write_path(steps: pd.DataFrame, name: str, end: str | None, data: AblationD
         "Shapley FLOPs (G)": s.get("paper_flops_shapley", math.nan) / 1e9,
         "CPU speed-up vs previous [95% CI]": [_interval(r.get("speedup", math.nan), r.get("speedup_low"),
                                                         r.get("speedup_high")) for _, r in s.iterrows()],
+        "time effect": s.get("time_effect", ""),
         "CPU ms": s.get("median_ms", math.nan),
         "Δ CPU ms [95% CI]": [_ms(r, "time_path_ms") for _, r in s.iterrows()],
         "reverse-order Δ CPU ms [95% CI]": [_ms(r, "time_reverse_ms") for _, r in s.iterrows()],
@@ -488,8 +512,9 @@ def _write_path(steps: pd.DataFrame, name: str, end: str | None, data: AblationD
              "dropout share one timing (dropout is the identity in eval mode: its time change is 0 by construction); "
              "a subset's ms = the end's median / its paired ratio. Speed-up vs previous = the ratio of two such "
              "times; Δ, reverse-order Δ and Shapley as for the counts. Intervals: 95%, a parametric bootstrap "
-             "drawing each subset's log ratio from its own t interval (independent pair-sets; the end's median held "
-             "fixed)."]
+             "drawing each subset's log ratio from its own t interval (independent pair-sets) and the end's time "
+             "from the spread of its medians over those pair-sets; a subset timed by one pair has no interval, and "
+             "nor has any step that uses it (never a fixed value).", TIME_EFFECT_RULE + "."]
     written = list(save_table(s, out / stem, f"Which change buys what: {title} at {h}x{w}", notes,
                               display=display))
     written.append(waterfall(s, out / f"{stem}_waterfall", (h, w), title))

@@ -91,14 +91,17 @@ class LogRatio:
 
 
 def timed_attribution(n: int, ratios: Mapping[Subset, LogRatio], reference_ms: float, draws: int = 4000,
-                      seed: int = 0, level: float = 0.95) -> dict[str, list]:
+                      seed: int = 0, level: float = 0.95, reference_log_se: float = 0.0) -> dict[str, list]:
     """Per step: the path speed-up (t before / t after), path / reverse / Shapley deltas of the time in ms, each
     with a ``level`` interval.
 
     ``ratios``: every subset's :class:`LogRatio` against the reference (the full set: the path's end, LogRatio
     (0, 0, 0)); ``v(S) = reference_ms / exp(mean_S)``. Intervals: a parametric bootstrap, each subset's log ratio
     drawn as mean + se * t(df), independently for each pair-set (subsets with the same ``source`` share one
-    draw: one measurement); the reference's own median is held fixed. With the exact subsets only
+    draw: one measurement), and the reference's own time drawn as ``reference_ms * exp(reference_log_se * z)``
+    (its uncertainty: the spread of its medians over the pair-sets that measured it). A subset measured by a
+    single pair has no interval, and nor has any step whose value uses it: those intervals are NaN, and
+    ``result["no_interval"]`` names the subsets, never a silently fixed value. With the exact subsets only
     (n > MAX_SHAPLEY: prefixes and suffixes), Shapley is left out.
     """
     import torch
@@ -108,9 +111,11 @@ def timed_attribution(n: int, ratios: Mapping[Subset, LogRatio], reference_ms: f
     keys = list(ratios)
     g = torch.Generator().manual_seed(seed)
     columns, by_source = [], {}
+    # se NaN: one pair, no interval; se 0 with df 0: the end's own network (ratio 1 exactly), a fixed value
+    no_interval = [key for key in keys if key != full and not ratios[key].se == ratios[key].se]
     for key in keys:
         r = ratios[key]
-        if key == full or not r.se == r.se or r.df < 1:
+        if key == full or key in no_interval or r.df < 1:
             columns.append(torch.full((draws,), r.mean, dtype=torch.float64))
         elif r.source and r.source in by_source:
             columns.append(by_source[r.source])
@@ -124,9 +129,10 @@ def timed_attribution(n: int, ratios: Mapping[Subset, LogRatio], reference_ms: f
                 by_source[r.source] = columns[-1]
     logs = torch.stack(columns, 1)  # (draws, subsets)
     point = torch.tensor([[ratios[k].mean for k in keys]], dtype=torch.float64)
+    reference = reference_ms * torch.exp(reference_log_se * torch.randn(draws, 1, generator=g, dtype=torch.float64))
 
-    def metrics(log_ratios: torch.Tensor) -> dict[str, torch.Tensor]:
-        ms = {k: reference_ms / torch.exp(log_ratios[:, i]) for i, k in enumerate(keys)}
+    def metrics(log_ratios: torch.Tensor, ref: torch.Tensor) -> dict[str, torch.Tensor]:
+        ms = {k: ref[:, 0] / torch.exp(log_ratios[:, i]) for i, k in enumerate(keys)}
         out = {"path_speedup": torch.stack([ms[frozenset(range(i))] / ms[frozenset(range(i + 1))]
                                             for i in range(n)], 1),
                "path_ms": torch.stack(path_deltas(n, ms), 1),
@@ -135,12 +141,27 @@ def timed_attribution(n: int, ratios: Mapping[Subset, LogRatio], reference_ms: f
             out["shapley_ms"] = torch.stack(shapley_values(n, ms), 1)
         return out
 
-    central, drawn = metrics(point), metrics(logs)
+    central = metrics(point, torch.tensor([[reference_ms]], dtype=torch.float64))
+    drawn = metrics(logs, reference)
     tail = (1 - level) / 2
     result: dict[str, list] = {}
+    undefined = _steps_using(n, no_interval)
     for name, value in central.items():
         result[name] = value[0].tolist()
         low, high = torch.quantile(drawn[name], torch.tensor([tail, 1 - tail], dtype=torch.float64), dim=0)
-        result[f"{name}_low"], result[f"{name}_high"] = low.tolist(), high.tolist()
+        low, high = low.tolist(), high.tolist()
+        for i in undefined.get(name.removesuffix("_ms").removesuffix("_speedup"), range(n) if no_interval else ()):
+            low[i] = high[i] = math.nan
+        result[f"{name}_low"], result[f"{name}_high"] = low, high
     result["subset_ms"] = {k: reference_ms / math.exp(ratios[k].mean) for k in keys}
+    result["no_interval"] = no_interval
     return result
+
+
+def _steps_using(n: int, subsets: Sequence[Subset]) -> dict[str, list[int]]:
+    """Per metric family ("path", "reverse"; Shapley uses every subset), the steps whose value uses one of
+    ``subsets``."""
+    bad = set(subsets)
+    path = [i for i in range(n) if {frozenset(range(i + 1)), frozenset(range(i))} & bad]
+    reverse = [i for i in range(n) if {frozenset(range(i, n)), frozenset(range(i + 1, n))} & bad]
+    return {"path": path, "reverse": reverse}
