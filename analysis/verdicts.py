@@ -236,3 +236,19 @@ def timing_disturbance(base_ms: Sequence[float], other_ms: Sequence[float], cpu_
     if steal_share == steal_share and steal_share > MAX_STEAL_SHARE:
         reasons.append(f"{steal_share:.0%} of CPU time stolen by the hypervisor")
     return "; ".join(reasons)
+
+
+def seed_interval(values: Sequence[float], level: float = 0.95) -> Interval:
+    """The mean of per-training-run values (one per seed) and its t interval over the runs: the unit of evidence
+    for a claim about an architecture. One run: no interval (NaN), so every rule says "too few runs"."""
+    from scipy import stats
+
+    n = len(values)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, level)
+    mean = sum(values) / n
+    if n < 2:
+        return Interval(mean, math.nan, math.nan, level)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, level)

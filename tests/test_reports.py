@@ -228,8 +228,14 @@ def test_networks_section_tabulates_the_trained_set(tmp_path):
     table = pd.read_csv(tmp_path / "networks" / "networks.csv")
     assert sorted(table.family) == ["rf", "rf_lw", "rf_lw_rcu"] and (table.steps <= 2).all()
     assert table.val_miou.between(0, 1).all() and (tmp_path / "networks" / "learning_curves.png").stat().st_size
-    (score,) = section.scores
+    score = section.scores[0]
     # the goal's status follows from the printed numbers (tiny networks are far below 90%)
     assert score.status == ("reproduced" if table.val_miou.min() >= 0.9 else "not reproduced")
+    claims = pd.read_csv(tmp_path / "networks" / "accuracy_claims.csv")
+    assert list(claims.n_seeds) == [1, 1] and set(claims.status) == {"inconclusive"}  # one seed: no verdict
+    assert {s.artifact for s in section.scores[1:]} == {"Tables 2-3 (mIoU): LW keeps RF's accuracy",
+                                                        "Section 3.3: RCUs saturate in LW (branch share)"}
+    shares = pd.read_csv(tmp_path / "networks" / "rcu_branch_shares.csv")
+    assert set(shares.family) == {"rf", "rf_lw_rcu"} and shares.branch_share.between(0, 1).all()
     again = build_networks(tmp_path, TINY_NETWORKS)  # the second build loads every network from the cache
     assert pd.read_csv(tmp_path / "networks" / "networks.csv").cached.all() and again.title == section.title

@@ -29,7 +29,55 @@ def collect(setting: NetworkSetting | None = None, progress=print) -> tuple[Netw
     return setting, trained_set(setting, say=progress)
 
 
-def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: str = FOLDER) -> Section:
+def branch_shares(setting: NetworkSetting, nets: list[TrainedNetwork], max_images: int = 32) -> pd.DataFrame:
+    """Every RCU's branch share (:func:`analysis.networks.claims.rcu_branch_shares`) in every trained network, on
+    the first ``max_images`` val images of the setting's data."""
+    from ..datasets.images import normalise
+    from ..networks import load_data
+    from ..networks.claims import rcu_branch_shares
+
+    data = load_data(setting.data, setting.schedule.size, progress=None)
+    val = normalise(data.val_images[:max_images])
+    frames = [rcu_branch_shares(n.model, val).assign(family=n.record["family"], seed=n.record["seed"])
+              for n in nets]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["rcu", "level", "branch_share", "family", "seed"])
+
+
+def accuracy_rows(table: pd.DataFrame, shares: pd.DataFrame | None, name: str, where: str) -> tuple[list, pd.DataFrame]:
+    """The accuracy claims' scorecard rows and their table (analysis.networks.claims)."""
+    from ..networks.claims import (
+        ACCURACY_RULE,
+        SATURATION_RULE,
+        accuracy_verdict,
+        saturation_verdict,
+    )
+
+    miou = {f: dict(zip(g.seed, g.val_miou, strict=True)) for f, g in table.groupby("family")}
+    acc, acc_v, acc_n = accuracy_verdict(miou)
+    rows = [{"claim": "LW keeps RF's accuracy (Tables 2-3)", "effect": "LW - RF own val mIoU (points)",
+             "estimate": acc.estimate, "ci_low": acc.low, "ci_high": acc.high, "n_seeds": acc_n,
+             "status": acc_v.outcome, "why": acc_v.why}]
+    scores = [ScoreRow("Tables 2-3 (mIoU): LW keeps RF's accuracy", "LW within 0-0.9 points of RF (single scale)",
+                       f"LW - RF {acc.words('.1f')} points over {acc_n} seed(s)", where, acc_v.outcome, acc_v.why,
+                       ACCURACY_RULE, f"{name}/accuracy_claims.md", acc_n)]
+    if shares is not None and len(shares):
+        mean = shares.groupby(["family", "seed"])["branch_share"].mean()
+        per = {f: {s: float(v) for (ff, s), v in mean.items() if ff == f} for f in mean.index.get_level_values(0)}
+        sat, sat_v, sat_n = saturation_verdict(per)
+        rows.append({"claim": "RCUs saturate in LW, not in RF (Section 3.3)",
+                     "effect": "mean RCU branch share, LW-with-RCU - RF", "estimate": sat.estimate, "ci_low": sat.low,
+                     "ci_high": sat.high, "n_seeds": sat_n, "status": sat_v.outcome, "why": sat_v.why})
+        words = "; ".join(f"{family_label(f)} {sum(v.values()) / len(v):.3f}" for f, v in per.items())
+        scores.append(ScoreRow("Section 3.3: RCUs saturate in LW (branch share)", "'almost completely saturated' in LW",
+                               f"mean RCU branch share {words}", where, sat_v.outcome, sat_v.why, SATURATION_RULE,
+                               f"{name}/accuracy_claims.md", sat_n))
+    return scores, pd.DataFrame(rows)
+
+
+def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: str = FOLDER,
+          shares: pd.DataFrame | None = None) -> Section:
     use_style()
     folder = out / name
     rows = [{"variant": n.record["variant"], "family": n.record["family"], "seed": n.record["seed"],
@@ -63,6 +111,23 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
                        goal.why, f"reproduced where every family's lowest seed reaches {100 * OWN_MIOU_GOAL:.0f}% own "
                        "val mIoU (a precondition of the benefit side, not a paper claim)", f"{name}/networks.md",
                        n_seeds)]
+    where = f"'{setting.name}' set, generated shapes, {setting.device}"
+    claim_rows, claims = accuracy_rows(table, shares, name, where)
+    scores += claim_rows
+    notes = ["Seeds are the unit of evidence: each interval is a t interval over per-seed values (the same seed for "
+             "both families: common random numbers); with one seed there is none, and the verdict is inconclusive.",
+             "Branch share of an RCU: ||branch(x)|| / (||x|| + ||branch(x)||) per val image (0: the RCU passes its "
+             "input unchanged); the recipe zero-inits the last conv of every residual branch, so a share near 0 after "
+             "training can be the init rather than the architecture (issue #32 asks for a check under a standard "
+             "init: not run yet)."]
+    save_table(claims, folder / "accuracy_claims", "What the decoders buy in accuracy, over training runs",
+               notes, floatfmt=".3f")
+    if shares is not None and len(shares):
+        save_table(shares, folder / "rcu_branch_shares", "Each RCU's branch share in each trained network",
+                   notes[1:], floatfmt=".3f")
+        artifacts.append(Artifact(f"{name}/rcu_branch_shares.md", "RCU branch shares", "per RCU, family and seed"))
+    artifacts.append(Artifact(f"{name}/accuracy_claims.md", "Accuracy claims", "LW vs RF mIoU and RCU saturation, "
+                              "over seeds", inline=True))
     text = (f"The networks every receptive-field and probe verdict stands on: own val mIoU (lowest seed per family) "
             f"{words}; trained from scratch on the generated shapes, cached and reused by the ERF and probe "
             "sections.")
@@ -92,4 +157,4 @@ def curves_figure(nets: list[TrainedNetwork], setting: NetworkSetting):
 
 def build(out: Path, setting: NetworkSetting | None = None, name: str = FOLDER) -> Section:
     setting, nets = collect(setting)
-    return write(setting, nets, out, name)
+    return write(setting, nets, out, name, branch_shares(setting, nets))

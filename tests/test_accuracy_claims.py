@@ -1,0 +1,86 @@
+"""The accuracy side over training runs (analysis.networks.claims): seed-level intervals, the non-inferiority rule
+for "LW keeps RF's accuracy", RCU saturation by branch share, each on both sides of its boundary, and the branch
+share measured on real models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from analysis.networks.claims import (
+    ACCURACY_MARGIN,
+    accuracy_verdict,
+    rcu_branch_shares,
+    saturation_verdict,
+)
+from analysis.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, seed_interval
+from bench.models import create_model
+
+
+def test_seed_interval_is_the_t_interval_over_runs():
+    values = [1.0, 2.0, 4.0]
+    x = seed_interval(values)
+    half = stats.t.ppf(0.975, 2) * np.std(values, ddof=1) / math.sqrt(3)  # independent: numpy and scipy
+    assert (x.estimate, x.low, x.high) == pytest.approx((np.mean(values), np.mean(values) - half,
+                                                         np.mean(values) + half))
+    one = seed_interval([3.0])
+    assert one.estimate == 3.0 and math.isnan(one.low) and math.isnan(one.high)
+
+
+def _miou(rf: list[float], lw: list[float]) -> dict:
+    return {"rf": dict(enumerate(rf)), "rf_lw": dict(enumerate(lw))}
+
+
+@pytest.mark.parametrize("rf, lw, outcome", [
+    ([0.95, 0.96, 0.97], [0.947, 0.955, 0.966], REPRODUCED),  # LW 0.3-0.5 points below in every seed
+    ([0.95, 0.96, 0.97], [0.97, 0.98, 0.99], REPRODUCED),  # LW better: "keeps" holds
+    ([0.95, 0.96, 0.97], [0.88, 0.89, 0.905], NOT_REPRODUCED),  # 6.5-7 points below
+    ([0.95, 0.96, 0.97], [0.945, 0.90, 0.97], INCONCLUSIVE),  # one seed far below: the interval crosses -2
+    ([0.95], [0.949], INCONCLUSIVE),  # one training run: never a verdict about the architecture
+])
+def test_accuracy_claim_is_non_inferiority_over_seeds(rf, lw, outcome):
+    x, v, n = accuracy_verdict(_miou(rf, lw))
+    assert v.outcome == outcome, v.why
+    assert n == len(rf) and x.estimate == pytest.approx(100 * np.mean(np.subtract(lw, rf)))
+    if n == 1:
+        assert "one training run" in v.why
+    if outcome == REPRODUCED:
+        assert x.low >= -ACCURACY_MARGIN
+    if outcome == NOT_REPRODUCED:
+        assert x.high < -ACCURACY_MARGIN
+
+
+def test_accuracy_claim_pairs_by_seed():
+    """Seeds present for one family only are not compared."""
+    _, _, n = accuracy_verdict({"rf": {0: 0.9, 1: 0.9, 2: 0.9}, "rf_lw": {1: 0.9, 2: 0.9, 5: 0.9}})
+    assert n == 2
+
+
+@pytest.mark.parametrize("rf, lw, outcome", [
+    ([0.30, 0.32, 0.31], [0.05, 0.06, 0.04], REPRODUCED),
+    ([0.05, 0.06, 0.04], [0.30, 0.32, 0.31], NOT_REPRODUCED),
+    ([0.30, 0.05, 0.31], [0.05, 0.30, 0.04], INCONCLUSIVE),
+])
+def test_saturation_claim_on_each_side_of_zero(rf, lw, outcome):
+    shares = {"rf": dict(enumerate(rf)), "rf_lw_rcu": dict(enumerate(lw))}
+    assert saturation_verdict(shares)[1].outcome == outcome
+
+
+def test_branch_share_on_real_models():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    rf = create_model("rf:resnet18", num_classes=3).eval()
+    shares = rcu_branch_shares(rf, x)
+    assert len(shares) > 0 and shares.branch_share.between(0, 1).all() and (shares.branch_share > 0).all()
+    assert set(shares.level) == {"level4", "level3", "level2", "level1"}
+    for m in rf.modules():  # every branch's last conv at zero: each RCU passes its input unchanged
+        if hasattr(m, "conv2") and not hasattr(m, "conv3"):
+            torch.nn.init.zeros_(m.conv2.weight)
+    assert (rcu_branch_shares(rf, x).branch_share == 0).all()
+    assert rcu_branch_shares(create_model("rf_lw:resnet18", num_classes=3).eval(), x).empty  # LW has no RCUs
+    bottleneck = rcu_branch_shares(create_model("rf_lw_rcu:resnet18", num_classes=3).eval(), x)
+    assert len(bottleneck) > 0 and bottleneck.branch_share.between(0, 1).all()
