@@ -63,6 +63,14 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def seeds(session: nox.Session) -> None:
+    """The trained set and the probes on 3 training runs per family (own folders; the scorecard's benefit rows
+    then rest on 3 seeds). Pass another count after --, e.g. nox -s seeds -- 5."""
+    count = session.posargs[0] if session.posargs else "3"
+    session.run(_python(session), "-m", "analysis", "report", "--seeds", count, external=True)
+
+
+@nox.session(python=False)
 def notebooks(session: nox.Session) -> None:
     """Execute every notebook (small size) and check they are committed without outputs."""
     session.run(_python(session), "-m", "pytest", "tests/test_notebooks.py", *session.posargs, external=True)

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     p = sub.add_parser("report", help="regenerate reports/ (all sections by default)")
     p.add_argument("sections", nargs="*", metavar="SECTION", help=f"any of: {', '.join(SECTIONS)} (default: all)")
+    p.add_argument("--seeds", type=int, default=None, help="networks and probes on N training runs per family, "
+                   "into their own folders (<section>/<device>-N-seeds); 2 to 10")
     p = sub.add_parser("sweep-report", help="tables and figures of `python -m bench sweep SPEC --out DIR`")
     p.add_argument("dir", help="the --out folder of a sweep")
     p.add_argument("--report", default=None, help="where to write (default: DIR/report)")
@@ -235,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             unknown = [s for s in args.sections if s not in SECTIONS]
             if unknown:
                 raise UsageError(f"unknown report section(s) {unknown}; valid: {', '.join(SECTIONS)}")
-            status = run(args.sections or None)
+            status = run(args.sections or None, seeds=args.seeds)
             return 0 if all(v == "ok" for v in status.values()) else 1
         if args.command == "train":
             return train_command(args)

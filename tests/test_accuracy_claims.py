@@ -84,3 +84,37 @@ def test_branch_share_on_real_models():
     assert rcu_branch_shares(create_model("rf_lw:resnet18", num_classes=3).eval(), x).empty  # LW has no RCUs
     bottleneck = rcu_branch_shares(create_model("rf_lw_rcu:resnet18", num_classes=3).eval(), x)
     assert len(bottleneck) > 0 and bottleneck.branch_share.between(0, 1).all()
+
+
+def test_seeds_then_images_covers_training_runs():
+    """Three runs whose image intervals are each narrow but whose values disagree: the hierarchical interval spans
+    the runs' spread; one run: the image bootstrap itself."""
+    from analysis.probes.differences import seeds_then_images
+
+    per_seed = torch.stack([v + 0.001 * torch.randn(2000, generator=torch.Generator().manual_seed(i))
+                            for i, v in enumerate((0.0, 0.05, 0.10))])
+    pooled = seeds_then_images(per_seed)
+    image_only = per_seed.mean(0)
+    low, high = torch.quantile(pooled, torch.tensor([0.025, 0.975], dtype=pooled.dtype))
+    assert float(high - low) > 0.05  # the runs' spread, not the images' 0.001
+    assert float(image_only.quantile(0.975) - image_only.quantile(0.025)) < 0.01
+    assert torch.equal(seeds_then_images(per_seed[:1]), per_seed[0])
+
+
+def test_report_seeds_option_is_checked_and_keeps_its_own_folders(tmp_path, monkeypatch):
+    from analysis import report
+    from analysis.report.files import Section
+    from bench.errors import UsageError
+
+    with pytest.raises(UsageError, match="seeds"):
+        report.run(["networks"], out=tmp_path, device="cpu", seeds=1)
+    with pytest.raises(UsageError, match="applies to the sections networks, probes"):
+        report.run(["timing"], out=tmp_path, device="cpu", seeds=3)
+    calls = []
+    monkeypatch.setitem(report.SEEDED, "networks",
+                        lambda out, seeds: calls.append(seeds) or Section("nets", text="ran", folder="networks/x-3"))
+    assert report.run(["networks"], out=tmp_path, device="cpu", seeds=3) == {"networks": "ok"}
+    import json
+
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert calls == [3] and [k for k in manifest if k.startswith("networks/")][0].endswith("-3-seeds")

@@ -6,9 +6,11 @@ CRP = after CRP - after the summation, CRP's own input (until 2026-12-04 CRP was
 levels 3-1 it carried what the top-down summation brings: the bench's LW networks gained 61-66 points at
 level 1 that way, 47-53 of them from the summation).
 Differences are averaged over training seeds; their
-95% interval comes from the image bootstrap of that seed average (the same val resamples for every
-tap, family and seed, so the difference is paired image by image), and the seeds' standard deviation
-is given beside it (NaN with one seed). The paper's differences (RefineNet-101 on VOC, level 4 only: RCU =
+95% interval comes from a hierarchical bootstrap, training runs then images (:func:`seeds_then_images`; the same
+val resamples for every tap, family and seed and the same draw of runs, so the difference is paired image by
+image and run by run), and the seeds' standard deviation is given beside it (NaN with one seed). With one seed
+the interval covers the images only, and the verdict tables say so in ``seeds``.
+The paper's differences (RefineNet-101 on VOC, level 4 only: RCU =
 after RCU - before RCU, CRP = after CRP - after RCU, its ReLU included) sit next to the ``rf`` family's level-4
 RCU and CRP rows.
 """
@@ -45,6 +47,24 @@ def paper_table4() -> dict[tuple[str, str], float]:
     return out
 
 
+SEED_RESAMPLES = 7
+"""The seed of the draw of training runs in :func:`seeds_then_images` (one draw for every tap, block and family: the
+differences stay paired)."""
+
+
+def seeds_then_images(per_seed: torch.Tensor) -> torch.Tensor:
+    """A hierarchical bootstrap: (n_seeds, n_boot) image-bootstrap samples of one quantity per training run ->
+    (n_boot,) samples of its mean over runs, each draw resampling the runs with replacement, then taking each drawn
+    run's image resample of that draw. The interval covers training runs as well as images; with one run it is the
+    image bootstrap itself."""
+    n_seeds, n_boot = per_seed.shape
+    if n_seeds == 1:
+        return per_seed[0]
+    g = torch.Generator().manual_seed(SEED_RESAMPLES)
+    runs = torch.randint(0, n_seeds, (n_boot, n_seeds), generator=g)
+    return per_seed[runs.T, torch.arange(n_boot)].mean(0)
+
+
 def tap_differences(run: ProbeRun) -> pd.DataFrame:
     """One row per (variant, level, block): metric differences, intervals, seed spread, the paper's."""
     paper = paper_table4()
@@ -69,7 +89,7 @@ def tap_differences(run: ProbeRun) -> pd.DataFrame:
                 samples = [run.boot.get((variant, s, f"{level}.{after}"), {}).get(metric) for s in seeds]
                 bases = [run.boot.get((variant, s, f"{level}.{before}"), {}).get(metric) for s in seeds]
                 if all(x is not None for x in samples + bases):
-                    diff = torch.stack([a - b for a, b in zip(samples, bases, strict=True)]).mean(0)
+                    diff = seeds_then_images(torch.stack([a - b for a, b in zip(samples, bases, strict=True)]))
                     row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = percentile_interval(diff)
                     if metric == "miou":
                         drawn[block] = diff

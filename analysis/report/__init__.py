@@ -85,6 +85,30 @@ SECTIONS: dict[str, Callable[[Path], Section]] = {
 }
 
 
+def _networks_seeds(out: Path, seeds: int) -> Section:
+    from dataclasses import replace
+
+    from .networks import FOLDER, build, default_setting
+
+    return build(out, replace(default_setting(), seeds=seeds), name=f"{FOLDER}/{_this_device_slug()}-{seeds}-seeds")
+
+
+def _probes_seeds(out: Path, seeds: int) -> Section:
+    from dataclasses import replace
+
+    from ..probes import ProbePlan
+    from .probes import FOLDER, build
+
+    return build(out, replace(ProbePlan.default(), seeds=seeds), name=f"{FOLDER}/{_this_device_slug()}-{seeds}-seeds")
+
+
+SEEDED: dict[str, Callable[[Path, int], Section]] = {"networks": _networks_seeds, "probes": _probes_seeds}
+"""Sections that take ``--seeds N``: the setting's set trained N times per family (seeds 0..N-1, the first ones
+shared with the default run through the cache), in their own folders (``<section>/<device>-N-seeds``), so the
+one-seed default run is never replaced; the scorecard shows the run on the most seeds (its rank)."""
+MAX_REPORT_SEEDS = 10
+
+
 PER_DEVICE = ("timing", "networks", "erf", "probes")
 """Sections kept once per device (folder and manifest key ``<section>/<device slug>``): a run on another machine
 adds its results next to the others and never replaces them."""
@@ -100,20 +124,29 @@ def _key(name: str, device: str) -> str:
     return f"{name}/{device_slug(device)}" if name in PER_DEVICE else name
 
 
-def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | None = None) -> dict[str, str]:
-    """Run the named sections (all by default); returns {section: "ok" | error}."""
+def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | None = None,
+        seeds: int | None = None) -> dict[str, str]:
+    """Run the named sections (all by default); returns {section: "ok" | error}. ``seeds``: only the sections of
+    :data:`SEEDED`, each on that many training runs per family, into their own folders."""
     import torch
 
-    names = sections or list(SECTIONS)
+    names = sections or (list(SEEDED) if seeds is not None else list(SECTIONS))
     unknown = [n for n in names if n not in SECTIONS]
     if unknown:
         raise UsageError(f"unknown report section(s) {unknown}; valid: {', '.join(SECTIONS)}")
+    if seeds is not None:
+        from bench import validation
+
+        validation.integer("seeds", seeds, minimum=2, maximum=MAX_REPORT_SEEDS)
+        other = [n for n in names if n not in SEEDED]
+        if other:
+            raise UsageError(f"--seeds applies to the sections {', '.join(SEEDED)}, not {other}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     status = {}
     for i, name in enumerate(names, 1):
-        key = _key(name, device)
+        key = _key(name, device) + (f"-{seeds}-seeds" if seeds is not None else "")
         print(f"[{i}/{len(names)}] {name} ...", flush=True)
         start = time.perf_counter()
         entry = {"section": name, "title": name, "environment": environment(device), "verdict_version": VERDICT_VERSION}
@@ -122,7 +155,7 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
 
             entry["training_version"] = TRAINING_VERSION
         try:
-            section = SECTIONS[name](out)
+            section = SEEDED[name](out, seeds) if seeds is not None else SECTIONS[name](out)
             entry.update(title=section.title, text=section.text, settings=section.settings, folder=section.folder,
                          artifacts=[asdict(a) for a in section.artifacts], scores=[asdict(s) for s in section.scores])
             status[name] = "ok"
@@ -135,7 +168,7 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
         entry["finished"] = time.strftime("%Y-%m-%d %H:%M")
         manifest[key] = entry
         print(f"[{i}/{len(names)}] {name}: {status[name]} ({entry['seconds']:.1f} s)", flush=True)
-    ran = {_key(name, device) for name in names}
+    ran = {_key(name, device) + (f"-{seeds}-seeds" if seeds is not None else "") for name in names}
     with manifest_lock(out):  # another report run may have written its sections meanwhile: merge into its manifest
         current = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
         current.update({key: manifest[key] for key in ran})

@@ -131,8 +131,9 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
     text = (f"The networks every receptive-field and probe verdict stands on: own val mIoU (lowest seed per family) "
             f"{words}; trained from scratch on the generated shapes, cached and reused by the ERF and probe "
             "sections.")
-    return Section(f"Trained networks, '{setting.name}' setting, on {device_description(setting.device)}", artifacts,
-                   text, settings, scores, name)
+    runs = f", {n_seeds} seeds" if n_seeds > 1 else ""
+    return Section(f"Trained networks, '{setting.name}' setting{runs}, on {device_description(setting.device)}",
+                   artifacts, text, settings, scores, name)
 
 
 def curves_figure(nets: list[TrainedNetwork], setting: NetworkSetting):

@@ -212,8 +212,8 @@ def write(run: ProbeRun, out: Path, name: str = FOLDER) -> Section:
         f"Setting: {settings}.",
         "RCU: after RCU - before RCU (families with RCUs). sum: after the summation with the coarser level and its "
         "ReLU - after RCU (- before RCU without RCUs; at level 4 the ReLU alone): what the top-down path brings. "
-        "CRP: after CRP - after the summation, CRP's own input. Mean over seeds; CI: paired image bootstrap of that "
-        "mean; seed_sd: spread across seeds (one seed: -).",
+        "CRP: after CRP - after the summation, CRP's own input. Mean over seeds; CI: hierarchical bootstrap of that "
+        "mean, training runs then images (one seed: the images only); seed_sd: spread across seeds (one seed: -).",
         "paper_*: the paper's Table 4 differences (RefineNet-101 on VOC, level 4 only; its CRP difference is after "
         "CRP - after RCU, so it includes the ReLU that is our level-4 'sum' row)."],
         floatfmt=".1f", display=dshown,
@@ -264,8 +264,9 @@ def write(run: ProbeRun, out: Path, name: str = FOLDER) -> Section:
             "cells "
             f"({', '.join(f'{s}: {c}' for s, c in verdicts.status.value_counts().items())}). Setting: "
             f"{setting_short}, not the paper's.")
-    return Section(f"Probes (Table 4), '{net.name}' setting, on {device_description(net.device)}", artifacts, text,
-                   settings, scores, name)
+    runs = f", {n_seeds} seeds" if n_seeds > 1 else ""
+    return Section(f"Probes (Table 4), '{net.name}' setting{runs}, on {device_description(net.device)}", artifacts,
+                   text, settings, scores, name)
 
 
 TABLE4_MARGIN = 3.0
