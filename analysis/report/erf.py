@@ -48,6 +48,7 @@ from ..erf.study import TopRegions, most_active_channels, top_regions
 from ..erf.units import RULE as UNIT_RULE
 from ..erf.units import class_maps, unit_agreement, unit_verdicts
 from ..networks import SETTINGS, NetworkSetting, load_data, train_network
+from ..networks.store import decoder_layers
 from ..style import FAMILY_COLOURS, family_label, use_style
 from ..verdicts import NOT_TESTABLE, tally
 from .files import Artifact, ScoreRow, Section, save_figure, save_table
@@ -138,7 +139,9 @@ def collect(plan: ERFPlan | None = None, progress=print) -> ERFResults:
         grids[family] = decoder_grid_erf(t.model, canvases, n_boot=plan.n_boot)
         activity[family] = level_activity(t.model, canvases)
         torch.manual_seed(0)
-        fresh = create_model(t.record["variant"], num_classes=data.num_classes, decoder=net.decoder).to(net.device)
+        # the trained network's own build: the setting's decoder changes under the variant's own (as train_network)
+        layers = decoder_layers(t.record["variant"], net.decoder)[0]
+        fresh = create_model(t.record["variant"], num_classes=data.num_classes, decoder=layers).to(net.device)
         recalibrate_batchnorm(fresh, canvases, batch_size=len(canvases))
         random_grids[family] = decoder_grid_erf(fresh.eval(), canvases, n_boot=plan.n_boot)
     lw, rf = trained["rf_lw"].model, trained["rf"].model
