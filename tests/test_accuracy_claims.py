@@ -118,3 +118,60 @@ def test_report_seeds_option_is_checked_and_keeps_its_own_folders(tmp_path, monk
 
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert calls == [3] and [k for k in manifest if k.startswith("networks/")][0].endswith("-3-seeds")
+
+
+# --- controls ---------------------------------------------------------------------------------------------------
+
+
+def test_welch_interval_matches_scipy():
+    from analysis.networks.claims import welch_interval
+
+    a, b = [1.0, 2.0, 4.0, 3.5], [0.5, 0.7, 2.0]
+    x = welch_interval(a, b)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (x.low, x.high) == pytest.approx((ci.low, ci.high))
+
+
+@pytest.mark.parametrize("first, second, outcome", [
+    ([0.920, 0.925, 0.918], [0.921, 0.919, 0.926], REPRODUCED),  # the same variant: equivalent within 2 points
+    ([0.920, 0.925, 0.918], [0.860, 0.855, 0.862], NOT_REPRODUCED),  # 6 points apart: the task is not repeatable
+    ([0.920, 0.925, 0.918], [0.93, 0.85, 0.90], INCONCLUSIVE),  # too noisy to call equivalent
+])
+def test_aa_control_on_each_side(first, second, outcome):
+    from analysis.networks.claims import aa_control
+
+    assert aa_control(first, second)[1].outcome == outcome
+
+
+def test_harmful_control_and_the_gate():
+    from analysis.networks.claims import gated, harmful_control
+    from analysis.verdicts import NOT_TESTABLE, Verdict
+
+    full = {0: 0.92, 1: 0.93, 2: 0.925}
+    assert harmful_control(full, {0: 0.80, 1: 0.81, 2: 0.79})[1].outcome == REPRODUCED  # a real loss shows
+    weak = harmful_control(full, {0: 0.915, 1: 0.925, 2: 0.92})[1]
+    assert weak.outcome == NOT_REPRODUCED  # under 2 points lost: the task cannot show a harmful change
+    claim = Verdict(NOT_REPRODUCED, "LW 4 points below")
+    assert gated(claim, {"A/A": Verdict(REPRODUCED, "ok"), "harmful-change": Verdict(REPRODUCED, "ok")}) == claim
+    g = gated(claim, {"A/A": Verdict(REPRODUCED, "ok"), "harmful-change": weak})
+    assert g.outcome == NOT_TESTABLE and "harmful-change control not reproduced" in g.why and "LW 4 points" in g.why
+
+
+def test_networks_section_with_seeds_runs_both_controls(tmp_path):
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from analysis.probes.run import TINY_NETWORKS
+    from analysis.report.networks import build
+
+    section = build(tmp_path, replace(TINY_NETWORKS, seeds=2))
+    claims = pd.read_csv(tmp_path / "networks" / "accuracy_claims.csv")
+    assert list(claims.claim) == ["LW keeps RF's accuracy (Tables 2-3)", "RCUs saturate in LW, not in RF (Section 3.3)",
+                                  "control: A/A (LW on two disjoint seed sets)",
+                                  "control: harmful change (LW without CRP)"]
+    assert list(claims.n_seeds) == [2, 2, 4, 2]
+    assert set(claims.status) <= {"reproduced", "not reproduced", "inconclusive", "not testable here"}
+    controls_pass = (claims.status.iloc[2:] == "reproduced").all()
+    assert (claims.status.iloc[0] == "not testable here") == (not controls_pass)  # the gate
+    assert "2 seeds" in section.title

@@ -100,3 +100,59 @@ def _one_run(v: Verdict, n_seeds: int) -> Verdict:
 
 def mean_or_nan(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else math.nan
+
+
+# --- controls: can this task tell architectures apart? ----------------------------------------------------------
+HARMFUL_CHANGE = {"crp_stages": 0}
+"""LW without CRP: a decoder of 1x1 convolutions only (no RCU, no CRP), the harmful change of the control."""
+AA_RULE = (f"A/A control: LW trained on two disjoint seed sets (0..n-1 and n..2n-1); passes where the Welch 95% "
+           f"interval of the difference of their mean own val mIoU lies within +-{ACCURACY_MARGIN:g} points "
+           "(equivalent), fails where wholly outside, inconclusive otherwise")
+HARMFUL_RULE = (
+    f"harmful-change control: LW minus LW without CRP (1x1 convolutions only), seed by seed, 95% t interval; passes "
+    f"where wholly above +{ACCURACY_MARGIN:g} points (the task shows a real loss), fails where wholly at or below "
+    f"+{ACCURACY_MARGIN:g}, inconclusive otherwise")
+
+
+def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Interval:
+    """mean(a) - mean(b) with Welch's t interval (unequal variances): two independent sets of training runs."""
+    from scipy import stats
+
+    if len(a) < 2 or len(b) < 2:
+        return Interval(mean_or_nan(a) - mean_or_nan(b), math.nan, math.nan, level)
+    ma, mb = mean_or_nan(a), mean_or_nan(b)
+    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)
+    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Interval(ma - mb, ma - mb, ma - mb, level)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    return Interval(ma - mb, ma - mb - half, ma - mb + half, level)
+
+
+def aa_control(first: Sequence[float], second: Sequence[float]) -> tuple[Interval, Verdict]:
+    """``first``, ``second``: own val mIoU (fractions) of one variant on two disjoint seed sets (``AA_RULE``)."""
+    from ..verdicts import within
+
+    x = welch_interval([100 * v for v in first], [100 * v for v in second])
+    return x, within(x, -ACCURACY_MARGIN, ACCURACY_MARGIN, "A/A difference (points)", ".1f")
+
+
+def harmful_control(full: Mapping[int, float], harmful: Mapping[int, float]) -> tuple[Interval, Verdict, int]:
+    """Seed -> own val mIoU of LW and of LW with :data:`HARMFUL_CHANGE` (``HARMFUL_RULE``)."""
+    seeds = sorted(set(full) & set(harmful))
+    x = seed_interval([100 * (full[s] - harmful[s]) for s in seeds])
+    return x, above(x, ACCURACY_MARGIN, "LW - LW without CRP (points)", ".1f"), len(seeds)
+
+
+def gated(verdict: Verdict, controls: Mapping[str, Verdict]) -> Verdict:
+    """An accuracy verdict stands only where every control passed; else the task cannot tell architectures apart,
+    and the verdict is *not testable here*, with the failing control named."""
+    from ..verdicts import NOT_TESTABLE, REPRODUCED
+
+    failed = {name: v for name, v in controls.items() if v.outcome != REPRODUCED}
+    if not failed:
+        return verdict
+    words = "; ".join(f"{name} control {v.outcome}: {v.why}" for name, v in failed.items())
+    return Verdict(NOT_TESTABLE, f"the task cannot tell architectures apart here ({words}); measured: {verdict.why}")

@@ -45,17 +45,57 @@ def branch_shares(setting: NetworkSetting, nets: list[TrainedNetwork], max_image
         columns=["rcu", "level", "branch_share", "family", "seed"])
 
 
-def accuracy_rows(table: pd.DataFrame, shares: pd.DataFrame | None, name: str, where: str) -> tuple[list, pd.DataFrame]:
-    """The accuracy claims' scorecard rows and their table (analysis.networks.claims)."""
+def control_runs(setting: NetworkSetting, nets: list[TrainedNetwork], progress=print) -> dict:
+    """The networks the two controls need beyond the set (analysis.networks.claims): LW on seeds n..2n-1 (A/A) and
+    LW with the harmful change on seeds 0..n-1, trained or loaded like the set."""
+    from dataclasses import replace
+
+    from ..networks.claims import HARMFUL_CHANGE
+
+    n = setting.seeds
+    lw = f"rf_lw:{setting.backbone}"
+    second = trained_set(setting, variants=[lw], seeds=list(range(n, 2 * n)), say=progress)
+    harmful = trained_set(replace(setting, decoder={**(setting.decoder or {}), **HARMFUL_CHANGE}), variants=[lw],
+                          seeds=n, say=progress)
+    first = {t.record["seed"]: t.record["val_miou"] for t in nets if t.record["family"] == "rf_lw"}
+    return {"first": first, "second": {t.record["seed"]: t.record["val_miou"] for t in second},
+            "harmful": {t.record["seed"]: t.record["val_miou"] for t in harmful}}
+
+
+def control_rows(controls: dict) -> tuple[dict, list[dict]]:
+    """The controls' verdicts (name -> Verdict) and their table rows."""
+    from ..networks.claims import AA_RULE, HARMFUL_RULE, aa_control, harmful_control
+
+    aa, aa_v = aa_control(list(controls["first"].values()), list(controls["second"].values()))
+    hx, h_v, h_n = harmful_control(controls["first"], controls["harmful"])
+    rows = [{"claim": "control: A/A (LW on two disjoint seed sets)", "effect": "difference of means (points)",
+             "estimate": aa.estimate, "ci_low": aa.low, "ci_high": aa.high,
+             "n_seeds": len(controls["first"]) + len(controls["second"]), "status": aa_v.outcome, "why": aa_v.why,
+             "rule": AA_RULE},
+            {"claim": "control: harmful change (LW without CRP)", "effect": "LW - harmful (points)",
+             "estimate": hx.estimate, "ci_low": hx.low, "ci_high": hx.high, "n_seeds": h_n, "status": h_v.outcome,
+             "why": h_v.why, "rule": HARMFUL_RULE}]
+    return {"A/A": aa_v, "harmful-change": h_v}, rows
+
+
+def accuracy_rows(table: pd.DataFrame, shares: pd.DataFrame | None, name: str, where: str,
+                  controls: dict | None = None) -> tuple[list, pd.DataFrame]:
+    """The accuracy claims' scorecard rows and their table (analysis.networks.claims); with ``controls``
+    (:func:`control_runs`) the mIoU claim stands only where both controls pass."""
     from ..networks.claims import (
         ACCURACY_RULE,
         SATURATION_RULE,
         accuracy_verdict,
+        gated,
         saturation_verdict,
     )
 
     miou = {f: dict(zip(g.seed, g.val_miou, strict=True)) for f, g in table.groupby("family")}
     acc, acc_v, acc_n = accuracy_verdict(miou)
+    control_table: list[dict] = []
+    if controls is not None:
+        verdicts, control_table = control_rows(controls)
+        acc_v = gated(acc_v, verdicts)
     rows = [{"claim": "LW keeps RF's accuracy (Tables 2-3)", "effect": "LW - RF own val mIoU (points)",
              "estimate": acc.estimate, "ci_low": acc.low, "ci_high": acc.high, "n_seeds": acc_n,
              "status": acc_v.outcome, "why": acc_v.why}]
@@ -73,11 +113,11 @@ def accuracy_rows(table: pd.DataFrame, shares: pd.DataFrame | None, name: str, w
         scores.append(ScoreRow("Section 3.3: RCUs saturate in LW (branch share)", "'almost completely saturated' in LW",
                                f"mean RCU branch share {words}", where, sat_v.outcome, sat_v.why, SATURATION_RULE,
                                f"{name}/accuracy_claims.md", sat_n))
-    return scores, pd.DataFrame(rows)
+    return scores, pd.DataFrame(rows + control_table)
 
 
 def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: str = FOLDER,
-          shares: pd.DataFrame | None = None) -> Section:
+          shares: pd.DataFrame | None = None, controls: dict | None = None) -> Section:
     use_style()
     folder = out / name
     rows = [{"variant": n.record["variant"], "family": n.record["family"], "seed": n.record["seed"],
@@ -112,10 +152,12 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
                        "val mIoU (a precondition of the benefit side, not a paper claim)", f"{name}/networks.md",
                        n_seeds)]
     where = f"'{setting.name}' set, generated shapes, {setting.device}"
-    claim_rows, claims = accuracy_rows(table, shares, name, where)
+    claim_rows, claims = accuracy_rows(table, shares, name, where, controls)
     scores += claim_rows
     notes = ["Seeds are the unit of evidence: each interval is a t interval over per-seed values (the same seed for "
              "both families: common random numbers); with one seed there is none, and the verdict is inconclusive.",
+             "Controls (with 2 or more seeds): the A/A control and the harmful-change control decide whether "
+             "this task can tell architectures apart; where one fails, the mIoU claim is not testable here.",
              "Branch share of an RCU: ||branch(x)|| / (||x|| + ||branch(x)||) per val image (0: the RCU passes its "
              "input unchanged); the recipe zero-inits the last conv of every residual branch, so a share near 0 after "
              "training can be the init rather than the architecture (issue #32 asks for a check under a standard "
@@ -158,4 +200,5 @@ def curves_figure(nets: list[TrainedNetwork], setting: NetworkSetting):
 
 def build(out: Path, setting: NetworkSetting | None = None, name: str = FOLDER) -> Section:
     setting, nets = collect(setting)
-    return write(setting, nets, out, name, branch_shares(setting, nets))
+    controls = control_runs(setting, nets) if setting.seeds >= 2 else None
+    return write(setting, nets, out, name, branch_shares(setting, nets), controls)
