@@ -143,6 +143,28 @@ def test_aa_control_on_each_side(first, second, outcome):
     assert aa_control(first, second)[1].outcome == outcome
 
 
+@pytest.mark.parametrize("rf, rf_no_rcu, lw_rcu, lw, outcome", [
+    # the paper's picture: RF loses 6 points without RCUs, LW with and without RCU within 0.5 points
+    ([0.95, 0.96, 0.97], [0.89, 0.90, 0.91], [0.93, 0.935, 0.94], [0.932, 0.93, 0.944], REPRODUCED),
+    # RCUs cost the original nothing: the first cell is wholly at or below +2 points
+    ([0.95, 0.96, 0.97], [0.951, 0.958, 0.969], [0.93, 0.935, 0.94], [0.932, 0.93, 0.944], NOT_REPRODUCED),
+    # RCUs matter in LW too (LW with RCU 5 points better): the second cell lies wholly outside +-2
+    ([0.95, 0.96, 0.97], [0.89, 0.90, 0.91], [0.98, 0.985, 0.99], [0.93, 0.935, 0.94], NOT_REPRODUCED),
+    # LW's seeds disagree: the equivalence interval crosses +-2, the other cell holds
+    ([0.95, 0.96, 0.97], [0.89, 0.90, 0.91], [0.93, 0.90, 0.96], [0.932, 0.93, 0.944], INCONCLUSIVE),
+    ([0.95], [0.89], [0.93], [0.93], INCONCLUSIVE),  # one training run
+])
+def test_rcu_matters_claim_needs_both_cells(rf, rf_no_rcu, lw_rcu, lw, outcome):
+    from analysis.networks.claims import rcu_matters_verdict
+
+    miou = {"rf": dict(enumerate(rf)), "rf_lw_rcu": dict(enumerate(lw_rcu)), "rf_lw": dict(enumerate(lw))}
+    cells, v = rcu_matters_verdict(miou, dict(enumerate(rf_no_rcu)))
+    assert v.outcome == outcome, v.why
+    assert [c[3] for c in cells] == [len(rf), len(rf)]
+    assert cells[0][1].estimate == pytest.approx(100 * np.mean(np.subtract(rf, rf_no_rcu)))
+    assert cells[1][1].estimate == pytest.approx(100 * np.mean(np.subtract(lw_rcu, lw)))
+
+
 def test_harmful_control_and_the_gate():
     from analysis.networks.claims import gated, harmful_control
     from analysis.verdicts import NOT_TESTABLE, Verdict
@@ -167,11 +189,13 @@ def test_networks_section_with_seeds_runs_both_controls(tmp_path):
 
     section = build(tmp_path, replace(TINY_NETWORKS, seeds=2))
     claims = pd.read_csv(tmp_path / "networks" / "accuracy_claims.csv")
-    assert list(claims.claim) == ["LW keeps RF's accuracy (Tables 2-3)", "RCUs saturate in LW, not in RF (Section 3.3)",
+    assert list(claims.claim) == ["LW keeps RF's accuracy (Tables 2-3)", "RCUs matter in RF, not in LW (Section 3.3)",
+                                  "RCUs matter in RF, not in LW (Section 3.3)",
+                                  "RCUs saturate in LW, not in RF (Section 3.3)",
                                   "control: A/A (LW on two disjoint seed sets)",
                                   "control: harmful change (LW without CRP)"]
-    assert list(claims.n_seeds) == [2, 2, 4, 2]
+    assert list(claims.n_seeds) == [2, 2, 2, 2, 4, 2]
     assert set(claims.status) <= {"reproduced", "not reproduced", "inconclusive", "not testable here"}
-    controls_pass = (claims.status.iloc[2:] == "reproduced").all()
+    controls_pass = (claims.status.iloc[4:] == "reproduced").all()
     assert (claims.status.iloc[0] == "not testable here") == (not controls_pass)  # the gate
     assert "2 seeds" in section.title

@@ -12,6 +12,11 @@
   seed by seed. The same number reports how far each residual branch left its zero initialisation in training
   (the recipe zero-inits the last conv of every residual branch), the check issue #32 asks for on claim (c).
 
+- **RCUs matter in the original, not in LW** (Section 3.3: dropping the RCUs of the original costs "more than 5%";
+  dropping them from the light-weight network costs nothing): two cells, seed by seed with t intervals: the original
+  minus the original without RCUs (``RF_WITHOUT_RCU``) wholly above +``ACCURACY_MARGIN`` points, and LW-with-RCU
+  minus LW within +-``ACCURACY_MARGIN`` (equivalent, TOST-style). Both cells must hold.
+
 With one seed there is no interval over training runs: both claims are then *inconclusive (one training run)*,
 whatever the images say; a claim about an architecture rests on several runs.
 """
@@ -89,6 +94,39 @@ def saturation_verdict(shares: Mapping[str, Mapping[int, float]], light: str = "
     x = seed_interval(diffs)
     v = below(x, 0.0, f"{light} - {original} branch share", ".3f", strict=True)
     return x, _one_run(v, len(seeds)), len(seeds)
+
+
+RF_WITHOUT_RCU = {"rcu_in": 0, "rcu_out": 0}
+"""The original RefineNet with every RCU removed (its 3x3 fusion and CRP convolutions kept): Section 3.3's ablation."""
+RCU_MATTERS_RULE = (f"two cells, each seed by seed (same seed: same data order and crops) with a 95% t interval over "
+                    f"the seeds: the original minus the original without RCUs must lie wholly above +{ACCURACY_MARGIN:g}"
+                    f" points (the paper: 'more than 5%' lost), and LW-with-RCU minus LW wholly within "
+                    f"+-{ACCURACY_MARGIN:g} points (the paper: no loss); reproduced where both cells are, not "
+                    "reproduced where one is wholly outside its region, inconclusive otherwise or with one training run")
+
+
+def rcu_matters_verdict(miou: Mapping[str, Mapping[int, float]], without_rcu: Mapping[int, float]
+                        ) -> tuple[list[tuple[str, Interval, Verdict, int]], Verdict]:
+    """``miou``: family -> seed -> own val mIoU (fraction); ``without_rcu``: seed -> that of the original without
+    RCUs. The two cells (name, interval in points, verdict, seeds) and the claim's verdict (``RCU_MATTERS_RULE``)."""
+    from ..verdicts import tally, within
+
+    original = miou.get("rf", {})
+    seeds = sorted(set(original) & set(without_rcu))
+    rf_x = seed_interval([100 * (original[s] - without_rcu[s]) for s in seeds])
+    rf_v = _one_run(above(rf_x, ACCURACY_MARGIN, "RF - RF without RCU (points)", ".1f"), len(seeds))
+    with_rcu, light = miou.get("rf_lw_rcu", {}), miou.get("rf_lw", {})
+    lw_seeds = sorted(set(with_rcu) & set(light))
+    lw_x = seed_interval([100 * (with_rcu[s] - light[s]) for s in lw_seeds])
+    lw_v = _one_run(within(lw_x, -ACCURACY_MARGIN, ACCURACY_MARGIN, "LW with RCU - LW (points)", ".1f"),
+                    len(lw_seeds))
+    cells = [("in the original: RF - RF without RCU (points)", rf_x, rf_v, len(seeds)),
+             ("in LW: LW with RCU - LW (points)", lw_x, lw_v, len(lw_seeds))]
+    names = [c[0].split(":")[0] for c in cells]
+    overall = tally([c[2].outcome for c in cells], "Section 3.3", "cells",
+                    [n for n, c in zip(names, cells, strict=True) if c[2].outcome != "reproduced"])
+    why = "; ".join(f"{c[0].split(':')[0]}: {c[2].outcome} ({c[2].why})" for c in cells)
+    return cells, Verdict(overall.outcome, why)
 
 
 def _one_run(v: Verdict, n_seeds: int) -> Verdict:

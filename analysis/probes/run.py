@@ -33,7 +33,7 @@ from ..datasets.images import normalise
 from ..datasets.synthetic import SyntheticSpec
 from ..datasets.voc import IGNORE, VOCSegmentation, class_names, dataset_classes
 from ..metrics import confusion_matrix, expected_random_ap, mean_iou, multilabel_metrics, presence
-from ..networks import SETTINGS, NetworkSetting, Schedule, load_data, train_network
+from ..networks import SETTINGS, NetworkSetting, Schedule, load_data, trained_set
 from ..networks.settings import CPU_DECODER
 from .heads import METRICS, ProbeSettings, cache_features, train_probes
 
@@ -246,12 +246,10 @@ def _networks(plan: ProbePlan, progress, say):
     data = load_data(plan.voc_root or net.data, net.schedule.size, plan.num_classes, progress=progress)
     check_labelled(data.train_masks, "train", plan.voc_root or "the generated data")
     check_labelled(data.val_masks, "val", plan.voc_root or "the generated data")
-    nets = []
-    for seed in range(net.seeds):
-        for name in net.variants():
-            trained = train_network(name, data, net.schedule, seed, net.device, decoder=net.decoder,
-                                    cache_dir=plan.cache_dir, progress=progress is not None, say=say)
-            nets.append((name, seed, trained.model, trained.record, trained.cached))
+    # the one way to the trained set (the setting's shared pretrained backbone, one network per architecture)
+    trained = trained_set(net, seeds=net.seeds, data=plan.voc_root, num_classes=plan.num_classes,
+                          cache_dir=plan.cache_dir, progress=progress is not None, say=say)
+    nets = [(t.record["variant"], t.record["seed"], t.model, t.record, t.cached) for t in trained]
     return ((data.train_images, data.train_masks), (data.val_images, data.val_masks), data.num_classes,
             data.classes, data.class_source, data.describe(), nets)
 

@@ -47,7 +47,7 @@ from ..erf.plots import draw_gradient_erf, draw_occlusion
 from ..erf.study import TopRegions, most_active_channels, top_regions
 from ..erf.units import RULE as UNIT_RULE
 from ..erf.units import class_maps, unit_agreement, unit_verdicts
-from ..networks import SETTINGS, NetworkSetting, load_data, train_network
+from ..networks import SETTINGS, NetworkSetting, load_data, trained_set
 from ..networks.store import decoder_layers
 from ..style import FAMILY_COLOURS, family_label, use_style
 from ..verdicts import NOT_TESTABLE, tally
@@ -124,11 +124,10 @@ def collect(plan: ERFPlan | None = None, progress=print) -> ERFResults:
     net = plan.networks
     say = progress or (lambda msg: None)
     data = load_data(net.data, net.schedule.size, progress=progress)
-    trained = {}
-    for family in FAMILIES:
-        name = f"{family}:{net.backbone}"
-        trained[family] = train_network(name, data, net.schedule, 0, net.device, decoder=net.decoder,
-                                        cache_dir=plan.cache_dir, progress=progress is not None, say=progress)
+    # the one way to the trained set (the setting's shared pretrained backbone, one network per architecture)
+    nets = trained_set(net, variants=[f"{family}:{net.backbone}" for family in FAMILIES], seeds=[0],
+                       cache_dir=plan.cache_dir, progress=progress is not None, say=progress)
+    trained = dict(zip(FAMILIES, nets, strict=True))
     root = synthetic_voc(canvas_spec(net, plan.canvas_factor, plan.n_canvas), progress=progress)
     side = plan.canvas_size
     canvases = normalise(VOCSegmentation(root, "val", (side, side)).load_all()[0]).to(net.device)
@@ -177,7 +176,8 @@ def _claims(grids: dict[str, DecoderGrid], weights: str,
         b.assign(claim="(b) CRP enlarges the ERF", effect=b.crp_side90_cells, rule=CLAIM_B_RULE,
                  paper="ERF larger after CRP (Fig. 3)"),
     ], ignore_index=True)[["claim", "family", "level", "effect", "ci_low", "ci_high", "paper", "status", "why"]]
-    return a, b, claims.assign(weights=weights)
+    # one training run per family (seed 0): the intervals cover canvases or images, not training runs
+    return a, b, claims.assign(weights=weights, n_seeds=1 if weights == "trained" else 0)
 
 
 def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
@@ -263,11 +263,12 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
     artifacts.append(Artifact(f"{name}/image_space.md", "Image-space ERF sizes", "trained LW, Figure 3's taps"))
 
     verdicts = unit_verdicts(results.units)
-    shown_units = results.units.merge(verdicts[["unit", "status"]], on="unit")
+    shown_units = results.units.merge(verdicts[["unit", "status"]], on="unit").assign(n_seeds=1)
     save_table(shown_units, folder / "figure8_units", "Figure 8 as numbers: where each class unit fires", [
         "Top region of a class unit: the pixels of its upsampled logit map above the threshold that gives it as "
         "many pixels as the class has in the val labels. precision: share of it on the unit's own class; overlap: "
-        "IoU of RefineNet's and LW's top regions. 95% CIs: image bootstrap.", f"Rule: {UNIT_RULE}."],
+        "IoU of RefineNet's and LW's top regions. 95% CIs: image bootstrap over one training run per network "
+        "(n_seeds 1: the intervals do not cover training runs).", f"Rule: {UNIT_RULE}."],
         formats={c: ".2f" for c in shown_units.columns if c.startswith(("precision", "overlap"))})
     artifacts.append(Artifact(f"{name}/figure8_units.md", "Figure 8 as numbers", "class units vs labels and "
                               "across networks", inline=True))

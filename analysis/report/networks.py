@@ -46,20 +46,24 @@ def branch_shares(setting: NetworkSetting, nets: list[TrainedNetwork], max_image
 
 
 def control_runs(setting: NetworkSetting, nets: list[TrainedNetwork], progress=print) -> dict:
-    """The networks the two controls need beyond the set (analysis.networks.claims): LW on seeds n..2n-1 (A/A) and
-    LW with the harmful change on seeds 0..n-1, trained or loaded like the set."""
+    """The networks the two controls and Section 3.3's claim need beyond the set (analysis.networks.claims): LW on
+    seeds n..2n-1 (A/A), LW with the harmful change and the original without RCUs on seeds 0..n-1, trained or
+    loaded like the set."""
     from dataclasses import replace
 
-    from ..networks.claims import HARMFUL_CHANGE
+    from ..networks.claims import HARMFUL_CHANGE, RF_WITHOUT_RCU
 
     n = setting.seeds
     lw = f"rf_lw:{setting.backbone}"
     second = trained_set(setting, variants=[lw], seeds=list(range(n, 2 * n)), say=progress)
     harmful = trained_set(replace(setting, decoder={**(setting.decoder or {}), **HARMFUL_CHANGE}), variants=[lw],
                           seeds=n, say=progress)
+    without_rcu = trained_set(replace(setting, decoder={**(setting.decoder or {}), **RF_WITHOUT_RCU}),
+                              variants=[f"rf:{setting.backbone}"], seeds=n, say=progress)
     first = {t.record["seed"]: t.record["val_miou"] for t in nets if t.record["family"] == "rf_lw"}
     return {"first": first, "second": {t.record["seed"]: t.record["val_miou"] for t in second},
-            "harmful": {t.record["seed"]: t.record["val_miou"] for t in harmful}}
+            "harmful": {t.record["seed"]: t.record["val_miou"] for t in harmful},
+            "rf_without_rcu": {t.record["seed"]: t.record["val_miou"] for t in without_rcu}}
 
 
 def control_rows(controls: dict) -> tuple[dict, list[dict]]:
@@ -84,9 +88,11 @@ def accuracy_rows(table: pd.DataFrame, shares: pd.DataFrame | None, name: str, w
     (:func:`control_runs`) the mIoU claim stands only where both controls pass."""
     from ..networks.claims import (
         ACCURACY_RULE,
+        RCU_MATTERS_RULE,
         SATURATION_RULE,
         accuracy_verdict,
         gated,
+        rcu_matters_verdict,
         saturation_verdict,
     )
 
@@ -102,6 +108,18 @@ def accuracy_rows(table: pd.DataFrame, shares: pd.DataFrame | None, name: str, w
     scores = [ScoreRow("Tables 2-3 (mIoU): LW keeps RF's accuracy", "LW within 0-0.9 points of RF (single scale)",
                        f"LW - RF {acc.words('.1f')} points over {acc_n} seed(s)", where, acc_v.outcome, acc_v.why,
                        ACCURACY_RULE, f"{name}/accuracy_claims.md", acc_n)]
+    if controls is not None and controls.get("rf_without_rcu"):
+        cells, matters_v = rcu_matters_verdict(miou, controls["rf_without_rcu"])
+        matters_v = gated(matters_v, verdicts)
+        for cell, x, v, n in cells:
+            rows.append({"claim": "RCUs matter in RF, not in LW (Section 3.3)", "effect": cell, "estimate": x.estimate,
+                         "ci_low": x.low, "ci_high": x.high, "n_seeds": n, "status": v.outcome, "why": v.why})
+        n_cells = min(c[3] for c in cells)
+        scores.append(ScoreRow("Section 3.3: RCUs matter in the original, not in LW",
+                               "RF loses > 5% without RCUs; LW loses nothing",
+                               "; ".join(f"{c[0].split(':')[1].strip()} {c[1].words('.1f')}" for c in cells), where,
+                               matters_v.outcome, matters_v.why, RCU_MATTERS_RULE, f"{name}/accuracy_claims.md",
+                               n_cells))
     if shares is not None and len(shares):
         mean = shares.groupby(["family", "seed"])["branch_share"].mean()
         per = {f: {s: float(v) for (ff, s), v in mean.items() if ff == f} for f in mean.index.get_level_values(0)}
