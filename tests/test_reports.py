@@ -196,13 +196,19 @@ def test_a_section_on_networks_of_an_earlier_training_version_is_archived(tmp_pa
         return {"section": "erf", "title": "ERF", "scores": [vars(row)], "environment": {}, "artifacts": [],
                 "verdict_version": VERDICT_VERSION, **extra}
 
-    current = front_page({"erf/x": entry(training_version=TRAINING_VERSION)}, tmp_path)
+    from analysis.networks.settings import SET_VERSION
+
+    current = front_page({"erf/x": entry(training_version=TRAINING_VERSION, set_version=SET_VERSION)}, tmp_path)
     assert "| **inconclusive** | 3 of 6 |" in current and "archive" not in current
-    for old in (entry(training_version=TRAINING_VERSION - 1), entry()):
+    for old in (entry(training_version=TRAINING_VERSION - 1, set_version=SET_VERSION), entry(),
+                entry(training_version=TRAINING_VERSION, set_version=SET_VERSION - 1),
+                entry(training_version=TRAINING_VERSION)):  # before set versions were recorded: version 1
         page = front_page({"erf/x": old}, tmp_path)
         assert "| **inconclusive** |" not in page and "no current run" in page and "[archive](archive.md)" in page
         archive = archive_page({"erf/x": old})
-        assert "| inconclusive | 3 of 6 |" in archive and f"this code is version {TRAINING_VERSION}" in archive
+        version = (f"this code is version {TRAINING_VERSION}" if old.get("training_version") != TRAINING_VERSION
+                   else f"this code's settings are version {SET_VERSION}")
+        assert "| inconclusive | 3 of 6 |" in archive and version in archive
     timing = {"section": "timing", "title": "T", "scores": [vars(row)], "environment": {}, "artifacts": [],
               "verdict_version": VERDICT_VERSION}
     assert "| **inconclusive** |" in front_page({"timing/x": timing}, tmp_path)  # no trained networks: never archived
@@ -216,8 +222,11 @@ def test_a_run_records_the_training_version_of_the_sections_on_trained_networks(
     assert report.run(["erf", "complexity"], out=tmp_path, device="cpu") == {"erf": "ok", "complexity": "ok"}
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     (erf_key,) = [k for k in manifest if k.startswith("erf/")]
+    from analysis.networks.settings import SET_VERSION
+
     assert manifest[erf_key]["training_version"] == TRAINING_VERSION
-    assert "training_version" not in manifest["complexity"]
+    assert manifest[erf_key]["set_version"] == SET_VERSION
+    assert "training_version" not in manifest["complexity"] and "set_version" not in manifest["complexity"]
 
 
 def test_networks_section_tabulates_the_trained_set(tmp_path):

@@ -97,12 +97,14 @@ def saturation_verdict(shares: Mapping[str, Mapping[int, float]], light: str = "
 
 
 RF_WITHOUT_RCU = {"rcu_in": 0, "rcu_out": 0}
-"""The original RefineNet with every RCU removed (its 3x3 fusion and CRP convolutions kept): Section 3.3's ablation."""
+"""The original RefineNet with every RCU removed (its 3x3 fusion and CRP convolutions kept): Section 3.3's
+ablation."""
 RCU_MATTERS_RULE = (f"two cells, each seed by seed (same seed: same data order and crops) with a 95% t interval over "
-                    f"the seeds: the original minus the original without RCUs must lie wholly above +{ACCURACY_MARGIN:g}"
-                    f" points (the paper: 'more than 5%' lost), and LW-with-RCU minus LW wholly within "
+                    "the seeds: the original minus the original without RCUs must lie wholly above "
+                    f"+{ACCURACY_MARGIN:g} points (the paper: 'more than 5%' lost), and LW-with-RCU minus LW wholly within "
                     f"+-{ACCURACY_MARGIN:g} points (the paper: no loss); reproduced where both cells are, not "
-                    "reproduced where one is wholly outside its region, inconclusive otherwise or with one training run")
+                    "reproduced where one is wholly outside its region, inconclusive otherwise or with one training "
+                    "run")
 
 
 def rcu_matters_verdict(miou: Mapping[str, Mapping[int, float]], without_rcu: Mapping[int, float]

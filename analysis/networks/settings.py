@@ -36,6 +36,13 @@ from .pretrain import Pretrain, pretrained_backbone
 from .recipe import Schedule
 from .train import IncompleteTraining, TrainedNetwork, cache_entry, check_device, is_cached, train_network
 
+SET_VERSION = 2
+"""The version of the named settings' data and starting point (not of the training code, so not in the cache key:
+the data spec and the backbone checkpoint's digest are). 1: objects of radius 16-26 / 40-60 px, every network from
+scratch; 2 (2026-12-04): radius 20-34 / 56-110 px and one shared pretrained backbone. The front page archives the
+sections of an earlier set version (analysis.report.front_page.superseded)."""
+SET_DESCRIPTION = "larger generated objects, one shared pretrained backbone"
+
 CPU_DECODER = {"channels": 48, "top_channels": 96}
 """The CPU narrowing of every family's decoder (the probes and the ERF section use the same networks)."""
 DATA = SyntheticSpec(n_train=400, n_val=80, small_radius=(20, 34), large_radius=(56, 110))

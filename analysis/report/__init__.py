@@ -151,9 +151,11 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
         start = time.perf_counter()
         entry = {"section": name, "title": name, "environment": environment(device), "verdict_version": VERDICT_VERSION}
         if name in TRAINED:
+            from ..networks.settings import SET_VERSION
             from ..networks.train import TRAINING_VERSION
 
             entry["training_version"] = TRAINING_VERSION
+            entry["set_version"] = SET_VERSION
         try:
             section = SEEDED[name](out, seeds) if seeds is not None else SECTIONS[name](out)
             entry.update(title=section.title, text=section.text, settings=section.settings, folder=section.folder,

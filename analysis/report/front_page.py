@@ -41,6 +41,11 @@ def superseded(entry: dict) -> str:
         which = f"training version {version}" if version else "before training versions were recorded"
         return (f"networks trained by an earlier method ({which}; this code is version {TRAINING_VERSION}: "
                 f"{TRAINING_METHOD}); rerun this section on that machine")
+    from ..networks.settings import SET_DESCRIPTION, SET_VERSION
+
+    if entry.get("section") in TRAINED and entry.get("set_version", 1) != SET_VERSION:
+        return (f"networks of an earlier trained set (set version {entry.get('set_version', 1)}; this code's "
+                f"settings are version {SET_VERSION}: {SET_DESCRIPTION}); rerun this section on that machine")
     if entry.get("scores") and entry.get("verdict_version") != VERDICT_VERSION:
         return (f"verdicts decided by earlier rules (verdict version {entry.get('verdict_version') or 'unrecorded'}; "
                 f"this code is version {VERDICT_VERSION}); rerun this section on that machine")

@@ -111,7 +111,8 @@ def accuracy_rows(table: pd.DataFrame, shares: pd.DataFrame | None, name: str, w
     if controls is not None and controls.get("rf_without_rcu"):
         cells, matters_v = rcu_matters_verdict(miou, controls["rf_without_rcu"])
         matters_v = gated(matters_v, verdicts)
-        for cell, x, v, n in cells:
+        for cell, x, v, n in cells:  # each cell gated like the claim: a task that cannot tell apart decides no cell
+            v = gated(v, verdicts)
             rows.append({"claim": "RCUs matter in RF, not in LW (Section 3.3)", "effect": cell, "estimate": x.estimate,
                          "ci_low": x.low, "ci_high": x.high, "n_seeds": n, "status": v.outcome, "why": v.why})
         n_cells = min(c[3] for c in cells)
