@@ -101,8 +101,8 @@ RF_WITHOUT_RCU = {"rcu_in": 0, "rcu_out": 0}
 ablation."""
 RCU_MATTERS_RULE = (f"two cells, each seed by seed (same seed: same data order and crops) with a 95% t interval over "
                     "the seeds: the original minus the original without RCUs must lie wholly above "
-                    f"+{ACCURACY_MARGIN:g} points (the paper: 'more than 5%' lost), and LW-with-RCU minus LW wholly within "
-                    f"+-{ACCURACY_MARGIN:g} points (the paper: no loss); reproduced where both cells are, not "
+                    f"+{ACCURACY_MARGIN:g} points (the paper: 'more than 5%' lost), and LW-with-RCU minus LW wholly "
+                    f"within +-{ACCURACY_MARGIN:g} points (the paper: no loss); reproduced where both cells are, not "
                     "reproduced where one is wholly outside its region, inconclusive otherwise or with one training "
                     "run")
 
