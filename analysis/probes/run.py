@@ -1,16 +1,16 @@
 """The probe study: take each decoder family's trained network, then probe its frozen features at every level.
 
-Embedded default (no VOC and no trained weights can be downloaded here): the networks of the trained
-set (:mod:`analysis.networks`): each family on MobileNet-v2, trained from scratch on the generated shapes
-dataset to a plateau of its own val mIoU, cached, and shared with every other analysis (receptive
-fields, Figure 8). On a CPU the "cpu" setting (decoders narrowed to 48 channels, 96 at level 4; 128 px;
-one seed), on a GPU the "gpu" setting (the families' own widths, 256 px, three seeds). Then the probes
-on the frozen features before RCU, after RCU and after CRP of every level. With ``voc_root`` and
-``checkpoints`` the same code runs the paper's setting (e.g. rf101 with the refinenet-pytorch VOC
-weights on VOC train/val); with ``voc_root`` alone the families are trained on that folder.
+Embedded default (no VOC and no trained weights can be downloaded here): the networks of the trained set
+(:mod:`analysis.networks`): each family on MobileNet-v2, from one backbone pretrained on the generated shapes
+(:mod:`analysis.networks.pretrain`), trained on that dataset to a plateau of its own val mIoU, cached, and shared
+with every other analysis (receptive fields, Figure 8). On a CPU the "cpu" setting (decoders narrowed to 48
+channels, 96 at level 4; 128 px; one seed), on a GPU the "gpu" setting (the families' own widths, 256 px, three
+seeds). Then the probes on the frozen features before RCU, after RCU and after CRP of every level. With ``voc_root``
+and ``checkpoints`` the same code runs the paper's setting (e.g. rf101 with the refinenet-pytorch VOC weights on VOC
+train/val); with ``voc_root`` alone the families are trained on that folder.
 
-Every number of the frame is a plain column (``miou``, ``miou_ci_low``, ...; fractions 0..1);
-display labels are applied by the report.
+Every number of the frame is a plain column (``miou``, ``miou_ci_low``, ...; fractions 0..1); display labels are
+applied by the report.
 """
 
 from __future__ import annotations

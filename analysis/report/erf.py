@@ -187,8 +187,9 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
     net = plan.networks
     folder = out / name
     own = ", ".join(f"{family_label(n.split(':')[0])} {100 * v:.1f}%" for n, v in results.own_miou.items())
-    settings = (f"trained set '{net.name}' on {net.device} ({results.data_words}; {net.backbone}; own val mIoU "
-                f"{own}); decoder-grid and image-space ERF on {plan.n_canvas} generated canvases of "
+    start = "one shared pretrained backbone" if net.pretrain is not None else "from scratch"
+    settings = (f"trained set '{net.name}' on {net.device} ({results.data_words}; {net.backbone}, {start}; own val "
+                f"mIoU {own}); decoder-grid and image-space ERF on {plan.n_canvas} generated canvases of "
                 f"{plan.canvas_size}px (objects at the training scale); random init: the same architecture, seed 0, "
                 f"BatchNorm re-estimated on the canvases; occlusion: val images at {net.schedule.size}px, "
                 f"{plan.window}px occluder, stride {plan.stride}; CIs from {plan.n_boot} bootstrap resamples of the "

@@ -190,7 +190,9 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
     artifacts.append(Artifact(f"{name}/accuracy_claims.md", "Accuracy claims", "LW vs RF mIoU and RCU saturation, "
                               "over seeds", inline=True))
     text = (f"The networks every receptive-field and probe verdict stands on: own val mIoU (lowest seed per family) "
-            f"{words}; trained from scratch on the generated shapes, cached and reused by the ERF and probe "
+            f"{words}; trained on the generated shapes "
+            f"({'from one shared pretrained backbone' if setting.pretrain is not None else 'from scratch'}), "
+            "cached and reused by the ERF and probe "
             "sections.")
     runs = f", {n_seeds} seeds" if n_seeds > 1 else ""
     return Section(f"Trained networks, '{setting.name}' setting{runs}, on {device_description(setting.device)}",
@@ -211,8 +213,10 @@ def curves_figure(nets: list[TrainedNetwork], setting: NetworkSetting):
     ax.set_ylabel("own val mIoU %")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(f"Learning curves of the '{setting.name}' trained set ({setting.backbone}, {setting.schedule.size}px, "
-                 f"{setting.device}); dotted: the {100 * OWN_MIOU_GOAL:.0f}% goal", fontsize=9)
+    start = "shared pretrained backbone" if setting.pretrain is not None else "from scratch"
+    ax.set_title(f"Learning curves of the '{setting.name}' trained set ({setting.backbone}, {start}, "
+                 f"{setting.schedule.size}px, {setting.device}); dotted: the {100 * OWN_MIOU_GOAL:.0f}% goal",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 
