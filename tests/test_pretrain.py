@@ -64,3 +64,9 @@ def test_pretrain_applies_per_backbone_architecture(tmp_path):
                        progress=False, say=None, workers=1)
     assert len(list(tmp_path.glob(f"*/{BACKBONE_FILE}"))) == 2
     assert len({n.record["backbone_weights"] for n in nets}) == 2
+
+
+def test_the_description_follows_the_pretraining_decoder():
+    assert "without CRP (1x1 convolutions only)" in Pretrain().describe("mobilenet_v2")
+    other = Pretrain(decoder={"crp_stages": 2}).describe("resnet18")
+    assert "without CRP" not in other and "crp_stages=2" in other and "rf_lw:resnet18" in other

@@ -33,8 +33,13 @@ class Pretrain:
     seed: int = 10_000  # apart from the compared networks' seeds (0, 1, 2, ...)
 
     def describe(self, backbone: str) -> str:
-        return (f"backbone pretrained once on the same training split under rf_lw:{backbone} without CRP "
-                f"(1x1 convolutions only), seed {self.seed}, the same schedule, and shared by every network")
+        others = {k: v for k, v in self.decoder.items() if k not in ("channels", "top_channels", "crp_stages")}
+        if self.decoder.get("crp_stages") == 0 and not others:
+            decoder = "without CRP (1x1 convolutions only)"
+        else:  # words derived from the changes themselves, never a fixed description
+            decoder = "with " + ", ".join(f"{k}={v}" for k, v in self.decoder.items())
+        return (f"backbone pretrained once on the same training split under rf_lw:{backbone} {decoder}, "
+                f"seed {self.seed}, the same schedule, and shared by every network")
 
 
 def backbone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
