@@ -27,7 +27,7 @@ from bench.models import FAMILIES
 from bench.models.checkpoints import read_state_dict
 
 from .networks.settings import MAX_SEEDS
-from .report import SECTIONS, run
+from .report import SECTIONS, SEEDED, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,9 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     p = sub.add_parser("report", help="regenerate reports/ (all sections by default)")
-    p.add_argument("sections", nargs="*", metavar="SECTION", help=f"any of: {', '.join(SECTIONS)} (default: all)")
-    p.add_argument("--seeds", type=int, default=None, help="networks and probes on N training runs per family, "
-                   "into their own folders (<section>/<device>-N-seeds); 2 to 10")
+    only_seeded = ", ".join(s for s in SEEDED if s not in SECTIONS)
+    p.add_argument("sections", nargs="*", metavar="SECTION",
+                   help=f"any of: {', '.join(SECTIONS)} (default: all); with --seeds also {only_seeded}")
+    p.add_argument("--seeds", type=int, default=None, help="networks, probes and the paper path's accuracy on N "
+                   "training runs per family, into their own folders (<section>/<device>-N-seeds); 2 to 10")
     p = sub.add_parser("sweep-report", help="tables and figures of `python -m bench sweep SPEC --out DIR`")
     p.add_argument("dir", help="the --out folder of a sweep")
     p.add_argument("--report", default=None, help="where to write (default: DIR/report)")
@@ -45,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="the study's TOML spec")
     p.add_argument("dir", help="the --out folder of the study")
     p.add_argument("--report", default=None, help="where to write (default: DIR/report)")
+    p.add_argument("--accuracy", action="store_true",
+                   help="add each trained variant's own val mIoU over its seeds and every path's per-step Δ mIoU "
+                        "(Shapley values where all subsets are trained), from the networks `python -m analysis "
+                        "train --spec SPEC` left in the store with the same options below (nothing is trained)")
+    add_recipe_options(p, training=False)
     p = sub.add_parser("probes", help="probes before RCU / after RCU / at CRP's input / after CRP at every level")
     p.add_argument("--voc-root", help="a VOC-layout folder (default: the generated shapes dataset)")
     p.add_argument("--num-classes", type=int, default=None,
@@ -71,16 +78,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", default=None, metavar="SPEC",
                    help="an ablation spec (TOML, see `python -m bench ablate`): train every variant it resolves, "
                         "its bases included; names of one architecture share one network")
+    add_recipe_options(p)
+    p.add_argument("--json", action="store_true", help="one JSON list on stdout (progress stays on stderr)")
+    return parser
+
+
+def add_recipe_options(p: argparse.ArgumentParser, training: bool = True) -> None:
+    """The options that decide which trained networks are meant (the weights store's key): ``train`` trains them,
+    ``ablation-report --accuracy`` looks them up with the same options."""
     p.add_argument("--data", default=None, help="a VOC-layout folder (default: the generated shapes dataset)")
     p.add_argument("--num-classes", type=int, default=None,
                    help="K, background included (default: from VOC2012/classes.txt, else the largest label + 1)")
     p.add_argument("--setting", default=None, help="cpu or gpu (default: gpu when CUDA is available, else cpu)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the setting's)")
     p.add_argument("--seeds", type=int, default=None,
-                   help=f"per variant: seeds 0..N-1, 1 <= N <= {MAX_SEEDS} (default: the setting's)")
-    p.add_argument("--budget-min", type=float, default=None,
-                   help="wall-clock guard in minutes per network (default: the setting's); a network it stops is "
-                        "incomplete: not cached, not compared, exit status 1")
+                   help=f"per variant: seeds 0..N-1, 1 <= N <= {MAX_SEEDS} (default: the setting's"
+                        + ("" if training else f"; here: the seeds looked up, default {LOOKUP_SEEDS}") + ")")
+    if training:
+        p.add_argument("--budget-min", type=float, default=None,
+                       help="wall-clock guard in minutes per network (default: the setting's); a network it stops "
+                            "is incomplete: not cached, not compared, exit status 1")
     p.add_argument("--size", type=int, default=None,
                    help="square image side to train and evaluate at (the setting's crops scale with it)")
     p.add_argument("--steps", type=int, default=None, help="step limit (default: the setting's)")
@@ -89,8 +106,58 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a local state dict of the backbone's classification network to start from "
                         "(part of the cache key)")
     p.add_argument("--cache", default=None, help="cache folder (default: .cache/networks in the project)")
-    p.add_argument("--json", action="store_true", help="one JSON list on stdout (progress stays on stderr)")
-    return parser
+
+
+LOOKUP_SEEDS = 10
+"""``ablation-report --accuracy`` looks for seeds 0..9 of every variant unless told otherwise."""
+
+
+def recipe(args: argparse.Namespace) -> dict:
+    """The checked recipe options as ``trained_set`` keywords (setting, schedule, device, data, num_classes,
+    backbone_weights, cache_dir); every argument checked before any data is read or network trained."""
+    import torch
+
+    from bench import validation
+
+    from .networks import network_setting
+    from .networks.data import check_source
+    from .networks.train import check_backbone_weights, check_device
+
+    setting = network_setting(args.setting or ("gpu" if torch.cuda.is_available() else "cpu"))
+    device = check_device(args.device or setting.device)
+    if args.seeds is not None:
+        validation.integer("--seeds", args.seeds, minimum=1, maximum=MAX_SEEDS)
+    schedule = train_schedule(args, setting.schedule)
+    checked(schedule.validate)
+    backbone_weights = None
+    if args.backbone_checkpoint is not None:
+        backbone_weights = check_backbone_weights(args.backbone_checkpoint)
+    if args.num_classes is not None:
+        validation.integer("--num-classes", args.num_classes, minimum=2, maximum=255)
+    check_source(args.data)
+    if args.cache is not None and Path(args.cache).exists() and not Path(args.cache).is_dir():
+        raise UsageError(f"--cache {args.cache} exists and is not a folder")
+    return {"setting": setting, "schedule": schedule, "device": device, "data": args.data,
+            "num_classes": args.num_classes, "backbone_weights": backbone_weights, "cache_dir": args.cache}
+
+
+def accuracy_report(args: argparse.Namespace, options: dict, out: Path) -> list[Path]:
+    """``ablation-report --accuracy``: the spec's trained variants from the weights store (nothing trained)."""
+    from bench.ablations import load_ablation
+
+    from .networks.spec_accuracy import spec_runs
+    from .report.path_accuracy import write_spec_accuracy
+
+    spec = load_ablation(args.spec)
+    seeds = args.seeds or LOOKUP_SEEDS
+    setting = options.pop("setting")
+    runs = spec_runs(spec, None, setting, seeds, only_cached=True, say=None, **options)
+    if runs.empty:
+        raise UsageError(f"no trained network of {args.spec}'s variants in the weights store for the '{setting.name}' "
+                         f"setting (seeds 0..{seeds - 1}, these options); train them first: python -m analysis "
+                         f"train --spec {args.spec} --setting {setting.name} (with the same options)")
+    where = f"'{setting.name}' setting, {options['device']}, {options['schedule'].size}px"
+    return write_spec_accuracy(spec, runs, out, where)
 
 
 def budget_minutes(value: float) -> float:
@@ -118,7 +185,7 @@ def train_schedule(args: argparse.Namespace, schedule):
         if lr == 0:
             raise UsageError("--lr must be a finite number > 0, got 0")
         schedule = replace(schedule, lr=lr)
-    if args.budget_min is not None:
+    if getattr(args, "budget_min", None) is not None:  # train's option (ablation-report trains nothing)
         schedule = replace(schedule, budget_min=budget_minutes(args.budget_min))
     return schedule
 
@@ -129,17 +196,11 @@ MAX_STEPS = 10_000_000
 
 def train_command(args: argparse.Namespace) -> int:
     """``train``: every argument checked first, then each network trained or loaded, one line (or JSON) each."""
-    import torch
-
-    from bench import validation
     from bench.cli import check_variants
     from bench.records import to_json
 
-    from .networks import IncompleteTraining, network_setting, trained_set
-    from .networks.data import check_source
-    from .networks.train import check_backbone_weights, check_device
+    from .networks import IncompleteTraining, trained_set
 
-    setting = network_setting(args.setting or ("gpu" if torch.cuda.is_available() else "cpu"))
     check_variants(args.variants)
     variants = list(args.variants)
     if args.spec is not None:
@@ -147,23 +208,11 @@ def train_command(args: argparse.Namespace) -> int:
 
         spec = load_ablation(args.spec)  # checked and resolved; every name registered in this process
         variants += [v.name for v in spec.variants if v.name not in variants]
-    device = check_device(args.device or setting.device)
-    if args.seeds is not None:
-        validation.integer("--seeds", args.seeds, minimum=1, maximum=MAX_SEEDS)
-    schedule = train_schedule(args, setting.schedule)
-    checked(schedule.validate)
-    backbone_weights = None
-    if args.backbone_checkpoint is not None:
-        backbone_weights = check_backbone_weights(args.backbone_checkpoint)
-    if args.num_classes is not None:
-        validation.integer("--num-classes", args.num_classes, minimum=2, maximum=255)
-    check_source(args.data)
-    if args.cache is not None and Path(args.cache).exists() and not Path(args.cache).is_dir():
-        raise UsageError(f"--cache {args.cache} exists and is not a folder")
+    options = recipe(args)
+    setting, schedule = options["setting"], options["schedule"]
     say = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     try:
-        nets = trained_set(setting, variants or None, args.seeds, args.data, device, args.num_classes, schedule,
-                           args.cache, progress=True, say=say, backbone_weights=backbone_weights)
+        nets = trained_set(variants=variants or None, seeds=args.seeds, progress=True, say=say, **options)
     except IncompleteTraining as err:  # not the user's input, not a bug: a run the guard stopped (exit 1)
         print(f"python -m analysis train: {err}", file=sys.stderr)
         return 1
@@ -234,9 +283,6 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         args = build_parser().parse_args(argv)
         if args.command == "report":
-            unknown = [s for s in args.sections if s not in SECTIONS]
-            if unknown:
-                raise UsageError(f"unknown report section(s) {unknown}; valid: {', '.join(SECTIONS)}")
             status = run(args.sections or None, seeds=args.seeds)
             return 0 if all(v == "ok" for v in status.values()) else 1
         if args.command == "train":
@@ -249,7 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ablation-report":
             from .report.ablation import report
 
+            options = recipe(args) if args.accuracy else None  # checked before anything is read
             written = report(args.spec, args.dir, args.report or Path(args.dir) / "report")
+            if options is not None:
+                written += accuracy_report(args, options, Path(args.report or Path(args.dir) / "report"))
             print(f"wrote {', '.join(str(p) for p in written)}")
             return 0
         plan = probe_plan(args)

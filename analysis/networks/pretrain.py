@@ -53,9 +53,14 @@ def backbone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def pretrained_backbone(pretrain: Pretrain, backbone: str, data: NetworkData, schedule: Schedule, device: str,
-                        cache_dir: Path, progress: bool = True, say=print) -> str:
-    """The path of the shared backbone checkpoint, pretraining it first where the weights store does not hold it."""
-    from .train import train_network
+                        cache_dir: Path, progress: bool = True, say=print, only_cached: bool = False) -> str | None:
+    """The path of the shared backbone checkpoint, pretraining it first where the weights store does not hold it
+    (``only_cached``: never train; None where the store does not hold it)."""
+    from .train import is_cached, train_network
+
+    if only_cached and not is_cached(f"rf_lw:{backbone}", data, schedule, pretrain.seed, device,
+                                     dict(pretrain.decoder), cache_dir):
+        return None
 
     net = train_network(f"rf_lw:{backbone}", data, schedule, pretrain.seed, device, decoder=dict(pretrain.decoder),
                         cache_dir=cache_dir, progress=progress, say=say)

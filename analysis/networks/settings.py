@@ -165,8 +165,10 @@ def trained_set(
     say: Callable[[str], None] | None = print,
     workers: int | None = None,
     backbone_weights: str | Path | None = None,
+    only_cached: bool = False,
 ) -> list[TrainedNetwork]:
-    """Every (variant, seed) network of a setting, trained where the cache does not hold it yet.
+    """Every (variant, seed) network of a setting, trained where the cache does not hold it yet (``only_cached``:
+    train nothing and return the networks the store holds, in the same order, possibly none).
 
     ``variants``: default the setting's three families on its backbone; a string is one name. The setting's
     decoder changes apply to every variant *under* the variant's own changes (a registered variant's own widths
@@ -198,9 +200,16 @@ def trained_set(
     cache_dir = Path(cache_dir or train_module.CACHE)  # resolved here: spawned workers must write where we read
     weights = {name: backbone_weights for name in names}  # each variant's starting backbone
     if backbone_weights is None and chosen.pretrain is not None:  # one shared backbone per backbone architecture
-        shared = {b: pretrained_backbone(chosen.pretrain, b, loaded, run_schedule, device, cache_dir, progress, say)
+        shared = {b: pretrained_backbone(chosen.pretrain, b, loaded, run_schedule, device, cache_dir, progress, say,
+                                         only_cached)
                   for b in dict.fromkeys(variant_info(n).backbone for n in names)}
+        names = [n for n in names if shared[variant_info(n).backbone] is not None]  # only_cached: none pretrained
         weights = {name: shared[variant_info(name).backbone] for name in names}
+    if only_cached:
+        return [train_network(name, loaded, run_schedule, seed, device, decoder=chosen.decoder, cache_dir=cache_dir,
+                              progress=False, say=None, backbone_weights=weights[name])
+                for seed in seed_values for name in names
+                if is_cached(name, loaded, run_schedule, seed, device, chosen.decoder, cache_dir, weights[name])]
     if say:
         say(f"  {len(names) * len(seed_values)} networks ({chosen.name} setting) on {loaded.describe()}")
     jobs = [(name, seed) for seed in seed_values for name in names]

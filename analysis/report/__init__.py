@@ -102,19 +102,29 @@ def _probes_seeds(out: Path, seeds: int) -> Section:
     return build(out, replace(ProbePlan.default(), seeds=seeds), name=f"{FOLDER}/{_this_device_slug()}-{seeds}-seeds")
 
 
-SEEDED: dict[str, Callable[[Path, int], Section]] = {"networks": _networks_seeds, "probes": _probes_seeds}
+def _path_accuracy_seeds(out: Path, seeds: int) -> Section:
+    from .networks import default_setting
+    from .path_accuracy import seeded
+
+    return seeded(out, default_setting(), seeds, _this_device_slug())
+
+
+SEEDED: dict[str, Callable[[Path, int], Section]] = {"networks": _networks_seeds, "probes": _probes_seeds,
+                                                     "path-accuracy": _path_accuracy_seeds}
 """Sections that take ``--seeds N``: the setting's set trained N times per family (seeds 0..N-1, the first ones
 shared with the default run through the cache), in their own folders (``<section>/<device>-N-seeds``), so the
-one-seed default run is never replaced; the scorecard shows the run on the most seeds (its rank)."""
+one-seed default run is never replaced; the scorecard shows the run on the most seeds (its rank). ``path-accuracy``
+(the paper path's variants trained, :mod:`analysis.report.path_accuracy`) runs only with ``--seeds``: its steps are
+decided over seeds, and one seed of it does not fit the default run's budget."""
 MAX_REPORT_SEEDS = 10
 
 
-PER_DEVICE = ("timing", "networks", "erf", "probes")
+PER_DEVICE = ("timing", "networks", "erf", "probes", "path-accuracy")
 """Sections kept once per device (folder and manifest key ``<section>/<device slug>``): a run on another machine
 adds its results next to the others and never replaces them."""
 
 
-TRAINED = ("networks", "erf", "probes")
+TRAINED = ("networks", "erf", "probes", "path-accuracy")
 """Sections whose numbers stand on the trained set: their manifest entries carry the training version
 (``analysis.networks.train.TRAINING_VERSION``), and the front page marks an entry of an earlier version superseded."""
 
@@ -131,9 +141,14 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
     import torch
 
     names = sections or (list(SEEDED) if seeds is not None else list(SECTIONS))
-    unknown = [n for n in names if n not in SECTIONS]
+    unknown = [n for n in names if n not in SECTIONS and n not in SEEDED]
     if unknown:
-        raise UsageError(f"unknown report section(s) {unknown}; valid: {', '.join(SECTIONS)}")
+        valid = ", ".join(dict.fromkeys([*SECTIONS, *SEEDED]))
+        raise UsageError(f"unknown report section(s) {unknown}; valid: {valid}")
+    only_seeded = [n for n in names if n not in SECTIONS]
+    if only_seeded and seeds is None:
+        raise UsageError(f"the section(s) {only_seeded} run only over training runs: add --seeds N (2 to "
+                         f"{MAX_REPORT_SEEDS}), e.g. python -m analysis report {only_seeded[0]} --seeds 3")
     if seeds is not None:
         from bench import validation
 

@@ -1,0 +1,181 @@
+"""What the variants of an ablation spec buy in accuracy, over training runs.
+
+From the trained networks of a spec's variants (one per variant and seed, :func:`spec_runs`): each variant's own
+val mIoU with its t interval over the seeds (:func:`variant_accuracy`), every path's per-step change in mIoU,
+paired seed by seed (the same seed: the same data order, crops and shared backbone, so a step's difference is not
+the difference between two draws of the training noise, :func:`path_accuracy`), and the Shapley value of each step's
+change in mIoU where every subset of the path's changes is trained on the same seeds (:func:`shapley_accuracy`).
+Seeds are the unit of evidence: every interval is a 95% t interval over per-seed values
+(:func:`analysis.verdicts.seed_interval`); one seed gives none.
+
+A step's effect is said in the verdict module's words by :data:`EFFECT_RULE`; where the paper says a change does not
+hurt (Section 3.1: the 1x1 convolutions and the bottleneck RCU; Section 3.3: removing LW's RCUs), the step is a
+non-inferiority claim with the accuracy claim's margin (:data:`PATH_CLAIM_RULE`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from bench.ablations.attribution import shapley_values
+from bench.ablations.spec import AblationSpec, Path_
+
+from ..verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Interval, Verdict, above, seed_interval, within
+from .claims import ACCURACY_MARGIN
+
+RUN_COLUMNS = ["variant", "hash", "seed", "val_miou", "steps", "best_step", "stop_reason"]
+
+EFFECT_RULE = (f"accuracy effect of a step: its change in own val mIoU, seed by seed, 95% t interval over the seeds; "
+               f"'lower' / 'higher' where the interval is wholly below / above 0, 'equivalent (within "
+               f"+-{ACCURACY_MARGIN:g})' where it contains 0 and lies within +-{ACCURACY_MARGIN:g} points, "
+               "'inconclusive' otherwise, 'one run' with a single seed")
+PATH_CLAIM_RULE = (f"a step the paper says does not hurt (Sections 3.1 and 3.3): its change in own val mIoU, seed by "
+                   f"seed, 95% t interval; reproduced where wholly at or above -{ACCURACY_MARGIN:g} points (the "
+                   "accuracy claim's margin), not reproduced where wholly below, inconclusive otherwise")
+PAPER_SAYS_HARMLESS = {"crp_kernel": "Section 3.1", "fusion_kernel": "Section 3.1", "rcu": "Section 3.1 / 3.3"}
+"""The decoder fields whose change the paper says costs no accuracy (3x3 -> 1x1 convolutions, the bottleneck RCU,
+and removing the RCUs of the light-weight network); a path step that changes only these is a claim."""
+
+
+def spec_runs(spec: AblationSpec, names: Sequence[str] | None = None, setting="cpu", seeds=None,
+              only_cached: bool = False, cache_dir: str | Path | None = None,
+              say: Callable[[str], None] | None = print, **recipe) -> pd.DataFrame:
+    """One row per (variant, seed) of ``names`` (default: every variant of ``spec``): trained where the store does
+    not hold it (``only_cached``: nothing trained, only the held networks; possibly no rows). Names of one
+    architecture share one network and so one mIoU. ``recipe``: further ``trained_set`` keywords (schedule, data,
+    device, num_classes, backbone_weights)."""
+    from .settings import trained_set
+
+    hashes = {v.name: v.hash for v in spec.variants}
+    wanted = list(names) if names is not None else list(hashes)
+    nets = trained_set(setting, wanted, seeds, cache_dir=cache_dir, say=say, progress=say is not None,
+                       only_cached=only_cached, **recipe)
+    rows = [{"variant": n.record["variant"], "hash": hashes.get(n.record["variant"], ""), "seed": n.record["seed"],
+             "val_miou": n.record["val_miou"], "steps": n.record["steps"], "best_step": n.record["best_step"],
+             "stop_reason": n.record["stop_reason"]} for n in nets]
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def _per_seed(runs: pd.DataFrame, name: str) -> dict[int, float]:
+    """Seed -> own val mIoU in points of one variant."""
+    rows = runs[runs.variant == name]
+    return {int(s): 100 * float(v) for s, v in zip(rows.seed, rows.val_miou, strict=True)}
+
+
+def variant_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: the number of seeds, the mean own val mIoU (points) and its 95% t interval over the seeds."""
+    rows = []
+    for name in dict.fromkeys(runs.variant):
+        values = list(_per_seed(runs, name).values())
+        x = seed_interval(values)
+        rows.append({"variant": name, "n_seeds": len(values), "miou": x.estimate, "miou_low": x.low,
+                     "miou_high": x.high, "seeds_miou": " / ".join(f"{v:.1f}" for v in values)})
+    return pd.DataFrame(rows, columns=["variant", "n_seeds", "miou", "miou_low", "miou_high", "seeds_miou"])
+
+
+def accuracy_effect(x: Interval, n_seeds: int) -> str:
+    """``EFFECT_RULE`` for one step's paired interval of Δ mIoU (points)."""
+    if n_seeds < 2 or math.isnan(x.low):
+        return "one run" if n_seeds == 1 else "not trained"
+    if x.high < 0:
+        return "lower"
+    if x.low > 0:
+        return "higher"
+    if within(x, -ACCURACY_MARGIN, ACCURACY_MARGIN).outcome == REPRODUCED:
+        return f"equivalent (within +-{ACCURACY_MARGIN:g})"
+    return "inconclusive"
+
+
+def paired_delta(before: dict[int, float], after: dict[int, float]) -> tuple[Interval, int]:
+    """after - before over their common seeds (points), 95% t interval, and the number of seeds."""
+    seeds = sorted(set(before) & set(after))
+    return seed_interval([after[s] - before[s] for s in seeds]), len(seeds)
+
+
+def step_claim(step: dict) -> str:
+    """The paper section that says this step costs no accuracy, or '' (see :data:`PAPER_SAYS_HARMLESS`)."""
+    keys = set(step) - {"label", "rcu_in", "rcu_out"}
+    if not keys or not keys <= set(PAPER_SAYS_HARMLESS):
+        return ""
+    return " / ".join(dict.fromkeys(PAPER_SAYS_HARMLESS[k] for k in sorted(keys)))
+
+
+def path_accuracy(path: Path_, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per variant of ``path`` (step 0 = its start): its mean mIoU over the seeds, the step's change against
+    the previous variant and the cumulative change from the start (both paired seed by seed, 95% t intervals), the
+    step's effect (:data:`EFFECT_RULE`) and, where the paper says the step does not hurt, that claim's verdict
+    (:data:`PATH_CLAIM_RULE`). Shapley values where :func:`shapley_accuracy` can compute them."""
+    start = _per_seed(runs, path.variants[0].name)
+    shapley = shapley_accuracy(path, runs)
+    rows, previous = [], start
+    for i, v in enumerate(path.variants):
+        now = _per_seed(runs, v.name)
+        mean = seed_interval(list(now.values()))
+        row = {"step": i, "variant": v.name, "change": "start" if i == 0 else path.labels[i - 1],
+               "n_seeds": len(now), "miou": mean.estimate, "miou_low": mean.low, "miou_high": mean.high}
+        if i > 0:
+            d, n = paired_delta(previous, now)
+            c, _ = paired_delta(start, now)
+            claim = step_claim(path.steps[i - 1])
+            verdict = path_claim_verdict(d, n) if claim else None
+            row.update(delta=d.estimate, delta_low=d.low, delta_high=d.high, delta_seeds=n,
+                       effect=accuracy_effect(d, n), from_start=c.estimate, from_start_low=c.low,
+                       from_start_high=c.high, paper=claim, status=verdict.outcome if verdict else "",
+                       why=verdict.why if verdict else "")
+            if shapley is not None:
+                s = shapley[i - 1]
+                row.update(shapley=s.estimate, shapley_low=s.low, shapley_high=s.high)
+        rows.append(row)
+        previous = now
+    frame = pd.DataFrame(rows)
+    frame.attrs["shapley_seeds"] = shapley_seeds(path, runs) if shapley is not None else 0
+    return frame
+
+
+def path_claim_verdict(delta: Interval, n_seeds: int) -> Verdict:
+    """``PATH_CLAIM_RULE``: non-inferiority of one step; with one seed there is no interval (inconclusive)."""
+    if n_seeds < 2:
+        return Verdict(INCONCLUSIVE, f"{n_seeds} training run(s): no interval over seeds")
+    return above(delta, -ACCURACY_MARGIN, "Δ mIoU (points)", ".1f", strict=False)
+
+
+def shapley_seeds(path: Path_, runs: pd.DataFrame) -> list[int]:
+    """The seeds on which every subset of the path's changes is trained (the Shapley values' runs)."""
+    seeds: set[int] | None = None
+    for _, name in path.subsets:
+        have = set(_per_seed(runs, name))
+        seeds = have if seeds is None else seeds & have
+    return sorted(seeds or ())
+
+
+def shapley_accuracy(path: Path_, runs: pd.DataFrame) -> list[Interval] | None:
+    """Each step's Shapley value of own val mIoU (points): computed per seed over all 2^n subsets of the path's
+    changes (``path.subsets``, each a trained variant), then a t interval over those per-seed values (the Shapley
+    value is linear in the game, so its mean over seeds is the Shapley value of the mean mIoU). None where some
+    subset is not trained on a common seed."""
+    seeds = shapley_seeds(path, runs)
+    if not seeds:
+        return None
+    n = len(path.steps)
+    per_seed = []
+    for seed in seeds:
+        game = {subset: _per_seed(runs, name)[seed] for subset, name in path.subsets}
+        per_seed.append(shapley_values(n, game))
+    return [seed_interval([values[i] for values in per_seed]) for i in range(n)]
+
+
+def claim_tally(frame: pd.DataFrame) -> tuple[str, str, int]:
+    """The path's claim over its steps the paper calls harmless: (outcome, why, steps), by the verdict module's
+    tally (one not-reproduced step fails it; an inconclusive step never does)."""
+    from ..verdicts import tally
+
+    claims = frame[frame.get("paper", pd.Series(dtype=str)).fillna("") != ""] if "paper" in frame else frame.iloc[0:0]
+    if not len(claims):
+        return INCONCLUSIVE, "no step of the path is one the paper calls harmless", 0
+    failed = [str(c) for c, s in zip(claims.change, claims.status, strict=True) if s == NOT_REPRODUCED]
+    t = tally(claims.status, "each harmless step keeps accuracy", "steps", failed)
+    return t.outcome, t.why, len(claims)

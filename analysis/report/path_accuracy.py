@@ -1,0 +1,235 @@
+"""Paper-path accuracy section (``--seeds N`` only): what each change of RefineNet -> Light-Weight RefineNet costs
+in accuracy, over training runs.
+
+The paper's path (``bench/ablations/specs/paper-path.toml``, whose steps the cost-side ablation section measures on
+ResNet-50) is trained here on the trained set's own backbone and setting: every variant of the path on seeds
+0..N-1, each from the setting's shared pretrained backbone (:func:`analysis.networks.trained_set`; the path's start
+and end are the set's RefineNet and LW, and its fourth variant is LW with RCU, so those are the very networks of the
+networks section). Per step: the change in own val mIoU, paired seed by seed
+(:mod:`analysis.networks.spec_accuracy`). The steps the paper calls harmless are claims, gated like the networks
+section's accuracy claims by its two controls (a task that cannot tell architectures apart decides no step).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from bench.ablations import SPECS, AblationSpec
+from bench.ablations.spec import parse_ablation
+from bench.environment import device_description
+
+from ..networks import NetworkSetting
+from ..networks.spec_accuracy import EFFECT_RULE, PATH_CLAIM_RULE, claim_tally, path_accuracy, spec_runs
+from ..verdicts import REPRODUCED, Verdict
+from .files import Artifact, ScoreRow, Section, save_figure, save_table
+
+FOLDER = "path-accuracy"
+PAPER_PATH = SPECS / "paper-path.toml"
+
+
+def paper_path_spec(backbone: str, spec_file: Path = PAPER_PATH) -> AblationSpec:
+    """The shipped paper path's steps from ``rf:BACKBONE`` to ``rf_lw:BACKBONE`` (checked to end there)."""
+    raw = tomllib.loads(Path(spec_file).read_text())
+    path = dict(raw["paths"]["paper"])
+    path.update(start=f"rf:{backbone}", end=f"rf_lw:{backbone}")
+    return parse_ablation({"paths": {"paper": path}}, source=f"{Path(spec_file).name} on {backbone}")
+
+
+def collect(setting: NetworkSetting, say=print) -> tuple[AblationSpec, pd.DataFrame, dict | None]:
+    """The path spec, one row per (path variant, seed) (trained where the store does not hold it), and the
+    controls of the networks section (trained or loaded the same way; None with one seed)."""
+    from ..networks import trained_set
+    from .networks import control_runs
+
+    spec = paper_path_spec(setting.backbone)
+    path = spec.paths[0]
+    runs = spec_runs(spec, [v.name for v in path.variants], setting, setting.seeds, say=say)
+    controls = None
+    if setting.seeds >= 2:
+        controls = control_runs(setting, trained_set(setting, say=say), progress=say)
+    return spec, runs, controls
+
+
+def _ci(estimate, low, high, fmt: str = ".1f", sign: bool = False) -> str:
+    if estimate != estimate:
+        return "-"
+    f = ("+" if sign else "") + fmt
+    if low != low:
+        return f"{estimate:{f}} (one run)"
+    return f"{estimate:{f}} [{low:{f}}, {high:{f}}]"
+
+
+def path_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """The Markdown view of :func:`analysis.networks.spec_accuracy.path_accuracy`'s frame: intervals in one column."""
+    def column(name: str) -> pd.Series:
+        return frame[name].fillna("") if name in frame else pd.Series([""] * len(frame))
+
+    display = pd.DataFrame({
+        "step": frame.step, "change": frame.change, "variant": frame.variant, "seeds": frame.n_seeds,
+        "own val mIoU % [95% CI]": [_ci(r.miou, r.miou_low, r.miou_high) for r in frame.itertuples()],
+        "Δ vs previous [95% CI]": [_ci(r.delta, r.delta_low, r.delta_high, sign=True) if r.step else "-"
+                                   for r in frame.itertuples()],
+        "effect": column("effect"),
+        "Δ from start [95% CI]": [_ci(r.from_start, r.from_start_low, r.from_start_high, sign=True) if r.step
+                                  else "-" for r in frame.itertuples()],
+        "paper says harmless": column("paper"), "status": column("status")})
+    if "shapley" in frame:
+        display["Shapley Δ mIoU [95% CI]"] = [_ci(r.shapley, r.shapley_low, r.shapley_high, sign=True) if r.step
+                                             else "-" for r in frame.itertuples()]
+    return display
+
+
+def common_notes(frame: pd.DataFrame) -> list[str]:
+    """The notes every path-accuracy table carries (what own val mIoU, Δ, the effect and the claim are)."""
+    shapley = (f"here on {len(frame.attrs.get('shapley_seeds', []))} seed(s)." if "shapley" in frame
+               else "not all trained here.")
+    return ["own val mIoU: the kept (best evaluated) weights on the val split that picked them (no held-out split "
+            "yet); points. Δ: paired seed by seed (the same seed: the same data order and crops), 95% t interval "
+            "over the seeds; Δ from start: the same against the path's start.", EFFECT_RULE + ".",
+            PATH_CLAIM_RULE + ".",
+            "Shapley values of mIoU need all 2^n subsets of the path's changes trained on the same seeds "
+            f"(`python -m analysis train --spec SPEC` trains them all); {shapley}"]
+
+
+def gate_frame(frame: pd.DataFrame, gate: dict[str, Verdict]) -> pd.DataFrame:
+    """Every step's claim status gated by the controls (:func:`analysis.networks.claims.gated`): a task that cannot
+    tell architectures apart decides no step."""
+    from ..networks.claims import gated
+
+    if "status" not in frame or all(v.outcome == REPRODUCED for v in gate.values()):
+        return frame
+    frame = frame.copy()
+    frame["status"] = [gated(Verdict(s, w), gate).outcome if s else "" for s, w in
+                       zip(frame.status.fillna(""), frame.why.fillna(""), strict=True)]
+    return frame
+
+
+def write(setting: NetworkSetting, spec: AblationSpec, runs: pd.DataFrame, controls: dict | None, out: Path,
+          name: str) -> Section:
+    from ..style import use_style
+    from .networks import control_rows
+    from .probes import schedule_words
+
+    use_style()
+    folder = out / name
+    path = spec.paths[0]
+    gate: dict[str, Verdict] = control_rows(controls)[0] if controls is not None else {}
+    failed = {k: v for k, v in gate.items() if v.outcome != REPRODUCED}
+    frame = gate_frame(path_accuracy(path, runs), gate)
+    n_seeds = int(frame.n_seeds.min())
+    settings = schedule_words(setting) + f"; generated shapes, {setting.schedule.size}px"
+    control_words = ("; ".join(f"{k} control {v.outcome}" for k, v in gate.items()) if gate
+                     else "no controls (one seed)")
+    notes = [
+        f"The paper's path ({PAPER_PATH.name}) on the trained set's backbone ({setting.backbone}), every variant "
+        f"trained on seeds 0..{n_seeds - 1} from the shared pretrained backbone: {settings}. The cost side of the "
+        "same steps (params, FLOPs, time, on ResNet-50) is ablation/paper_path.md.", *common_notes(frame),
+        f"Gate: the networks section's controls ({control_words}); where one does not pass, every step's status is "
+        "'not testable here' (the measured Δ stays in the table)."]
+    save_table(frame, folder / "paper_path_accuracy", f"What each change of RF -> LW costs in accuracy "
+               f"({setting.backbone}, {n_seeds} seeds)", notes, display=path_display(frame))
+    save_figure(path_figure(frame, runs, f"'{setting.name}' setting, {setting.backbone}"),
+                folder / "paper_path_accuracy")
+    outcome, why, n_claims = claim_tally(frame)
+    if failed and n_claims:
+        words = "; ".join(f"{k} control {v.outcome}" for k, v in failed.items())
+        outcome, why = "not testable here", f"the task cannot tell architectures apart here ({words}); measured: {why}"
+    steps = frame[frame.step > 0]
+    ours = "; ".join(f"{r.change} {_ci(r.delta, r.delta_low, r.delta_high, sign=True)}"
+                     for r in steps.itertuples() if getattr(r, "paper", ""))
+    where = f"'{setting.name}' set, generated shapes, {setting.device}, {setting.backbone}"
+    scores = [ScoreRow("Sections 3.1-3.3: the path's 1x1 / bottleneck / no-RCU steps keep accuracy",
+                       "no performance drop", f"Δ mIoU per step (points): {ours}", where, outcome, why,
+                       PATH_CLAIM_RULE + "; over the steps: the verdict module's tally",
+                       f"{name}/paper_path_accuracy.md", n_seeds)]
+    end = frame.iloc[-1]
+    biggest = steps.loc[steps.delta.abs().idxmax()] if len(steps) and steps.delta.notna().any() else None
+    text = (f"RefineNet -> LW on {setting.backbone}, {n_seeds} seeds: own val mIoU {frame.miou.iloc[0]:.1f} -> "
+            f"{end.miou:.1f}% (Δ {_ci(end.from_start, end.from_start_low, end.from_start_high, sign=True)} points)"
+            + (f"; the largest step is '{biggest.change}' "
+               f"({_ci(biggest.delta, biggest.delta_low, biggest.delta_high, sign=True)})" if biggest is not None
+               else "") + f". Harmless steps: {outcome}.")
+    artifacts = [Artifact(f"{name}/paper_path_accuracy.md", "Paper path: accuracy per step",
+                          "own val mIoU and paired Δ per step, over seeds", inline=True),
+                 Artifact(f"{name}/paper_path_accuracy.png", "Paper path: accuracy per step (figure)",
+                          "each seed's mIoU along the path")]
+    return Section(f"Paper path accuracy, '{setting.name}' setting, {n_seeds} seeds, on "
+                   f"{device_description(setting.device)}", artifacts, text, settings, scores, name)
+
+
+def write_spec_accuracy(spec: AblationSpec, runs: pd.DataFrame, out: Path, where: str) -> list[Path]:
+    """``python -m analysis ablation-report SPEC DIR --accuracy``: every trained variant's mIoU over its seeds
+    (``variants_accuracy``) and every path's per-step accuracy (``path_NAME_accuracy``, table and figure), from the
+    networks the store holds (``runs``); no controls are run here, so no step is gated."""
+    from ..networks.spec_accuracy import variant_accuracy
+    from ..style import use_style
+
+    use_style()
+    written: list[Path] = []
+    acc = variant_accuracy(runs)
+    hashes = {v.name: v.hash for v in spec.variants}
+    acc.insert(1, "hash", acc.variant.map(hashes))
+    display = acc.assign(**{"own val mIoU % [95% CI]": [_ci(r.miou, r.miou_low, r.miou_high)
+                                                        for r in acc.itertuples()]})
+    display = display[["variant", "hash", "n_seeds", "own val mIoU % [95% CI]", "seeds_miou"]]
+    missing = [v.name for v in spec.variants if v.name not in set(acc.variant)]
+    notes = [f"Trained networks of the spec's variants found in the weights store ({where}); nothing was trained "
+             "for this report. own val mIoU: kept weights on the val split that picked them; 95% t interval over the "
+             "seeds (none with one seed).",
+             "Not trained (no network in the store): " + (", ".join(missing[:20]) + (" ..." if len(missing) > 20
+                                                                                     else "") if missing else "none")]
+    written += save_table(acc, out / "variants_accuracy", f"Own val mIoU of the trained variants, {len(acc)} of "
+                          f"{len(spec.variants)}", notes, display=display)
+    for path in spec.paths:
+        names = [v.name for v in path.variants]
+        if not set(names) & set(acc.variant):
+            continue
+        frame = path_accuracy(path, runs)
+        stem = out / f"path_{path.name}_accuracy"
+        written += save_table(frame, stem, f"Path {path.name!r}: what each change costs in accuracy",
+                              [f"Networks from the weights store ({where}); no controls were run for this report "
+                               "(the networks section's A/A and harmful-change controls say whether a task can tell "
+                               "architectures apart), so no step's status is gated.", *common_notes(frame)],
+                              display=path_display(frame))
+        written.append(save_figure(path_figure(frame, runs, where), stem))
+    return written
+
+
+def path_figure(frame: pd.DataFrame, runs: pd.DataFrame, where: str):
+    """Each seed's own val mIoU along the path (thin lines: one seed, so a step's paired change is the slope of
+    each line), the mean with its 95% interval over the seeds, and the step's effect under its label."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.2))
+    order = {v: i for i, v in enumerate(frame.variant)}
+    for seed, g in runs[runs.variant.isin(order)].groupby("seed"):
+        g = g.assign(x=g.variant.map(order)).sort_values("x")
+        ax.plot(g.x, 100 * g.val_miou, color="0.6", lw=0.8, marker=".", ms=4, zorder=1,
+                label="one seed" if seed == runs.seed.min() else None)
+    low = (frame.miou - frame.miou_low).fillna(0)
+    high = (frame.miou_high - frame.miou).fillna(0)
+    ax.errorbar(frame.step, frame.miou, yerr=[low, high], color="#0173b2", marker="o", capsize=3, lw=1.6, zorder=2,
+                label="mean, 95% CI over seeds")
+    labels = [f"start ({frame.variant.iloc[0]})"] + [f"{r.step}. {r.change}\n({r.effect})" for r in frame.itertuples()
+                                                     if r.step]
+    ax.set_xticks(list(frame.step), labels, rotation=35, ha="right", fontsize=7)
+    ax.set_ylabel("own val mIoU %")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(f"{frame.variant.iloc[0]} -> {frame.variant.iloc[-1]} one change at a time ({where}, "
+                 f"{int(frame.n_seeds.min())} seeds): accuracy", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def build(out: Path, setting: NetworkSetting, name: str = FOLDER) -> Section:
+    spec, runs, controls = collect(setting)
+    return write(setting, spec, runs, controls, out, name)
+
+
+def seeded(out: Path, setting: NetworkSetting, seeds: int, slug: str) -> Section:
+    return build(out, replace(setting, seeds=seeds), name=f"{FOLDER}/{slug}-{seeds}-seeds")
+

@@ -1,0 +1,211 @@
+"""What each change of a path buys in accuracy, over training runs (analysis.networks.spec_accuracy and the
+path-accuracy report section): paired per-step differences and their t intervals against scipy, Shapley values of
+mIoU against the average over orderings, the effect words on each side of their bounds, the gate of the controls,
+the store read without training, and the whole section on tiny real networks."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis.networks.spec_accuracy import (
+    accuracy_effect,
+    path_accuracy,
+    shapley_accuracy,
+    spec_runs,
+    step_claim,
+)
+from analysis.verdicts import Interval
+from bench.ablations.spec import parse_ablation
+
+PATH = {"paths": {"p": {"start": "rf_lw:resnet18", "steps": [{"crp_kernel": 3, "label": "CRP 1x1 -> 3x3"},
+                                                             {"crp_stages": 2, "label": "CRP 4 -> 2 stages"}]}}}
+
+
+def _spec():
+    return parse_ablation(PATH, source="test path")
+
+
+def _runs(values: dict[str, list[float]]) -> pd.DataFrame:
+    """Fabricated runs: variant -> mIoU (fractions) on seeds 0..n-1."""
+    return pd.DataFrame([{"variant": v, "hash": "", "seed": s, "val_miou": x, "steps": 1, "best_step": 1,
+                          "stop_reason": "max_steps"} for v, xs in values.items() for s, x in enumerate(xs)])
+
+
+def _t_interval(values):
+    n = len(values)
+    mean = sum(values) / n
+    half = stats.t.ppf(0.975, n - 1) * stats.tstd(values) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def test_per_step_delta_is_paired_by_seed_with_a_t_interval():
+    spec = _spec()
+    names = [v.name for v in spec.paths[0].variants]
+    start, one, two = [0.90, 0.94, 0.88], [0.91, 0.96, 0.88], [0.85, 0.90, 0.84]
+    frame = path_accuracy(spec.paths[0], _runs(dict(zip(names, [start, one, two], strict=True))))
+    step1 = frame.iloc[1]
+    want = _t_interval([100 * (b - a) for a, b in zip(start, one, strict=True)])
+    assert (step1.delta, step1.delta_low, step1.delta_high) == pytest.approx(want)
+    assert step1.delta_seeds == 3
+    # the seed-to-seed spread of the variants (6 points) does not widen the paired interval of the step
+    unpaired_half = stats.t.ppf(0.975, 2) * stats.tstd([100 * x for x in one]) / math.sqrt(3)
+    assert step1.delta_high - step1.delta < unpaired_half / 3
+    step2 = frame.iloc[2]
+    assert step2.from_start == pytest.approx(100 * (sum(two) - sum(start)) / 3)
+    assert step2.effect == "lower"  # -4 to -6 points on every seed
+    assert list(frame.n_seeds) == [3, 3, 3]
+
+
+def test_only_common_seeds_are_paired():
+    spec = _spec()
+    names = [v.name for v in spec.paths[0].variants]
+    runs = _runs({names[0]: [0.9, 0.8, 0.7], names[1]: [0.9, 0.8], names[2]: [0.9, 0.8]})
+    frame = path_accuracy(spec.paths[0], runs)
+    assert list(frame.n_seeds) == [3, 2, 2] and frame.delta_seeds.iloc[1] == 2
+
+
+def test_shapley_of_miou_is_the_average_over_orderings_per_seed():
+    spec = _spec()
+    path = spec.paths[0]
+    by_subset = {subset: name for subset, name in path.subsets}
+    values = {frozenset(): [0.80, 0.82, 0.81], frozenset({0}): [0.85, 0.86, 0.84],
+              frozenset({1}): [0.78, 0.81, 0.77], frozenset({0, 1}): [0.90, 0.88, 0.91]}
+    runs = _runs({by_subset[s]: v for s, v in values.items()})
+    got = shapley_accuracy(path, runs)
+    for player in (0, 1):
+        per_seed = []
+        for seed in range(3):
+            marginals = []
+            for order in itertools.permutations((0, 1)):
+                before = frozenset(order[:order.index(player)])
+                marginals.append(100 * (values[before | {player}][seed] - values[before][seed]))
+            per_seed.append(sum(marginals) / len(marginals))
+        assert (got[player].estimate, got[player].low, got[player].high) == pytest.approx(_t_interval(per_seed))
+    # efficiency: the values sum to the path's total change
+    total = sum(100 * (a - b) for a, b in zip(values[frozenset({0, 1})], values[frozenset()], strict=True)) / 3
+    assert got[0].estimate + got[1].estimate == pytest.approx(total)
+    frame = path_accuracy(path, runs)
+    assert frame.attrs["shapley_seeds"] == [0, 1, 2] and frame.shapley.iloc[1] == pytest.approx(got[0].estimate)
+
+
+def test_no_shapley_where_a_subset_is_not_trained():
+    spec = _spec()
+    names = [v.name for v in spec.paths[0].variants]  # the path alone: subset {1} is missing
+    runs = _runs({n: [0.8, 0.81] for n in names})
+    assert shapley_accuracy(spec.paths[0], runs) is None
+    assert "shapley" not in path_accuracy(spec.paths[0], runs)
+
+
+@pytest.mark.parametrize("interval, n, words", [
+    (Interval(-1.0, -1.5, -0.5), 3, "lower"),
+    (Interval(1.0, 0.5, 1.5), 3, "higher"),
+    (Interval(0.2, -1.9, 1.9), 3, "equivalent (within +-2)"),
+    (Interval(0.2, -2.1, 1.9), 3, "inconclusive"),
+    (Interval(0.2, math.nan, math.nan), 1, "one run"),
+])
+def test_effect_words_on_each_side_of_their_bounds(interval, n, words):
+    assert accuracy_effect(interval, n) == words
+
+
+def test_the_paper_calls_only_its_kernel_and_rcu_steps_harmless():
+    assert step_claim({"crp_kernel": 1}) == "Section 3.1"
+    assert step_claim({"rcu": "none", "rcu_in": 0, "rcu_out": 0}) == "Section 3.1 / 3.3"
+    assert step_claim({"dropout": 0.0}) == ""
+    assert step_claim({"crp_kernel": 1, "dropout": 0.0}) == ""  # a step with an unclaimed change is no claim
+
+
+def test_the_store_is_read_without_training(tmp_path, monkeypatch):
+    from analysis.networks import loop as loop_module
+    from analysis.networks import trained_set
+    from analysis.probes.run import TINY_NETWORKS
+
+    spec = _spec()
+    names = [v.name for v in spec.paths[0].variants]
+    assert spec_runs(spec, names[:2], TINY_NETWORKS, 1, only_cached=True, cache_dir=tmp_path, say=None).empty
+    trained_set(TINY_NETWORKS, names[:1], 1, cache_dir=tmp_path, progress=False, say=None, workers=1)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("only_cached trained a network")
+
+    monkeypatch.setattr(loop_module, "fit", no_training)
+    runs = spec_runs(spec, names[:2], TINY_NETWORKS, [0, 1], only_cached=True, cache_dir=tmp_path, say=None)
+    assert list(zip(runs.variant, runs.seed, strict=True)) == [(names[0], 0)]
+
+
+def test_path_accuracy_section_on_tiny_networks_with_the_gate(tmp_path, monkeypatch):
+    from analysis.probes.run import TINY_NETWORKS
+    from analysis.report import path_accuracy as section_module
+    from analysis.verdicts import OUTCOMES
+
+    setting = replace(TINY_NETWORKS, seeds=2)
+    spec, runs, controls = section_module.collect(setting, say=None)
+    path = spec.paths[0]
+    assert [v.name for v in path.variants][0] == "rf:resnet18" and path.end == "rf_lw:resnet18"
+    assert len(runs) == 2 * len(path.variants) and set(runs.seed) == {0, 1}
+    section = section_module.write(setting, spec, runs, controls, tmp_path, "path-accuracy/x-2-seeds")
+    frame = pd.read_csv(tmp_path / "path-accuracy" / "x-2-seeds" / "paper_path_accuracy.csv")
+    assert list(frame.n_seeds) == [2] * 6 and frame.delta.iloc[1:].notna().all()
+    assert (tmp_path / "path-accuracy" / "x-2-seeds" / "paper_path_accuracy.png").stat().st_size > 10_000
+    (row,) = section.scores
+    assert row.status in OUTCOMES and row.rank == 2
+    # the gate: the same runs with a harmful change that costs nothing decide no step
+    failing = {**controls, "harmful": dict(controls["first"])}
+    gated = section_module.write(setting, spec, runs, failing, tmp_path, "gated")
+    assert gated.scores[0].status == "not testable here" and "harmful-change control" in gated.scores[0].reason
+    statuses = set(pd.read_csv(tmp_path / "gated" / "paper_path_accuracy.csv").status.dropna())
+    assert statuses == {"not testable here"}
+
+
+def test_path_accuracy_runs_only_over_seeds(tmp_path):
+    from analysis import report
+    from bench.errors import UsageError
+
+    with pytest.raises(UsageError, match="add --seeds N"):
+        report.run(["path-accuracy"], out=tmp_path, device="cpu")
+
+
+def test_ablation_report_adds_accuracy_from_the_store_only(tmp_path, monkeypatch, capsys):
+    """train --spec, then ablation-report --accuracy with the same options: every variant's mIoU over its seeds, the
+    path's paired Δ and its Shapley value (a one-step path: both subsets trained), nothing trained by the report;
+    before any training the report says what to run (exit 2)."""
+    import analysis.networks.settings as settings_module
+    from analysis.cli import main as analysis_main
+    from analysis.networks import loop as loop_module
+    from analysis.probes.run import TINY_NETWORKS
+    from bench.ablations import load_ablation, run_ablation
+
+    monkeypatch.setitem(settings_module.SETTINGS, "cpu", replace(TINY_NETWORKS, name="cpu", backbone="resnet18"))
+    spec_file = tmp_path / "tiny.toml"
+    spec_file.write_text('sizes = ["64x64"]\nnum_classes = 3\n[paths.p]\nstart = "rf_lw:resnet18"\n'
+                         'steps = [{ crp_stages = 1, label = "CRP 4 -> 1 stage" }]\n')
+    status = run_ablation(load_ablation(spec_file), tmp_path / "out", measure=("complexity",), executor="debug",
+                          progress=None)
+    assert not status.failed and not status.left
+    cache = tmp_path / "cache"
+    report_args = ["ablation-report", str(spec_file), str(tmp_path / "out"), "--report", str(tmp_path / "rep"),
+                   "--accuracy", "--setting", "cpu", "--cache", str(cache), "--seeds", "4"]
+    assert analysis_main(report_args) == 2
+    assert "train them first: python -m analysis train --spec" in capsys.readouterr().err
+    assert analysis_main(["train", "--spec", str(spec_file), "--setting", "cpu", "--seeds", "2", "--cache",
+                          str(cache), "--json"]) == 0
+    capsys.readouterr()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the report trained a network")
+
+    monkeypatch.setattr(loop_module, "fit", no_training)
+    assert analysis_main(report_args) == 0
+    variants = pd.read_csv(tmp_path / "rep" / "variants_accuracy.csv")
+    assert sorted(variants.variant) == ["p.1", "rf_lw:resnet18"] and list(variants.n_seeds) == [2, 2]
+    path = pd.read_csv(tmp_path / "rep" / "path_p_accuracy.csv")
+    runs = {v: [float(x) for x in s.split(" / ")] for v, s in zip(variants.variant, variants.seeds_miou, strict=True)}
+    deltas = [b - a for a, b in zip(runs["rf_lw:resnet18"], runs["p.1"], strict=True)]
+    assert path.delta.iloc[1] == pytest.approx(sum(deltas) / 2, abs=0.06)  # the table's values are rounded to 0.1
+    assert path.shapley.iloc[1] == pytest.approx(path.delta.iloc[1])  # one player: its Shapley value is its Δ
+    assert (tmp_path / "rep" / "path_p_accuracy.png").is_file()
