@@ -2,9 +2,12 @@
 pretraining plays in the paper): every network of a set, every control and every ablation variant then starts
 from the same backbone weights, so what differs between two networks of one seed is their decoder.
 
-The backbone is pretrained under a decoder that is none of the compared ones: LW without CRP (1x1 convolutions
+The backbone is pretrained under a decoder that is none of the three families': LW without CRP (1x1 convolutions
 and the summation only, ``Pretrain.decoder``), so that no family's decoder shaped the features the others start
-from, and the backbone itself must carry the context that a 1x1 decoder cannot gather. It is an ordinary trained
+from, and the backbone itself must carry the context that a 1x1 decoder cannot gather. It is, though, the decoder
+of the harmful-change control (``analysis.networks.claims.HARMFUL_CHANGE``): that control's network gets a backbone
+shaped for a decoder like its own (re-initialised, other seed), which can only shrink the loss the control has to
+show; the networks section's notes say so. It is an ordinary trained
 network (the weights store keys and keeps it), seeded apart from the compared networks (``Pretrain.seed``); its
 backbone is written beside it as ``backbone.pt`` (a state dict of the backbone's classification network, the format
 ``--backbone-checkpoint`` takes), whose SHA-256 is then part of every network's key.

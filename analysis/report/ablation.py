@@ -154,7 +154,8 @@ def path_erf(path: Path_, side: int = ERF_SIDE, n_canvas: int = ERF_CANVASES, n_
     centre unit; :func:`analysis.erf.decoder_grid_erf`) at random initialisation, with its theoretical extent.
 
     Random init (seed 0, BatchNorm re-estimated on the canvases): what the wiring alone gives, where the
-    theoretical field decides much of it; trained path variants need the GPU setting (not run here).
+    theoretical field decides much of it; what the path's steps cost in accuracy on trained networks is the
+    seeded section path-accuracy (analysis.report.path_accuracy).
     Canvases: generated shapes at ``side`` px, the same for every variant (paired resamples).
     """
     import torch
@@ -558,8 +559,8 @@ def _write_rest(data: AblationData, out: Path, title: str) -> list[Path]:
             "step; a step that changes only dropout repeats its predecessor's row: the same eval-mode network). "
             f"Radii are whole cells, so with {n_img} images their interval is often one value; the 90% side is "
             "interpolated between whole squares (analysis.erf.gradient.mass_side) and shows changes within a cell. "
-            + _erf_sentence(e) + " What trained path variants do needs the GPU setting "
-            "(training per variant), not run here."],
+            + _erf_sentence(e) + " What each step costs in accuracy, on trained networks over seeds: "
+            "path-accuracy/<device>-N-seeds/paper_path_accuracy.md (`nox -s seeds`)."],
             display=erf_display)
     if data.axes is not None and len(data.axes):
         a = data.axes

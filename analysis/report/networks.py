@@ -176,7 +176,10 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
     notes = ["Seeds are the unit of evidence: each interval is a t interval over per-seed values (the same seed for "
              "both families: common random numbers); with one seed there is none, and the verdict is inconclusive.",
              "Controls (with 2 or more seeds): the A/A control and the harmful-change control decide whether "
-             "this task can tell architectures apart; where one fails, the mIoU claim is not testable here.",
+             "this task can tell architectures apart; where one fails, the mIoU claim is not testable here. The "
+             "harmful change's decoder (LW without CRP) is the decoder the shared backbone was pretrained under "
+             "(re-initialised, another seed): its backbone suits it, which can only shrink the loss the control "
+             "must show.",
              "Branch share of an RCU: ||branch(x)|| / (||x|| + ||branch(x)||) per val image (0: the RCU passes its "
              "input unchanged); the recipe zero-inits the last conv of every residual branch, so a share near 0 after "
              "training can be the init rather than the architecture (issue #32 asks for a check under a standard "
