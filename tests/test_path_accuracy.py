@@ -158,6 +158,7 @@ def test_path_accuracy_section_on_tiny_networks_with_the_gate(tmp_path, monkeypa
     failing = {**controls, "harmful": dict(controls["first"])}
     gated = section_module.write(setting, spec, runs, failing, tmp_path, "gated")
     assert gated.scores[0].status == "not testable here" and "harmful-change control" in gated.scores[0].reason
+    assert "measured: each harmless step keeps accuracy: reproduced in" in gated.scores[0].reason  # ungated words
     statuses = set(pd.read_csv(tmp_path / "gated" / "paper_path_accuracy.csv").status.dropna())
     assert statuses == {"not testable here"}
 

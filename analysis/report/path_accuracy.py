@@ -119,7 +119,8 @@ def write(setting: NetworkSetting, spec: AblationSpec, runs: pd.DataFrame, contr
     path = spec.paths[0]
     gate: dict[str, Verdict] = control_rows(controls)[0] if controls is not None else {}
     failed = {k: v for k, v in gate.items() if v.outcome != REPRODUCED}
-    frame = gate_frame(path_accuracy(path, runs), gate)
+    measured = path_accuracy(path, runs)
+    frame = gate_frame(measured, gate)
     n_seeds = int(frame.n_seeds.min())
     settings = schedule_words(setting) + f"; generated shapes, {setting.schedule.size}px"
     control_words = ("; ".join(f"{k} control {v.outcome}" for k, v in gate.items()) if gate
@@ -134,7 +135,7 @@ def write(setting: NetworkSetting, spec: AblationSpec, runs: pd.DataFrame, contr
                f"({setting.backbone}, {n_seeds} seeds)", notes, display=path_display(frame))
     save_figure(path_figure(frame, runs, f"'{setting.name}' setting, {setting.backbone}"),
                 folder / "paper_path_accuracy")
-    outcome, why, n_claims = claim_tally(frame)
+    outcome, why, n_claims = claim_tally(measured)  # the measured steps' words; the gate then decides
     if failed and n_claims:
         words = "; ".join(f"{k} control {v.outcome}" for k, v in failed.items())
         outcome, why = "not testable here", f"the task cannot tell architectures apart here ({words}); measured: {why}"
@@ -219,7 +220,7 @@ def path_figure(frame: pd.DataFrame, runs: pd.DataFrame, where: str):
     ax.set_xticks(list(frame.step), labels, rotation=35, ha="right", fontsize=7)
     ax.set_ylabel("own val mIoU %")
     ax.legend(fontsize=8, loc="lower left")
-    ax.set_title(f"{frame.variant.iloc[0]} -> {frame.variant.iloc[-1]} one change at a time ({where}, "
+    ax.set_title(f"{frame.variant.iloc[0]} -> {frame.attrs.get('end', frame.variant.iloc[-1])} one change at a time ({where}, "
                  f"{int(frame.n_seeds.min())} seeds): accuracy", fontsize=9)
     fig.tight_layout()
     return fig
