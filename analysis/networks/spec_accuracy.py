@@ -132,7 +132,7 @@ def path_accuracy(path: Path_, runs: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
         previous = now
     frame = pd.DataFrame(rows)
-    frame.attrs["end"] = path.end or path.variants[-1].name  # the declared end's own name (the last variant's is PATH.N)
+    frame.attrs["end"] = path.end or path.variants[-1].name  # the declared end's own name (the last is PATH.N)
     frame.attrs["shapley_seeds"] = shapley_seeds(path, runs) if shapley is not None else 0
     return frame
 

@@ -220,8 +220,9 @@ def path_figure(frame: pd.DataFrame, runs: pd.DataFrame, where: str):
     ax.set_xticks(list(frame.step), labels, rotation=35, ha="right", fontsize=7)
     ax.set_ylabel("own val mIoU %")
     ax.legend(fontsize=8, loc="lower left")
-    ax.set_title(f"{frame.variant.iloc[0]} -> {frame.attrs.get('end', frame.variant.iloc[-1])} one change at a time ({where}, "
-                 f"{int(frame.n_seeds.min())} seeds): accuracy", fontsize=9)
+    end = frame.attrs.get("end", frame.variant.iloc[-1])
+    ax.set_title(f"{frame.variant.iloc[0]} -> {end} one change at a time ({where}, {int(frame.n_seeds.min())} seeds): "
+                 "accuracy", fontsize=9)
     fig.tight_layout()
     return fig
 
