@@ -252,3 +252,23 @@ def seed_interval(values: Sequence[float], level: float = 0.95) -> Interval:
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, level)
+
+
+SEED_RESAMPLES = 7
+"""The seed of the draw of training runs in :func:`seeds_then_images` (one draw for every tap, block, level and
+family: the differences stay paired)."""
+
+
+def seeds_then_images(per_seed):
+    """A hierarchical bootstrap: (n_seeds, n_boot) image-bootstrap samples of one quantity per training run ->
+    (n_boot,) samples of its mean over runs, each draw resampling the runs with replacement, then taking each drawn
+    run's image resample of that draw. The interval covers training runs as well as images; with one run it is the
+    image bootstrap itself. Used by the probes' and the ERF claims' intervals."""
+    import torch
+
+    n_seeds, n_boot = per_seed.shape
+    if n_seeds == 1:
+        return per_seed[0]
+    g = torch.Generator().manual_seed(SEED_RESAMPLES)
+    runs = torch.randint(0, n_seeds, (n_boot, n_seeds), generator=g)
+    return per_seed[runs.T, torch.arange(n_boot)].mean(0)

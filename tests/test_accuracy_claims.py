@@ -89,7 +89,7 @@ def test_branch_share_on_real_models():
 def test_seeds_then_images_covers_training_runs():
     """Three runs whose image intervals are each narrow but whose values disagree: the hierarchical interval spans
     the runs' spread; one run: the image bootstrap itself."""
-    from analysis.probes.differences import seeds_then_images
+    from analysis.verdicts import seeds_then_images
 
     per_seed = torch.stack([v + 0.001 * torch.randn(2000, generator=torch.Generator().manual_seed(i))
                             for i, v in enumerate((0.0, 0.05, 0.10))])
@@ -108,7 +108,7 @@ def test_report_seeds_option_is_checked_and_keeps_its_own_folders(tmp_path, monk
 
     with pytest.raises(UsageError, match="seeds"):
         report.run(["networks"], out=tmp_path, device="cpu", seeds=1)
-    with pytest.raises(UsageError, match="applies to the sections networks, probes"):
+    with pytest.raises(UsageError, match="applies to the sections networks, erf, probes"):
         report.run(["timing"], out=tmp_path, device="cpu", seeds=3)
     calls = []
     monkeypatch.setitem(report.SEEDED, "networks",

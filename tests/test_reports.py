@@ -151,6 +151,18 @@ def test_erf_section_small_on_trained_networks(tmp_path):
     assert "own val mIoU" in section.settings
 
 
+def test_erf_claims_rest_on_every_seed_asked_for(tmp_path):
+    from dataclasses import replace
+
+    section = build_erf(tmp_path, replace(ERFPlan.small(), seeds=2), name="erf/x-2-seeds")
+    claims = pd.read_csv(tmp_path / "erf" / "x-2-seeds" / "claims.csv")
+    trained = claims.weights == "trained"
+    assert set(claims[trained].n_seeds) == {2} and set(claims[~trained].n_seeds) == {0}
+    ranks = {s.artifact.split(" ")[0] + " " + s.artifact.split(" ")[1]: s.rank for s in section.scores}
+    assert ranks == {"Figure 3": 2, "Section 8": 2, "Figure 8": 1}  # Figure 8 stays on seed 0's networks
+    assert "claims (a) and (b) on 2 seeds" in section.title
+
+
 def test_markdown_prints_a_dash_for_missing_values():
     text = markdown_table(pd.DataFrame({"a": [1.0, float("nan")], "b": ["x", ""]}), labels={"a": "A"})
     assert "| A | b |" in text and "| - | - |" in text and "nan" not in text

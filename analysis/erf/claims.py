@@ -20,12 +20,14 @@ chain of 5x5 max-pools spreads a unit's gradient over 4k+1 cells).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import pandas as pd
 import torch
 
 from bench.stats import percentile_interval
 
-from ..verdicts import NOT_TESTABLE, Interval, above
+from ..verdicts import NOT_TESTABLE, Interval, above, seeds_then_images
 from .decoder_grid import DecoderGrid
 
 NON_INFERIORITY_MARGIN = 0.8  # LW/RF side ratio: stated before looking at the data
@@ -70,61 +72,91 @@ def _dead(activity: dict[str, dict[str, float]] | None, family: str, level: str)
     return activity is not None and activity.get(family, {}).get(level, 1.0) < DEAD
 
 
-def claim_a(grids: dict[str, DecoderGrid], reference: str = "rf",
-            activity: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
+Grids = Mapping[str, DecoderGrid]
+"""family -> decoder-grid ERFs of one trained network per family (one training run, one seed)."""
+
+
+def _as_runs(value) -> list:
+    """One run's value, or a list of them (one per seed), as a list."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _row(grid: DecoderGrid, level: str, block: str) -> pd.Series:
+    return grid.frame.set_index(["level", "block"]).loc[(level, block)]
+
+
+def claim_a(grids: Grids | Sequence[Grids], reference: str = "rf",
+            activity: dict[str, dict[str, float]] | Sequence[dict] | None = None) -> pd.DataFrame:
     """Whole-level interpolated 90%-mass square side of each other family over ``reference``'s, per level, with
     a paired 90% CI (the same image resamples for every family) and the verdict (``CLAIM_A_RULE``). The whole-cell
     r90 of both stays beside it. ``activity`` (family -> :func:`level_activity`): a level dead in either network is
-    not testable (``DEAD_RULE``)."""
-    base = grids[reference]
-    ref_frame = base.frame.set_index(["level", "block"])
+    not testable (``DEAD_RULE``). ``grids`` (and ``activity``) may be a list, one per training run (seed): the ratio
+    is then the mean of the runs' ratios and its interval a hierarchical bootstrap, runs then images
+    (:func:`analysis.verdicts.seeds_then_images`); a level dead in any run is not testable."""
+    runs = _as_runs(grids)
+    acts = _as_runs(activity) if activity is not None else [None] * len(runs)
     rows = []
-    for family, grid in grids.items():
+    for family, grid in runs[0].items():
         if family == reference:
             continue
-        frame = grid.frame.set_index(["level", "block"])
-        for (level, block), sides in grid.side_boot.items():
+        for level, block in grid.side_boot:
             if block != "whole level":
                 continue
-            ratio_samples = sides.double() / base.side_boot[(level, block)].double()
-            ours, theirs = frame.loc[(level, block)], ref_frame.loc[(level, block)]
+            ours = [_row(r[family], level, block) for r in runs]
+            theirs = [_row(r[reference], level, block) for r in runs]
+            ratio_samples = seeds_then_images(torch.stack([
+                r[family].side_boot[(level, block)].double() / r[reference].side_boot[(level, block)].double()
+                for r in runs]))
             low, high = percentile_interval(ratio_samples, CLAIM_A_LEVEL)
-            ratio = ours.side90_cells / theirs.side90_cells
-            dead = [f for f in (family, reference) if _dead(activity, f, level)]
+            ratio = _mean([o.side90_cells / t.side90_cells for o, t in zip(ours, theirs, strict=True)])
+            side, ref_side = _mean([o.side90_cells for o in ours]), _mean([t.side90_cells for t in theirs])
+            dead = sorted({f for f in (family, reference) for act in acts if _dead(act, f, level)})
             if dead:
                 outcome, why = NOT_TESTABLE, f"dead level ({', '.join(dead)}): nothing passes through it"
-            elif ours.side90_cells <= SUB_CELL and theirs.side90_cells <= SUB_CELL:
-                outcome, why = NOT_TESTABLE, (f"both fields within one cell (sides {ours.side90_cells:.2f} and "
-                                              f"{theirs.side90_cells:.2f}): the grid cannot resolve them; a larger "
+            elif side <= SUB_CELL and ref_side <= SUB_CELL:
+                outcome, why = NOT_TESTABLE, (f"both fields within one cell (sides {side:.2f} and "
+                                              f"{ref_side:.2f}): the grid cannot resolve them; a larger "
                                               "input gives the level more cells")
             else:
                 v = above(Interval(ratio, low, high, CLAIM_A_LEVEL), NON_INFERIORITY_MARGIN, "side ratio",
                           strict=False)
                 outcome, why = v.outcome, v.why
             rows.append({"family": family, "reference": reference, "level": level,
-                         "side90_cells": ours.side90_cells, "reference_side90_cells": theirs.side90_cells,
-                         "r90_cells": ours.r90_cells, "reference_r90_cells": theirs.r90_cells,
-                         "side_ratio": ratio, "ci_low": low, "ci_high": high, "status": outcome, "why": why})
+                         "side90_cells": side, "reference_side90_cells": ref_side,
+                         "r90_cells": _mean([o.r90_cells for o in ours]),
+                         "reference_r90_cells": _mean([t.r90_cells for t in theirs]),
+                         "side_ratio": ratio, "ci_low": low, "ci_high": high, "n_seeds": len(runs),
+                         "status": outcome, "why": why})
     return pd.DataFrame(rows)
 
 
-def claim_b(grids: dict[str, DecoderGrid], activity: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
+def claim_b(grids: Grids | Sequence[Grids],
+            activity: dict[str, dict[str, float]] | Sequence[dict] | None = None) -> pd.DataFrame:
     """CRP's own decoder-grid 90%-mass side (interpolated, cells) per family and level, with its 95% interval and the
-    verdict (``CLAIM_B_RULE``); the whole-cell r90 beside it; a dead level (``activity``) is not testable."""
+    verdict (``CLAIM_B_RULE``); the whole-cell r90 beside it; a dead level (``activity``) is not testable. Over
+    several runs (a list, one per seed): the mean side and a hierarchical bootstrap, runs then images."""
+    runs = _as_runs(grids)
+    acts = _as_runs(activity) if activity is not None else [None] * len(runs)
     rows = []
-    for family, grid in grids.items():
-        frame = grid.frame.set_index(["level", "block"])
-        for (level, block), sides in grid.side_boot.items():
+    for family, grid in runs[0].items():
+        for level, block in grid.side_boot:
             if block != "CRP":
                 continue
-            row = frame.loc[(level, block)]
-            low, high = percentile_interval(sides)
-            if _dead(activity, family, level):
+            per_run = [_row(r[family], level, block) for r in runs]
+            low, high = percentile_interval(seeds_then_images(torch.stack(
+                [r[family].side_boot[(level, block)].double() for r in runs])))
+            side = _mean([row.side90_cells for row in per_run])
+            if any(_dead(act, family, level) for act in acts):
                 outcome, why = NOT_TESTABLE, "dead level: nothing passes through it"
             else:
-                v = above(Interval(row.side90_cells, low, high), SUB_CELL, "CRP's 90% side (cells)")
+                v = above(Interval(side, low, high), SUB_CELL, "CRP's 90% side (cells)")
                 outcome, why = v.outcome, v.why
-            rows.append({"family": family, "level": level, "crp_side90_cells": row.side90_cells, "ci_low": low,
-                         "ci_high": high, "crp_r90_cells": row.r90_cells,
-                         "theoretical_cells": row.theoretical_cells, "status": outcome, "why": why})
+            rows.append({"family": family, "level": level, "crp_side90_cells": side, "ci_low": low,
+                         "ci_high": high, "crp_r90_cells": _mean([row.r90_cells for row in per_run]),
+                         "theoretical_cells": per_run[0].theoretical_cells, "n_seeds": len(runs), "status": outcome,
+                         "why": why})
     return pd.DataFrame(rows)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values))

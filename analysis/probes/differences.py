@@ -26,7 +26,7 @@ from bench.stats import percentile_interval
 
 from ..erf.claims import DEAD
 from ..paper import paper_numbers
-from ..verdicts import NOT_TESTABLE, Interval, above, tally
+from ..verdicts import NOT_TESTABLE, Interval, above, seeds_then_images, tally
 from .heads import METRICS
 from .run import ProbeRun
 
@@ -47,22 +47,6 @@ def paper_table4() -> dict[tuple[str, str], float]:
     return out
 
 
-SEED_RESAMPLES = 7
-"""The seed of the draw of training runs in :func:`seeds_then_images` (one draw for every tap, block and family: the
-differences stay paired)."""
-
-
-def seeds_then_images(per_seed: torch.Tensor) -> torch.Tensor:
-    """A hierarchical bootstrap: (n_seeds, n_boot) image-bootstrap samples of one quantity per training run ->
-    (n_boot,) samples of its mean over runs, each draw resampling the runs with replacement, then taking each drawn
-    run's image resample of that draw. The interval covers training runs as well as images; with one run it is the
-    image bootstrap itself."""
-    n_seeds, n_boot = per_seed.shape
-    if n_seeds == 1:
-        return per_seed[0]
-    g = torch.Generator().manual_seed(SEED_RESAMPLES)
-    runs = torch.randint(0, n_seeds, (n_boot, n_seeds), generator=g)
-    return per_seed[runs.T, torch.arange(n_boot)].mean(0)
 
 
 def tap_differences(run: ProbeRun) -> pd.DataFrame:

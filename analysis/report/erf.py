@@ -12,7 +12,7 @@ functions; ``write`` draws and tabulates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -74,6 +74,7 @@ class ERFPlan:
     top_k: int = 2  # top-activated images per unit in Figure 3
     n_boot: int = 300
     cache_dir: str | None = None  # the trained-network cache (None: the project's .cache/networks)
+    seeds: int = 1  # training runs per family that claims (a) and (b) rest on (Figures 3 and 8: the first run's)
 
     @staticmethod
     def default() -> ERFPlan:
@@ -106,6 +107,8 @@ class ERFResults:
     own_miou: dict[str, float]  # variant -> the trained network's own val mIoU
     data_words: str
     activity: dict[str, dict[str, float]] | None = None  # family -> level -> share of live summation ReLUs
+    seed_grids: list[dict[str, DecoderGrid]] = field(default_factory=list)  # per seed (0 first): claims (a), (b)
+    seed_activity: list[dict[str, dict[str, float]]] = field(default_factory=list)  # per seed, as ``activity``
 
 
 def canvas_spec(net: NetworkSetting, factor: int, n: int) -> SyntheticSpec:
@@ -125,9 +128,11 @@ def collect(plan: ERFPlan | None = None, progress=print) -> ERFResults:
     say = progress or (lambda msg: None)
     data = load_data(net.data, net.schedule.size, progress=progress)
     # the one way to the trained set (the setting's shared pretrained backbone, one network per architecture)
-    nets = trained_set(net, variants=[f"{family}:{net.backbone}" for family in FAMILIES], seeds=[0],
-                       cache_dir=plan.cache_dir, progress=progress is not None, say=progress)
-    trained = dict(zip(FAMILIES, nets, strict=True))
+    nets = trained_set(net, variants=[f"{family}:{net.backbone}" for family in FAMILIES],
+                       seeds=list(range(plan.seeds)), cache_dir=plan.cache_dir, progress=progress is not None,
+                       say=progress)
+    trained = {n.record["family"]: n for n in nets if n.record["seed"] == 0}
+    later = [{n.record["family"]: n for n in nets if n.record["seed"] == seed} for seed in range(1, plan.seeds)]
     root = synthetic_voc(canvas_spec(net, plan.canvas_factor, plan.n_canvas), progress=progress)
     side = plan.canvas_size
     canvases = normalise(VOCSegmentation(root, "val", (side, side)).load_all()[0]).to(net.device)
@@ -143,6 +148,11 @@ def collect(plan: ERFPlan | None = None, progress=print) -> ERFResults:
         fresh = create_model(t.record["variant"], num_classes=data.num_classes, decoder=layers).to(net.device)
         recalibrate_batchnorm(fresh, canvases, batch_size=len(canvases))
         random_grids[family] = decoder_grid_erf(fresh.eval(), canvases, n_boot=plan.n_boot)
+    seed_grids, seed_activity = [grids], [activity]
+    for seed, by_family in enumerate(later, 1):  # claims (a) and (b) over training runs: the trained grids only
+        say(f"  decoder-grid ERF: seed {seed} of the trained set, {len(canvases)} canvases at {side}px")
+        seed_grids.append({f: decoder_grid_erf(t.model, canvases, n_boot=plan.n_boot) for f, t in by_family.items()})
+        seed_activity.append({f: level_activity(t.model, canvases) for f, t in by_family.items()})
     lw, rf = trained["rf_lw"].model, trained["rf"].model
     measured = erf_pairs(lw, canvases, [(t, "input") for t in IMAGE_TAPS], batch_size=8)
     image_space = {t: measured[(t, "input")] for t in IMAGE_TAPS}
@@ -164,11 +174,12 @@ def collect(plan: ERFPlan | None = None, progress=print) -> ERFResults:
     names = [f"val {i}" for i in range(len(val))]
     own = {t.record["variant"]: t.record["val_miou"] for t in trained.values()}
     return ERFResults(plan, grids, random_grids, image_space, fig3, fig8, agreement, data.val_images, names,
-                      data.classes, own, data.describe(), activity)
+                      data.classes, own, data.describe(), activity, seed_grids, seed_activity)
 
 
-def _claims(grids: dict[str, DecoderGrid], weights: str,
-            activity: dict[str, dict[str, float]] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _claims(grids: dict[str, DecoderGrid] | list[dict[str, DecoderGrid]], weights: str,
+            activity=None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Claims (a) and (b) on one run's grids, or on a list of runs' (one per seed: runs then images)."""
     a, b = claim_a(grids, activity=activity), claim_b(grids, activity=activity)
     claims = pd.concat([
         a.assign(claim="(a) 3x3 convs dropped: ERF not shrunk", effect=a.side_ratio, rule=CLAIM_A_RULE,
@@ -176,8 +187,9 @@ def _claims(grids: dict[str, DecoderGrid], weights: str,
         b.assign(claim="(b) CRP enlarges the ERF", effect=b.crp_side90_cells, rule=CLAIM_B_RULE,
                  paper="ERF larger after CRP (Fig. 3)"),
     ], ignore_index=True)[["claim", "family", "level", "effect", "ci_low", "ci_high", "paper", "status", "why"]]
-    # one training run per family (seed 0): the intervals cover canvases or images, not training runs
-    return a, b, claims.assign(weights=weights, n_seeds=1 if weights == "trained" else 0)
+    # n_seeds: the training runs the interval covers (0: random init, no training run)
+    runs = len(grids) if isinstance(grids, list) else 1
+    return a, b, claims.assign(weights=weights, n_seeds=runs if weights == "trained" else 0)
 
 
 def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
@@ -226,7 +238,9 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
                  "and random init"),
     ]
 
-    a, b, claims = _claims(results.grids, "trained", results.activity)
+    n_runs = max(1, len(results.seed_grids))
+    a, b, claims = (_claims(results.seed_grids, "trained", results.seed_activity) if n_runs > 1
+                    else _claims(results.grids, "trained", results.activity))
     a0, b0, claims0 = _claims(results.random_grids, "random init")
     claims = pd.concat([claims, claims0], ignore_index=True)
     claims["family"] = claims["family"].map(family_label)
@@ -242,6 +256,11 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
         f"Radii in pixels; a radius of {plan.canvas_size // 2} px (half the canvas side) means the square reaches the "
         "border."])
     save_table(claims, folder / "claims", "Claims (a) and (b) per family and level (decoder grid)", [
+        (f"Trained rows rest on {n_runs} training runs per family (seeds 0..{n_runs - 1}): the effect is the mean "
+         "over the runs and its interval a hierarchical bootstrap, runs then canvases (the same canvas resamples for "
+         "every run and family); decoder_grid.md, Figures 3 and 8 show seed 0."
+         if n_runs > 1 else "Trained rows rest on one training run per family (seed 0): the intervals cover "
+         "canvases, not training runs (`nox -s seeds` decides them over 3)."),
         f"(a) Sections 3.2/5.1/8: 'dropping 3x3 convolutions does not shrink the ERF' - effect: side of the light-"
         f"weight family's 90%-mass square over RefineNet's for a whole level, paired {CLAIM_A_LEVEL:.0%} image-"
         f"bootstrap CI. The side is interpolated between whole squares (analysis.erf.gradient.mass_side: the "
@@ -288,7 +307,7 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
     tally_8 = tally(verdicts.status, "Figure 8", "class units",
                     [str(c) for c in verdicts[verdicts.status == "not reproduced"]["class"]])
     where = f"trained '{net.name}' set, generated shapes, {net.device}"
-    seeds = 1  # one trained network per family (its rank: how many training runs the verdict rests on)
+    seeds = n_runs  # claims (a), (b): training runs per family (the rank: how many runs the verdict rests on)
     arch_b, arch_a = tally(b0.status, "(b)").outcome, tally(a0.status, "(a)").outcome
     scores = [
         ScoreRow("Figure 3 / claim (b): CRP enlarges the ERF", "larger ERF after CRP (trained LW-101, VOC)",
@@ -302,7 +321,7 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
         ScoreRow("Figure 8 (classifier-layer regions)", "semantically similar regions, RF-101 vs LW-101",
                  f"precision {results.units.precision.min():.2f}-{results.units.precision.max():.2f}, RF/LW overlap "
                  f"{verdicts.overlap.min():.2f}-{verdicts.overlap.max():.2f} over {len(verdicts)} class units", where,
-                 tally_8.outcome, tally_8.why, UNIT_RULE, f"{name}/figure8_units.md", seeds),
+                 tally_8.outcome, tally_8.why, UNIT_RULE, f"{name}/figure8_units.md", 1),
     ]
     n_a = int((a.status == "reproduced").sum())
     n_b = int((b.status == "reproduced").sum())
@@ -321,7 +340,9 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
             f"no smaller, holds in {n_a}/{testable_a} testable levels); the class units of RefineNet and LW fire on "
             f"their own classes and on the same pixels in {n_8}/{len(verdicts)} units (Figure 8). In image space CRP "
             f"moves the trained LW network's r50 from {before} to {after} px at level 4.")
-    return Section(f"Receptive fields (Figures 3 and 8), '{net.name}' setting, on {device_description(net.device)}",
+    runs = f", claims (a) and (b) on {n_runs} seeds" if n_runs > 1 else ""
+    return Section(f"Receptive fields (Figures 3 and 8), '{net.name}' setting{runs}, on "
+                   f"{device_description(net.device)}",
                    artifacts, text, settings, scores, name)
 
 

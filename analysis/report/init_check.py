@@ -1,0 +1,128 @@
+"""Recipe check (``--seeds N`` only): does the zero-init of the residual branches decide claim (c)?
+
+The trained set's recipe starts every RCU and CRP residual branch at zero (``Schedule.zero_init_residual``, chosen
+to keep the original RefineNet's levels alive). On a real street-scene set the RCU branches then barely left zero,
+so "CRP, not RCU" (claim (c)) could be the init's verdict rather than the architecture's. This section trains the
+same families on the same seeds with a standard init (every branch as PyTorch initialises it; the shared backbone is
+pretrained under the same recipe, and its decoder has no residual branch), probes both sets the same way, and
+compares: claim (c) per (family, level) cell under each init, each RCU's branch share after training under each, and
+own val mIoU. The check passes where claim (c)'s verdict is the same under both inits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from bench.environment import device_description
+
+from ..networks import NetworkSetting, trained_set
+from ..verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, tally
+from .files import Artifact, ScoreRow, Section, save_table
+
+FOLDER = "init-check"
+INITS = {"zero-init": True, "standard init": False}
+CHECK_RULE = ("the recipe check: claim (c)'s tally over its (family, level) cells under the zero-init and under a "
+              "standard init, same seeds, same probes; reproduced (the init does not decide the claim) where both "
+              "tallies come out the same, not reproduced where one is reproduced and the other not reproduced, "
+              "inconclusive otherwise")
+
+
+def with_init(setting: NetworkSetting, zero_init: bool) -> NetworkSetting:
+    """``setting`` with its residual branches zero-initialised or not (part of the weights store's key)."""
+    return replace(setting, schedule=replace(setting.schedule, zero_init_residual=zero_init))
+
+
+def collect(setting: NetworkSetting, seeds: int, say=print, plan=None) -> dict[str, dict]:
+    """Per init: the probe run, its claim (c) cells, the trained networks' own val mIoU and RCU branch shares.
+    ``plan``: the probes' plan (default: the probes section's, ``ProbePlan.default()``) whose networks are
+    replaced by ``setting`` under each init."""
+    from ..probes import ProbePlan
+    from ..probes.differences import crp_verdicts, tap_differences
+    from ..report.probes import collect as probe_collect
+    from .networks import branch_shares
+
+    out = {}
+    for name, zero in INITS.items():
+        net_setting = with_init(replace(setting, seeds=seeds), zero)
+        probe_plan = replace(plan or ProbePlan.default(), networks=net_setting, seeds=seeds)
+        run = probe_collect(probe_plan, progress=say)
+        probed = probe_plan.setting()  # the networks the probes ran on (loaded from the store, not trained again)
+        nets = trained_set(probed, seeds=seeds, say=None, progress=False, cache_dir=probe_plan.cache_dir)
+        out[name] = {"run": run, "cells": crp_verdicts(run, tap_differences(run)),
+                     "miou": pd.DataFrame([{"family": n.record["family"], "seed": n.record["seed"],
+                                            "val_miou": n.record["val_miou"]} for n in nets]),
+                     "shares": branch_shares(probed, nets)}
+    return out
+
+
+def check_verdict(first: str, second: str) -> tuple[str, str]:
+    """:data:`CHECK_RULE` on the two inits' claim (c) outcomes."""
+    if first == second:
+        return REPRODUCED, f"claim (c) is {first} under both inits"
+    if {first, second} == {REPRODUCED, NOT_REPRODUCED}:
+        return NOT_REPRODUCED, f"claim (c) is {first} under the zero-init but {second} under a standard init"
+    return INCONCLUSIVE, f"claim (c) is {first} under the zero-init, {second} under a standard init"
+
+
+def write(setting: NetworkSetting, seeds: int, data: dict[str, dict], out: Path, name: str) -> Section:
+    from ..style import family_label
+    from .probes import schedule_words
+
+    folder = out / name
+    zero, standard = (data[k]["cells"] for k in INITS)
+    cells = zero[["family", "level", "status", "crp_miou", "rcu_miou"]].merge(
+        standard[["family", "level", "status", "crp_miou", "rcu_miou"]], on=["family", "level"],
+        suffixes=("_zero_init", "_standard_init"))
+    cells["same"] = cells.status_zero_init == cells.status_standard_init
+    tallies = {k: tally(data[k]["cells"].status, "(c)", "family-level cells") for k in INITS}
+    outcome, why = check_verdict(*(t.outcome for t in tallies.values()))
+    shown = cells.assign(family=cells.family.map(family_label),
+                         **{c: 100 * cells[c] for c in cells.columns if c.endswith("miou_zero_init")
+                            or c.endswith("miou_standard_init")})
+    save_table(cells, folder / "claim_c_by_init", f"Claim (c) under the zero-init and under a standard init, "
+               f"{seeds} seeds", [
+                   f"The '{setting.name}' set trained twice on seeds 0..{seeds - 1}: {schedule_words(setting)}; once "
+                   "as is (zero-init: the last conv of every RCU and CRP residual branch starts at 0) and once with "
+                   "every branch as PyTorch initialises it (standard init). The same probes (the probes section's) "
+                   "on both.",
+                   "crp_miou / rcu_miou: what CRP / the RCUs add to the probe mIoU (points, mean over seeds); status: "
+                   "claim (c) per cell by the probes section's rule.",
+                   f"Tallies: zero-init {tallies['zero-init'].why}; standard init {tallies['standard init'].why}.",
+                   CHECK_RULE + "."], display=shown, floatfmt=".1f")
+    shares = pd.concat([data[k]["shares"].assign(init=k) for k in INITS], ignore_index=True)
+    share_table = (shares.groupby(["init", "family", "level"], sort=False)["branch_share"]
+                   .agg(["mean", "min", "max"]).reset_index()) if len(shares) else shares
+    save_table(share_table, folder / "rcu_branch_shares_by_init", "Each RCU's branch share after training, by init", [
+        "Branch share of an RCU: ||branch(x)|| / (||x|| + ||branch(x)||) per val image, averaged over the level's "
+        "RCUs, seeds and images (mean, and the lowest and highest RCU); 0: the RCU passes its input unchanged. Under "
+        "the zero-init a share near 0 can be the init; under the standard init it cannot."], floatfmt=".3f")
+    miou = pd.concat([data[k]["miou"].assign(init=k) for k in INITS], ignore_index=True)
+    per = miou.groupby(["init", "family"], sort=False)["val_miou"].agg(["mean", "min", "max"]).reset_index()
+    save_table(per.assign(**{c: 100 * per[c] for c in ("mean", "min", "max")}), folder / "miou_by_init",
+               "Own val mIoU of the two trained sets", [f"{seeds} seeds per family and init; own val mIoU of the "
+                                                        "kept weights, points."], floatfmt=".1f")
+    where = f"'{setting.name}' set, generated shapes, {setting.device}"
+    same = int(cells.same.sum())
+    scores = [ScoreRow("Recipe check: claim (c) under a standard init (ours, not a paper number)",
+                       "the init decides nothing", f"claim (c) {tallies['zero-init'].outcome} (zero-init) vs "
+                       f"{tallies['standard init'].outcome} (standard init); {same} of {len(cells)} cells the same",
+                       where, outcome, why, CHECK_RULE, f"{name}/claim_c_by_init.md", seeds)]
+    rf_shares = share_table[share_table.family.isin(["rf", "rf_lw_rcu"])] if len(share_table) else share_table
+    share_words = "; ".join(f"{family_label(r.family)} {r.level} {r.init}: {r.mean:.3f}"
+                            for r in rf_shares.itertuples() if r.level == "level4")
+    text = (f"Claim (c) {tallies['zero-init'].outcome} under the zero-init and {tallies['standard init'].outcome} "
+            f"under a standard init ({same} of {len(cells)} cells the same): {outcome}. Level-4 RCU branch shares: "
+            f"{share_words}.")
+    artifacts = [Artifact(f"{name}/claim_c_by_init.md", "Claim (c) by init", "per cell, both inits", inline=True),
+                 Artifact(f"{name}/rcu_branch_shares_by_init.md", "RCU branch shares by init", "after training"),
+                 Artifact(f"{name}/miou_by_init.md", "Own val mIoU by init", "per family")]
+    return Section(f"Recipe check: the residual-branch init, '{setting.name}' setting, {seeds} seeds, on "
+                   f"{device_description(setting.device)}", artifacts, text, schedule_words(setting), scores, name)
+
+
+def seeded(out: Path, setting: NetworkSetting, seeds: int, slug: str) -> Section:
+    name = f"{FOLDER}/{slug}-{seeds}-seeds"
+    return write(setting, seeds, collect(setting, seeds), out, name)
