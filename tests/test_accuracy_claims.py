@@ -199,3 +199,14 @@ def test_networks_section_with_seeds_runs_both_controls(tmp_path):
     controls_pass = (claims.status.iloc[4:] == "reproduced").all()
     assert (claims.status.iloc[0] == "not testable here") == (not controls_pass)  # the gate
     assert "2 seeds" in section.title
+    nets = pd.read_csv(tmp_path / "networks" / "networks.csv")
+    assert nets.last_gain.notna().all() and "gained under 0.5 points over their last" in section.text
+
+
+def test_last_gain_is_the_last_two_evaluations():
+    from analysis.report.networks import last_gain
+
+    record = {"history": [{"step": 75, "val_miou": 0.5}, {"step": 150, "val_miou": 0.9}, {"step": 225,
+                                                                                         "val_miou": 0.925}]}
+    assert last_gain(record) == pytest.approx(2.5)
+    assert math.isnan(last_gain({"history": [{"step": 75, "val_miou": 0.5}]}))  # one evaluation: no gain

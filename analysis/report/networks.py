@@ -141,9 +141,14 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
     folder = out / name
     rows = [{"variant": n.record["variant"], "family": n.record["family"], "seed": n.record["seed"],
              "val_miou": n.record["val_miou"], "steps": n.record["steps"], "best_step": n.record["best_step"],
-             "stop_reason": n.record["stop_reason"], "train_s": n.record["seconds"], "cached": n.cached,
+             "stop_reason": n.record["stop_reason"], "last_gain": last_gain(n.record), "train_s": n.record["seconds"],
+             "cached": n.cached,
              **{f"iou {c}": v for c, v in n.record["val_iou_per_class"].items()}} for n in nets]
     table = pd.DataFrame(rows)
+    flat = 100 * setting.schedule.min_delta
+    on_plateau = int((table.last_gain < flat).sum())
+    plateau_words = (f"{on_plateau} of {len(table)} networks gained under {flat:g} points over their last "
+                     f"{setting.schedule.eval_every} steps")
     per_family = table.groupby("family", sort=False)["val_miou"].min()
     short = [f for f, v in per_family.items() if v < OWN_MIOU_GOAL]
     words = "; ".join(f"{family_label(f)} {100 * v:.1f}%" for f, v in per_family.items())
@@ -156,8 +161,13 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
         "iou <class>: per class. train s: wall seconds of the training, evaluations included (0 work when loaded "
         "from the cache: the seconds are those of the original training).",
         f"Goal: every family >= {100 * OWN_MIOU_GOAL:.0f}% (features near the task's ceiling, so that differences "
-        "between families are not differences in how far each got)."], floatfmt=".1f", display=shown,
-        labels={"val_miou": "own val mIoU %", "stop_reason": "stopped by", "train_s": "train s",
+        "between families are not differences in how far each got).",
+        f"last gain: own val mIoU points gained over the last {setting.schedule.eval_every} steps (the last two "
+        f"evaluations); under {flat:g} (the plateau rule's min_delta) the curve is flat at its end: {plateau_words}. "
+        "A run stopped by max_steps under a cosine schedule flattens because its learning rate reaches 0, so a flat "
+        "end there is not the plateau rule's proof of convergence."], floatfmt=".1f", display=shown,
+        labels={"val_miou": "own val mIoU %", "stop_reason": "stopped by", "last_gain": "last gain (points)",
+                "train_s": "train s",
                 "cached": "from the cache", "best_step": "best step"})
     save_figure(curves_figure(nets, setting), folder / "learning_curves")
     artifacts = [Artifact(f"{name}/networks.md", "The trained set", "own val mIoU per family and seed", inline=True),
@@ -167,8 +177,9 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
     n_seeds = int(table.groupby("family")["seed"].nunique().min())
     scores = [ScoreRow("Trained set (own val mIoU, not a paper number)", f"goal >= {100 * OWN_MIOU_GOAL:.0f}% "
                        "(ours)", words, f"'{setting.name}' set, generated shapes, {setting.device}", goal.outcome,
-                       goal.why, f"reproduced where every family's lowest seed reaches {100 * OWN_MIOU_GOAL:.0f}% own "
-                       "val mIoU (a precondition of the benefit side, not a paper claim)", f"{name}/networks.md",
+                       f"{goal.why}; {plateau_words}",
+                       f"reproduced where every family's lowest seed reaches {100 * OWN_MIOU_GOAL:.0f}% own val mIoU "
+                       "(a precondition of the benefit side, not a paper claim)", f"{name}/networks.md",
                        n_seeds)]
     where = f"'{setting.name}' set, generated shapes, {setting.device}"
     claim_rows, claims = accuracy_rows(table, shares, name, where, controls)
@@ -193,13 +204,19 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
     artifacts.append(Artifact(f"{name}/accuracy_claims.md", "Accuracy claims", "LW vs RF mIoU and RCU saturation, "
                               "over seeds", inline=True))
     text = (f"The networks every receptive-field and probe verdict stands on: own val mIoU (lowest seed per family) "
-            f"{words}; trained on the generated shapes "
+            f"{words} ({plateau_words}); trained on the generated shapes "
             f"({'from one shared pretrained backbone' if setting.pretrain is not None else 'from scratch'}), "
             "cached and reused by the ERF and probe "
             "sections.")
     runs = f", {n_seeds} seeds" if n_seeds > 1 else ""
     return Section(f"Trained networks, '{setting.name}' setting{runs}, on {device_description(setting.device)}",
                    artifacts, text, settings, scores, name)
+
+
+def last_gain(record: dict) -> float:
+    """Own val mIoU points gained between the last two evaluations of a training run (NaN with one)."""
+    history = record["history"]
+    return 100 * (history[-1]["val_miou"] - history[-2]["val_miou"]) if len(history) >= 2 else float("nan")
 
 
 def curves_figure(nets: list[TrainedNetwork], setting: NetworkSetting):
