@@ -31,12 +31,17 @@ def test_both_inits_train_their_own_networks_and_the_standard_one_leaves_zero(tm
     from analysis.probes import ProbePlan
     from analysis.probes.run import TINY_NETWORKS
 
-    setting = TINY_NETWORKS
+    from analysis.networks.pretrain import Pretrain
+
+    setting = replace(TINY_NETWORKS, pretrain=Pretrain(decoder={"channels": 16, "top_channels": 32, "crp_stages": 0}))
     assert with_init(setting, False).schedule.zero_init_residual is False
     data = collect(setting, 2, say=None, plan=replace(ProbePlan.tiny(), cache_dir=str(tmp_path / "cache")))
     assert set(data) == set(INITS)
     for name in INITS:
         assert sorted(set(data[name]["miou"].seed)) == [0, 1]
+    # one and the same pretrained backbone under both inits: the decoders' init is the only difference
+    assert data["zero-init"]["backbones"] == data["standard init"]["backbones"] != ["None"]
+    assert len(data["zero-init"]["backbones"]) == 1
     shares = {k: data[k]["shares"] for k in INITS}
     zero_rf = shares["zero-init"][shares["zero-init"].family == "rf"].branch_share
     std_rf = shares["standard init"][shares["standard init"].family == "rf"].branch_share

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -34,6 +34,8 @@ class Pretrain:
 
     decoder: dict = field(default_factory=lambda: {"channels": 48, "top_channels": 96, "crp_stages": 0})
     seed: int = 10_000  # apart from the compared networks' seeds (0, 1, 2, ...)
+    zero_init_residual: bool = True  # the pretraining's own decoder init, whatever the compared networks' (so that
+    # two sets that differ only in their decoders' init, e.g. the init check, start from one and the same backbone)
 
     def describe(self, backbone: str) -> str:
         others = {k: v for k, v in self.decoder.items() if k not in ("channels", "top_channels", "crp_stages")}
@@ -61,10 +63,12 @@ def pretrained_backbone(pretrain: Pretrain, backbone: str, data: NetworkData, sc
     (``only_cached``: never train; None where the store does not hold it)."""
     from .train import is_cached, train_network
 
-    if only_cached and not is_cached(f"rf_lw:{backbone}", data, schedule, pretrain.seed, device,
-                                     dict(pretrain.decoder), cache_dir):
+    if only_cached and not is_cached(f"rf_lw:{backbone}", data,
+                                     replace(schedule, zero_init_residual=pretrain.zero_init_residual),
+                                     pretrain.seed, device, dict(pretrain.decoder), cache_dir):
         return None
 
+    schedule = replace(schedule, zero_init_residual=pretrain.zero_init_residual)
     net = train_network(f"rf_lw:{backbone}", data, schedule, pretrain.seed, device, decoder=dict(pretrain.decoder),
                         cache_dir=cache_dir, progress=progress, say=say)
     path = net.path / BACKBONE_FILE

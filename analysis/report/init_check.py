@@ -3,8 +3,8 @@
 The trained set's recipe starts every RCU and CRP residual branch at zero (``Schedule.zero_init_residual``, chosen
 to keep the original RefineNet's levels alive). On a real street-scene set the RCU branches then barely left zero,
 so "CRP, not RCU" (claim (c)) could be the init's verdict rather than the architecture's. This section trains the
-same families on the same seeds with a standard init (every branch as PyTorch initialises it; the shared backbone is
-pretrained under the same recipe, and its decoder has no residual branch), probes both sets the same way, and
+same families on the same seeds with a standard init (every branch as PyTorch initialises it), from the very same
+shared backbone (``Pretrain.zero_init_residual`` fixes the pretraining's own init), probes both sets the same way, and
 compares: claim (c) per (family, level) cell under each init, each RCU's branch share after training under each, and
 own val mIoU. The check passes where claim (c)'s verdict is the same under both inits.
 """
@@ -54,7 +54,8 @@ def collect(setting: NetworkSetting, seeds: int, say=print, plan=None) -> dict[s
         out[name] = {"run": run, "cells": crp_verdicts(run, tap_differences(run)),
                      "miou": pd.DataFrame([{"family": n.record["family"], "seed": n.record["seed"],
                                             "val_miou": n.record["val_miou"]} for n in nets]),
-                     "shares": branch_shares(probed, nets)}
+                     "shares": branch_shares(probed, nets),
+                     "backbones": sorted({str(n.record["backbone_weights"]) for n in nets})}
     return out
 
 
