@@ -28,10 +28,9 @@ def test_both_inits_train_their_own_networks_and_the_standard_one_leaves_zero(tm
     """Tiny networks, 2 seeds per init: the standard init's networks are other cache entries, their RCU branches
     start away from zero (share > 0 after two steps), the zero-init's start at 0; the section writes its three
     tables and one scorecard row that rests on 2 seeds."""
+    from analysis.networks.pretrain import Pretrain
     from analysis.probes import ProbePlan
     from analysis.probes.run import TINY_NETWORKS
-
-    from analysis.networks.pretrain import Pretrain
 
     setting = replace(TINY_NETWORKS, pretrain=Pretrain(decoder={"channels": 16, "top_channels": 32, "crp_stages": 0}))
     assert with_init(setting, False).schedule.zero_init_residual is False
