@@ -73,6 +73,7 @@ def write(setting: NetworkSetting, seeds: int, data: dict[str, dict], out: Path,
     from .probes import schedule_words
 
     folder = out / name
+    setting = replace(setting, seeds=seeds)  # the words say how many runs each set has
     zero, standard = (data[k]["cells"] for k in INITS)
     cells = zero[["family", "level", "status", "crp_miou", "rcu_miou"]].merge(
         standard[["family", "level", "status", "crp_miou", "rcu_miou"]], on=["family", "level"],
