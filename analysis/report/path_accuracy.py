@@ -23,6 +23,7 @@ from bench.ablations.spec import parse_ablation
 from bench.environment import device_description
 
 from ..networks import NetworkSetting
+from ..networks.claims import gated
 from ..networks.spec_accuracy import EFFECT_RULE, PATH_CLAIM_RULE, claim_tally, path_accuracy, spec_runs
 from ..verdicts import REPRODUCED, Verdict
 from .files import Artifact, ScoreRow, Section, save_figure, save_table
@@ -98,8 +99,6 @@ def common_notes(frame: pd.DataFrame) -> list[str]:
 def gate_frame(frame: pd.DataFrame, gate: dict[str, Verdict]) -> pd.DataFrame:
     """Every step's claim status gated by the controls (:func:`analysis.networks.claims.gated`): a task that cannot
     tell architectures apart decides no step."""
-    from ..networks.claims import gated
-
     if "status" not in frame or all(v.outcome == REPRODUCED for v in gate.values()):
         return frame
     frame = frame.copy()
@@ -118,7 +117,6 @@ def write(setting: NetworkSetting, spec: AblationSpec, runs: pd.DataFrame, contr
     folder = out / name
     path = spec.paths[0]
     gate: dict[str, Verdict] = control_rows(controls)[0] if controls is not None else {}
-    failed = {k: v for k, v in gate.items() if v.outcome != REPRODUCED}
     measured = path_accuracy(path, runs)
     frame = gate_frame(measured, gate)
     n_seeds = int(frame.n_seeds.min())
@@ -136,9 +134,9 @@ def write(setting: NetworkSetting, spec: AblationSpec, runs: pd.DataFrame, contr
     save_figure(path_figure(frame, runs, f"'{setting.name}' setting, {setting.backbone}"),
                 folder / "paper_path_accuracy")
     outcome, why, n_claims = claim_tally(measured)  # the measured steps' words; the gate then decides
-    if failed and n_claims:
-        words = "; ".join(f"{k} control {v.outcome}" for k, v in failed.items())
-        outcome, why = "not testable here", f"the task cannot tell architectures apart here ({words}); measured: {why}"
+    if n_claims:  # the controls' gate, as on the networks section's claims
+        verdict = gated(Verdict(outcome, why), gate)
+        outcome, why = verdict.outcome, verdict.why
     steps = frame[frame.step > 0]
     ours = "; ".join(f"{r.change} {_ci(r.delta, r.delta_low, r.delta_high, sign=True)}"
                      for r in steps.itertuples() if getattr(r, "paper", ""))
