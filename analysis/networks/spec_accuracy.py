@@ -163,8 +163,9 @@ def shapley_accuracy(path: Path_, runs: pd.DataFrame) -> list[Interval] | None:
         return None
     n = len(path.steps)
     per_seed = []
+    by_subset = {subset: _per_seed(runs, name) for subset, name in path.subsets}
     for seed in seeds:
-        game = {subset: _per_seed(runs, name)[seed] for subset, name in path.subsets}
+        game = {subset: values[seed] for subset, values in by_subset.items()}
         per_seed.append(shapley_values(n, game))
     return [seed_interval([values[i] for values in per_seed]) for i in range(n)]
 
@@ -174,7 +175,7 @@ def claim_tally(frame: pd.DataFrame) -> tuple[str, str, int]:
     tally (one not-reproduced step fails it; an inconclusive step never does)."""
     from ..verdicts import tally
 
-    claims = frame[frame.get("paper", pd.Series(dtype=str)).fillna("") != ""] if "paper" in frame else frame.iloc[0:0]
+    claims = frame[frame["paper"].fillna("") != ""] if "paper" in frame else frame.iloc[0:0]
     if not len(claims):
         return INCONCLUSIVE, "no step of the path is one the paper calls harmless", 0
     failed = [str(c) for c, s in zip(claims.change, claims.status, strict=True) if s == NOT_REPRODUCED]
