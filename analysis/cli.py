@@ -218,19 +218,26 @@ def train_command(args: argparse.Namespace) -> int:
         return 1
     keys = ("variant", "seed", "steps", "best_step", "stop_reason", "seconds", "val_miou")
     rows = [{**{k: n.record[k] for k in keys}, "cached": n.cached, "val_iou_per_class": n.record["val_iou_per_class"],
+             "test_miou": n.test["miou"] if n.test else None,
+             "test_iou_per_class": n.test["iou_per_class"] if n.test else None,
              "architecture": n.record["architecture"], "trained_as": n.record.get("trained_as", n.record["variant"]),
              "setting": setting.name, "device": n.record["device"], "path": str(n.path)} for n in nets]
     if args.json:
         print(to_json(rows, indent=2))
         return 0
-    print(f"{'variant':<22} {'seed':>4} {'steps':>5} {'stop':<9} {'train s':>8} {'own val mIoU':>12}  source")
+    print(f"{'variant':<22} {'seed':>4} {'steps':>5} {'stop':<9} {'train s':>8} {'own val mIoU':>12} "
+          f"{'test mIoU':>9}  source")
     for r in rows:
+        test = f"{100 * r['test_miou']:>8.1f}%" if r["test_miou"] is not None else f"{'-':>9}"
         print(f"{r['variant']:<22} {r['seed']:>4} {r['steps']:>5} {r['stop_reason']:<9} {r['seconds']:>8.1f} "
-              f"{100 * r['val_miou']:>11.1f}%  {'cached' if r['cached'] else 'trained'}"
+              f"{100 * r['val_miou']:>11.1f}% {test}  {'cached' if r['cached'] else 'trained'}"
               + (f" as {r['trained_as']} (the same architecture)" if r["trained_as"] != r["variant"] else "")
               + f" ({r['path']})")
-    print(f"own val mIoU: the kept (best) weights on the val split at {schedule.size}x{schedule.size}px; "
-          f"train s: wall seconds of the training on {rows[0]['device']}, evaluations included")
+    test = (f"test mIoU: the same weights on the held-out test split ({nets[0].test['images']} images)"
+            if nets[0].test else "test mIoU: '-', the data have no held-out test split (val picked and reports)")
+    print(f"own val mIoU: the kept (best) weights on the val split that picked them, at "
+          f"{schedule.size}x{schedule.size}px; {test}")
+    print(f"train s: wall seconds of the training on {rows[0]['device']}, evaluations included")
     return 0
 
 

@@ -33,8 +33,9 @@ def _spec():
 
 def _runs(values: dict[str, list[float]]) -> pd.DataFrame:
     """Fabricated runs: variant -> mIoU (fractions) on seeds 0..n-1."""
-    return pd.DataFrame([{"variant": v, "hash": "", "seed": s, "val_miou": x, "steps": 1, "best_step": 1,
-                          "stop_reason": "max_steps"} for v, xs in values.items() for s, x in enumerate(xs)])
+    return pd.DataFrame([{"variant": v, "hash": "", "seed": s, "miou": x, "split": "test", "val_miou": x, "steps": 1,
+                          "best_step": 1, "stop_reason": "max_steps"} for v, xs in values.items()
+                         for s, x in enumerate(xs)])
 
 
 def _t_interval(values):

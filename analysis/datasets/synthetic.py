@@ -38,6 +38,7 @@ CACHE = Path(__file__).resolve().parents[2] / ".cache" / "synthetic-voc"
 class SyntheticSpec:
     n_train: int = 200
     n_val: int = 80
+    n_test: int = 0  # a held-out third split, drawn after val (train and val do not depend on it)
     size: int = 256
     small_radius: tuple[int, int] = (16, 26)  # object half-extent in pixels
     large_radius: tuple[int, int] = (40, 60)
@@ -46,7 +47,16 @@ class SyntheticSpec:
     version: int = 2
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        return hashlib.sha256(json.dumps(self.fields(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def fields(self, with_test: bool = True) -> dict:
+        """The generation parameters; without ``n_test`` where it is 0 (so a spec without a test split keeps the key
+        it had before the field existed) or where ``with_test`` is False (what decides trained weights: train and
+        val are drawn first, so a test split changes neither)."""
+        fields = asdict(self)
+        if not with_test or not self.n_test:
+            fields.pop("n_test")
+        return fields
 
 
 def _shape_mask(shape: str, cy: float, cx: float, r: float, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
@@ -123,10 +133,12 @@ def synthetic_voc(spec: SyntheticSpec = SyntheticSpec(), cache: Path | None = No
     if (root / "spec.json").is_file():
         return root
     if progress:
-        progress(f"  generating the synthetic VOC-layout dataset ({spec.n_train} + {spec.n_val} images) in {root}")
-    rng = np.random.default_rng(spec.seed)
-    images, masks, splits = {}, {}, {"train": [], "val": []}
-    for split, count in (("train", spec.n_train), ("val", spec.n_val)):
+        progress(f"  generating the synthetic VOC-layout dataset ({spec.n_train} + {spec.n_val} + {spec.n_test} "
+                 f"images) in {root}")
+    rng = np.random.default_rng(spec.seed)  # one stream, split after split: train and val never depend on n_test
+    counts = {"train": spec.n_train, "val": spec.n_val, **({"test": spec.n_test} if spec.n_test else {})}
+    images, masks, splits = {}, {}, {split: [] for split in counts}
+    for split, count in counts.items():
         for i in range(count):
             image_id = f"{split}_{i:05d}"
             images[image_id], masks[image_id] = generate_image(rng, spec)
@@ -135,7 +147,7 @@ def synthetic_voc(spec: SyntheticSpec = SyntheticSpec(), cache: Path | None = No
     tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".partial-"))
     try:
         write_voc(tmp, splits, images, masks, classes=CLASSES)
-        (tmp / "spec.json").write_text(json.dumps({**asdict(spec), "classes": CLASSES}, indent=2))
+        (tmp / "spec.json").write_text(json.dumps({**spec.fields(), "classes": CLASSES}, indent=2))
         try:
             tmp.rename(root)
         except OSError:  # another process wrote the same dataset meanwhile: keep its copy (same spec, same files)

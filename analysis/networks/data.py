@@ -1,7 +1,12 @@
 """The data a network is trained on, loaded once, with a hash that says exactly which data it was.
 
-Either the generated shapes set (its hash is that of its generation spec: the same spec writes the
-same files) or any VOC-layout folder. A folder's hash covers the contents (SHA-256) of its train
+Weights are picked on val (the best evaluation) and reported on a held-out test split where there is one: the
+generated set's third split (``SyntheticSpec.n_test``, drawn after val), or a folder's ``test.txt`` when every
+image it lists has a mask. Without one, val both picks and reports, and :attr:`NetworkData.test_note` says so.
+The test split decides no weight, so it is not part of the hash.
+
+Either the generated shapes set (its hash is that of its generation spec without ``n_test``: the same spec writes
+the same files) or any VOC-layout folder. A folder's hash covers the contents (SHA-256) of its train
 and val split files, of ``classes.txt`` where there is one, and of every image and mask those
 splits list, with their paths relative to the VOC2012 folder: the same data moved elsewhere keeps
 its hash, and any edited, added or removed file changes it. Reading every listed file costs about a
@@ -28,7 +33,8 @@ SPLITS = ("train", "val")
 
 @dataclass
 class NetworkData:
-    """Train and val splits resized to ``size`` (uint8 images and masks, as ``load_all`` gives them)."""
+    """Train, val and (where there is one) test splits resized to ``size`` (uint8 images and masks, as
+    ``load_all`` gives them)."""
 
     train_images: torch.Tensor
     train_masks: torch.Tensor
@@ -40,15 +46,25 @@ class NetworkData:
     class_source: str  # where K came from ("classes.txt", "given", "largest label + 1")
     source: dict  # {"kind": "generated", "spec": {...}} or {"kind": "voc", "root": "/abs/path"}
     hash: str  # see the module docstring
+    test_images: torch.Tensor | None = None  # the held-out split (None: val picks and reports)
+    test_masks: torch.Tensor | None = None
+    test_note: str = "no test split: val picked the kept weights and reports them"
+
+    @property
+    def reported_split(self) -> str:
+        """Where reported mIoU comes from: ``"test"`` or ``"val"`` (val then also picked the weights)."""
+        return "test" if self.test_images is not None else "val"
 
     def describe(self) -> str:
+        test = f" / {len(self.test_images)} test" if self.test_images is not None else ""
         if self.source["kind"] == "generated":
             spec = self.source["spec"]
-            what = f"generated shapes ({spec['n_train']} train / {spec['n_val']} val images)"
+            what = f"generated shapes ({spec['n_train']} train / {spec['n_val']} val{test} images)"
         else:
-            what = f"VOC-layout data at {self.source['root']}"
+            what = f"VOC-layout data at {self.source['root']} ({len(self.train_images)} train / " \
+                   f"{len(self.val_images)} val{test} images)"
         return (f"{what} at {self.size}x{self.size}px; K = {self.num_classes} classes ({self.class_source}), "
-                f"{IGNORE} ignored")
+                f"{IGNORE} ignored" + ("" if self.test_images is not None else f"; {self.test_note}"))
 
 
 def check_source(source: SyntheticSpec | str | Path | None) -> None:
@@ -107,7 +123,8 @@ def load_data(source: SyntheticSpec | str | Path | None, size: int, num_classes:
         spec = source or SyntheticSpec()
         root = synthetic_voc(spec, progress=progress)
         described = {"kind": "generated", "spec": asdict(spec)}
-        data_hash = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+        weighed = {"kind": "generated", "spec": spec.fields(with_test=False)}  # what decides weights
+        data_hash = hashlib.sha256(json.dumps(weighed, sort_keys=True).encode()).hexdigest()
     else:
         root = Path(source)
         described = {"kind": "voc", "root": str(Path(source).resolve())}
@@ -121,5 +138,31 @@ def load_data(source: SyntheticSpec | str | Path | None, size: int, num_classes:
             raise DataError(f"the {split} split of {root} has no labelled pixel (every mask pixel is {IGNORE}, "
                             f"ignored) at {size}x{size}: no loss or mIoU is defined on it")
     k, classes, class_source = dataset_classes(root, num_classes, [train[1], val[1]])
+    test, note = test_split(root, size, k)
     return NetworkData(train[0], train[1], val[0], val[1], size, k, tuple(classes), class_source, described,
-                       data_hash)
+                       data_hash, *(test or (None, None)), note)
+
+
+def test_split(root: str | Path, size: int, num_classes: int) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, str]:
+    """The held-out split of a VOC-layout folder, read at ``size``, and a note saying where reported numbers come
+    from. None where ``test.txt`` is absent, or lists images none of which has a mask (a benchmark server's split,
+    as VOC2012's own). A test.txt with masks for some images only is a DataError naming one that lacks it."""
+    base = voc2012_dir(root)
+    split_file = base / "ImageSets" / "Segmentation" / "test.txt"
+    if not split_file.is_file():
+        return None, "no test split (no test.txt): val picked the kept weights and reports them"
+    dataset = VOCSegmentation(root, "test", (size, size), num_classes=num_classes)
+    masks = [dataset.paths(i)[1] for i in range(len(dataset))]  # a missing *image* is a MissingFileError there
+    missing = [path for path in masks if not path.is_file()]
+    if len(missing) == len(dataset):
+        return None, (f"test.txt lists {len(dataset)} images without masks (a benchmark server's split): val picked "
+                      "the kept weights and reports them")
+    if missing:
+        raise DataError(f"{split_file} lists {len(missing)} of {len(dataset)} images without a mask (first "
+                        f"missing: {missing[0]}); give every test image its mask, or none (then val picks and "
+                        "reports)")
+    images, masks = dataset.load_all()  # labels checked against K as they are read
+    if not (masks != IGNORE).any():
+        raise DataError(f"the test split of {root} has no labelled pixel (every mask pixel is {IGNORE}) at "
+                        f"{size}x{size}: no mIoU is defined on it")
+    return (images, masks), f"weights picked on val, reported on the held-out test split ({len(images)} images)"

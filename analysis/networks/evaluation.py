@@ -32,3 +32,13 @@ def evaluate(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, num_cl
 def miou(cm: torch.Tensor) -> tuple[float, list[float]]:
     iou = iou_per_class(cm)
     return float(torch.nanmean(iou)), [float(v) for v in iou]
+
+
+def held_out(model: nn.Module, data, device: str = "cpu") -> dict | None:
+    """The kept weights' scores on the data's held-out test split (None where it has none: val then reports):
+    ``{"split", "images", "miou", "iou_per_class"}``."""
+    if data.test_images is None:
+        return None
+    value, per_class = miou(evaluate(model, data.test_images, data.test_masks, data.num_classes, device))
+    return {"split": "test", "images": len(data.test_images), "miou": value,
+            "iou_per_class": dict(zip(data.classes, per_class, strict=True))}

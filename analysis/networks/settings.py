@@ -45,7 +45,7 @@ SET_DESCRIPTION = "larger generated objects, one shared pretrained backbone"
 
 CPU_DECODER = {"channels": 48, "top_channels": 96}
 """The CPU narrowing of every family's decoder (the probes and the ERF section use the same networks)."""
-DATA = SyntheticSpec(n_train=400, n_val=80, small_radius=(20, 34), large_radius=(56, 110))
+DATA = SyntheticSpec(n_train=400, n_val=80, n_test=160, small_radius=(20, 34), large_radius=(56, 110))
 
 
 @dataclass(frozen=True)

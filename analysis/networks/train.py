@@ -32,7 +32,7 @@ from bench.records import finite
 from ..datasets.synthetic import SyntheticSpec
 from . import loop, store
 from .data import NetworkData, load_data
-from .evaluation import evaluate
+from .evaluation import evaluate, held_out
 from .loop import TRAIN_THREADS
 from .recipe import Schedule
 from .store import (
@@ -84,6 +84,17 @@ class TrainedNetwork:
     cached: bool  # loaded from the cache (True) or trained by this call (False)
     path: Path  # the network's folder: model.pt + record.json
     note: str = ""  # how it came to be here when that is worth saying (another name's network, a wait, a retrain)
+    test: dict | None = None  # its scores on the data's held-out split (evaluation.held_out; None: val reports)
+
+    @property
+    def reported_miou(self) -> float:
+        """The mIoU a comparison uses: on the held-out test split where the data have one, else on val (which then
+        picked the weights and reports them, as ``reported_split`` says)."""
+        return self.test["miou"] if self.test else self.record["val_miou"]
+
+    @property
+    def reported_split(self) -> str:
+        return "test" if self.test else "val"
 
 
 def check_device(device: str) -> str:
@@ -143,7 +154,7 @@ def train_network(
         say(f"  {label}: its own decoder changes kept over the setting's: {kept}")
     record, why = store.valid_cached(folder, identity)
     if record is not None:
-        return _loaded(model, folder, record, variant, device, store.alias_note(variant, record), say, label)
+        return _loaded(model, folder, record, variant, device, store.alias_note(variant, record), say, label, data)
 
     def waiting() -> None:
         if say:
@@ -156,7 +167,7 @@ def train_network(
                 note = "trained by another process while this one waited; its network is reused"
                 alias = store.alias_note(variant, record)
                 return _loaded(model, folder, record, variant, device, note + (f"; {alias}" if alias else ""), say,
-                               label)
+                               label, data)
             why = why_now
         note = "" if why == "not cached" else f"retrained: {why}"
         if say and note:
@@ -171,7 +182,8 @@ def train_network(
                   "trained_at": datetime.now(UTC).isoformat(timespec="seconds")}
         if not record["complete"]:
             raise IncompleteTraining(incomplete_message([record]), [finite(record)])
-        return TrainedNetwork(model, store.write(folder, model, record), False, folder, note)
+        return TrainedNetwork(model, store.write(folder, model, record), False, folder, note,
+                              held_out(model, data, device))
 
 
 def incomplete_message(records: list[dict]) -> str:
@@ -185,11 +197,12 @@ def incomplete_message(records: list[dict]) -> str:
 
 
 def _loaded(model: nn.Module, folder: Path, record: dict, variant: str, device: str, note: str,
-            say: Callable[[str], None] | None, label: str) -> TrainedNetwork:
+            say: Callable[[str], None] | None, label: str, data: NetworkData) -> TrainedNetwork:
     model.load_state_dict(torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True))
     if say and note:
         say(f"  {label}: {note}")
-    return TrainedNetwork(model.to(device).eval(), store.as_named(record, variant), True, folder, note)
+    model = model.to(device).eval()
+    return TrainedNetwork(model, store.as_named(record, variant), True, folder, note, held_out(model, data, device))
 
 
 MAX_SEED = 2**63 - 1

@@ -117,7 +117,7 @@ def canvas_spec(net: NetworkSetting, factor: int, n: int) -> SyntheticSpec:
     data, side = net.data, net.schedule.size
     scale = side / data.size
     radius = lambda r: (max(2, round(r[0] * scale)), max(3, round(r[1] * scale)))  # noqa: E731
-    return replace(data, n_train=1, n_val=n, size=side * factor, small_radius=radius(data.small_radius),
+    return replace(data, n_train=1, n_val=n, n_test=0, size=side * factor, small_radius=radius(data.small_radius),
                    large_radius=radius(data.large_radius), max_objects=data.max_objects * factor**2,
                    seed=data.seed + 1)
 

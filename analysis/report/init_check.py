@@ -6,7 +6,7 @@ so "CRP, not RCU" (claim (c)) could be the init's verdict rather than the archit
 same families on the same seeds with a standard init (every branch as PyTorch initialises it), from the very same
 shared backbone (``Pretrain.zero_init_residual`` fixes the pretraining's own init), probes both sets the same way, and
 compares: claim (c) per (family, level) cell under each init, each RCU's branch share after training under each, and
-own val mIoU. The check passes where claim (c)'s verdict is the same under both inits.
+mIoU (held-out test split). The check passes where claim (c)'s verdict is the same under both inits.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def with_init(setting: NetworkSetting, zero_init: bool) -> NetworkSetting:
 
 
 def collect(setting: NetworkSetting, seeds: int, say=print, plan=None) -> dict[str, dict]:
-    """Per init: the probe run, its claim (c) cells, the trained networks' own val mIoU and RCU branch shares.
+    """Per init: the probe run, its claim (c) cells, the trained networks' reported mIoU and RCU branch shares.
     ``plan``: the probes' plan (default: the probes section's, ``ProbePlan.default()``) whose networks are
     replaced by ``setting`` under each init."""
     from ..probes import ProbePlan
@@ -53,7 +53,7 @@ def collect(setting: NetworkSetting, seeds: int, say=print, plan=None) -> dict[s
         nets = trained_set(probed, seeds=seeds, say=None, progress=False, cache_dir=probe_plan.cache_dir)
         out[name] = {"run": run, "cells": crp_verdicts(run, tap_differences(run)),
                      "miou": pd.DataFrame([{"family": n.record["family"], "seed": n.record["seed"],
-                                            "val_miou": n.record["val_miou"]} for n in nets]),
+                                            "miou": n.reported_miou, "split": n.reported_split} for n in nets]),
                      "shares": branch_shares(probed, nets),
                      "backbones": sorted({str(n.record["backbone_weights"]) for n in nets})}
     return out
@@ -102,10 +102,12 @@ def write(setting: NetworkSetting, seeds: int, data: dict[str, dict], out: Path,
         "RCUs, seeds and images (mean, and the lowest and highest RCU); 0: the RCU passes its input unchanged. Under "
         "the zero-init a share near 0 can be the init; under the standard init it cannot."], floatfmt=".3f")
     miou = pd.concat([data[k]["miou"].assign(init=k) for k in INITS], ignore_index=True)
-    per = miou.groupby(["init", "family"], sort=False)["val_miou"].agg(["mean", "min", "max"]).reset_index()
+    per = miou.groupby(["init", "family"], sort=False)["miou"].agg(["mean", "min", "max"]).reset_index()
+    measure = "test mIoU" if (miou.split == "test").all() else "own val mIoU"
     save_table(per.assign(**{c: 100 * per[c] for c in ("mean", "min", "max")}), folder / "miou_by_init",
-               "Own val mIoU of the two trained sets", [f"{seeds} seeds per family and init; own val mIoU of the "
-                                                        "kept weights, points."], floatfmt=".1f")
+               f"{measure} of the two trained sets", [
+                   f"{seeds} seeds per family and init; {measure} of the kept weights (picked on val), points."],
+               floatfmt=".1f")
     where = f"'{setting.name}' set, generated shapes, {setting.device}"
     same = int(cells.same.sum())
     scores = [ScoreRow("Recipe check: claim (c) under a standard init (ours, not a paper number)",

@@ -5,7 +5,7 @@ The paper's path (``bench/ablations/specs/paper-path.toml``, whose steps the cos
 ResNet-50) is trained here on the trained set's own backbone and setting: every variant of the path on seeds
 0..N-1, each from the setting's shared pretrained backbone (:func:`analysis.networks.trained_set`; the path's start
 and end are the set's RefineNet and LW, and its fourth variant is LW with RCU, so those are the very networks of the
-networks section). Per step: the change in own val mIoU, paired seed by seed
+networks section). Per step: the change in mIoU (held-out test split), paired seed by seed
 (:mod:`analysis.networks.spec_accuracy`). The steps the paper calls harmless are claims, gated like the networks
 section's accuracy claims by its two controls (a task that cannot tell architectures apart decides no step).
 """
@@ -71,7 +71,7 @@ def path_display(frame: pd.DataFrame) -> pd.DataFrame:
 
     display = pd.DataFrame({
         "step": frame.step, "change": frame.change, "variant": frame.variant, "seeds": frame.n_seeds,
-        "own val mIoU % [95% CI]": [_ci(r.miou, r.miou_low, r.miou_high) for r in frame.itertuples()],
+        "mIoU % [95% CI]": [_ci(r.miou, r.miou_low, r.miou_high) for r in frame.itertuples()],
         "Δ vs previous [95% CI]": [_ci(r.delta, r.delta_low, r.delta_high, sign=True) if r.step else "-"
                                    for r in frame.itertuples()],
         "effect": column("effect"),
@@ -84,12 +84,19 @@ def path_display(frame: pd.DataFrame) -> pd.DataFrame:
     return display
 
 
-def common_notes(frame: pd.DataFrame) -> list[str]:
-    """The notes every path-accuracy table carries (what own val mIoU, Δ, the effect and the claim are)."""
+def split_words(runs: pd.DataFrame) -> str:
+    """What the runs' mIoU is: on the held-out test split, or on the val split that also picked the weights."""
+    if len(runs) and (runs.split == "test").all():
+        return "mIoU: the kept (best on val) weights on the held-out test split"
+    return "mIoU: the kept (best evaluated) weights on the val split that picked them (no held-out test split)"
+
+
+def common_notes(frame: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+    """The notes every path-accuracy table carries (what the mIoU, Δ, the effect and the claim are)."""
     shapley = (f"here on {len(frame.attrs.get('shapley_seeds', []))} seed(s)." if "shapley" in frame
                else "not all trained here.")
-    return ["own val mIoU: the kept (best evaluated) weights on the val split that picked them (no held-out split "
-            "yet); points. Δ: paired seed by seed (the same seed: the same data order and crops), 95% t interval "
+    return [f"{split_words(runs)}; points. Δ: paired seed by seed (the same seed: the same data order and crops), "
+            "95% t interval "
             "over the seeds; Δ from start: the same against the path's start.", EFFECT_RULE + ".",
             PATH_CLAIM_RULE + ".",
             "Shapley values of mIoU need all 2^n subsets of the path's changes trained on the same seeds "
@@ -126,7 +133,7 @@ def write(setting: NetworkSetting, spec: AblationSpec, runs: pd.DataFrame, contr
     notes = [
         f"The paper's path ({PAPER_PATH.name}) on the trained set's backbone ({setting.backbone}), every variant "
         f"trained on seeds 0..{n_seeds - 1} from the shared pretrained backbone: {settings}. The cost side of the "
-        "same steps (params, FLOPs, time, on ResNet-50) is ablation/paper_path.md.", *common_notes(frame),
+        "same steps (params, FLOPs, time, on ResNet-50) is ablation/paper_path.md.", *common_notes(frame, runs),
         f"Gate: the networks section's controls ({control_words}); where one does not pass, every step's status is "
         "'not testable here' (the measured Δ stays in the table)."]
     save_table(frame, folder / "paper_path_accuracy", f"What each change of RF -> LW costs in accuracy "
@@ -147,13 +154,14 @@ def write(setting: NetworkSetting, spec: AblationSpec, runs: pd.DataFrame, contr
                        f"{name}/paper_path_accuracy.md", n_seeds)]
     end = frame.iloc[-1]
     biggest = steps.loc[steps.delta.abs().idxmax()] if len(steps) and steps.delta.notna().any() else None
-    text = (f"RefineNet -> LW on {setting.backbone}, {n_seeds} seeds: own val mIoU {frame.miou.iloc[0]:.1f} -> "
+    measure = "test mIoU" if (runs.split == "test").all() else "own val mIoU"
+    text = (f"RefineNet -> LW on {setting.backbone}, {n_seeds} seeds: {measure} {frame.miou.iloc[0]:.1f} -> "
             f"{end.miou:.1f}% (Δ {_ci(end.from_start, end.from_start_low, end.from_start_high, sign=True)} points)"
             + (f"; the largest step is '{biggest.change}' "
                f"({_ci(biggest.delta, biggest.delta_low, biggest.delta_high, sign=True)})" if biggest is not None
                else "") + f". Harmless steps: {outcome}.")
     artifacts = [Artifact(f"{name}/paper_path_accuracy.md", "Paper path: accuracy per step",
-                          "own val mIoU and paired Δ per step, over seeds", inline=True),
+                          f"{measure} and paired Δ per step, over seeds", inline=True),
                  Artifact(f"{name}/paper_path_accuracy.png", "Paper path: accuracy per step (figure)",
                           "each seed's mIoU along the path")]
     return Section(f"Paper path accuracy, '{setting.name}' setting, {n_seeds} seeds, on "
@@ -172,16 +180,14 @@ def write_spec_accuracy(spec: AblationSpec, runs: pd.DataFrame, out: Path, where
     acc = variant_accuracy(runs)
     hashes = {v.name: v.hash for v in spec.variants}
     acc.insert(1, "hash", acc.variant.map(hashes))
-    display = acc.assign(**{"own val mIoU % [95% CI]": [_ci(r.miou, r.miou_low, r.miou_high)
-                                                        for r in acc.itertuples()]})
-    display = display[["variant", "hash", "n_seeds", "own val mIoU % [95% CI]", "seeds_miou"]]
+    display = acc.assign(**{"mIoU % [95% CI]": [_ci(r.miou, r.miou_low, r.miou_high) for r in acc.itertuples()]})
+    display = display[["variant", "hash", "n_seeds", "mIoU % [95% CI]", "seeds_miou"]]
     missing = [v.name for v in spec.variants if v.name not in set(acc.variant)]
     notes = [f"Trained networks of the spec's variants found in the weights store ({where}); nothing was trained "
-             "for this report. own val mIoU: kept weights on the val split that picked them; 95% t interval over the "
-             "seeds (none with one seed).",
+             f"for this report. {split_words(runs)}; 95% t interval over the seeds (none with one seed).",
              "Not trained (no network in the store): " + (", ".join(missing[:20]) + (" ..." if len(missing) > 20
                                                                                      else "") if missing else "none")]
-    written += save_table(acc, out / "variants_accuracy", f"Own val mIoU of the trained variants, {len(acc)} of "
+    written += save_table(acc, out / "variants_accuracy", f"mIoU of the trained variants, {len(acc)} of "
                           f"{len(spec.variants)}", notes, display=display)
     for path in spec.paths:
         names = [v.name for v in path.variants]
@@ -192,14 +198,14 @@ def write_spec_accuracy(spec: AblationSpec, runs: pd.DataFrame, out: Path, where
         written += save_table(frame, stem, f"Path {path.name!r}: what each change costs in accuracy",
                               [f"Networks from the weights store ({where}); no controls were run for this report "
                                "(the networks section's A/A and harmful-change controls say whether a task can tell "
-                               "architectures apart), so no step's status is gated.", *common_notes(frame)],
+                               "architectures apart), so no step's status is gated.", *common_notes(frame, runs)],
                               display=path_display(frame))
         written.append(save_figure(path_figure(frame, runs, where), stem))
     return written
 
 
 def path_figure(frame: pd.DataFrame, runs: pd.DataFrame, where: str):
-    """Each seed's own val mIoU along the path (thin lines: one seed, so a step's paired change is the slope of
+    """Each seed's reported mIoU along the path (thin lines: one seed, so a step's paired change is the slope of
     each line), the mean with its 95% interval over the seeds, and the step's effect under its label."""
     import matplotlib.pyplot as plt
 
@@ -207,7 +213,7 @@ def path_figure(frame: pd.DataFrame, runs: pd.DataFrame, where: str):
     order = {v: i for i, v in enumerate(frame.variant)}
     for seed, g in runs[runs.variant.isin(order)].groupby("seed"):
         g = g.assign(x=g.variant.map(order)).sort_values("x")
-        ax.plot(g.x, 100 * g.val_miou, color="0.6", lw=0.8, marker=".", ms=4, zorder=1,
+        ax.plot(g.x, 100 * g.miou, color="0.6", lw=0.8, marker=".", ms=4, zorder=1,
                 label="one seed" if seed == runs.seed.min() else None)
     low = (frame.miou - frame.miou_low).fillna(0)
     high = (frame.miou_high - frame.miou).fillna(0)
@@ -216,7 +222,7 @@ def path_figure(frame: pd.DataFrame, runs: pd.DataFrame, where: str):
     labels = [f"start ({frame.variant.iloc[0]})"] + [f"{r.step}. {r.change}\n({r.effect})" for r in frame.itertuples()
                                                      if r.step]
     ax.set_xticks(list(frame.step), labels, rotation=35, ha="right", fontsize=7)
-    ax.set_ylabel("own val mIoU %")
+    ax.set_ylabel("test mIoU %" if len(runs) and (runs.split == "test").all() else "own val mIoU %")
     ax.legend(fontsize=8, loc="lower left")
     end = frame.attrs.get("end", frame.variant.iloc[-1])
     ax.set_title(f"{frame.variant.iloc[0]} -> {end} one change at a time ({where}, {int(frame.n_seeds.min())} seeds): "
