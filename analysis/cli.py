@@ -89,7 +89,9 @@ def add_recipe_options(p: argparse.ArgumentParser, training: bool = True) -> Non
     p.add_argument("--data", default=None, help="a VOC-layout folder (default: the generated shapes dataset)")
     p.add_argument("--num-classes", type=int, default=None,
                    help="K, background included (default: from VOC2012/classes.txt, else the largest label + 1)")
-    p.add_argument("--setting", default=None, help="cpu or gpu (default: gpu when CUDA is available, else cpu)")
+    p.add_argument("--setting", default=None, help="cpu, gpu (analysis/networks/named_settings/) or a setting file "
+                                               "of your own (.toml, the same keys; default: gpu when CUDA is "
+                                               "available, else cpu)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the setting's)")
     p.add_argument("--seeds", type=int, default=None,
                    help=f"per variant: seeds 0..N-1, 1 <= N <= {MAX_SEEDS} (default: the setting's"

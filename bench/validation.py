@@ -53,6 +53,19 @@ def number(name: str, value: object, minimum: float | None = None, maximum: floa
     return float(value)
 
 
+def table(name: str, value: object, valid: Sequence[str]) -> dict:
+    """A table (a TOML table, a dict) whose keys are all in ``valid``: an unknown key names the nearest valid one and
+    lists them all."""
+    if not isinstance(value, dict):
+        raise UsageTypeError(f"{name} must be a table, got {value!r}")
+    for key in value:
+        if key not in valid:
+            near = nearest(key, valid) if isinstance(key, str) else None
+            hint = f" (did you mean {near!r}?)" if near else ""
+            raise UsageError(f"unknown key {name + '.' if name else ''}{key}{hint}; valid: {', '.join(valid)}")
+    return value
+
+
 def boolean(name: str, value: object) -> bool:
     """``value`` if it is a real bool (``"yes"``, ``1`` and ``"false"`` are refused: ``bool("false")`` is True)."""
     if not isinstance(value, bool):

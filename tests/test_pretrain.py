@@ -70,3 +70,37 @@ def test_the_description_follows_the_pretraining_decoder():
     assert "without CRP (1x1 convolutions only)" in Pretrain().describe("mobilenet_v2")
     other = Pretrain(decoder={"crp_stages": 2}).describe("resnet18")
     assert "without CRP" not in other and "crp_stages=2" in other and "rf_lw:resnet18" in other
+
+
+def test_crop_labels_say_which_foreground_classes_a_mask_holds():
+    from analysis.networks.pretrain import crop_labels
+
+    masks = torch.tensor([[[0, 2], [255, 2]], [[0, 0], [0, 0]], [[1, 3], [255, 255]]], dtype=torch.uint8)
+    assert crop_labels(masks, 4).tolist() == [[0, 1, 0], [0, 0, 0], [1, 0, 1]]
+
+
+def test_a_classification_pretraining_is_a_decoderless_backbone_shared_by_every_family(tmp_path, monkeypatch):
+    from analysis.networks import loop as loop_module
+
+    setting = NetworkSetting("tiny", TINY_SCHEDULE, seeds=1, device="cpu", decoder=NARROW, backbone="resnet18",
+                             families=("rf", "rf_lw"), data=TINY_DATA,
+                             pretrain=Pretrain(task="classification", decoder={}, seed=5))
+    nets = trained_set(setting, cache_dir=tmp_path, progress=False, say=None, workers=1)
+    (backbone,) = tmp_path.glob(f"resnet18-classifier-seed5-*/{BACKBONE_FILE}")
+    record = store_module.record_beside(backbone.parent / store_module.CHECKPOINT)
+    assert record["task"] == "classification" and record["steps"] == TINY_SCHEDULE.max_steps
+    assert 0 <= record["val_label_accuracy"] <= 1
+    digest = store_module._file_digest(backbone)
+    assert all(n.record["backbone_weights"] == digest for n in nets)
+    # it trained: its weights are not the seeded initial ones, and they load as the backbone of any family
+    torch.manual_seed(5)
+    initial = backbone_state(create_model("rf:resnet18", num_classes=3))
+    trained = torch.load(backbone)
+    assert any(not torch.equal(trained[k], initial[k]) for k in trained if k.endswith("weight"))
+    fresh = create_model("rf_lw:resnet18", num_classes=3, backbone_weights=backbone)
+    assert all(torch.equal(v, trained[k]) for k, v in backbone_state(fresh).items())
+    # a second call pretrains nothing (the optimiser is never made again) and trains nothing
+    monkeypatch.setattr(loop_module, "make_optimizer", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    again = trained_set(setting, cache_dir=tmp_path, progress=False, say=None, workers=1)
+    assert all(n.cached for n in again)
+    assert "as a classifier" in setting.pretrain.describe("resnet18")

@@ -2,15 +2,21 @@
 pretraining plays in the paper): every network of a set, every control and every ablation variant then starts
 from the same backbone weights, so what differs between two networks of one seed is their decoder.
 
-The backbone is pretrained under a decoder that is none of the three families': LW without CRP (1x1 convolutions
-and the summation only, ``Pretrain.decoder``), so that no family's decoder shaped the features the others start
-from, and the backbone itself must carry the context that a 1x1 decoder cannot gather. It is, though, the decoder
-of the harmful-change control (``analysis.networks.claims.HARMFUL_CHANGE``): that control's network gets a backbone
-shaped for a decoder like its own (re-initialised, other seed), which can only shrink the loss the control has to
-show; the networks section's notes say so. It is an ordinary trained
-network (the weights store keys and keeps it), seeded apart from the compared networks (``Pretrain.seed``); its
-backbone is written beside it as ``backbone.pt`` (a state dict of the backbone's classification network, the format
-``--backbone-checkpoint`` takes), whose SHA-256 is then part of every network's key.
+Two ways (``Pretrain.task``). **classification** (the paper's way: ImageNet pretraining is a classification task,
+blind to any decoder): the backbone's classification network, with a linear head on its deepest features, learns
+which classes a random crop of a training image holds (multi-label, binary cross-entropy), by the setting's recipe
+(optimizer, lr, warm-up, decay, steps, batch, crop); no decoder shapes its features
+(:func:`classification_backbone`). **segmentation**: the backbone is pretrained under a decoder that is none of the
+three families': LW without CRP (1x1 convolutions and the summation only, ``Pretrain.decoder``), so that no family's
+decoder shaped the features the others start from, and the backbone itself must carry the context that a 1x1 decoder
+cannot gather. It is, though, the decoder of the harmful-change control
+(``analysis.networks.claims.HARMFUL_CHANGE``): that control's network gets a backbone shaped for a decoder like its
+own (re-initialised, other seed), which can only shrink the loss the control has to show; the networks section's
+notes say so. It is an ordinary trained network (the weights store keys and keeps it), seeded apart from the
+compared networks (``Pretrain.seed``); its backbone is written beside it as ``backbone.pt`` (a state dict of the
+backbone's classification network, the format ``--backbone-checkpoint`` takes), whose SHA-256 is then part of every
+network's key. The named settings use segmentation; why, with the classification pretraining's measured effect:
+README.md, "How the named settings were chosen".
 """
 
 from __future__ import annotations
@@ -28,16 +34,24 @@ from .recipe import Schedule
 BACKBONE_FILE = "backbone.pt"
 
 
+TASKS = ("segmentation", "classification")
+
+
 @dataclass(frozen=True)
 class Pretrain:
-    """How a setting's shared backbone is pretrained: the decoder changes (on ``rf_lw``) and the seed."""
+    """How a setting's shared backbone is pretrained: the task (:data:`TASKS`), the decoder changes (on ``rf_lw``,
+    segmentation only) and the seed."""
 
+    task: str = "segmentation"
     decoder: dict = field(default_factory=lambda: {"channels": 48, "top_channels": 96, "crp_stages": 0})
     seed: int = 10_000  # apart from the compared networks' seeds (0, 1, 2, ...)
     zero_init_residual: bool = True  # the pretraining's own decoder init, whatever the compared networks' (so that
     # two sets that differ only in their decoders' init, e.g. the init check, start from one and the same backbone)
 
     def describe(self, backbone: str) -> str:
+        if self.task == "classification":
+            return (f"backbone pretrained once as a classifier (which classes a crop holds; no decoder) on the same "
+                    f"training split, seed {self.seed}, the same recipe, and shared by every network")
         others = {k: v for k, v in self.decoder.items() if k not in ("channels", "top_channels", "crp_stages")}
         if self.decoder.get("crp_stages") == 0 and not others:
             decoder = "without CRP (1x1 convolutions only)"
@@ -63,6 +77,9 @@ def pretrained_backbone(pretrain: Pretrain, backbone: str, data: NetworkData, sc
     (``only_cached``: never train; None where the store does not hold it)."""
     from .train import is_cached, train_network
 
+    if pretrain.task == "classification":
+        return classification_backbone(pretrain, backbone, data, schedule, device, cache_dir, progress, say,
+                                       only_cached)
     if only_cached and not is_cached(f"rf_lw:{backbone}", data,
                                      replace(schedule, zero_init_residual=pretrain.zero_init_residual),
                                      pretrain.seed, device, dict(pretrain.decoder), cache_dir):
@@ -72,18 +89,130 @@ def pretrained_backbone(pretrain: Pretrain, backbone: str, data: NetworkData, sc
     net = train_network(f"rf_lw:{backbone}", data, schedule, pretrain.seed, device, decoder=dict(pretrain.decoder),
                         cache_dir=cache_dir, progress=progress, say=say)
     path = net.path / BACKBONE_FILE
-    if not path.is_file():  # written whole: a temp file in the same folder, then renamed
-        fd, tmp = tempfile.mkstemp(dir=net.path, prefix=".backbone-", suffix=".pt")
-        os.close(fd)
-        try:
-            torch.save(backbone_state(net.model), tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    if not path.is_file():
+        _write_whole(backbone_state(net.model), path)
     if say and not net.cached:
         r = net.record
         say(f"  shared backbone pretrained: {pretrain.describe(backbone)}; own val mIoU "
             f"{100 * r['val_miou']:.1f}% after {r['steps']} steps ({r['seconds']:.0f} s)")
     return str(path)
+
+
+class _Classifier(torch.nn.Module):
+    """A backbone's feature extractor with global average pooling and a linear head on its deepest features."""
+
+    def __init__(self, backbone: str, num_labels: int) -> None:
+        from bench.models.backbones import create_backbone
+
+        super().__init__()
+        self.backbone = create_backbone(backbone)
+        self.head = torch.nn.Linear(self.backbone.feature_info[-1].channels, num_labels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x)[-1].mean((-2, -1)))
+
+
+def crop_labels(masks: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, K-1) multi-label targets: which foreground classes (1..K-1) have a pixel in each mask (255 ignored)."""
+    labels = torch.arange(1, num_classes, device=masks.device).view(1, -1, 1, 1)
+    return (masks.unsqueeze(1) == labels).flatten(2).any(-1).float()
+
+
+def classification_backbone(pretrain: Pretrain, backbone: str, data: NetworkData, schedule: Schedule, device: str,
+                            cache_dir: Path, progress: bool = True, say=print, only_cached: bool = False
+                            ) -> str | None:
+    """The path of a backbone pretrained as a multi-label classifier of random crops (``Pretrain.task`` =
+    "classification"), from the weights store when it holds it (``only_cached``: never train; None if absent).
+    Kept like a trained network (key, lock, whole write), with ``backbone.pt`` beside it."""
+    import dataclasses
+    import time
+
+    from tqdm import tqdm
+
+    from bench.environment import environment, torch_threads
+
+    from ..datasets.images import normalise
+    from . import store
+    from .loop import TRAIN_THREADS, lr_factor, make_optimizer
+
+    env = store.training_environment(device)
+    recipe = {k: v for k, v in dataclasses.asdict(schedule).items()
+              if k not in store.NOT_IN_KEY + ("eval_every", "patience", "min_delta", "zero_init_residual")}
+    identity = {"training_version": store.TRAINING_VERSION, "architecture": f"classifier:{backbone}",
+                "backbone": backbone, "layers": {"task": "classification", "head": "global average pool + linear"},
+                "backbone_weights": None, "num_classes": data.num_classes, "classes": list(data.classes),
+                "data_hash": data.hash, "size": data.size, "schedule": recipe, "seed": pretrain.seed, **env,
+                "precision": "fp32"}
+    key = store._digest(identity)[:16]
+    folder = Path(cache_dir) / f"{backbone}-classifier-seed{pretrain.seed}-{key}"
+    path = folder / BACKBONE_FILE
+    record, _ = store.valid_cached(folder, identity)
+    if record is not None and path.is_file():
+        return str(path)
+    if only_cached:
+        return None
+    with store.entry_lock(folder):
+        record, _ = store.valid_cached(folder, identity)
+        if record is not None and path.is_file():
+            return str(path)
+        torch.manual_seed(pretrain.seed)
+        model = _Classifier(backbone, data.num_classes - 1).to(device)
+        settings = schedule.train_settings(pretrain.seed)
+        g = torch.Generator().manual_seed(pretrain.seed)
+        start = time.perf_counter()
+        with torch_threads(TRAIN_THREADS if device == "cpu" else None):
+            opt = make_optimizer(model, settings)
+            warm = max(1, round(settings.warmup * settings.steps))
+            lr = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, settings.steps, warm,
+                                                                                settings.decay))
+            model.train()
+            for _ in tqdm(range(settings.steps), desc=f"pretraining {backbone} as a classifier", unit="step",
+                          disable=not progress, leave=False):
+                idx = torch.randint(len(data.train_images), (settings.batch_size,), generator=g)
+                x, y = data.train_images[idx], data.train_masks[idx]
+                if settings.crop:
+                    top = int(torch.randint(0, x.shape[-2] - settings.crop + 1, (1,), generator=g))
+                    left = int(torch.randint(0, x.shape[-1] - settings.crop + 1, (1,), generator=g))
+                    x = x[..., top : top + settings.crop, left : left + settings.crop]
+                    y = y[..., top : top + settings.crop, left : left + settings.crop]
+                flip = torch.rand(len(idx), generator=g) < 0.5
+                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+                logits = model(normalise(x.to(device)))
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                    logits, crop_labels(y.to(device), data.num_classes))
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad_norm)
+                opt.step()
+                lr.step()
+            model.eval()
+            with torch.no_grad():  # how well it learned: per-label accuracy on whole val images
+                predicted = torch.cat([model(normalise(data.val_images[i : i + 32].to(device))) > 0
+                                       for i in range(0, len(data.val_images), 32)])
+        truth = crop_labels(data.val_masks.to(device), data.num_classes) > 0.5
+        record = {**identity, "key": key, "variant": f"classifier:{backbone}", "family": "classifier",
+                  "task": "classification", "steps": settings.steps, "seconds": time.perf_counter() - start,
+                  "val_label_accuracy": float((predicted == truth).float().mean()),
+                  "val_exact_match": float((predicted == truth).all(1).float().mean()),
+                  "final_loss": float(loss.detach()), "device": device, "environment": environment(device),
+                  "complete": True}
+        record = store.write(folder, model, record)
+        _write_whole(model.backbone.body.state_dict(), path)
+    if say:
+        say(f"  shared backbone pretrained: {pretrain.describe(backbone)}; val label accuracy "
+            f"{100 * record['val_label_accuracy']:.1f}% (exact match {100 * record['val_exact_match']:.1f}%) after "
+            f"{record['steps']} steps ({record['seconds']:.0f} s)")
+    return str(path)
+
+
+def _write_whole(state: dict, path: Path) -> None:
+    """A state dict written whole: a temp file in the same folder, then renamed."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".backbone-", suffix=".pt")
+    os.close(fd)
+    try:
+        torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,37 +1,29 @@
-"""Named settings of the embedded default (both on the generated shapes data), and a trained set.
+"""Named settings of the embedded default, and a trained set (:func:`trained_set`).
 
-``cpu``: fits the CPU bench budget: MobileNet-v2 (torchvision's) under the three families with narrowed decoders
-(48 channels, 96 at level 4: the families' kernels, blocks and CRP unchanged), images at 128 px, one seed.
-``gpu``: the same backbone, the families' own widths, images at 256 px (the probes' size), three seeds. Any other
-backbone is one argument away (``NetworkSetting.backbone``, ``--backbone``).
-Both use the same generated data (400 train / 80 val images, objects of radius 20-34 px (small) and 56-110 px
-(large) at 256 px: at the 128 px training side, most large objects span two to three level-4 cells of 32 px and
-some cover most of the image) and start every network from one backbone pretrained once on that data under a
-decoder none of the families has (:mod:`analysis.networks.pretrain`, as ImageNet pretraining is in the paper);
-they differ in image size, step limit, evaluation spacing and budget.
-
-Measured on the 2-core AMD EPYC (AVX2), 2026-12-04, seed 0, 450 steps, own val mIoU (RefineNet / LW with RCU /
-LW): objects of radius 16-26 and 40-60 px from scratch (until 2026-12-04): level-4 probes at the all-background
-floor (13-20% against 12.9%); the larger objects from scratch: 96.7 / 93.4 / 86.0% (LW still rising), level-4
-probes of RefineNet 15-17% (against a 12.0% floor); the larger objects from the shared backbone (pretrained in
-74 s to 76.5%): 97.3 / 96.3 / 96.4%, level-4 probes RefineNet 26-31%, LW with RCU 38-41%, LW 37-40%.
+A setting is data: one TOML file per named setting in ``named_settings/`` (``cpu``: the CPU bench budget;
+``gpu``: the families' own widths at 256 px on a CUDA GPU), read and checked by :func:`load_setting` like an
+ablation spec; a file of one's own takes the same keys (``--setting my-setting.toml``). How each value was chosen,
+with what it measured, is in README.md ("How the named settings were chosen"), not here.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import validation
-from bench.errors import UsageError, UsageTypeError
+from bench.errors import DataError, MissingFileError, UsageError, UsageTypeError
 from bench.models import register_variant, variant_info
+from bench.models.decoder import changeable_fields
 
 from ..datasets.synthetic import SyntheticSpec
 from . import train as train_module
 from .data import load_data
+from .pretrain import TASKS as PRETRAIN_TASKS
 from .pretrain import Pretrain, pretrained_backbone
 from .recipe import Schedule
 from .train import IncompleteTraining, TrainedNetwork, cache_entry, check_device, is_cached, train_network
@@ -42,10 +34,15 @@ the data spec and the backbone checkpoint's digest are). 1: objects of radius 16
 scratch; 2 (2026-12-04): radius 20-34 / 56-110 px and one shared pretrained backbone. The front page archives the
 sections of an earlier set version (analysis.report.front_page.superseded)."""
 SET_DESCRIPTION = "larger generated objects, one shared pretrained backbone"
+DECODER_KEYS = tuple(changeable_fields())
+MAX_SEEDS = 1000
+"""The most seeds one call trains per variant (a count, or a list's length)."""
 
-CPU_DECODER = {"channels": 48, "top_channels": 96}
-"""The CPU narrowing of every family's decoder (the probes and the ERF section use the same networks)."""
-DATA = SyntheticSpec(n_train=400, n_val=80, n_test=160, small_radius=(20, 34), large_radius=(56, 110))
+SETTINGS_DIR = Path(__file__).with_name("named_settings")
+"""The named settings, one TOML file each (``cpu.toml``, ``gpu.toml``): data, checked like an ablation spec."""
+SETTING_KEYS = ("description", "device", "seeds", "backbone", "families", "decoder", "schedule", "data", "pretrain")
+DATA_KEYS = tuple(f for f in SyntheticSpec.__dataclass_fields__ if f != "version")
+PRETRAIN_KEYS = tuple(Pretrain.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -57,55 +54,108 @@ class NetworkSetting:
     decoder: dict | None = None  # DecoderSpec changes for every family (None: the families' own widths)
     backbone: str = "resnet18"
     families: tuple[str, ...] = ("rf", "rf_lw_rcu", "rf_lw")
-    data: SyntheticSpec = field(default=DATA)
+    data: SyntheticSpec = field(default_factory=SyntheticSpec)
     pretrain: Pretrain | None = None  # a backbone pretrained once and shared by every network (None: from scratch)
+    description: str = ""
 
     def variants(self) -> list[str]:
         return [f"{family}:{self.backbone}" for family in self.families]
 
 
-SETTINGS: dict[str, NetworkSetting] = {
-    # Chosen by measurement on this project's 2-core AMD EPYCs (AVX2 until 2026-11-29; the SGD runs below on an
-    # AVX-512 one), own val mIoU, one 1-thread process each (see README "trained set"). Until 2026-12-04 the
-    # schedule was AdamW 2e-3 (ResNet-18 and MobileNet-v2 measured at many widths, crops and step counts; every
-    # family passed 90% at 450 steps), but the original RefineNet, with no
-    # normalisation in its decoder, came out of it with dead levels: the summation ReLU of level 4 positive on 0.0%
-    # of val outputs by step 35-50 (5.7% at step 25, 48% at init), then level 2 or 3, whatever the dropout (0.5 or
-    # 0), the zero-init of the residual branches (on or off) or a 100-step warm-up (dead by step 75). AdamW 5e-4
-    # kept the levels alive (13-38% at step 150) but reached only 42% mIoU by then (2e-3: 74%); AdamW with the
-    # decoder at a quarter of the backbone's lr left level 4 at 4.7%. SGD with Nesterov momentum 0.9 (the
-    # reference implementations' optimizer), cosine over 450 steps, the same for every family:
-    #   lr 0.05: rf 95.2% with every level 40-50% alive, but rf_lw 67.6%, rf_lw_rcu 71.9% (they learn slower);
-    #   lr 0.1:  rf_lw 89.6% (93.5% over 600 steps), rf 96.5% over 600, rf_lw_rcu 95.6% over 600;
-    #   lr 0.15: rf 96.7% (levels 43/22/13/13% alive), rf_lw_rcu 92.5% (40/45/38/66%), rf_lw 94.1% (39/45/41/64%);
-    #   lr 0.2:  rf 93.4% (levels 3-1 down to 8-14% alive), rf_lw 89.7%.
-    # Without the zero-init of the residual branches (SGD 0.15): rf_lw 88.8%, rf 96.2% with level 2 at 3% alive.
-    # So lr 0.15 with the zero-init: every family passes 90% in 450 steps with every level alive. 450 steps took rf
-    # 91 s, rf_lw_rcu 62 s, rf_lw 53 s (1-thread processes, two at a time, evaluations included). Evaluations every
-    # 75 steps (6 per network): the plateau rule then needs 225 steps without gain. Decoder width 48 (96 at level
-    # 4): at 32 (64) LW with RCU fell short under AdamW. The budget only guards a stalled or shared machine.
-    "cpu": NetworkSetting("cpu", Schedule(size=128, crop=80, batch_size=12, lr=0.15, decay="cosine", max_steps=450,
-                                          eval_every=75, patience=3, min_delta=0.005, budget_min=8.0),
-                          seeds=1, device="cpu", decoder=CPU_DECODER, backbone="mobilenet_v2", pretrain=Pretrain()),
-    # Not run yet (no GPU was lent): 9 networks, each capped at 0.45 min, so all of them fit 5 minutes on one
-    # H100/H200-class GPU; the plateau rule is meant to end them before the cap. The cpu setting's optimizer and lr
-    # (SGD 0.15), untested at these widths and this size.
-    "gpu": NetworkSetting("gpu", Schedule(size=256, lr=0.15, max_steps=1500, eval_every=50, patience=4, min_delta=0.005,
-                                          budget_min=0.45), seeds=3, device="cuda", backbone="mobilenet_v2",
-                          pretrain=Pretrain(decoder={"crp_stages": 0})),
-}
+def load_setting(path: str | Path) -> NetworkSetting:
+    """Read and check a setting file (TOML, the keys of ``named_settings/cpu.toml``); its name is the file's stem.
+    Every problem names the file and the key, with the valid choices."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"setting file not found: {path} (named settings: "
+                               f"{', '.join(p.stem for p in sorted(SETTINGS_DIR.glob('*.toml')))})")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid TOML: {err}") from None
+    try:
+        return parse_setting(raw, path.stem)
+    except (UsageError, UsageTypeError) as err:
+        raise type(err)(f"{path}: {err}") from None
 
 
-def network_setting(setting: str | NetworkSetting) -> NetworkSetting:
+def parse_setting(raw: dict, name: str) -> NetworkSetting:
+    """A :class:`NetworkSetting` from a setting file's tables, every key and value checked (nothing is read or
+    trained)."""
+    from bench.models.decoder import check_decoder_change
+
+    validation.table("", raw, SETTING_KEYS)
+    device = validation.device("device", raw.get("device", "cpu"))
+    seeds = validation.integer("seeds", raw.get("seeds", 1), minimum=1, maximum=MAX_SEEDS)
+    backbone = raw.get("backbone", "resnet18")
+    families = raw.get("families", ["rf", "rf_lw_rcu", "rf_lw"])
+    if not isinstance(families, list) or not families or not all(isinstance(f, str) for f in families):
+        raise UsageTypeError(f"families must be a non-empty list of family names, got {families!r}")
+    for family in families:
+        variant_info(f"{family}:{backbone}")  # an unknown family or backbone names the valid ones
+    decoder = {k: check_decoder_change(k, v) for k, v in validation.table("decoder", raw.get("decoder", {}),
+                                                                         DECODER_KEYS).items()}
+    fields = validation.table("schedule", raw.get("schedule", {}), tuple(Schedule.__dataclass_fields__))
+    try:
+        schedule = Schedule(**fields)
+        schedule.validate()
+    except (UsageError, UsageTypeError) as err:
+        raise type(err)(f"schedule: {err}") from None
+    data = _data_spec(validation.table("data", raw.get("data", {}), DATA_KEYS))
+    pretrain = None
+    if "pretrain" in raw:
+        table = validation.table("pretrain", raw["pretrain"], PRETRAIN_KEYS)
+        task = validation.choice("pretrain.task", table.get("task", "segmentation"), PRETRAIN_TASKS)
+        if task == "classification" and ("decoder" in table or "zero_init_residual" in table):
+            raise UsageError("pretrain.decoder and pretrain.zero_init_residual belong to task = \"segmentation\"; a "
+                             "classification pretraining has no decoder")
+        changes = {k: check_decoder_change(k, v, where="pretrain.decoder")
+                   for k, v in validation.table("pretrain.decoder", table.get("decoder", {}), DECODER_KEYS).items()}
+        seed = validation.integer("pretrain.seed", table.get("seed", 10_000), minimum=0,
+                                  maximum=train_module.MAX_SEED)
+        zero_init = validation.boolean("pretrain.zero_init_residual", table.get("zero_init_residual", True))
+        pretrain = Pretrain(task=task, decoder=changes if task == "segmentation" else {}, seed=seed,
+                            zero_init_residual=zero_init)
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise UsageTypeError(f"description must be a string, got {description!r}")
+    return NetworkSetting(name, schedule, seeds, device, decoder or None, backbone, tuple(families), data, pretrain,
+                          description)
+
+
+def _data_spec(table: dict) -> SyntheticSpec:
+    """The generated data's spec from a setting's [data] table (radii as [low, high] pairs)."""
+    values = {}
+    for key, value in table.items():
+        if key.endswith("_radius"):
+            if not (isinstance(value, list) and len(value) == 2):
+                raise UsageTypeError(f"data.{key} must be a pair [low, high] of pixels, got {value!r}")
+            low = validation.integer(f"data.{key}[0]", value[0], minimum=1)
+            high = validation.integer(f"data.{key}[1]", value[1], minimum=low)
+            values[key] = (low, high)
+        else:
+            minimum = {"n_train": 1, "n_val": 1, "size": validation.MIN_SIDE, "max_objects": 1}.get(key, 0)
+            values[key] = validation.integer(f"data.{key}", value, minimum=minimum)
+    return SyntheticSpec(**values)
+
+
+SETTINGS: dict[str, NetworkSetting] = {p.stem: load_setting(p) for p in sorted(SETTINGS_DIR.glob("*.toml"))}
+"""The named settings, read from ``named_settings/*.toml`` (how each was chosen: README.md)."""
+CPU_DECODER = SETTINGS["cpu"].decoder
+"""The CPU narrowing of every family's decoder (the probes and the ERF section use the same networks)."""
+DATA = SETTINGS["cpu"].data
+
+
+def network_setting(setting: str | Path | NetworkSetting) -> NetworkSetting:
+    """A named setting (``cpu``, ``gpu``), a setting file (``*.toml``) or a NetworkSetting as it is."""
     if isinstance(setting, NetworkSetting):
         return setting
+    if isinstance(setting, Path) or (isinstance(setting, str) and setting.endswith(".toml")):
+        return load_setting(setting)
     if not isinstance(setting, str):
-        raise UsageTypeError(f"setting must be a name ({', '.join(SETTINGS)}) or a NetworkSetting, got {setting!r}")
+        raise UsageTypeError(f"setting must be a name ({', '.join(SETTINGS)}), a setting file (.toml) or a "
+                             f"NetworkSetting, got {setting!r}")
     return SETTINGS[validation.choice("setting", setting, SETTINGS)]
-
-
-MAX_SEEDS = 1000
-"""The most seeds one call trains per variant (a count, or a list's length)."""
 
 
 def variant_list(variants: str | Sequence[str] | None, default: list[str],

@@ -3,10 +3,10 @@
 From the trained networks of a spec's variants (one per variant and seed, :func:`spec_runs`): each variant's
 reported mIoU (on the held-out test split where the data have one, else on val, which then also picked the weights:
 ``TrainedNetwork.reported_miou``) with its t interval over the seeds (:func:`variant_accuracy`), every path's
-per-step change in mIoU, paired seed by seed (the same seed: the same data order, crops and shared backbone, so a step's difference is not
-the difference between two draws of the training noise, :func:`path_accuracy`), and the Shapley value of each step's
-change in mIoU where every subset of the path's changes is trained on the same seeds (:func:`shapley_accuracy`).
-Seeds are the unit of evidence: every interval is a 95% t interval over per-seed values
+per-step change in mIoU, paired seed by seed (the same seed: the same data order, crops and shared backbone, so a
+step's difference is not the difference between two draws of the training noise, :func:`path_accuracy`), and the
+Shapley value of each step's change in mIoU where every subset of the path's changes is trained on the same seeds
+(:func:`shapley_accuracy`). Seeds are the unit of evidence: every interval is a 95% t interval over per-seed values
 (:func:`analysis.verdicts.seed_interval`); one seed gives none.
 
 A step's effect is said in the verdict module's words by :data:`EFFECT_RULE`; where the paper says a change does not

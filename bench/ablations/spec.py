@@ -187,15 +187,7 @@ def load_ablation(path: str | Path) -> AblationSpec:
 
 
 def _keys(where: str, table: object, valid: tuple[str, ...], source: str) -> dict:
-    if not isinstance(table, dict):
-        raise UsageTypeError(f"{source}: {where} must be a table, got {table!r}")
-    for key in table:
-        if key not in valid:
-            near = validation.nearest(key, valid)
-            hint = f" (did you mean {near!r}?)" if near else ""
-            raise UsageError(f"{source}: unknown key {where + '.' if where else ''}{key}{hint}; valid: "
-                             f"{', '.join(valid)}")
-    return table
+    return _checked(source, validation.table, where, table, valid)
 
 
 def _change(where: str, key: str, value: object, source: str):
