@@ -14,8 +14,9 @@ had before the split (``evaluate``, ``TRAINING_VERSION``, ``IDENTITY``, ``TRAIN_
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -84,7 +85,15 @@ class TrainedNetwork:
     cached: bool  # loaded from the cache (True) or trained by this call (False)
     path: Path  # the network's folder: model.pt + record.json
     note: str = ""  # how it came to be here when that is worth saying (another name's network, a wait, a retrain)
-    test: dict | None = None  # its scores on the data's held-out split (evaluation.held_out; None: val reports)
+    data: NetworkData | None = field(default=None, repr=False, compare=False)  # what it was trained on
+
+    @functools.cached_property
+    def test(self) -> dict | None:
+        """Its scores on the data's held-out split (:func:`evaluation.held_out`), evaluated on first use; None where
+        the data have none (val then reports)."""
+        if self.data is None:
+            return None
+        return held_out(self.model, self.data, str(next(self.model.parameters()).device))
 
     @property
     def reported_miou(self) -> float:
@@ -182,8 +191,7 @@ def train_network(
                   "trained_at": datetime.now(UTC).isoformat(timespec="seconds")}
         if not record["complete"]:
             raise IncompleteTraining(incomplete_message([record]), [finite(record)])
-        return TrainedNetwork(model, store.write(folder, model, record), False, folder, note,
-                              held_out(model, data, device))
+        return TrainedNetwork(model, store.write(folder, model, record), False, folder, note, data)
 
 
 def incomplete_message(records: list[dict]) -> str:
@@ -201,8 +209,7 @@ def _loaded(model: nn.Module, folder: Path, record: dict, variant: str, device: 
     model.load_state_dict(torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True))
     if say and note:
         say(f"  {label}: {note}")
-    model = model.to(device).eval()
-    return TrainedNetwork(model, store.as_named(record, variant), True, folder, note, held_out(model, data, device))
+    return TrainedNetwork(model.to(device).eval(), store.as_named(record, variant), True, folder, note, data)
 
 
 MAX_SEED = 2**63 - 1
