@@ -101,7 +101,9 @@ def add_recipe_options(p: argparse.ArgumentParser, training: bool = True) -> Non
                        help="wall-clock guard in minutes per network (default: the setting's); a network it stops "
                             "is incomplete: not cached, not compared, exit status 1")
     p.add_argument("--size", type=int, default=None,
-                   help="square image side to train and evaluate at (the setting's crops scale with it)")
+                   help="image side to train and evaluate at: a VOC folder's images get this short side, their "
+                        "aspect kept (padded with ignored pixels); the generated ones are square (the setting's crops "
+                        "scale with it)")
     p.add_argument("--steps", type=int, default=None, help="step limit (default: the setting's)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the setting's)")
     p.add_argument("--backbone-checkpoint", default=None, metavar="PATH",

@@ -85,6 +85,7 @@ class VOCSegmentation:
     split: str = "train"
     size: tuple[int, int] = (512, 512)
     num_classes: int | None = None
+    keep_aspect: bool = False  # True: each image's short side becomes min(size), its aspect kept (see load_all)
 
     def __post_init__(self) -> None:
         validation.image_size("size", *self.size)
@@ -146,26 +147,43 @@ class VOCSegmentation:
             raise DataError(f"cannot read {image_path.name} / {mask_path.name}: {err}") from None
         if rgb.shape[:2] != mask.shape:
             raise DataError(f"image and mask sizes differ for {self.ids[i]!r}: {rgb.shape[:2]} vs {mask.shape}")
+        size = self.target_size(*rgb.shape[:2])
         image = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div(255).unsqueeze(0)
-        image = F.interpolate(image, size=self.size, mode="bilinear", align_corners=False, antialias=True)[0]
+        image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)[0]
         mask_t = torch.from_numpy(mask.astype(np.int64)).view(1, 1, *mask.shape).float()
-        mask_t = F.interpolate(mask_t, size=self.size, mode="nearest")[0, 0].long()
+        mask_t = F.interpolate(mask_t, size=size, mode="nearest")[0, 0].long()
         return image.clamp(0, 1), mask_t
+
+    def target_size(self, height: int, width: int) -> tuple[int, int]:
+        """(H, W) an image of ``height`` x ``width`` is resized to: ``size``, or with ``keep_aspect`` its short side
+        at min(size) and its long side scaled alike (at most ``validation.MAX_SIDE``)."""
+        if not self.keep_aspect:
+            return tuple(self.size)
+        short = min(self.size)
+        scale = short / min(height, width)
+        return (min(validation.MAX_SIDE, max(short, round(height * scale))),
+                min(validation.MAX_SIDE, max(short, round(width * scale))))
 
     def load_all(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The whole split, compact: uint8 (N, 3, H, W) images (0..255) and uint8 (N, H, W) masks.
 
         A quarter of float32 images and an eighth of int64 masks: VOC train at 512x512 is ~1.5 GB
         instead of ~7.6 GB. ``analysis.datasets.images.normalise`` takes uint8 images; cast masks
-        with ``.long()`` where a loss needs it.
+        with ``.long()`` where a loss needs it. With ``keep_aspect`` images of different shapes are padded at the
+        bottom and right to the split's largest height and width: black pixels whose mask is 255 (ignored), so
+        they count in no loss and no score (as the reference implementations pad VOC to 500 px).
         """
-        n = len(self)
-        images = torch.empty(n, 3, *self.size, dtype=torch.uint8)
-        masks = torch.empty(n, *self.size, dtype=torch.uint8)
-        for i in range(n):
-            image, mask = self[i]
-            images[i] = image.mul(255).round().to(torch.uint8)
-            masks[i] = mask.to(torch.uint8)  # class ids < 255 and 255 (ignore) fit
+        items = []
+        for i in range(len(self)):
+            image, mask = self[i]  # compact at once: class ids < 255 and 255 (ignore) fit in uint8
+            items.append((image.mul(255).round().to(torch.uint8), mask.to(torch.uint8)))
+        height = max(image.shape[-2] for image, _ in items)
+        width = max(image.shape[-1] for image, _ in items)
+        images = torch.zeros(len(items), 3, height, width, dtype=torch.uint8)
+        masks = torch.full((len(items), height, width), IGNORE, dtype=torch.uint8)
+        for i, (image, mask) in enumerate(items):
+            images[i, :, : image.shape[-2], : image.shape[-1]] = image
+            masks[i, : mask.shape[-2], : mask.shape[-1]] = mask
         return images, masks
 
 

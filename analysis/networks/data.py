@@ -29,12 +29,16 @@ from ..datasets.synthetic import SyntheticSpec, synthetic_voc
 from ..datasets.voc import IGNORE, VOCSegmentation, class_names, dataset_classes, voc2012_dir
 
 SPLITS = ("train", "val")
+RESIZE = "short side, aspect kept, padded with ignored pixels"
+"""How a folder's images are resized (part of its hash: it replaced a square resize on 2026-12-05, so networks
+trained on a folder before then retrain)."""
 
 
 @dataclass
 class NetworkData:
-    """Train, val and (where there is one) test splits resized to ``size`` (uint8 images and masks, as
-    ``load_all`` gives them)."""
+    """Train, val and (where there is one) test splits (uint8 images and masks, as ``load_all`` gives them):
+    generated images at ``size`` x ``size``; a folder's images with their short side at ``size`` and their aspect
+    kept, padded with ignored pixels to each split's largest height and width."""
 
     train_images: torch.Tensor
     train_masks: torch.Tensor
@@ -63,7 +67,10 @@ class NetworkData:
         else:
             what = f"VOC-layout data at {self.source['root']} ({len(self.train_images)} train / " \
                    f"{len(self.val_images)} val{test} images)"
-        return (f"{what} at {self.size}x{self.size}px; K = {self.num_classes} classes ({self.class_source}), "
+        shape = (f"{self.size}x{self.size}px" if self.source["kind"] == "generated" else
+                 f"short side {self.size}px, aspect kept (train padded to "
+                 f"{self.train_images.shape[-2]}x{self.train_images.shape[-1]}px)")
+        return (f"{what} at {shape}; K = {self.num_classes} classes ({self.class_source}), "
                 f"{IGNORE} ignored" + ("" if self.test_images is not None else f"; {self.test_note}"))
 
 
@@ -90,6 +97,7 @@ def folder_hash(root: str | Path) -> str:
     """SHA-256 over the train/val split files, classes.txt and every listed image and mask."""
     base = voc2012_dir(root)
     digest = hashlib.sha256()
+    digest.update(RESIZE.encode())  # how the files become tensors decides the weights too
     classes = base / "classes.txt"
     if classes.is_file():
         digest.update(b"classes.txt\0")
@@ -131,19 +139,21 @@ def load_data(source: SyntheticSpec | str | Path | None, size: int, num_classes:
         data_hash = folder_hash(root)
     names = class_names(root)
     given = num_classes or (len(names) if names else None)  # None: inferred from the labels below
-    train = VOCSegmentation(root, "train", (size, size), num_classes=given).load_all()
-    val = VOCSegmentation(root, "val", (size, size), num_classes=given).load_all()
+    keep_aspect = described["kind"] == "voc"  # generated images are square
+    train = VOCSegmentation(root, "train", (size, size), num_classes=given, keep_aspect=keep_aspect).load_all()
+    val = VOCSegmentation(root, "val", (size, size), num_classes=given, keep_aspect=keep_aspect).load_all()
     for split, (_, masks) in zip(SPLITS, (train, val), strict=True):
         if not (masks != IGNORE).any():
             raise DataError(f"the {split} split of {root} has no labelled pixel (every mask pixel is {IGNORE}, "
                             f"ignored) at {size}x{size}: no loss or mIoU is defined on it")
     k, classes, class_source = dataset_classes(root, num_classes, [train[1], val[1]])
-    test, note = test_split(root, size, k)
+    test, note = test_split(root, size, k, keep_aspect)
     return NetworkData(train[0], train[1], val[0], val[1], size, k, tuple(classes), class_source, described,
                        data_hash, *(test or (None, None)), note)
 
 
-def test_split(root: str | Path, size: int, num_classes: int) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, str]:
+def test_split(root: str | Path, size: int, num_classes: int, keep_aspect: bool = True
+               ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, str]:
     """The held-out split of a VOC-layout folder, read at ``size``, and a note saying where reported numbers come
     from. None where ``test.txt`` is absent, or lists images none of which has a mask (a benchmark server's split,
     as VOC2012's own). A test.txt with masks for some images only is a DataError naming one that lacks it."""
@@ -151,7 +161,7 @@ def test_split(root: str | Path, size: int, num_classes: int) -> tuple[tuple[tor
     split_file = base / "ImageSets" / "Segmentation" / "test.txt"
     if not split_file.is_file():
         return None, "no test split (no test.txt): val picked the kept weights and reports them"
-    dataset = VOCSegmentation(root, "test", (size, size), num_classes=num_classes)
+    dataset = VOCSegmentation(root, "test", (size, size), num_classes=num_classes, keep_aspect=keep_aspect)
     masks = [dataset.paths(i)[1] for i in range(len(dataset))]  # a missing *image* is a MissingFileError there
     missing = [path for path in masks if not path.is_file()]
     if len(missing) == len(dataset):
