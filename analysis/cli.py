@@ -26,6 +26,7 @@ from bench.errors import UsageError, run_cli
 from bench.models import FAMILIES
 from bench.models.checkpoints import read_state_dict
 
+from .networks.jobs import EXECUTORS
 from .networks.settings import MAX_SEEDS
 from .report import SECTIONS, SEEDED, run
 
@@ -80,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "its bases included; names of one architecture share one network")
     add_recipe_options(p)
     p.add_argument("--json", action="store_true", help="one JSON list on stdout (progress stays on stderr)")
+    p.add_argument("--executor", default=None, choices=EXECUTORS,
+                   help="train one job per network on the sweeps' executors (local subprocesses, a SLURM array, or "
+                        "debug: in this process, opening pdb on a failed job); a rerun submits only what the weights store "
+                        "still lacks "
+                        "(default: this process, with one worker process per core)")
+    p.add_argument("--workers", type=int, default=None, help="--executor local: jobs at a time (default 2)")
+    p.add_argument("--timeout-min", type=float, default=None,
+                   help="--executor local/slurm: minutes per job (default 120)")
+    p.add_argument("--slurm-partition", default=None, help="--executor slurm: the partition")
     return parser
 
 
@@ -164,6 +174,13 @@ def accuracy_report(args: argparse.Namespace, options: dict, out: Path) -> list[
     return write_spec_accuracy(spec, runs, out, where)
 
 
+def validation_minutes(flag: str, value: float) -> float:
+    """A finite number of minutes > 0 under its flag's name."""
+    from .networks.recipe import positive_minutes
+
+    return positive_minutes(flag, value)
+
+
 def budget_minutes(value: float) -> float:
     """``--budget-min``: minutes > 0 per network (one message for 0, -1 and nan alike)."""
     from .networks.recipe import positive_minutes
@@ -215,11 +232,35 @@ def train_command(args: argparse.Namespace) -> int:
     options = recipe(args)
     setting, schedule = options["setting"], options["schedule"]
     say = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    trained_by_jobs: set[tuple[str, int]] = set()
+    if args.executor is None and (args.workers, args.timeout_min, args.slurm_partition) != (None, None, None):
+        raise UsageError("--workers, --timeout-min and --slurm-partition are for --executor local|slurm|debug; "
+                         "without --executor, training uses one worker process per core")
+    if args.executor is not None:
+        from .networks.jobs import train_as_jobs
+
+        if args.executor != "slurm" and args.slurm_partition is not None:
+            raise UsageError(f"--slurm-partition is for --executor slurm and does nothing with --executor "
+                             f"{args.executor}")
+        timeout = validation_minutes("--timeout-min", 120 if args.timeout_min is None else args.timeout_min)
+        outcome = train_as_jobs(options.pop("setting"), variants or None, args.seeds, args.executor,
+                                2 if args.workers is None else args.workers, timeout, args.slurm_partition, say=say,
+                                **options)
+        options["setting"] = setting
+        trained_by_jobs = outcome.trained
+        if outcome.failed:  # not the user's input: jobs that died (exit 1); a rerun resumes them
+            print(f"python -m analysis train: {len(outcome.failed)} job(s) ended without their network (a rerun "
+                  "submits only these): " + "; ".join(outcome.failed), file=sys.stderr)
+            return 1
     try:
-        nets = trained_set(variants=variants or None, seeds=args.seeds, progress=True, say=say, **options)
+        nets = trained_set(variants=variants or None, seeds=args.seeds, progress=True, say=say,
+                           only_cached=args.executor is not None, **options)
     except IncompleteTraining as err:  # not the user's input, not a bug: a run the guard stopped (exit 1)
         print(f"python -m analysis train: {err}", file=sys.stderr)
         return 1
+    for net in nets:
+        if (net.record["variant"], net.record["seed"]) in trained_by_jobs:
+            net.cached = False
     keys = ("variant", "seed", "steps", "best_step", "stop_reason", "seconds", "val_miou")
     rows = [{**{k: n.record[k] for k in keys}, "cached": n.cached, "val_iou_per_class": n.record["val_iou_per_class"],
              "test_miou": n.test["miou"] if n.test else None,
