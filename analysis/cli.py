@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON list on stdout (progress stays on stderr)")
     p.add_argument("--executor", default=None, choices=EXECUTORS,
                    help="train one job per network on the sweeps' executors (local subprocesses, a SLURM array, or "
-                        "debug: in this process, opening pdb on a failed job); a rerun submits only what the weights store "
-                        "still lacks "
+                        "debug: in this process, opening pdb on a failed job); a rerun submits only what the weights "
+                        "store still lacks "
                         "(default: this process, with one worker process per core)")
     p.add_argument("--workers", type=int, default=None, help="--executor local: jobs at a time (default 2)")
     p.add_argument("--timeout-min", type=float, default=None,
