@@ -1,5 +1,6 @@
 """Trained-networks section: the trained set every "what it buys" analysis stands on (receptive fields,
-Figure 8, probes), with each network's own val mIoU, how its training ended, and its learning curve.
+Figure 8, probes), with each network's own val mIoU (which picked its weights) and test mIoU (which reports them), how
+its training ended, and its learning curve.
 ``collect`` trains or loads the set (:func:`analysis.networks.trained_set`); ``write`` tabulates and draws."""
 
 from __future__ import annotations
@@ -212,8 +213,8 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
              "must show.",
              "Branch share of an RCU: ||branch(x)|| / (||x|| + ||branch(x)||) per val image (0: the RCU passes its "
              "input unchanged); the recipe zero-inits the last conv of every residual branch, so a share near 0 after "
-             "training can be the init rather than the architecture (issue #32 asks for a check under a standard "
-             "init: not run yet)."]
+             "training can be the init rather than the architecture: the init-check section (with --seeds) "
+             "retrains the set under a standard init and compares."]
     save_table(claims, folder / "accuracy_claims", "What the decoders buy in accuracy, over training runs",
                notes, floatfmt=".3f")
     if shares is not None and len(shares):
