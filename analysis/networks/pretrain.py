@@ -143,7 +143,7 @@ def classification_backbone(pretrain: Pretrain, backbone: str, data: NetworkData
                 "backbone_weights": None, "num_classes": data.num_classes, "classes": list(data.classes),
                 "data_hash": data.hash, "size": data.size, "schedule": recipe, "seed": pretrain.seed, **env,
                 "precision": "fp32"}
-    key = store._digest(identity)[:16]
+    key = store.entry_key(identity)
     folder = Path(cache_dir) / f"{backbone}-classifier-seed{pretrain.seed}-{key}"
     path = folder / BACKBONE_FILE
     record, _ = store.valid_cached(folder, identity)

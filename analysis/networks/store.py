@@ -64,6 +64,11 @@ def _digest(data: dict) -> str:
     return hashlib.sha256(json.dumps(finite(data), sort_keys=True, allow_nan=False).encode()).hexdigest()
 
 
+def entry_key(identity: dict) -> str:
+    """The store key of an identity: the first 16 hex digits of its digest."""
+    return _digest(identity)[:16]
+
+
 def _file_digest(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -213,7 +218,7 @@ def identity(variant: str, data: NetworkData, schedule: Schedule, seed: int, dev
         "schedule": recipe, "seed": seed, **env,
         "precision": "bf16 autocast" if schedule.mixed_precision and env["device_kind"] == "cuda" else "fp32",
     }
-    key = _digest(identity)[:16]
+    key = entry_key(identity)
     name = f"{info.backbone}-{identity['architecture']}-seed{seed}-{key}"
     return model, identity, key, Path(cache_dir) / name, layers
 
