@@ -193,7 +193,7 @@ def test_networks_section_with_seeds_runs_both_controls(tmp_path):
                                   "RCUs matter in RF, not in LW (Section 3.3)",
                                   "RCUs saturate in LW, not in RF (Section 3.3)",
                                   "control: A/A (LW on two disjoint seed sets)",
-                                  "control: harmful change (LW without CRP)"]
+                                  "control: harmful change (LW on the coarsest level alone)"]
     assert list(claims.n_seeds) == [2, 2, 2, 2, 4, 2]
     assert set(claims.status) <= {"reproduced", "not reproduced", "inconclusive", "not testable here"}
     controls_pass = (claims.status.iloc[4:] == "reproduced").all()

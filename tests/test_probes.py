@@ -265,6 +265,27 @@ def _fake_run(scores: dict[str, float], boot_shift: float = 0.0, baseline: float
                     CLASSES, "given", ProbePlan.tiny())
 
 
+def test_level4_probe_power_is_decided_by_the_lowest_seed():
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from analysis.probes.differences import level_power
+    from analysis.report.probes import power_row
+
+    run = _fake_run({"before_rcu": 0.30, "after_rcu": 0.31, "after_sum": 0.32, "after_crp": 0.36}, baseline=0.12)
+    power = level_power(run)
+    assert power.lowest.tolist() == [pytest.approx(0.36)] and power.ratio.tolist() == [pytest.approx(3.0)]
+    row = power_row(run, "hand-made", "probes", 1)
+    assert row.status == "reproduced" and "36.0% (3.0x)" in row.ours and "12.0%" in row.paper
+    second = _fake_run({"before_rcu": 0.20, "after_rcu": 0.21, "after_sum": 0.22, "after_crp": 0.23}, baseline=0.12)
+    second.frame["seed"] = 1  # a second training run whose best level-4 probe is under twice the baseline
+    run = replace(run, frame=pd.concat([run.frame, second.frame], ignore_index=True))
+    row = power_row(run, "hand-made", "probes", 2)
+    assert level_power(run).lowest.tolist() == [pytest.approx(0.23)]
+    assert row.status == "not reproduced" and "RefineNet" in row.reason and "1.9x" in row.ours
+
+
 def test_tap_differences_and_verdict_against_the_papers_table4():
     run = _fake_run({"before_rcu": 0.30, "after_rcu": 0.31, "after_sum": 0.32, "after_crp": 0.36})
     diffs = tap_differences(run).set_index("block")
@@ -396,7 +417,8 @@ def test_probes_section_writes_tables_with_intervals_and_the_figure(tmp_path, mo
     assert "54.6" in table4 and "57.8" in table4 and "generated shapes" in table4  # paper values, setting named
     t4 = pd.read_csv(tmp_path / "probes" / "table4.csv")
     assert (t4["mIoU diff"] - (t4["measured mIoU %"] - t4["paper mIoU %"])).abs().max() < 1e-9
-    assert {s.artifact for s in section.scores} == {"Table 4 (probe values)", "Table 4 / claim (c): CRP, not RCU"}
+    assert {s.artifact for s in section.scores} == {"Table 4 (probe values)", "Table 4 / claim (c): CRP, not RCU",
+                                                    "Level-4 probe power (ours, not a paper number)"}
 
 
 def test_cli_probes_on_voc_layout_data_with_a_checkpoint(tmp_path):

@@ -9,14 +9,13 @@ which classes a random crop of a training image holds (multi-label, binary cross
 (:func:`classification_backbone`). **segmentation**: the backbone is pretrained under a decoder that is none of the
 three families': LW without CRP (1x1 convolutions and the summation only, ``Pretrain.decoder``), so that no family's
 decoder shaped the features the others start from, and the backbone itself must carry the context that a 1x1 decoder
-cannot gather. It is, though, the decoder of the harmful-change control
-(``analysis.networks.claims.HARMFUL_CHANGE``): that control's network gets a backbone shaped for a decoder like its
-own (re-initialised, other seed), which can only shrink the loss the control has to show; the networks section's
-notes say so. It is an ordinary trained network (the weights store keys and keeps it), seeded apart from the
-compared networks (``Pretrain.seed``); its backbone is written beside it as ``backbone.pt`` (a state dict of the
-backbone's classification network, the format ``--backbone-checkpoint`` takes), whose SHA-256 is then part of every
-network's key. The named settings use segmentation; why, with the classification pretraining's measured effect:
-README.md, "How the named settings were chosen".
+cannot gather (until 2026-12-05 this was also the harmful-change control's decoder; that control now refines the
+coarsest level alone, ``analysis.networks.claims.HARMFUL_CHANGE``). It is an ordinary trained network (the weights
+store keys and keeps it), seeded apart from the compared networks (``Pretrain.seed``); its backbone is written
+beside it as ``backbone.pt`` (a state dict of the backbone's classification network, the format
+``--backbone-checkpoint`` takes), whose SHA-256 is then part of every network's key. The named settings use
+segmentation; why, with the classification pretraining's measured effect: README.md, "How the named settings were
+chosen".
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.ablations.spec import architecture_hash
+from bench.ablations.spec import architecture_fields, architecture_hash
 from bench.errors import DataError, UsageTypeError
 from bench.models import create_model, decoder_spec, variant_info
 from bench.records import finite
@@ -212,7 +212,7 @@ def identity(variant: str, data: NetworkData, schedule: Schedule, seed: int, dev
     recipe = {k: v for k, v in dataclasses.asdict(schedule).items() if k not in NOT_IN_KEY}
     identity = {
         "training_version": TRAINING_VERSION, "architecture": architecture_hash(info.backbone, spec),
-        "backbone": info.backbone, "layers": {k: v for k, v in dataclasses.asdict(spec).items() if k != "family"},
+        "backbone": info.backbone, "layers": architecture_fields(spec),
         "backbone_weights": None if backbone_weights is None else _file_digest(Path(backbone_weights)),
         "num_classes": data.num_classes, "classes": list(data.classes), "data_hash": data.hash, "size": data.size,
         "schedule": recipe, "seed": seed, **env,

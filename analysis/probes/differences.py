@@ -100,6 +100,25 @@ def learned(run: ProbeRun, margin: float = 0.02) -> pd.DataFrame:
     return best.reset_index()
 
 
+POWER_FACTOR = 2.0
+POWER_RULE = (
+    f"per family: reproduced where the best probe at the coarsest level (level 4, where Table 4 is measured) reaches "
+    f"{POWER_FACTOR:g}x the majority-class mIoU in every training seed (the lowest seed decides), not reproduced "
+    "otherwise: a precondition of claim (c) at that level on this task, not a paper claim")
+
+
+def level_power(run: ProbeRun, level: str = "level4") -> pd.DataFrame:
+    """Per variant at ``level``: the lowest seed's best probe mIoU, the majority-class baseline and their ratio
+    (:data:`POWER_RULE`: can a probe at this level read anything beyond the trivial answer?)."""
+    best = learned(run)
+    best = best[best["level"] == level]
+    base = float(run.baselines["miou"])
+    low = best.groupby("variant", sort=False).agg(lowest=("miou", "min"), seeds=("seed", "nunique")).reset_index()
+    low["baseline"] = base
+    low["ratio"] = low["lowest"] / base if base > 0 else math.inf
+    return low
+
+
 CLAIM_C_RULE = (
     "per family and level (probe mIoU, 95% intervals; CRP's gain from its own input, after the summation): reproduced "
     "where CRP's gain is wholly above zero and, with RCUs, the paired difference CRP gain - RCU gain (same resamples, "

@@ -78,10 +78,15 @@ def front_page(manifest: dict, out: Path) -> str:
     archived = {k: e for k, e in manifest.items() if superseded(e)}
     rows = strongest([Current(r, k, e.get("finished", "")) for k, e in current.items() for r in _rows(e)])
     shown = [c.row for c in rows]
+    # an artifact is its name, or its section and file (a renamed row, e.g. 'own val' -> 'test mIoU', is the same
+    # artifact as the archived row of the same file)
+    spoken = {r.artifact for r in shown} | {(e.get("section"), Path(r.link).name)
+                                             for e in current.values() for r in _rows(e) if r.link}
     missing = []
     for e in archived.values():  # an artifact only an archived run speaks for: no verdict on the scorecard
         for r in _rows(e):
-            if r.artifact not in {s.artifact for s in shown} | {m.artifact for m in missing}:
+            if not ({r.artifact, (e.get("section"), Path(r.link).name)} & spoken):
+                spoken.add(r.artifact)
                 missing.append(ScoreRow(r.artifact, r.paper, "-", "-", NO_RUN,
                                         "its last run is in the [archive](archive.md); rerun its section", r.rule))
     lines = ["# rfbench reports", "", INTRO, "", "## Scorecard", ""]

@@ -82,7 +82,7 @@ def control_rows(controls: dict) -> tuple[dict, list[dict]]:
              "estimate": aa.estimate, "ci_low": aa.low, "ci_high": aa.high,
              "n_seeds": len(controls["first"]) + len(controls["second"]), "status": aa_v.outcome, "why": aa_v.why,
              "rule": AA_RULE},
-            {"claim": "control: harmful change (LW without CRP)", "effect": "LW - harmful (points)",
+            {"claim": "control: harmful change (LW on the coarsest level alone)", "effect": "LW - harmful (points)",
              "estimate": hx.estimate, "ci_low": hx.low, "ci_high": hx.high, "n_seeds": h_n, "status": h_v.outcome,
              "why": h_v.why, "rule": HARMFUL_RULE}]
     return {"A/A": aa_v, "harmful-change": h_v}, rows
@@ -208,9 +208,8 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
              "both families: common random numbers); with one seed there is none, and the verdict is inconclusive.",
              "Controls (with 2 or more seeds): the A/A control and the harmful-change control decide whether "
              "this task can tell architectures apart; where one fails, the mIoU claim is not testable here. The "
-             "harmful change's decoder (LW without CRP) is the decoder the shared backbone was pretrained under "
-             "(re-initialised, another seed): its backbone suits it, which can only shrink the loss the control "
-             "must show.",
+             "harmful change refines the coarsest level alone (logits at stride 32, as FCN-32s): harmful by "
+             "construction wherever objects or boundaries are finer than 32 px.",
              "Branch share of an RCU: ||branch(x)|| / (||x|| + ||branch(x)||) per val image (0: the RCU passes its "
              "input unchanged); the recipe zero-inits the last conv of every residual branch, so a share near 0 after "
              "training can be the init rather than the architecture: the init-check section (with --seeds) "

@@ -11,9 +11,9 @@ import pandas as pd
 from bench.environment import device_description
 
 from ..probes import METRICS, ProbePlan, ProbeRun, crp_verdicts, learned, paper_table4, run_probes, tap_differences
-from ..probes.differences import CLAIM_C_RULE
+from ..probes.differences import CLAIM_C_RULE, POWER_FACTOR, POWER_RULE, level_power
 from ..style import BASELINE_COLOUR, FAMILY_COLOURS, PAPER_COLOUR, family_label, use_style
-from ..verdicts import NOT_REPRODUCED, NOT_TESTABLE, Interval, Tally, tally, within
+from ..verdicts import NOT_REPRODUCED, NOT_TESTABLE, Interval, Tally, above, tally, within
 from .files import Artifact, ScoreRow, Section, save_figure, save_table
 
 FOLDER = "probes"
@@ -259,6 +259,7 @@ def write(run: ProbeRun, out: Path, name: str = FOLDER) -> Section:
                  "; ".join(f"{family_label(v.family)} {v.level}: {_pct(v.crp_miou):+.1f}" for v in
                            verdicts[verdicts.level == "level4"].itertuples()) + " (CRP, level 4)",
                  setting_short, status, reason, CLAIM_C_RULE, f"{name}/claims.md", n_seeds),
+        power_row(run, setting_short, name, n_seeds),
     ]
     n = (verdicts.status == "reproduced").sum()
     text = (f"{nets_words} {baseline_words[0].upper()}{baseline_words[1:]}; probes beat them at "
@@ -269,6 +270,22 @@ def write(run: ProbeRun, out: Path, name: str = FOLDER) -> Section:
     runs = f", {n_seeds} seeds" if n_seeds > 1 else ""
     return Section(f"Probes (Table 4), '{net.name}' setting{runs}, on {device_description(net.device)}", artifacts,
                    text, settings, scores, name)
+
+
+def power_row(run: ProbeRun, setting_short: str, name: str, n_seeds: int) -> ScoreRow:
+    """Can the level-4 probes read anything on this task (``POWER_RULE``)? One row, per family's lowest seed."""
+    power = level_power(run, "level4")
+    labels = [family_label(str(run.frame.loc[run.frame.variant == v, "family"].iloc[0])) for v in power.variant]
+    tests = [above(Interval.exact(100 * r.lowest), 100 * POWER_FACTOR * r.baseline, label, ".1f", strict=False)
+             for label, r in zip(labels, power.itertuples(), strict=True)]
+    short = [label for label, t in zip(labels, tests, strict=True) if t.outcome == NOT_REPRODUCED]
+    power_tally = tally([t.outcome for t in tests], "level-4 probe power", "families", short)
+    ours = "; ".join(f"{label} {100 * r.lowest:.1f}% ({r.ratio:.1f}x)"
+                     for label, r in zip(labels, power.itertuples(), strict=True))
+    return ScoreRow("Level-4 probe power (ours, not a paper number)",
+                    f">= {POWER_FACTOR:g}x the majority class ({100 * run.baselines['miou']:.1f}% mIoU)",
+                    f"lowest seed's best level-4 probe: {ours}", setting_short, power_tally.outcome, power_tally.why,
+                    POWER_RULE, f"{name}/all.md", n_seeds)
 
 
 TABLE4_MARGIN = 3.0

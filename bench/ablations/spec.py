@@ -77,10 +77,21 @@ MAX_VARIANTS = 1000
 is counted, registered and measured; a larger study is several specs."""
 
 
+LATER_FIELDS = {"refine_levels": 4}
+"""DecoderSpec fields added after the first architecture hashes, with their defaults: a field at its default is
+left out of the hash, so every network, timing record and cached weight named before the field keeps its identity."""
+
+
+def architecture_fields(spec: DecoderSpec) -> dict:
+    """The DecoderSpec fields that make a variant's identity: every field but the ``family`` label (a label, not a
+    layer) and a :data:`LATER_FIELDS` field at its default."""
+    return {k: v for k, v in asdict(spec).items()
+            if k != "family" and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+
+
 def architecture_hash(backbone: str, spec: DecoderSpec) -> str:
-    """The identity of a variant: 12 hex digits of the SHA-256 of its backbone and every DecoderSpec field but
-    the ``family`` label (a label, not a layer)."""
-    arch = {k: v for k, v in asdict(spec).items() if k != "family"}
+    """The identity of a variant: 12 hex digits of the SHA-256 of its backbone and :func:`architecture_fields`."""
+    arch = architecture_fields(spec)
     return hashlib.sha256(json.dumps({"backbone": backbone, **arch}, sort_keys=True).encode()).hexdigest()[:12]
 
 

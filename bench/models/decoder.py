@@ -14,7 +14,9 @@ DrSleep/light-weight-refinenet)::
     x = rcu_out(x)                                # RCUs after CRP,     tap after_out_rcu
     coarser = out_conv(x)                         # fusion conv on the top-down path (not at the finest level)
 
-and at the finest level ``logits = classifier(dropout(x))``.
+and at the finest level ``logits = classifier(dropout(x))``. ``refine_levels`` below 4 builds only that many
+levels, coarsest first, and puts the classifier on the last of them (1: the stride-32 level alone, logits at
+stride 32, as FCN-32s: the refinement path removed).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class DecoderSpec:
     activation: str = "relu"
     dropout: float = 0.0  # on the two coarsest inputs and the classifier input (original RefineNet)
     classifier_kernel: int = 3
+    refine_levels: int = 4  # levels built, coarsest first (4: all; 1: stride 32 alone, no refinement path)
 
     def with_changes(self, **changes) -> DecoderSpec:
         return replace(self, **changes)
@@ -68,6 +71,7 @@ class DecoderSpec:
 
 KERNEL_FIELDS = ("crp_kernel", "fusion_kernel", "classifier_kernel", "crp_pool_kernel")
 COUNT_FIELDS = ("crp_stages", "rcu_in", "rcu_out")
+N_LEVELS = 4  # backbone strides 32, 16, 8, 4
 WIDTH_FIELDS = ("top_channels", "channels")
 MAX_KERNEL = 63
 MAX_COUNT = 64
@@ -94,6 +98,8 @@ def check_decoder_change(key: str, value: object, where: str = "decoder") -> obj
             raise UsageError(f"{name} must be odd (a 'same' padding keeps the spatial size), got {value}")
     elif key in COUNT_FIELDS:
         validation.integer(name, value, minimum=0, maximum=MAX_COUNT)
+    elif key == "refine_levels":
+        validation.integer(name, value, minimum=1, maximum=N_LEVELS)
     elif key in WIDTH_FIELDS:
         validation.integer(name, value, minimum=2, maximum=MAX_WIDTH)
     elif key == "rcu":
@@ -194,8 +200,9 @@ class RefineNetDecoder(nn.Module):
         self.level_inputs: list[list[int]] = [
             [i for i, r in enumerate(feature_reductions) if r == red] for red in reductions
         ]
-        self.level_names = [f"level{n}" for n in range(len(reductions), 0, -1)]
-        widths = [spec.top_channels] + [spec.channels] * (len(reductions) - 1)
+        self.level_inputs = self.level_inputs[: spec.refine_levels]
+        self.level_names = [f"level{n}" for n in range(len(reductions), 0, -1)][: spec.refine_levels]
+        widths = [spec.top_channels] + [spec.channels] * (len(self.level_names) - 1)
         for k, (name, idx) in enumerate(zip(self.level_names, self.level_inputs, strict=False)):
             out_channels = widths[k + 1] if k + 1 < len(widths) else None
             level = RefineLevel([feature_channels[i] for i in idx], widths[k], out_channels, spec, is_coarsest=(k == 0))
