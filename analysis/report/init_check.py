@@ -30,6 +30,12 @@ CHECK_RULE = ("the recipe check: claim (c)'s tally over its (family, level) cell
               "inconclusive otherwise")
 
 
+SATURATION_CHECK_RULE = ("the recipe check of Section 3.3's saturation claim: its verdict (the networks section's "
+                         "rule) under the zero-init and under a standard init, same seeds; reproduced (the init does "
+                         "not decide the claim) where both come out the same, not reproduced where one is reproduced "
+                         "and the other not reproduced, inconclusive otherwise")
+
+
 def with_init(setting: NetworkSetting, zero_init: bool) -> NetworkSetting:
     """``setting`` with its residual branches zero-initialised or not (part of the weights store's key)."""
     return replace(setting, schedule=replace(setting.schedule, zero_init_residual=zero_init))
@@ -59,13 +65,37 @@ def collect(setting: NetworkSetting, seeds: int, say=print, plan=None) -> dict[s
     return out
 
 
-def check_verdict(first: str, second: str) -> tuple[str, str]:
-    """:data:`CHECK_RULE` on the two inits' claim (c) outcomes."""
+def check_verdict(first: str, second: str, claim: str = "claim (c)") -> tuple[str, str]:
+    """:data:`CHECK_RULE` on the two inits' outcomes of one claim."""
     if first == second:
-        return REPRODUCED, f"claim (c) is {first} under both inits"
+        return REPRODUCED, f"{claim} is {first} under both inits"
     if {first, second} == {REPRODUCED, NOT_REPRODUCED}:
-        return NOT_REPRODUCED, f"claim (c) is {first} under the zero-init but {second} under a standard init"
-    return INCONCLUSIVE, f"claim (c) is {first} under the zero-init, {second} under a standard init"
+        return NOT_REPRODUCED, f"{claim} is {first} under the zero-init but {second} under a standard init"
+    return INCONCLUSIVE, f"{claim} is {first} under the zero-init, {second} under a standard init"
+
+
+def accuracy_claims_by_init(data: dict[str, dict]) -> pd.DataFrame:
+    """Section 3.3's saturation claim and "LW keeps RF's accuracy", each decided by its own rule
+    (:mod:`analysis.networks.claims`) under each init, from the same seeds: a row per (claim, init)."""
+    from ..networks.claims import accuracy_verdict, saturation_verdict
+
+    rows = []
+    for init in INITS:
+        shares = data[init]["shares"]
+        if len(shares):
+            mean = shares.groupby(["family", "seed"])["branch_share"].mean()
+            per = {f: {s: float(v) for (ff, s), v in mean.items() if ff == f} for f in mean.index.get_level_values(0)}
+            x, v, n = saturation_verdict(per)
+            rows.append({"claim": "RCUs saturate in LW, not in RF (Section 3.3)", "init": init,
+                         "effect": "mean RCU branch share, LW-with-RCU - RF", "estimate": x.estimate, "ci_low": x.low,
+                         "ci_high": x.high, "n_seeds": n, "status": v.outcome, "why": v.why})
+        miou = data[init]["miou"]
+        per_miou = {f: dict(zip(g.seed, g.miou, strict=True)) for f, g in miou.groupby("family")}
+        x, v, n = accuracy_verdict(per_miou)
+        rows.append({"claim": "LW keeps RF's accuracy (Tables 2-3)", "init": init, "effect": "LW - RF mIoU (points)",
+                     "estimate": x.estimate, "ci_low": x.low, "ci_high": x.high, "n_seeds": n, "status": v.outcome,
+                     "why": v.why})
+    return pd.DataFrame(rows)
 
 
 def write(setting: NetworkSetting, seeds: int, data: dict[str, dict], out: Path, name: str) -> Section:
@@ -108,12 +138,26 @@ def write(setting: NetworkSetting, seeds: int, data: dict[str, dict], out: Path,
                f"{measure} of the two trained sets", [
                    f"{seeds} seeds per family and init; {measure} of the kept weights (picked on val), points."],
                floatfmt=".1f")
+    by_init = accuracy_claims_by_init(data)
+    save_table(by_init, folder / "accuracy_claims_by_init", "Section 3.3's saturation and LW vs RF, by init", [
+        "Each claim by its own rule (the networks section's), on the same seeds under each init. Under the zero-init "
+        "an RCU branch starts at 0, so a low share can be the init's; under the standard init it cannot: the "
+        "saturation claim survives the recipe where it holds under both.", SATURATION_CHECK_RULE + "."],
+        floatfmt=".3f")
     where = f"'{setting.name}' set, generated shapes, {setting.device}"
     same = int(cells.same.sum())
     scores = [ScoreRow("Recipe check: claim (c) under a standard init (ours, not a paper number)",
                        "the init decides nothing", f"claim (c) {tallies['zero-init'].outcome} (zero-init) vs "
                        f"{tallies['standard init'].outcome} (standard init); {same} of {len(cells)} cells the same",
                        where, outcome, why, CHECK_RULE, f"{name}/claim_c_by_init.md", seeds)]
+    sat = by_init[by_init.claim.str.startswith("RCUs saturate")].set_index("init")
+    if len(sat) == len(INITS):
+        sat_outcome, sat_why = check_verdict(*(sat.loc[k, "status"] for k in INITS), claim="RCU saturation")
+        scores.append(ScoreRow(
+            "Recipe check: RCU saturation under a standard init (ours, not a paper number)", "the init decides nothing",
+            "; ".join(f"{k}: LW-with-RCU - RF branch share {sat.loc[k, 'estimate']:.3f} ({sat.loc[k, 'ci_low']:.3f} "
+                      f"to {sat.loc[k, 'ci_high']:.3f})" for k in INITS), where, sat_outcome, sat_why,
+            SATURATION_CHECK_RULE, f"{name}/accuracy_claims_by_init.md", seeds))
     rf_shares = share_table[share_table.family.isin(["rf", "rf_lw_rcu"])] if len(share_table) else share_table
     share_words = "; ".join(f"{family_label(r.family)} {r.level} {r.init}: {r.mean:.3f}"
                             for r in rf_shares.itertuples() if r.level == "level4")
@@ -122,7 +166,9 @@ def write(setting: NetworkSetting, seeds: int, data: dict[str, dict], out: Path,
             f"{share_words}.")
     artifacts = [Artifact(f"{name}/claim_c_by_init.md", "Claim (c) by init", "per cell, both inits", inline=True),
                  Artifact(f"{name}/rcu_branch_shares_by_init.md", "RCU branch shares by init", "after training"),
-                 Artifact(f"{name}/miou_by_init.md", "Own val mIoU by init", "per family")]
+                 Artifact(f"{name}/miou_by_init.md", f"{measure} by init", "per family"),
+                 Artifact(f"{name}/accuracy_claims_by_init.md", "Saturation and LW vs RF by init",
+                          "each claim's verdict under each init")]
     return Section(f"Recipe check: the residual-branch init, '{setting.name}' setting, {seeds} seeds, on "
                    f"{device_description(setting.device)}", artifacts, text, schedule_words(setting), scores, name)
 
