@@ -90,6 +90,13 @@ def accuracy_verdict(miou: Mapping[str, Mapping[int, float]], light: str = "rf_l
     return x, _one_run(v, len(seeds)), len(seeds)
 
 
+def shares_by_seed(shares: pd.DataFrame) -> dict[str, dict[int, float]]:
+    """Family -> seed -> mean branch share over that network's RCUs (rows of :func:`rcu_branch_shares` with
+    ``family`` and ``seed``): what :func:`saturation_verdict` compares."""
+    mean = shares.groupby(["family", "seed"])["branch_share"].mean()
+    return {f: {int(s): float(v) for (ff, s), v in mean.items() if ff == f} for f in mean.index.get_level_values(0)}
+
+
 def saturation_verdict(shares: Mapping[str, Mapping[int, float]], light: str = "rf_lw_rcu", original: str = "rf"
                        ) -> tuple[Interval, Verdict, int]:
     """``shares``: family -> seed -> mean RCU branch share. As :func:`accuracy_verdict`, by ``SATURATION_RULE``."""

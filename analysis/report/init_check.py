@@ -77,15 +77,13 @@ def check_verdict(first: str, second: str, claim: str = "claim (c)") -> tuple[st
 def accuracy_claims_by_init(data: dict[str, dict]) -> pd.DataFrame:
     """Section 3.3's saturation claim and "LW keeps RF's accuracy", each decided by its own rule
     (:mod:`analysis.networks.claims`) under each init, from the same seeds: a row per (claim, init)."""
-    from ..networks.claims import accuracy_verdict, saturation_verdict
+    from ..networks.claims import accuracy_verdict, saturation_verdict, shares_by_seed
 
     rows = []
     for init in INITS:
         shares = data[init]["shares"]
         if len(shares):
-            mean = shares.groupby(["family", "seed"])["branch_share"].mean()
-            per = {f: {s: float(v) for (ff, s), v in mean.items() if ff == f} for f in mean.index.get_level_values(0)}
-            x, v, n = saturation_verdict(per)
+            x, v, n = saturation_verdict(shares_by_seed(shares))
             rows.append({"claim": "RCUs saturate in LW, not in RF (Section 3.3)", "init": init,
                          "effect": "mean RCU branch share, LW-with-RCU - RF", "estimate": x.estimate, "ci_low": x.low,
                          "ci_high": x.high, "n_seeds": n, "status": v.outcome, "why": v.why})

@@ -100,6 +100,7 @@ def accuracy_rows(table: pd.DataFrame, shares: pd.DataFrame | None, name: str, w
         gated,
         rcu_matters_verdict,
         saturation_verdict,
+        shares_by_seed,
     )
 
     miou = {f: dict(zip(g.seed, g.reported_miou, strict=True)) for f, g in table.groupby("family")}
@@ -129,8 +130,7 @@ def accuracy_rows(table: pd.DataFrame, shares: pd.DataFrame | None, name: str, w
                                matters_v.outcome, matters_v.why, RCU_MATTERS_RULE, f"{name}/accuracy_claims.md",
                                n_cells))
     if shares is not None and len(shares):
-        mean = shares.groupby(["family", "seed"])["branch_share"].mean()
-        per = {f: {s: float(v) for (ff, s), v in mean.items() if ff == f} for f in mean.index.get_level_values(0)}
+        per = shares_by_seed(shares)
         sat, sat_v, sat_n = saturation_verdict(per)
         rows.append({"claim": "RCUs saturate in LW, not in RF (Section 3.3)",
                      "effect": "mean RCU branch share, LW-with-RCU - RF", "estimate": sat.estimate, "ci_low": sat.low,
