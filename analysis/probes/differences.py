@@ -113,7 +113,7 @@ def level_power(run: ProbeRun, level: str = "level4") -> pd.DataFrame:
     best = learned(run)
     best = best[best["level"] == level]
     base = float(run.baselines["miou"])
-    low = best.groupby("variant", sort=False).agg(lowest=("miou", "min"), seeds=("seed", "nunique")).reset_index()
+    low = best.groupby("variant", sort=False).agg(lowest=("miou", "min")).reset_index()
     low["baseline"] = base
     low["ratio"] = low["lowest"] / base if base > 0 else math.inf
     return low

@@ -77,7 +77,7 @@ MAX_VARIANTS = 1000
 is counted, registered and measured; a larger study is several specs."""
 
 
-LATER_FIELDS = {"refine_levels": 4}
+LATER_FIELDS = {f: DecoderSpec.__dataclass_fields__[f].default for f in ("refine_levels",)}
 """DecoderSpec fields added after the first architecture hashes, with their defaults: a field at its default is
 left out of the hash, so every network, timing record and cached weight named before the field keeps its identity."""
 
