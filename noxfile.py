@@ -65,8 +65,8 @@ def bench(session: nox.Session) -> None:
 @nox.session(python=False)
 def seeds(session: nox.Session) -> None:
     """The benefit side on 3 training runs per family: the trained set with its controls, claims (a) and (b), the
-    probes, the paper path's accuracy and the init check (own folders; the scorecard's benefit rows then rest on 3
-    seeds). Pass another count after --, e.g. nox -s seeds -- 5."""
+    probes, the paper path's accuracy and the two recipe checks, init and schedule length (own folders; the
+    scorecard's benefit rows then rest on 3 seeds). Pass another count after --, e.g. nox -s seeds -- 5."""
     count = session.posargs[0] if session.posargs else "3"
     session.run(_python(session), "-m", "analysis", "report", "--seeds", count, external=True)
 

@@ -123,3 +123,13 @@ def test_a_pretrain_table_says_its_task_and_refuses_a_decoder_for_a_classificati
         load_setting(_write(tmp_path, TINY + '\n[pretrain]\ntask = "classification"\ndecoder = { crp_stages = 0 }\n'))
     with pytest.raises(UsageError, match="pretrain.task.*valid: segmentation, classification"):
         load_setting(_write(tmp_path, TINY + '\n[pretrain]\ntask = "imagenet"\n'))
+
+
+def test_a_pretrain_table_may_fix_its_own_step_limit(tmp_path):
+    """pretrain.max_steps: the shared backbone's own step limit, whatever the compared networks' (the schedule
+    check trains for twice the steps from one backbone); a bad value names the key."""
+    setting = load_setting(_write(tmp_path, TINY + "\n[pretrain]\nmax_steps = 7\n"))
+    assert setting.pretrain.max_steps == 7 and setting.pretrain.schedule(setting.schedule).max_steps == 7
+    assert load_setting(_write(tmp_path, TINY + "\n[pretrain]\n")).pretrain.max_steps is None
+    with pytest.raises(UsageError, match="pretrain.max_steps"):
+        load_setting(_write(tmp_path, TINY + "\n[pretrain]\nmax_steps = 0\n"))

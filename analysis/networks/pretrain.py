@@ -46,18 +46,30 @@ class Pretrain:
     seed: int = 10_000  # apart from the compared networks' seeds (0, 1, 2, ...)
     zero_init_residual: bool = True  # the pretraining's own decoder init, whatever the compared networks' (so that
     # two sets that differ only in their decoders' init, e.g. the init check, start from one and the same backbone)
+    max_steps: int | None = None  # the pretraining's own step limit (None: the setting's schedule's), so that two sets
+    # that differ only in how long their decoders train (the schedule check) start from one and the same backbone
+
+    def schedule(self, schedule: Schedule) -> Schedule:
+        """The schedule the pretraining runs: the setting's, with this pretraining's own init and step limit."""
+        steps = schedule.max_steps if self.max_steps is None else self.max_steps
+        return replace(schedule, zero_init_residual=self.zero_init_residual, max_steps=steps)
 
     def describe(self, backbone: str) -> str:
         if self.task == "classification":
             return (f"backbone pretrained once as a classifier (which classes a crop holds; no decoder) on the same "
-                    f"training split, seed {self.seed}, the same recipe, and shared by every network")
+                    f"training split, seed {self.seed}, {self._schedule_words().replace('schedule', 'recipe')}, and "
+                    "shared by every network")
         others = {k: v for k, v in self.decoder.items() if k not in ("channels", "top_channels", "crp_stages")}
         if self.decoder.get("crp_stages") == 0 and not others:
             decoder = "without CRP (1x1 convolutions only)"
         else:  # words derived from the changes themselves, never a fixed description
             decoder = "with " + ", ".join(f"{k}={v}" for k, v in self.decoder.items())
         return (f"backbone pretrained once on the same training split under rf_lw:{backbone} {decoder}, "
-                f"seed {self.seed}, the same schedule, and shared by every network")
+                f"seed {self.seed}, {self._schedule_words()}, and shared by every network")
+
+    def _schedule_words(self) -> str:
+        return "the same schedule" if self.max_steps is None else f"the same schedule at {self.max_steps} steps"
+
 
 
 def backbone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -76,15 +88,15 @@ def pretrained_backbone(pretrain: Pretrain, backbone: str, data: NetworkData, sc
     (``only_cached``: never train; None where the store does not hold it)."""
     from .train import is_cached, train_network
 
-    if pretrain.task == "classification":
+    if pretrain.task == "classification":  # no decoder: the decoder init does not apply, the step limit does
+        schedule = replace(schedule, max_steps=pretrain.schedule(schedule).max_steps)
         return classification_backbone(pretrain, backbone, data, schedule, device, cache_dir, progress, say,
                                        only_cached)
-    if only_cached and not is_cached(f"rf_lw:{backbone}", data,
-                                     replace(schedule, zero_init_residual=pretrain.zero_init_residual),
-                                     pretrain.seed, device, dict(pretrain.decoder), cache_dir):
+    schedule = pretrain.schedule(schedule)
+    if only_cached and not is_cached(f"rf_lw:{backbone}", data, schedule, pretrain.seed, device,
+                                     dict(pretrain.decoder), cache_dir):
         return None
 
-    schedule = replace(schedule, zero_init_residual=pretrain.zero_init_residual)
     net = train_network(f"rf_lw:{backbone}", data, schedule, pretrain.seed, device, decoder=dict(pretrain.decoder),
                         cache_dir=cache_dir, progress=progress, say=say)
     path = net.path / BACKBONE_FILE

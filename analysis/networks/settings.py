@@ -115,8 +115,11 @@ def parse_setting(raw: dict, name: str) -> NetworkSetting:
         seed = validation.integer("pretrain.seed", table.get("seed", 10_000), minimum=0,
                                   maximum=train_module.MAX_SEED)
         zero_init = validation.boolean("pretrain.zero_init_residual", table.get("zero_init_residual", True))
+        steps = table.get("max_steps")
+        if steps is not None:
+            steps = validation.integer("pretrain.max_steps", steps, minimum=1)
         pretrain = Pretrain(task=task, decoder=changes if task == "segmentation" else {}, seed=seed,
-                            zero_init_residual=zero_init)
+                            zero_init_residual=zero_init, max_steps=steps)
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise UsageTypeError(f"description must be a string, got {description!r}")

@@ -80,7 +80,7 @@ class ProbePlan:
     checkpoints: dict[str, str] = field(default_factory=dict)  # variant name -> checkpoint: no training
     device: str | None = None
     cache_dir: str | None = None  # the trained-network cache (None: the project's .cache/networks)
-    budget_min: float | None = None  # minutes per network trained here (None: the setting's); part of the cache key
+    budget_min: float | None = None  # minutes per network trained here (None: the setting's); a guard, not in the key
 
     @staticmethod
     def default() -> ProbePlan:

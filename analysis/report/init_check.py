@@ -18,8 +18,9 @@ import pandas as pd
 
 from bench.environment import device_description
 
-from ..networks import NetworkSetting, trained_set
-from ..verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, tally
+from ..networks import NetworkSetting
+from ..verdicts import tally
+from . import recipe_check
 from .files import Artifact, ScoreRow, Section, save_table
 
 FOLDER = "init-check"
@@ -42,36 +43,15 @@ def with_init(setting: NetworkSetting, zero_init: bool) -> NetworkSetting:
 
 
 def collect(setting: NetworkSetting, seeds: int, say=print, plan=None) -> dict[str, dict]:
-    """Per init: the probe run, its claim (c) cells, the trained networks' reported mIoU and RCU branch shares.
-    ``plan``: the probes' plan (default: the probes section's, ``ProbePlan.default()``) whose networks are
-    replaced by ``setting`` under each init."""
-    from ..probes import ProbePlan
-    from ..probes.differences import crp_verdicts, tap_differences
-    from ..report.probes import collect as probe_collect
-    from .networks import branch_shares
-
-    out = {}
-    for name, zero in INITS.items():
-        net_setting = with_init(replace(setting, seeds=seeds), zero)
-        probe_plan = replace(plan or ProbePlan.default(), networks=net_setting, seeds=seeds)
-        run = probe_collect(probe_plan, progress=say)
-        probed = probe_plan.setting()  # the networks the probes ran on (loaded from the store, not trained again)
-        nets = trained_set(probed, seeds=seeds, say=None, progress=False, cache_dir=probe_plan.cache_dir)
-        out[name] = {"run": run, "cells": crp_verdicts(run, tap_differences(run)),
-                     "miou": pd.DataFrame([{"family": n.record["family"], "seed": n.record["seed"],
-                                            "miou": n.reported_miou, "split": n.reported_split} for n in nets]),
-                     "shares": branch_shares(probed, nets),
-                     "backbones": sorted({str(n.record["backbone_weights"]) for n in nets})}
-    return out
+    """Per init: the probe run, its claim (c) cells, the trained networks' reported mIoU and RCU branch shares
+    (:func:`analysis.report.recipe_check.collect`). ``plan``: the probes' plan (default: the probes section's,
+    ``ProbePlan.default()``) whose networks are replaced by ``setting`` under each init."""
+    return recipe_check.collect({name: with_init(setting, zero) for name, zero in INITS.items()}, seeds, say, plan)
 
 
 def check_verdict(first: str, second: str, claim: str = "claim (c)") -> tuple[str, str]:
     """:data:`CHECK_RULE` on the two inits' outcomes of one claim."""
-    if first == second:
-        return REPRODUCED, f"{claim} is {first} under both inits"
-    if {first, second} == {REPRODUCED, NOT_REPRODUCED}:
-        return NOT_REPRODUCED, f"{claim} is {first} under the zero-init but {second} under a standard init"
-    return INCONCLUSIVE, f"{claim} is {first} under the zero-init, {second} under a standard init"
+    return recipe_check.check_verdict(first, second, claim, ("the zero-init", "a standard init"))
 
 
 def accuracy_claims_by_init(data: dict[str, dict]) -> pd.DataFrame:

@@ -89,9 +89,10 @@ def control_rows(controls: dict) -> tuple[dict, list[dict]]:
 
 
 def accuracy_rows(table: pd.DataFrame, shares: pd.DataFrame | None, name: str, where: str,
-                  controls: dict | None = None) -> tuple[list, pd.DataFrame]:
+                  controls: dict | None = None, without_rcu: dict | None = None) -> tuple[list, pd.DataFrame]:
     """The accuracy claims' scorecard rows and their table (analysis.networks.claims); with ``controls``
-    (:func:`control_runs`) the mIoU claim stands only where both controls pass."""
+    (:func:`control_runs`) the mIoU claims stand only where both controls pass. ``without_rcu``: seed -> reported
+    mIoU of the original without RCUs (default: the controls' runs), for Section 3.3's "RCUs matter"."""
     from ..networks.claims import (
         ACCURACY_RULE,
         RCU_MATTERS_RULE,
@@ -112,17 +113,20 @@ def accuracy_rows(table: pd.DataFrame, shares: pd.DataFrame | None, name: str, w
         acc_v = gated(acc_v, verdicts)
     rows = [{"claim": "LW keeps RF's accuracy (Tables 2-3)", "effect": f"LW - RF {measure} (points)",
              "estimate": acc.estimate, "ci_low": acc.low, "ci_high": acc.high, "n_seeds": acc_n,
-             "status": acc_v.outcome, "why": acc_v.why}]
+             "status": acc_v.outcome, "why": acc_v.why, "rule": ACCURACY_RULE}]
     scores = [ScoreRow("Tables 2-3 (mIoU): LW keeps RF's accuracy", "LW within 0-0.9 points of RF (single scale)",
                        f"LW - RF {acc.words('.1f')} points over {acc_n} seed(s)", where, acc_v.outcome, acc_v.why,
                        ACCURACY_RULE, f"{name}/accuracy_claims.md", acc_n)]
-    if controls is not None and controls.get("rf_without_rcu"):
-        cells, matters_v = rcu_matters_verdict(miou, controls["rf_without_rcu"])
-        matters_v = gated(matters_v, verdicts)
+    if without_rcu is None and controls is not None:
+        without_rcu = controls.get("rf_without_rcu")
+    if without_rcu:
+        cells, matters_v = rcu_matters_verdict(miou, without_rcu)
+        matters_v = gated(matters_v, verdicts) if controls is not None else matters_v
         for cell, x, v, n in cells:  # each cell gated like the claim: a task that cannot tell apart decides no cell
-            v = gated(v, verdicts)
+            v = gated(v, verdicts) if controls is not None else v
             rows.append({"claim": "RCUs matter in RF, not in LW (Section 3.3)", "effect": cell, "estimate": x.estimate,
-                         "ci_low": x.low, "ci_high": x.high, "n_seeds": n, "status": v.outcome, "why": v.why})
+                         "ci_low": x.low, "ci_high": x.high, "n_seeds": n, "status": v.outcome, "why": v.why,
+                         "rule": RCU_MATTERS_RULE})
         n_cells = min(c[3] for c in cells)
         scores.append(ScoreRow("Section 3.3: RCUs matter in the original, not in LW",
                                "RF loses > 5% without RCUs; LW loses nothing",
@@ -134,7 +138,8 @@ def accuracy_rows(table: pd.DataFrame, shares: pd.DataFrame | None, name: str, w
         sat, sat_v, sat_n = saturation_verdict(per)
         rows.append({"claim": "RCUs saturate in LW, not in RF (Section 3.3)",
                      "effect": "mean RCU branch share, LW-with-RCU - RF", "estimate": sat.estimate, "ci_low": sat.low,
-                     "ci_high": sat.high, "n_seeds": sat_n, "status": sat_v.outcome, "why": sat_v.why})
+                     "ci_high": sat.high, "n_seeds": sat_n, "status": sat_v.outcome, "why": sat_v.why,
+                     "rule": SATURATION_RULE})
         words = "; ".join(f"{family_label(f)} {sum(v.values()) / len(v):.3f}" for f, v in per.items())
         scores.append(ScoreRow("Section 3.3: RCUs saturate in LW (branch share)", "'almost completely saturated' in LW",
                                f"mean RCU branch share {words}", where, sat_v.outcome, sat_v.why, SATURATION_RULE,

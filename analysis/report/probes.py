@@ -120,7 +120,8 @@ def schedule_words(net) -> str:
             f"{' with cosine decay to 0 at the step limit' if sch.decay == 'cosine' else ''}, "
             f"batch {sch.batch_size}"
             f"{f' of random {sch.crop}px crops' if sch.crop else ''}, {sch.warmup_steps} warm-up steps, "
-            f"zero-init residual branches, until its val mIoU stops improving by {100 * sch.min_delta:g} points over "
+            f"{'zero-init' if sch.zero_init_residual else 'standard-init'} residual branches, until its val mIoU "
+            f"stops improving by {100 * sch.min_delta:g} points over "
             f"{sch.patience} "
             f"evaluations {sch.eval_every} steps apart (at most {sch.max_steps} steps{budget}), best weights kept; "
             f"{width}; {net.seeds} seed(s); cached and shared with the receptive-field section")
