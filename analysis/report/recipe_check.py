@@ -28,8 +28,9 @@ def check_verdict(first: str, second: str, claim: str, names: tuple[str, str]) -
 
 def collect(recipes: dict[str, NetworkSetting], seeds: int, say=print, plan=None) -> dict[str, dict]:
     """Per recipe (name -> the setting trained under it): the probe run, its claim (c) cells, the trained networks'
-    reported mIoU and RCU branch shares, and the shared backbones they started from. ``plan``: the probes' plan
-    (default: the probes section's, ``ProbePlan.default()``) whose networks are replaced by each recipe's setting."""
+    reported mIoU and RCU branch shares, the shared backbones they started from and their training records.
+    ``plan``: the probes' plan (default: the probes section's, ``ProbePlan.default()``) whose networks are replaced by
+    each recipe's setting."""
     from ..probes import ProbePlan
     from ..probes.differences import crp_verdicts, tap_differences
     from ..report.probes import collect as probe_collect
@@ -45,5 +46,6 @@ def collect(recipes: dict[str, NetworkSetting], seeds: int, say=print, plan=None
                      "miou": pd.DataFrame([{"family": n.record["family"], "seed": n.record["seed"],
                                             "miou": n.reported_miou, "split": n.reported_split} for n in nets]),
                      "shares": branch_shares(probed, nets),
-                     "backbones": sorted({str(n.record["backbone_weights"]) for n in nets})}
+                     "backbones": sorted({str(n.record["backbone_weights"]) for n in nets}),
+                     "records": [n.record for n in nets]}
     return out

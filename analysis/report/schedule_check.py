@@ -85,10 +85,9 @@ def collect(setting: NetworkSetting, seeds: int, say=print, plan=None) -> dict[s
                               variants=[f"rf:{probed.backbone}"], seeds=seeds, say=say,
                               cache_dir=plan.cache_dir if plan is not None else None)
         data[name]["without_rcu"] = {t.record["seed"]: t.reported_miou for t in without}
-        data[name]["ends"] = {(t.record["family"], t.record["seed"]): {
-            "steps": t.record["steps"], "stop_reason": t.record["stop_reason"], "last_gain": last_gain(t.record)}
-            for t in trained_set(probed, seeds=seeds, say=None, progress=False,
-                                 cache_dir=plan.cache_dir if plan is not None else None)}
+        data[name]["ends"] = {(r["family"], r["seed"]): {
+            "steps": r["steps"], "stop_reason": r["stop_reason"], "last_gain": last_gain(r)}
+            for r in data[name]["records"]}
     return data
 
 
