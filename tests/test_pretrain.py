@@ -104,3 +104,22 @@ def test_a_classification_pretraining_is_a_decoderless_backbone_shared_by_every_
     again = trained_set(setting, cache_dir=tmp_path, progress=False, say=None, workers=1)
     assert all(n.cached for n in again)
     assert "as a classifier" in setting.pretrain.describe("resnet18")
+
+
+def test_a_background_pretraining_gives_the_backbone_a_set_trains_from(tmp_path):
+    """pretrain_in_background (the bench overlaps it with shape counting) trains the same store entry, bit for bit,
+    as the set's own pretraining; a set trained meanwhile waits for it (or trains it and the process reuses it)."""
+    from analysis.networks.settings import pretrain_in_background
+
+    setting = NetworkSetting("tiny", TINY_SCHEDULE, seeds=1, device="cpu", decoder=NARROW, backbone="resnet18",
+                             families=("rf_lw",), data=TINY_DATA, pretrain=Pretrain(decoder=NARROW | {
+                                 "crp_stages": 0}, seed=77))
+    process = pretrain_in_background(setting, cache_dir=tmp_path / "background")
+    (net,) = trained_set(setting, cache_dir=tmp_path / "background", progress=False, say=None, workers=1)
+    process.join(timeout=300)
+    assert process.exitcode == 0
+    assert len(list((tmp_path / "background").glob(f"*/{BACKBONE_FILE}"))) == 1  # pretrained once
+    (alone,) = trained_set(setting, cache_dir=tmp_path / "alone", progress=False, say=None, workers=1)
+    assert net.record["backbone_weights"] == alone.record["backbone_weights"]  # the same backbone, bit for bit
+    assert pretrain_in_background(dataclasses.replace(setting, pretrain=None)) is None
+    assert pretrain_in_background(dataclasses.replace(setting, device="cuda")) is None

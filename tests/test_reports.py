@@ -260,3 +260,28 @@ def test_networks_section_tabulates_the_trained_set(tmp_path):
     assert set(shares.family) == {"rf", "rf_lw_rcu"} and shares.branch_share.between(0, 1).all()
     again = build_networks(tmp_path, TINY_NETWORKS)  # the second build loads every network from the cache
     assert pd.read_csv(tmp_path / "networks" / "networks.csv").cached.all() and again.title == section.title
+
+
+def test_timed_sections_run_first_and_shape_counts_start_the_backbone_pretraining(tmp_path, monkeypatch):
+    """A run times before anything trains beside it; the shared backbone pretrains in the background from the first
+    shape-only section of a default CPU run that trains the set, and nowhere else."""
+    ran, started = [], []
+    for name in ("complexity", "zoo", "timing", "networks", "ablation"):
+        monkeypatch.setitem(report.SECTIONS, name, lambda out, name=name: ran.append(name) or Section(name))
+
+    class Started:
+        def join(self):
+            started.append("joined")
+
+    def pretrain(setting):
+        started.append((setting.name, list(ran)))
+        return Started()
+
+    monkeypatch.setattr("analysis.networks.settings.pretrain_in_background", pretrain)
+    report.run(["complexity", "zoo", "timing", "networks", "ablation"], out=tmp_path, device="cpu")
+    assert ran == ["timing", "ablation", "complexity", "zoo", "networks"]
+    assert started == [("cpu", ["timing", "ablation"]), "joined"]  # once, after the timed sections, then waited for
+    started.clear()
+    report.run(["complexity", "timing"], out=tmp_path, device="cpu")  # nothing trains: nothing to pretrain
+    report.run(["zoo", "networks"], out=tmp_path, device="cuda")  # a GPU's set trains on the GPU
+    assert started == []

@@ -20,6 +20,7 @@ chosen".
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -221,7 +222,12 @@ def _write_whole(state: dict, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".backbone-", suffix=".pt")
     os.close(fd)
     try:
-        torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
+        # saved through memory: torch.save names the archive inside the file after the file (here a random temp
+        # name), so the same weights saved to a temp file gave other bytes, hence another digest in every network's
+        # key, on every machine and clone; from a buffer the inner name is always "archive"
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
+        Path(tmp).write_bytes(buffer.getvalue())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

@@ -257,9 +257,7 @@ def trained_set(
     cache_dir = Path(cache_dir or train_module.CACHE)  # resolved here: spawned workers must write where we read
     weights = {name: backbone_weights for name in names}  # each variant's starting backbone
     if backbone_weights is None and chosen.pretrain is not None:  # one shared backbone per backbone architecture
-        shared = {b: pretrained_backbone(chosen.pretrain, b, loaded, run_schedule, device, cache_dir, progress, say,
-                                         only_cached)
-                  for b in dict.fromkeys(variant_info(n).backbone for n in names)}
+        shared = shared_backbones(chosen, names, loaded, run_schedule, device, cache_dir, progress, say, only_cached)
         names = [n for n in names if shared[variant_info(n).backbone] is not None]  # only_cached: none pretrained
         weights = {name: shared[variant_info(name).backbone] for name in names}
     if only_cached:
@@ -308,6 +306,42 @@ def trained_set(
     if incomplete:
         raise IncompleteTraining(train_module.incomplete_message(incomplete), incomplete)
     return nets
+
+
+def shared_backbones(setting: NetworkSetting, names: Sequence[str], data, schedule: Schedule, device: str,
+                     cache_dir: Path, progress: bool = True, say: Callable[[str], None] | None = print,
+                     only_cached: bool = False) -> dict[str, str | None]:
+    """{backbone: the path of its shared pretrained checkpoint} for the backbones of ``names``, each pretrained
+    once where the store does not hold it (``only_cached``: None for those)."""
+    return {b: pretrained_backbone(setting.pretrain, b, data, schedule, device, cache_dir, progress, say, only_cached)
+            for b in dict.fromkeys(variant_info(n).backbone for n in names)}
+
+
+def _pretrain_job(setting: NetworkSetting, cache_dir: Path) -> None:
+    """A spawned process: the setting's data generated and its shared backbones pretrained (quietly)."""
+    data = load_data(setting.data, setting.schedule.size, progress=None)
+    shared_backbones(setting, setting.variants(), data, setting.schedule, setting.device, cache_dir, progress=False,
+                     say=None)
+
+
+def pretrain_in_background(setting: str | NetworkSetting = "cpu", cache_dir: str | Path | None = None):
+    """Start the setting's shared backbone pretraining in a spawned process and return it (a
+    ``multiprocessing.Process``; None where the setting has no shared backbone or trains on a GPU).
+
+    A CPU training runs on one thread, so while the backbone pretrains the other cores can do work that does not
+    need it (the bench counts shapes meanwhile). Nothing else changes: the process trains the same store entry with
+    the same code, and the entry's lock makes a later :func:`trained_set` wait for it rather than train it twice (or,
+    where it has not taken the lock yet, train it itself while the process waits and then reuses it)."""
+    import multiprocessing
+
+    chosen = network_setting(setting)
+    if chosen.pretrain is None or chosen.device != "cpu":
+        return None
+    cache_dir = Path(cache_dir or train_module.CACHE)
+    process = multiprocessing.get_context("spawn").Process(target=_pretrain_job, args=(chosen, cache_dir),
+                                                           name="pretrain-shared-backbone")
+    process.start()
+    return process
 
 
 def _train_one(job: tuple) -> tuple[list[str], dict | None]:

@@ -156,6 +156,29 @@ TRAINED = ("networks", "erf", "probes", "path-accuracy", "init-check", "schedule
 (``analysis.networks.train.TRAINING_VERSION``), and the front page marks an entry of an earlier version superseded."""
 
 
+TIMED = ("timing", "ablation")
+"""Sections that time on this machine: a run puts them first, before any training starts beside other sections."""
+SHAPE_ONLY = ("complexity", "zoo")
+"""Sections that only count shapes (their numbers do not depend on the machine's load): where the run also trains the
+set, the set's shared backbone pretrains on one core in the background while they run (one thread, as every CPU
+training, so the same weights; :func:`analysis.networks.settings.pretrain_in_background`)."""
+
+
+def _pretrain_ahead(names: list[str], name: str, seeds: int | None, device: str):
+    """The background pretraining process, started before the first shape-only section of a default CPU run that
+    trains the set; None otherwise."""
+    if seeds is not None or device != "cpu" or name not in SHAPE_ONLY or "networks" not in names:
+        return None
+    from ..networks.settings import pretrain_in_background
+    from .networks import default_setting
+
+    process = pretrain_in_background(default_setting())
+    if process is not None:
+        print("  the shared backbone pretrains in the background (one thread) while the shape-only sections run",
+              flush=True)
+    return process
+
+
 def _key(name: str, device: str) -> str:
     """Manifest key: ``section``, or ``section/<device slug>`` for the sections kept per device."""
     return f"{name}/{device_slug(device)}" if name in PER_DEVICE else name
@@ -168,6 +191,7 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
     import torch
 
     names = sections or (list(SEEDED) if seeds is not None else list(SECTIONS))
+    names = [n for n in names if n in TIMED] + [n for n in names if n not in TIMED]  # timings on a quiet machine
     unknown = [n for n in names if n not in SECTIONS and n not in SEEDED]
     if unknown:
         valid = ", ".join(dict.fromkeys([*SECTIONS, *SEEDED]))
@@ -187,31 +211,14 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     status = {}
-    for i, name in enumerate(names, 1):
-        key = _key(name, device) + (f"-{seeds}-seeds" if seeds is not None else "")
-        print(f"[{i}/{len(names)}] {name} ...", flush=True)
-        start = time.perf_counter()
-        entry = {"section": name, "title": name, "environment": environment(device), "verdict_version": VERDICT_VERSION}
-        if name in TRAINED:
-            from ..networks.settings import SET_VERSION
-            from ..networks.train import TRAINING_VERSION
-
-            entry["training_version"] = TRAINING_VERSION
-            entry["set_version"] = SET_VERSION
-        try:
-            section = SEEDED[name](out, seeds) if seeds is not None else SECTIONS[name](out)
-            entry.update(title=section.title, text=section.text, settings=section.settings, folder=section.folder,
-                         artifacts=[asdict(a) for a in section.artifacts], scores=[asdict(s) for s in section.scores])
-            status[name] = "ok"
-        except Exception as err:  # a failed section is reported; the others still run
-            traceback.print_exc()
-            entry.update({k: v for k, v in manifest.get(key, {}).items() if k != "error"},
-                         error=f"{type(err).__name__}: {err}")
-            status[name] = entry["error"]
-        entry["seconds"] = time.perf_counter() - start
-        entry["finished"] = time.strftime("%Y-%m-%d %H:%M")
-        manifest[key] = entry
-        print(f"[{i}/{len(names)}] {name}: {status[name]} ({entry['seconds']:.1f} s)", flush=True)
+    background = None
+    try:
+        for i, name in enumerate(names, 1):
+            background = background or _pretrain_ahead(names, name, seeds, device)
+            status[name] = _run_section(name, i, len(names), out, device, seeds, manifest)
+    finally:
+        if background is not None:
+            background.join()  # the networks section has waited for it; an error there is that section's
     ran = {_key(name, device) + (f"-{seeds}-seeds" if seeds is not None else "") for name in names}
     with manifest_lock(out):  # another report run may have written its sections meanwhile: merge into its manifest
         current = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
@@ -222,6 +229,35 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
         write_atomic(manifest_path, to_json(ordered, indent=2) + "\n")
         write_pages(ordered, out)
     return status
+
+
+def _run_section(name: str, i: int, count: int, out: Path, device: str, seeds: int | None, manifest: dict) -> str:
+    """Run one section into ``manifest`` (its entry, or its error beside its last good entry); "ok" or the error."""
+    key = _key(name, device) + (f"-{seeds}-seeds" if seeds is not None else "")
+    print(f"[{i}/{count}] {name} ...", flush=True)
+    start = time.perf_counter()
+    entry = {"section": name, "title": name, "environment": environment(device), "verdict_version": VERDICT_VERSION}
+    if name in TRAINED:
+        from ..networks.settings import SET_VERSION
+        from ..networks.train import TRAINING_VERSION
+
+        entry["training_version"] = TRAINING_VERSION
+        entry["set_version"] = SET_VERSION
+    try:
+        section = SEEDED[name](out, seeds) if seeds is not None else SECTIONS[name](out)
+        entry.update(title=section.title, text=section.text, settings=section.settings, folder=section.folder,
+                     artifacts=[asdict(a) for a in section.artifacts], scores=[asdict(s) for s in section.scores])
+        result = "ok"
+    except Exception as err:  # a failed section is reported; the others still run
+        traceback.print_exc()
+        entry.update({k: v for k, v in manifest.get(key, {}).items() if k != "error"},
+                     error=f"{type(err).__name__}: {err}")
+        result = entry["error"]
+    entry["seconds"] = time.perf_counter() - start
+    entry["finished"] = time.strftime("%Y-%m-%d %H:%M")
+    manifest[key] = entry
+    print(f"[{i}/{count}] {name}: {result} ({entry['seconds']:.1f} s)", flush=True)
+    return result
 
 
 def rejudge_timing(manifest: dict, out: Path) -> dict:
