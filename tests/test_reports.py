@@ -285,3 +285,14 @@ def test_timed_sections_run_first_and_shape_counts_start_the_backbone_pretrainin
     report.run(["complexity", "timing"], out=tmp_path, device="cpu")  # nothing trains: nothing to pretrain
     report.run(["zoo", "networks"], out=tmp_path, device="cuda")  # a GPU's set trains on the GPU
     assert started == []
+
+
+def test_the_complexity_section_counts_built_in_names_whatever_ran_before_it():
+    """The bench runs the ablation section (which registers its spec's paper.N names) before complexity."""
+    from analysis.report.complexity import collect
+    from bench.models import list_models, register_variant
+
+    register_variant("zz_complexity_narrow", "rf_lw50", exist_ok=True, channels=64)
+    assert "zz_complexity_narrow" in list_models(include_backbones=False)
+    assert "zz_complexity_narrow" not in list_models(include_backbones=False, registered=False)
+    assert "zz_complexity_narrow" not in set(collect().records.variant)

@@ -44,7 +44,7 @@ def test_spec_expands_patterns_and_hashes_stably(tmp_path):
 
 @pytest.mark.parametrize("text, words", [
     ('measure = ["flops"]\nvariants = ["rf50"]', "unknown measure 'flops'"),
-    ('measure = ["complexity"]\nvariants = ["rf_lw:nothing*"]', "matches no name"),
+    ('measure = ["complexity"]\nvariants = ["rf_lw:nothing*"]', "matches no built-in name"),
     ('measure = ["complexity"]\nvariants = ["rf50"]\nsizes = ["16x16"]', "at least 32x32"),
     ('measure = ["speedup"]', "'speedup' needs 'pairs'"),
     ('measure = ["time"]\nvariants = ["rf50"]\n[timing]\nrunz = 3', "unknown [timing] field(s) ['runz']"),
@@ -146,3 +146,22 @@ chunk = 1
 def test_zoo_sweep_runs_with_two_local_workers(tmp_path):
     status = run_sweep(load_spec(SPECS / "zoo.toml"), tmp_path / "zoo", executor="local", workers=2, progress=None)
     assert status.done == status.total and not status.failed
+
+
+def test_a_spec_means_the_same_whatever_this_process_registered_and_its_jobs_know_its_registered_names(tmp_path):
+    """A pattern matches built-in names only (the bench's zoo once swept the ablation's registered paper.N names,
+    which its worker processes did not know: 58 failed configurations); a registered name listed exactly travels
+    into the jobs with its registration and is measured there."""
+    from bench.models import register_variant
+
+    before = load_spec(SPECS / "zoo.toml").variants
+    register_variant("zz_sweep_narrow", "rf_lw_mbv2", exist_ok=True, channels=32)
+    assert load_spec(SPECS / "zoo.toml").variants == before  # not swept by "*"
+    spec = load_spec(write_spec(tmp_path, 'measure = ["complexity"]\nvariants = ["zz_sweep_narrow", "rf_lw_mbv2"]\n'
+                                          'sizes = ["64x64"]'))
+    (narrow,) = [c for c in spec.configurations() if c["variant"] == "zz_sweep_narrow"]
+    assert narrow["registered"] == [{"name": "zz_sweep_narrow", "base": "rf_lw_mbv2", "changes": {"channels": 32}}]
+    status = run_sweep(spec, tmp_path / "out", executor="local", workers=1, progress=None)  # another process
+    assert (status.done, status.failed) == (2, 0)
+    params = merged_frame(tmp_path / "out").set_index("variant").params
+    assert params["zz_sweep_narrow"] < params["rf_lw_mbv2"]  # the registered network, not the base under its name

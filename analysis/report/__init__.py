@@ -69,9 +69,15 @@ def _ablation(out: Path) -> Section:
 
 
 def _zoo(out: Path) -> Section:
+    import multiprocessing
+    import os
+
     from .zoo import build
 
-    return build(out)
+    # one worker per core this run's own background work leaves free (the shared backbone's pretraining holds one
+    # core while the shape-only sections run): two workers beside it slowed both, one finishes within its time
+    free = (os.cpu_count() or 1) - len(multiprocessing.active_children())
+    return build(out, workers=max(1, min(2, free)))
 
 
 SECTIONS: dict[str, Callable[[Path], Section]] = {

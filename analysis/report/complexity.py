@@ -39,7 +39,7 @@ class ComplexityResults:
 
 
 def collect(variants: list[str] | None = None) -> ComplexityResults:
-    variants = variants or list_models(include_backbones=False)
+    variants = variants or list_models(include_backbones=False, registered=False)  # the same whatever ran first
     return ComplexityResults(
         complexity_frame(complexity(variants, SIZES)),
         block_breakdown(variants, 512, 512),

@@ -31,7 +31,8 @@ def build(out: Path, workers: int = 2, cache: Path = CACHE) -> Section:
     families = frame.groupby("family").variant.nunique()
     text = (f"{frame.variant.nunique()} names ({', '.join(f'{n} {f}' for f, n in families.items())}) at "
             f"{frame.height.nunique()} sizes, counted shape-only in a sweep of {status.total} configurations "
-            f"({status.total - status.skipped} run now in {seconds:.0f} s with {workers} local workers, "
+            f"({status.total - status.skipped} run now in {seconds:.0f} s with {workers} local "
+            f"worker{'s' if workers > 1 else ''}, "
             f"{status.skipped} reused from {cache.name}).")
     artifacts = [
         Artifact(f"{FOLDER}/family_cost.png", "Decoder cost on every backbone",

@@ -306,8 +306,12 @@ def list_models(
     include_backbones: bool = True,
     family: str | None = None,
     backbone: str | None = None,
+    registered: bool = True,
 ) -> list[str]:
     """Registered variant names, then ``family:backbone`` for every supported backbone.
+
+    ``registered=False`` leaves out the variants registered in this process (:func:`register_variant`, e.g. by an
+    ablation spec read earlier): the built-in names, the same in every process.
 
     ``pattern`` is a shell-style filter on the name (``"rf_lw*"``, ``"*:resnet*"``); ``family``
     and ``backbone`` keep the variants with that family / backbone (e.g. ``family="rf"``,
@@ -319,7 +323,7 @@ def list_models(
         validation.choice("family", family, FAMILIES)
     if backbone is not None:
         validation.choice("backbone", backbone, backbone_names())
-    infos = list(_REGISTRY.values())
+    infos = [i for i in _REGISTRY.values() if registered or not i.base]
     if include_backbones:
         infos += [_dynamic_info(fam, bb) for fam in FAMILIES for bb in backbone_names()]
     return [

@@ -3,7 +3,7 @@
 Keys (all optional but ``measure``; see specs/zoo.toml and specs/example-gpu.toml)::
 
     measure = ["complexity", "time", "speedup", "profile"]
-    variants = ["rf_lw50", "rf_lw:resnet*"]      # names or shell patterns over list_models(), family:backbone too
+    variants = ["rf_lw50", "rf_lw:resnet*"]      # names, or shell patterns over the built-in names of list_models()
     pairs = [["rf50", "rf_lw50"]]                # speedup: (base, other) pairs
     sizes = ["512x512", "468x625"]
     batches = [1]
@@ -74,6 +74,9 @@ class SweepSpec:
                 (h, w), batch = combo[0], combo[1]
                 config = {"kind": kind, **subject, "height": h, "width": w, "batch": batch,
                           "num_classes": self.num_classes}
+                registered = [_registration(n) for n in subject.values() if variant_info(n).base]
+                if registered:  # a name registered in this process: its jobs' processes register it too
+                    config["registered"] = registered
                 if kind in TIMING_KINDS:
                     config.update(dtype=combo[2], mode=combo[3], device=self.device, timing=dict(self.timing))
                 configs.append(config)
@@ -82,6 +85,12 @@ class SweepSpec:
         ids = [config_id(c) for c in configs]
         assert len(set(ids)) == len(ids), f"repeated configurations in {self}: drop repeated axis values"
         return configs
+
+
+def _registration(name: str) -> dict:
+    """A registered variant as a configuration carries it (:func:`bench.sweeps.jobs.register_names`)."""
+    info = variant_info(name)
+    return {"name": name, "base": info.base, "changes": dict(info.changes)}
 
 
 def config_id(config: dict) -> str:
@@ -104,9 +113,12 @@ def _expand(source: str, patterns: list[str], notes: list[str]) -> list[str]:
         if not isinstance(p, str):
             raise UsageTypeError(f"{source}: 'variants' must hold strings (names or shell patterns), got {p!r}")
         if any(ch in p for ch in "*?["):
-            matched = list_models(p)
+            # built-in names only: a spec file's pattern means the same in every process, whatever was registered
+            # before it was read (the bench's zoo once swept the ablation's paper.N names, which its jobs lacked)
+            matched = list_models(p, registered=False)
             if not matched:
-                raise UsageError(f"{source}: variant pattern {p!r} matches no name of list_models()")
+                raise UsageError(f"{source}: variant pattern {p!r} matches no built-in name of list_models() "
+                                 "(a registered variant is listed by its exact name)")
             names += matched
         else:
             variant_info(p)
