@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench import validation
 from bench.errors import UsageError
-from bench.models import register_variant, variant_info
+from bench.models import register_again, variant_info
 
 from ..datasets.synthetic import SyntheticSpec
 from . import train as train_module
@@ -44,12 +44,6 @@ class JobsOutcome:
     trained: set[tuple[str, int]] = field(default_factory=set)  # (variant, seed) of the networks jobs trained
 
 
-def _registration(name: str) -> tuple[str, dict] | None:
-    """How a name registered in this process (register_variant, a spec) is registered again in a job's process."""
-    info = variant_info(name)
-    return (info.base, dict(info.changes)) if info.base else None
-
-
 def train_job(job: dict) -> str:
     """One job: register its name where needed, then train (or find) its one network, or the shared backbone when
     ``job["pretrain"]``. Returns one line (the job's result)."""
@@ -58,9 +52,7 @@ def train_job(job: dict) -> str:
     def say(line: str) -> None:  # stderr: the job's log (or, run in this process, never the caller's --json stdout)
         print(line, file=sys.stderr)
 
-    if job["registration"] is not None:
-        base, changes = job["registration"]
-        register_variant(job["variant"], base, exist_ok=True, **changes)
+    register_again(job["registration"])
     setting = network_setting(job["setting"])
     if job["pretrain"]:
         from .data import load_data
@@ -119,7 +111,7 @@ def train_as_jobs(setting, variants: Sequence[str] | None, seeds: int | Sequence
                                           only_cached=True) is None]
         if missing:
             say(f"  phase 1: {len(missing)} shared backbone(s) to pretrain ({executor} executor)")
-            _run([{**base, "variant": n, "seed": -1, "registration": _registration(n), "pretrain": True}
+            _run([{**base, "variant": n, "seed": -1, "registration": variant_info(n).registration(), "pretrain": True}
                   for n in missing], executor, workers, timeout_min, slurm_partition, device, logs, outcome, say,
                  poll_s)
             outcome.submitted += len(missing)
@@ -139,8 +131,8 @@ def train_as_jobs(setting, variants: Sequence[str] | None, seeds: int | Sequence
     outcome.already_cached = len(first) - len(todo)
     say(f"  {len(todo)} network(s) to train as jobs ({executor} executor), {outcome.already_cached} already in the "
         f"weights store; logs in {logs}")
-    _run([{**base, "variant": n, "seed": s, "registration": _registration(n)} for n, s in todo], executor, workers,
-         timeout_min, slurm_partition, device, logs, outcome, say, poll_s)
+    _run([{**base, "variant": n, "seed": s, "registration": variant_info(n).registration()} for n, s in todo],
+         executor, workers, timeout_min, slurm_partition, device, logs, outcome, say, poll_s)
     outcome.submitted += len(todo)
     return outcome
 

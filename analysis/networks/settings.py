@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench import validation
 from bench.errors import DataError, MissingFileError, UsageError, UsageTypeError
-from bench.models import register_variant, variant_info
+from bench.models import register_again, variant_info
 from bench.models.decoder import changeable_fields
 
 from ..datasets.synthetic import SyntheticSpec
@@ -348,9 +348,7 @@ def _train_one(job: tuple) -> tuple[list[str], dict | None]:
     """A worker process: train (or find cached) one network (on ``train.TRAIN_THREADS`` threads). Its notes (why
     it retrains, a wait for another process) and result line, and the record of an incomplete run (or None)."""
     name, seed, data, schedule, device, decoder, cache_dir, progress, registration, backbone_weights = job
-    if registration is not None:  # a name registered in the caller (register_variant): a spawned process has
-        base, changes = registration  # only the built-ins until it registers the same variant itself
-        register_variant(name, base, exist_ok=True, **changes)
+    register_again(registration)  # a spawned process knows only the built-in names until it registers the caller's
     notes: list[str] = []
     # each worker's own tqdm bar on the shared stderr (they take turns on the last line of a terminal)
     try:
@@ -377,11 +375,8 @@ def _train_in_processes(todo, data, schedule, device, decoder, cache_dir, count,
         say(f"  training {len(todo)} networks in {count} processes at once, {train_module.TRAIN_THREADS} thread(s) "
             "each")
 
-    def registration(name: str) -> tuple[str, dict] | None:
-        info = variant_info(name)
-        return (info.base, dict(info.changes)) if info.base else None
-
-    jobs = [(n, s, data, schedule, device, decoder, cache_dir, progress, registration(n), (weights or {}).get(n))
+    jobs = [(n, s, data, schedule, device, decoder, cache_dir, progress, variant_info(n).registration(),
+             (weights or {}).get(n))
             for n, s in todo]
     incomplete = []
     with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -49,6 +49,11 @@ class VariantInfo:
     base: str | None = None  # register_variant: the built-in (or family:backbone) variant it changes
     changes: tuple[tuple[str, object], ...] = ()  # register_variant: its DecoderSpec changes, (field, value)
 
+    def registration(self) -> dict | None:
+        """What another process needs to register this name as this one did (:func:`register_again`): its name,
+        base and changes; None for a built-in name, which every process knows."""
+        return {"name": self.name, "base": self.base, "changes": dict(self.changes)} if self.base else None
+
     @property
     def decoder_spec(self) -> DecoderSpec:
         """The fully resolved DecoderSpec this variant builds (every field)."""
@@ -242,6 +247,13 @@ def resolve_variant(name: str, base: str, changes: dict, local: dict[str, tuple[
                          f"builds (the base already has them, or they set counts of a part it does not have); "
                          f"it would be {base!r} itself under another name")
     return root, merged, spec
+
+
+def register_again(registration: dict | None) -> None:
+    """Register, in a worker process, a name as its parent registered it (:meth:`VariantInfo.registration`, or an
+    ablation record's ``registered`` entry); None (a built-in name): nothing to do."""
+    if registration is not None:
+        register_variant(registration["name"], registration["base"], exist_ok=True, **registration["changes"])
 
 
 def register_variant(name: str, base: str, exist_ok: bool = False, **decoder_changes) -> VariantInfo:

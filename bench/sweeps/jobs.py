@@ -82,11 +82,11 @@ def _complexity_rows(group: list[dict]) -> dict[str, list[dict]]:
 def register_names(configs: list[dict]) -> None:
     """Register the variants of one's own a configuration uses (ablations store them in ``registered``), so a
     worker process knows every name its parent knew."""
-    from ..models import register_variant
+    from ..models import register_again
 
     for config in configs:
         for entry in config.get("registered", []):
-            register_variant(entry["name"], entry["base"], exist_ok=True, **entry["changes"])
+            register_again(entry)
 
 
 def run_configs(configs: list[dict], out: str) -> dict[str, int]:

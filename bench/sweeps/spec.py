@@ -74,7 +74,7 @@ class SweepSpec:
                 (h, w), batch = combo[0], combo[1]
                 config = {"kind": kind, **subject, "height": h, "width": w, "batch": batch,
                           "num_classes": self.num_classes}
-                registered = [_registration(n) for n in subject.values() if variant_info(n).base]
+                registered = [r for r in (variant_info(n).registration() for n in subject.values()) if r]
                 if registered:  # a name registered in this process: its jobs' processes register it too
                     config["registered"] = registered
                 if kind in TIMING_KINDS:
@@ -85,12 +85,6 @@ class SweepSpec:
         ids = [config_id(c) for c in configs]
         assert len(set(ids)) == len(ids), f"repeated configurations in {self}: drop repeated axis values"
         return configs
-
-
-def _registration(name: str) -> dict:
-    """A registered variant as a configuration carries it (:func:`bench.sweeps.jobs.register_names`)."""
-    info = variant_info(name)
-    return {"name": name, "base": info.base, "changes": dict(info.changes)}
 
 
 def config_id(config: dict) -> str:
