@@ -66,3 +66,30 @@ def test_sweep_report_writes_its_table_and_figures(tmp_path, capsys):
 def test_sweep_report_of_an_empty_folder_is_an_input_error(tmp_path, capsys):
     assert analysis_main(["sweep-report", str(tmp_path)]) == 2
     assert "no sweep records under" in capsys.readouterr().err
+
+
+def test_sweep_report_of_registered_names_without_lw(tmp_path, capsys):
+    """A sweep of a name registered in the sweep's process and of no built-in LW: the report registers the name
+    again from the records (a fresh process knows only built-in names), a registered variant never stands in for
+    its family's built-in network, and with no LW rows the table has no *_over_lw columns."""
+    from bench.complexity import complexity
+    from bench.models import register_variant, registry
+    from bench.sweeps import parse_spec, run_sweep
+
+    register_variant("zz_lw_crp2", "rf_lw:resnet18", crp_stages=2)
+    variants = ["rf:resnet18", "zz_lw_crp2"]
+    spec = parse_spec({"measure": ["complexity"], "variants": variants, "sizes": ["32x32"]})
+    run_sweep(spec, tmp_path / "sweep", executor="debug", progress=None)
+    registry._REGISTRY.pop("zz_lw_crp2")  # as in a new process: only the records know the name
+    registry._SPECS.pop("zz_lw_crp2")
+    assert analysis_main(["sweep-report", str(tmp_path / "sweep")]) == 0, capsys.readouterr().err
+    report = tmp_path / "sweep" / "report"
+    rows = pd.read_csv(report / "sweep.csv")
+    assert sorted(rows.variant) == sorted(variants) and set(rows.family) == {"rf", "rf_lw"}
+    cost = pd.read_csv(report / "family_cost.csv")
+    assert list(cost.columns) == ["backbone", "rf_gflops"]  # the registered LW variant is not 'rf_lw'
+    rf = complexity(["rf:resnet18"], [(32, 32)])[0].paper_flops / 1e9
+    assert cost.rf_gflops.tolist() == [pytest.approx(rf)]
+    md = (report / "family_cost.md").read_text()
+    assert f"| resnet18 | {rf:.3g} |" in md and "nan" not in md  # a fraction of a GFLOP keeps its digits
+    assert (report / "family_cost.png").stat().st_size > 0

@@ -50,18 +50,22 @@ def write_sweep_report(frame: pd.DataFrame, out: Path, title: str, size: tuple[i
         sizes = sorted({(int(h), int(w)) for h, w in zip(comp.height, comp.width, strict=True)})
         h, w = size or sizes[0]
         at = comp[(comp.height == h) & (comp.width == w) & (comp.error == "")]
-        wide = at.pivot_table(index="backbone", columns="family", values="paper_flops", aggfunc="first") / 1e9
-        wide = wide.dropna()
-        overhead = pd.DataFrame({"backbone": wide.index, **{f"{f}_gflops": wide[f].values for f in wide.columns}})
-        for f in wide.columns:
-            if f != "rf_lw":
-                overhead[f"{f}_over_lw"] = (wide[f] / wide["rf_lw"]).values
-        csv2, md2 = save_table(overhead.sort_values("rf_lw_gflops"), out / "family_cost",
-                               f"Each decoder family on every backbone, FLOPs at {h}x{w} (G, MACs + pooling)", [
-            f"{len(overhead)} backbones. *_over_lw: the family's FLOPs over Light-Weight RefineNet's on the same "
-            f"backbone (median {overhead.get('rf_over_lw', pd.Series([float('nan')])).median():.1f}x for RefineNet)."],
-            formats={c: ".1f" for c in overhead.columns if c.endswith("gflops")})
-        written += [csv2, md2]
+        overhead = family_cost(at)
+        if len(overhead):
+            ratios = ("" if "rf_over_lw" not in overhead else
+                      f" (median {overhead['rf_over_lw'].median():.1f}x for RefineNet)")
+            note = (f"{len(overhead)} backbones, the built-in decoder families only (a registered variant is in "
+                    f"the table of every record); '-': the family was not measured on that backbone.")
+            if any(c.endswith("_over_lw") for c in overhead):
+                note += (f" *_over_lw: the family's FLOPs over Light-Weight RefineNet's on the same backbone"
+                         f"{ratios}.")
+            gflops = [c for c in overhead.columns if c.endswith("gflops")]
+            # one decimal for whole GFLOPs; small inputs (0.036 G) keep three significant digits
+            formats = {c: ".1f" if overhead[c].min() >= 1 else ".3g" for c in gflops}
+            csv2, md2 = save_table(overhead, out / "family_cost",
+                                   f"Each decoder family on every backbone, FLOPs at {h}x{w} (G, MACs + pooling)",
+                                   [note], formats=formats)
+            written += [csv2, md2]
         written.append(save_figure(complexity_figure(at, h, w), out / "family_cost"))
     timed = frame[frame.get("kind", pd.Series(dtype=str)) == "time"] if "kind" in frame else frame.iloc[:0]
     if len(timed) and "median_ms" in timed:
@@ -69,29 +73,33 @@ def write_sweep_report(frame: pd.DataFrame, out: Path, title: str, size: tuple[i
     return written
 
 
+def family_cost(at: pd.DataFrame) -> pd.DataFrame:
+    """FLOPs (G) of every built-in family per backbone, and each family's over LW's where both were measured.
+    A registered variant is not its family: it never stands in for the built-in network."""
+    builtin = at[at["variant"].map(lambda v: not variant_info(v).base)]
+    wide = builtin.pivot_table(index="backbone", columns="family", values="paper_flops", aggfunc="first") / 1e9
+    overhead = pd.DataFrame({"backbone": wide.index, **{f"{f}_gflops": wide[f].values for f in wide.columns}})
+    if "rf_lw" in wide:
+        for f in wide.columns:
+            if f != "rf_lw":
+                overhead[f"{f}_over_lw"] = (wide[f] / wide["rf_lw"]).values
+    return overhead.sort_values(f"{wide.columns[0]}_gflops" if "rf_lw" not in wide else "rf_lw_gflops")
+
+
 def complexity_figure(at: pd.DataFrame, h: int, w: int):
     """Left: every family's FLOPs against LW's on the same backbone. Right: params vs FLOPs with each
     family's Pareto front."""
     import matplotlib.pyplot as plt
-    import numpy as np
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-    wide = at.pivot_table(index="backbone", columns="family", values="paper_flops", aggfunc="first").dropna() / 1e9
-    lo, hi = wide.min().min() * 0.8, wide.max().max() * 1.25
-    for f in wide.columns:
-        axes[0].scatter(wide["rf_lw"], wide[f], s=14, color=FAMILY_COLOURS[f], label=family_label(f), alpha=0.8)
-    xs = np.array([lo, hi])
-    for k in (1, 2, 4, 8):
-        axes[0].plot(xs, k * xs, color="0.6", lw=0.7, ls=":")
-        axes[0].text(hi / k / 1.05 if k > 1 else hi / 1.1, hi / 1.05, f"{k}x", fontsize=7, color="0.4", ha="right")
-    axes[0].set_xscale("log")
-    axes[0].set_yscale("log")
-    axes[0].set_xlim(lo, hi)
-    axes[0].set_ylim(lo, hi)
-    axes[0].set_xlabel(f"Light-Weight RefineNet FLOPs (G) at {h}x{w}")
-    axes[0].set_ylabel("this family's FLOPs on the same backbone (G)")
-    axes[0].set_title(f"Decoder cost on {len(wide)} backbones (dotted: 1x, 2x, 4x, 8x LW)", fontsize=10)
-    axes[0].legend(fontsize=8)
+    cost = family_cost(at).set_index("backbone")
+    wide = cost[[c for c in cost if c.endswith("_gflops")]].rename(columns=lambda c: c[:-len("_gflops")])
+    if "rf_lw" in wide:
+        left_panel(axes[0], wide, h, w)
+    else:  # nothing to compare against: say so where the panel would be
+        axes[0].text(0.5, 0.5, "no Light-Weight RefineNet (rf_lw) rows in this sweep:\nno per-backbone comparison",
+                     ha="center", va="center", transform=axes[0].transAxes, fontsize=9, color="0.3")
+        axes[0].set_axis_off()
     for f, g in at.groupby("family"):
         x, y = g["params"] / 1e6, g["paper_flops"] / 1e9
         axes[1].scatter(x, y, s=10, color=FAMILY_COLOURS[f], alpha=0.35)
@@ -109,6 +117,28 @@ def complexity_figure(at: pd.DataFrame, h: int, w: int):
     axes[1].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def left_panel(ax, wide: pd.DataFrame, h: int, w: int) -> None:
+    """Every family's FLOPs against LW's on the same backbone (G), with 1x/2x/4x/8x guides."""
+    import numpy as np
+
+    lo, hi = np.nanmin(wide.values) * 0.8, np.nanmax(wide.values) * 1.25
+    for f in wide.columns:
+        ax.scatter(wide["rf_lw"], wide[f], s=14, color=FAMILY_COLOURS[f], label=family_label(f), alpha=0.8)
+    xs = np.array([lo, hi])
+    for k in (1, 2, 4, 8):
+        ax.plot(xs, k * xs, color="0.6", lw=0.7, ls=":")
+        ax.text(hi / k / 1.05 if k > 1 else hi / 1.1, hi / 1.05, f"{k}x", fontsize=7, color="0.4", ha="right")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel(f"Light-Weight RefineNet FLOPs (G) at {h}x{w}")
+    ax.set_ylabel("this family's FLOPs on the same backbone (G)")
+    ax.set_title(f"Decoder cost on {wide['rf_lw'].notna().sum()} backbones (dotted: 1x, 2x, 4x, 8x LW)",
+                 fontsize=10)
+    ax.legend(fontsize=8)
 
 
 def timing_figure(timed: pd.DataFrame):
@@ -133,7 +163,8 @@ def timing_figure(timed: pd.DataFrame):
 def report_sweep(folder: str | Path, report: str | Path | None = None, say=print) -> list[Path]:
     """``python -m analysis sweep-report DIR``: a sweep's records merged into one table and figures."""
     from bench.errors import UsageError
-    from bench.sweeps import merged_frame
+    from bench.sweeps import merged_frame, read_records
+    from bench.sweeps.jobs import register_names
 
     if not Path(folder).is_dir():
         raise UsageError(f"sweep folder not found: {folder} (the --out folder of `python -m bench sweep`)")
@@ -143,6 +174,7 @@ def report_sweep(folder: str | Path, report: str | Path | None = None, say=print
     frame = merged_frame(folder)
     if not len(frame):
         raise UsageError(f"no sweep records under {folder}/records")
+    register_names([r["config"] for r in read_records(folder)])  # names the sweep's process registered
     frame = _drop_undrawable(frame, say)
     return write_sweep_report(frame, out, title=f"Sweep {folder}")
 
