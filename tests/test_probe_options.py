@@ -33,6 +33,17 @@ def test_classes_txt_sets_k_over_the_largest_label(four_label_folder_with_six_na
     assert dataset_classes(root, None, masks)[0] == 4  # without it: the largest label + 1
 
 
+def test_a_repeated_class_name_is_bad_input(four_label_folder_with_six_names, capsys):
+    """Per-class tables are keyed by name: a name given twice would silently drop a class from them."""
+    from analysis.cli import main
+
+    root = four_label_folder_with_six_names
+    (root / "VOC2012" / "classes.txt").write_text("background\nred\nred\nblue\n")
+    assert main(["train", "--data", str(root), "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "class name 'red' appears twice (class 1 and class 2)" in err and "Traceback" not in err
+
+
 def test_cli_seeds_classes_and_one_resample_set(four_label_folder_with_six_names, tmp_path, monkeypatch):
     from analysis.cli import main
 

@@ -70,6 +70,12 @@ def class_names(root: str | Path) -> tuple[str, ...] | None:
     names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
     if not 2 <= len(names) <= MAX_CLASSES:
         raise DataError(f"{path}: expected 2..{MAX_CLASSES} class names (background first), got {len(names)}")
+    seen: dict[str, int] = {}
+    for line, name in enumerate(names, 1):
+        if name in seen:  # the per-class tables are keyed by name: a repeated one would lose a class silently
+            raise DataError(f"{path}: class name {name!r} appears twice (class {seen[name] - 1} and class "
+                            f"{line - 1}); every class needs its own name")
+        seen[name] = line
     return names
 
 
