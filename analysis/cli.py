@@ -155,6 +155,30 @@ def recipe(args: argparse.Namespace) -> dict:
             "num_classes": args.num_classes, "backbone_weights": backbone_weights, "cache_dir": args.cache}
 
 
+RECIPE_FLAGS = ("data", "num_classes", "setting", "device", "seeds", "size", "steps", "lr", "backbone_checkpoint",
+                "cache")
+"""``ablation-report``'s options that say which trained networks ``--accuracy`` looks up."""
+
+
+def no_recipe(args: argparse.Namespace) -> None:
+    """``ablation-report`` without ``--accuracy``: a recipe option would do nothing, so it is refused."""
+    given = [f"--{name.replace('_', '-')}" for name in RECIPE_FLAGS if getattr(args, name) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --accuracy (which trained "
+                         "networks to look up); without --accuracy the report holds the costs only")
+
+
+def drop_accuracy_files(out: Path) -> None:
+    """Without ``--accuracy``, the accuracy tables and figures an earlier ``--accuracy`` run wrote under ``out`` are
+    removed (they would be read as this run's); said in one line."""
+    old = sorted(p for pattern in ("variants_accuracy.*", "path_*_accuracy.*") for p in out.glob(pattern))
+    for path in old:
+        path.unlink()
+    if old:
+        print(f"removed {len(old)} accuracy file(s) of an earlier --accuracy run from {out} (rerun with --accuracy "
+              "to write them again)")
+
+
 def accuracy_report(args: argparse.Namespace, options: dict, out: Path) -> list[Path]:
     """``ablation-report --accuracy``: the spec's trained variants from the weights store (nothing trained)."""
     from bench.ablations import load_ablation
@@ -170,7 +194,8 @@ def accuracy_report(args: argparse.Namespace, options: dict, out: Path) -> list[
         raise UsageError(f"no trained network of {args.spec}'s variants in the weights store for the '{setting.name}' "
                          f"setting (seeds 0..{seeds - 1}, these options); train them first: python -m analysis "
                          f"train --spec {args.spec} --setting {setting.name} (with the same options)")
-    where = f"'{setting.name}' setting, {options['device']}, {options['schedule'].size}px"
+    data = options["data"] or "generated shapes"
+    where = f"'{setting.name}' setting, {options['device']}, {options['schedule'].size}px, data: {data}"
     return write_spec_accuracy(spec, runs, out, where)
 
 
@@ -347,10 +372,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ablation-report":
             from .report.ablation import report
 
-            options = recipe(args) if args.accuracy else None  # checked before anything is read
-            written = report(args.spec, args.dir, args.report or Path(args.dir) / "report")
+            options = recipe(args) if args.accuracy else no_recipe(args)  # checked before anything is read
+            out = Path(args.report or Path(args.dir) / "report")
+            written = report(args.spec, args.dir, out)
             if options is not None:
-                written += accuracy_report(args, options, Path(args.report or Path(args.dir) / "report"))
+                written += accuracy_report(args, options, out)
+            else:
+                drop_accuracy_files(out)
             print(f"wrote {', '.join(str(p) for p in written)}")
             return 0
         plan = probe_plan(args)

@@ -238,9 +238,14 @@ def timing_disturbance(base_ms: Sequence[float], other_ms: Sequence[float], cpu_
     return "; ".join(reasons)
 
 
-def seed_interval(values: Sequence[float], level: float = 0.95) -> Interval:
+def seed_interval(values: Sequence[float], level: float = 0.95,
+                  bounds: tuple[float, float] | None = None) -> Interval:
     """The mean of per-training-run values (one per seed) and its t interval over the runs: the unit of evidence
-    for a claim about an architecture. One run: no interval (NaN), so every rule says "too few runs"."""
+    for a claim about an architecture. One run: no interval (NaN), so every rule says "too few runs".
+
+    ``bounds``: the range the quantity cannot leave (mIoU: 0 to 100 points); the interval is cut to it. The mean
+    lies in that range, so the cut interval covers it whenever the t interval does (two seeds' t interval of an
+    mIoU near 100 reaches past it)."""
     from scipy import stats
 
     n = len(values)
@@ -251,7 +256,10 @@ def seed_interval(values: Sequence[float], level: float = 0.95) -> Interval:
         return Interval(mean, math.nan, math.nan, level)
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half, level)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Interval(mean, low, high, level)
 
 
 SEED_RESAMPLES = 7

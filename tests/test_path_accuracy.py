@@ -103,6 +103,39 @@ def test_no_shapley_where_a_subset_is_not_trained():
     assert "shapley" not in path_accuracy(spec.paths[0], runs)
 
 
+def test_a_partly_trained_path_says_which_variant_is_missing():
+    """Step 1's variant is not trained: step 1 is 'not trained' (its claim not testable), and step 2, trained, says
+    that its previous variant is not trained rather than 'not trained' itself."""
+    spec = parse_ablation({"paths": {"p": {"start": "rf_lw:resnet18", "steps": [
+        {"crp_kernel": 3, "label": "CRP 1x1 -> 3x3"}, {"fusion_kernel": 3, "label": "fusion 1x1 -> 3x3"}]}}},
+        source="test path")
+    names = [v.name for v in spec.paths[0].variants]
+    frame = path_accuracy(spec.paths[0], _runs({names[0]: [0.8, 0.81, 0.79], names[2]: [0.8, 0.82, 0.78]}))
+    assert list(frame.n_seeds) == [3, 0, 3]
+    assert frame.effect.iloc[1] == "not trained" and frame.status.iloc[1] == "not testable here"
+    assert frame.effect.iloc[2] == f"previous variant ({names[1]}) not trained"
+    assert frame.status.iloc[2] == "not testable here"
+    assert frame.from_start.iloc[2] == pytest.approx(0.0)  # the start is trained: the cumulative change still is
+    late = _runs({names[1]: [0.1, 0.1, 0.8]}).query("seed == 2")  # names[1] on seed 2 only
+    disjoint = path_accuracy(spec.paths[0], pd.concat([_runs({names[0]: [0.8, 0.81]}), late]))
+    assert disjoint.effect.iloc[1] == f"no common seed ({names[0]}: 0, 1; {names[1]}: 2)"
+
+
+def test_an_interval_of_a_mean_miou_is_cut_to_0_100():
+    """Two seeds near 100%: the t interval (12.7 x sd / sqrt 2) reaches past 100; the table's stops there, and the
+    notes name the variant."""
+    from analysis.networks.spec_accuracy import cut_words, variant_accuracy
+
+    runs = _runs({"a": [0.99, 0.90], "b": [0.50, 0.52]})
+    _, _, t_high = _t_interval([99.0, 90.0])
+    assert t_high > 100
+    acc = variant_accuracy(runs).set_index("variant")
+    assert acc.miou_high["a"] == 100.0 and acc.miou_low["a"] == pytest.approx(_t_interval([99.0, 90.0])[1])
+    assert (acc.miou_low["b"], acc.miou_high["b"]) == pytest.approx(_t_interval([50.0, 52.0])[1:])
+    assert cut_words(acc.reset_index()).endswith("here a")
+    assert cut_words(acc.reset_index().iloc[1:]) == ""
+
+
 @pytest.mark.parametrize("interval, n, words", [
     (Interval(-1.0, -1.5, -0.5), 3, "lower"),
     (Interval(1.0, 0.5, 1.5), 3, "higher"),
@@ -211,3 +244,12 @@ def test_ablation_report_adds_accuracy_from_the_store_only(tmp_path, monkeypatch
     assert path.delta.iloc[1] == pytest.approx(sum(deltas) / 2, abs=0.06)  # the table's values are rounded to 0.1
     assert path.shapley.iloc[1] == pytest.approx(path.delta.iloc[1])  # one player: its Shapley value is its Δ
     assert (tmp_path / "rep" / "path_p_accuracy.png").is_file()
+    assert "data: generated shapes" in (tmp_path / "rep" / "variants_accuracy.md").read_text()
+    # without --accuracy: a recipe option is refused, and the accuracy files of the earlier run are removed
+    cost_args = report_args[:5]
+    assert analysis_main([*cost_args, "--setting", "cpu", "--lr", "-5"]) == 2
+    assert "--setting, --lr are for --accuracy" in capsys.readouterr().err
+    assert analysis_main(cost_args) == 0
+    assert "removed 5 accuracy file(s) of an earlier --accuracy run" in capsys.readouterr().out
+    left = sorted(p.name for p in (tmp_path / "rep").iterdir())
+    assert left and not [name for name in left if "accuracy" in name]  # the cost tables stay

@@ -25,7 +25,17 @@ import pandas as pd
 from bench.ablations.attribution import shapley_values
 from bench.ablations.spec import AblationSpec, Path_
 
-from ..verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Interval, Verdict, above, seed_interval, within
+from ..verdicts import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Interval,
+    Verdict,
+    above,
+    not_testable,
+    seed_interval,
+    within,
+)
 from .claims import ACCURACY_MARGIN
 
 RUN_COLUMNS = ["variant", "hash", "seed", "miou", "split", "val_miou", "steps", "best_step", "stop_reason"]
@@ -69,12 +79,25 @@ def _per_seed(runs: pd.DataFrame, name: str) -> dict[int, float]:
     return {int(s): 100 * float(v) for s, v in zip(rows.seed, rows.miou, strict=True)}
 
 
+MIOU_RANGE = (0.0, 100.0)
+"""mIoU in points cannot leave this range: intervals of a mean mIoU are cut to it (see ``seed_interval``)."""
+CUT_NOTE = "an interval of a mean mIoU is cut at 0 and 100% (two seeds' t interval can reach past them)"
+
+
+def cut_words(frame: pd.DataFrame) -> str:
+    """A note's words where an interval of a mean mIoU in ``frame`` was cut at 0 or 100% (:data:`MIOU_RANGE`),
+    else ''."""
+    cut = frame[(frame.miou_low == MIOU_RANGE[0]) | (frame.miou_high == MIOU_RANGE[1])]
+    return f"; {CUT_NOTE}: here {', '.join(cut.variant)}" if len(cut) else ""
+
+
 def variant_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: the number of seeds, the mean reported mIoU (points) and its 95% t interval over the seeds."""
+    """Per variant: the number of seeds, the mean reported mIoU (points) and its 95% t interval over the seeds
+    (cut to 0..100, :data:`MIOU_RANGE`)."""
     rows = []
     for name in dict.fromkeys(runs.variant):
         values = list(_per_seed(runs, name).values())
-        x = seed_interval(values)
+        x = seed_interval(values, bounds=MIOU_RANGE)
         rows.append({"variant": name, "n_seeds": len(values), "miou": x.estimate, "miou_low": x.low,
                      "miou_high": x.high, "seeds_miou": " / ".join(f"{v:.1f}" for v in values)})
     return pd.DataFrame(rows, columns=["variant", "n_seeds", "miou", "miou_low", "miou_high", "seeds_miou"])
@@ -117,16 +140,17 @@ def path_accuracy(path: Path_, runs: pd.DataFrame) -> pd.DataFrame:
     rows, previous = [], start
     for i, v in enumerate(path.variants):
         now = _per_seed(runs, v.name)
-        mean = seed_interval(list(now.values()))
+        mean = seed_interval(list(now.values()), bounds=MIOU_RANGE)
         row = {"step": i, "variant": v.name, "change": "start" if i == 0 else path.labels[i - 1],
                "n_seeds": len(now), "miou": mean.estimate, "miou_low": mean.low, "miou_high": mean.high}
         if i > 0:
             d, n = paired_delta(previous, now)
             c, _ = paired_delta(start, now)
             claim = step_claim(path.steps[i - 1])
-            verdict = path_claim_verdict(d, n) if claim else None
+            unpaired = unpaired_words(path.variants[i - 1].name, previous, v.name, now) if n == 0 else ""
+            verdict = (not_testable(unpaired) if unpaired else path_claim_verdict(d, n)) if claim else None
             row.update(delta=d.estimate, delta_low=d.low, delta_high=d.high, delta_seeds=n,
-                       effect=accuracy_effect(d, n), from_start=c.estimate, from_start_low=c.low,
+                       effect=unpaired or accuracy_effect(d, n), from_start=c.estimate, from_start_low=c.low,
                        from_start_high=c.high, paper=claim, status=verdict.outcome if verdict else "",
                        why=verdict.why if verdict else "")
             if shapley is not None:
@@ -138,6 +162,17 @@ def path_accuracy(path: Path_, runs: pd.DataFrame) -> pd.DataFrame:
     frame.attrs["end"] = path.end or path.variants[-1].name  # the declared end's own name (the last is PATH.N)
     frame.attrs["shapley_seeds"] = shapley_seeds(path, runs) if shapley is not None else 0
     return frame
+
+
+def unpaired_words(before_name: str, before: dict[int, float], after_name: str, after: dict[int, float]) -> str:
+    """Why a step has no paired seed: which of its two variants the store holds no network of, or that their seeds
+    do not meet."""
+    if not after:
+        return "not trained"
+    if not before:
+        return f"previous variant ({before_name}) not trained"
+    return (f"no common seed ({before_name}: {', '.join(map(str, sorted(before)))}; {after_name}: "
+            f"{', '.join(map(str, sorted(after)))})")
 
 
 def path_claim_verdict(delta: Interval, n_seeds: int) -> Verdict:

@@ -24,7 +24,7 @@ from bench.environment import device_description
 
 from ..networks import NetworkSetting
 from ..networks.claims import gated
-from ..networks.spec_accuracy import EFFECT_RULE, PATH_CLAIM_RULE, claim_tally, path_accuracy, spec_runs
+from ..networks.spec_accuracy import EFFECT_RULE, PATH_CLAIM_RULE, claim_tally, cut_words, path_accuracy, spec_runs
 from ..verdicts import REPRODUCED, Verdict
 from .files import Artifact, ScoreRow, Section, save_figure, save_table
 
@@ -96,8 +96,8 @@ def common_notes(frame: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     shapley = (f"here on {len(frame.attrs.get('shapley_seeds', []))} seed(s)." if "shapley" in frame
                else "not all trained here.")
     return [f"{split_words(runs)}; points. Δ: paired seed by seed (the same seed: the same data order and crops), "
-            "95% t interval "
-            "over the seeds; Δ from start: the same against the path's start.", EFFECT_RULE + ".",
+            f"95% t interval over the seeds; Δ from start: the same against the path's start{cut_words(frame)}.",
+            EFFECT_RULE + ".",
             PATH_CLAIM_RULE + ".",
             "Shapley values of mIoU need all 2^n subsets of the path's changes trained on the same seeds "
             f"(`python -m analysis train --spec SPEC` trains them all); {shapley}"]
@@ -184,7 +184,8 @@ def write_spec_accuracy(spec: AblationSpec, runs: pd.DataFrame, out: Path, where
     display = display[["variant", "hash", "n_seeds", "mIoU % [95% CI]", "seeds_miou"]]
     missing = [v.name for v in spec.variants if v.name not in set(acc.variant)]
     notes = [f"Trained networks of the spec's variants found in the weights store ({where}); nothing was trained "
-             f"for this report. {split_words(runs)}; 95% t interval over the seeds (none with one seed).",
+             f"for this report. {split_words(runs)}; 95% t interval over the seeds (none with one seed)"
+             f"{cut_words(acc)}.",
              "Not trained (no network in the store): " + (", ".join(missing[:20]) + (" ..." if len(missing) > 20
                                                                                      else "") if missing else "none")]
     written += save_table(acc, out / "variants_accuracy", f"mIoU of the trained variants, {len(acc)} of "
