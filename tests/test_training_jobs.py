@@ -73,6 +73,14 @@ def test_local_jobs_run_in_real_subprocesses(tmp_path, capsys):
     assert len(rows) == 2 and not any(r["cached"] for r in rows)
     logs = list((tmp_path / "c" / ".jobs").glob("*/*_log.out"))
     assert len(logs) == 2  # one job (one process) per network, each with its own log
+    # a job that fails in its own process: one line with its own error and its log, not submitit's traceback
+    assert analysis_main([*args[:-1], "--cache", str(tmp_path / "d"), "--budget-min", "0.00001"]) == 1
+    said = capsys.readouterr()
+    said = said.out + said.err
+    failed = [line for line in said.splitlines() if "FAILED" in line]
+    assert len(failed) == 2 and "Traceback" not in said and "File \"" not in said, said
+    for line in failed:
+        assert "IncompleteTraining: " in line and "_log.err)" in line, line
 
 
 @pytest.mark.parametrize("extra, words", [

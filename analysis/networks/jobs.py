@@ -28,6 +28,7 @@ from pathlib import Path
 from bench import validation
 from bench.errors import UsageError
 from bench.models import register_again, variant_info
+from bench.sweeps.runner import job_error
 
 from ..datasets.synthetic import SyntheticSpec
 from . import train as train_module
@@ -175,5 +176,5 @@ def _collect(job, spec: dict, outcome: JobsOutcome, say: Callable[[str], None]) 
         if not spec["pretrain"]:
             outcome.trained.add((spec["variant"], spec["seed"]))
     except Exception as err:  # the job died or raised: nothing of it is in the store, a rerun resumes it
-        outcome.failed.append(f"{what}: job {job.job_id} {type(err).__name__}: {str(err).strip()[-300:]}")
-        say(f"  job {job.job_id} FAILED: {outcome.failed[-1]}")
+        outcome.failed.append(f"{what}: job {job.job_id} {job_error(err)}")
+        say(f"  FAILED: {outcome.failed[-1]}")

@@ -202,12 +202,27 @@ def _run_in_slots(batches: list[list[dict]], executors: list, status: SweepStatu
             time.sleep(poll_s)
 
 
+def job_error(err: BaseException) -> str:
+    """One line for a job that raised: the job's own exception (the last line of the traceback submitit wraps in a
+    FailedJobError) and the job's error log, else the error's first line."""
+    text = str(err).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    if "Traceback (most recent call last):" in text:
+        trace = text.split("Traceback (most recent call last):")[-1].split("\n-----")[0]
+        cause = [line for line in trace.splitlines() if line.strip() and not line.startswith(" ")]
+        logs = [line.strip()[2:] for line in lines if line.strip().startswith("- ") and line.endswith(".err")]
+        if cause:
+            return cause[-1].strip()[:400] + (f" (log: {logs[0]})" if logs else "")
+    first = lines[0] if lines else ""
+    return f"{type(err).__name__}: {first[:400]}"
+
+
 def _finish(job, batch: list[dict], status: SweepStatus, out: Path) -> None:
     try:
         job.result()
     except Exception as err:  # the job died (killed, timed out, crashed): its unfinished configurations stay "left"
         missing = [config_id(c) for c in batch if not record_path(out, c).exists()]
-        status.crashed_jobs.append(f"job {job.job_id}: {type(err).__name__}: {str(err)[:200]} "
+        status.crashed_jobs.append(f"job {job.job_id}: {job_error(err)} "
                                    f"({len(missing)} configuration(s) left; rerun to resume)")
 
 
