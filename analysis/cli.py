@@ -17,6 +17,7 @@ files, a checkpoint that cannot be read or has the wrong keys) exits with status
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -227,10 +228,9 @@ def train_schedule(args: argparse.Namespace, schedule):
         schedule = replace(schedule, max_steps=validation.integer("--steps", args.steps, minimum=1,
                                                                   maximum=MAX_STEPS))
     if args.lr is not None:
-        lr = validation.number("--lr", args.lr, minimum=0)
-        if lr == 0:
-            raise UsageError("--lr must be a finite number > 0, got 0")
-        schedule = replace(schedule, lr=lr)
+        if not args.lr > 0 or not math.isfinite(args.lr):  # one message for 0, -5, nan and inf alike
+            raise UsageError(f"--lr must be a finite number > 0, got {args.lr!r}")
+        schedule = replace(schedule, lr=float(args.lr))
     if getattr(args, "budget_min", None) is not None:  # train's option (ablation-report trains nothing)
         schedule = replace(schedule, budget_min=budget_minutes(args.budget_min))
     return schedule
@@ -257,6 +257,11 @@ def train_command(args: argparse.Namespace) -> int:
     options = recipe(args)
     setting, schedule = options["setting"], options["schedule"]
     say = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    if schedule.warmup_steps >= schedule.max_steps:  # allowed (a smoke run), but not the recipe it looks like
+        say(f"note: the setting's learning-rate warm-up ({schedule.warmup_steps} steps) is not shorter than the step "
+            f"limit ({schedule.max_steps}): the rate rises for the whole run, ends at "
+            f"{min(1.0, schedule.max_steps / max(1, schedule.warmup_steps)):.0%} of its peak {schedule.lr:g} and "
+            "never decays")
     trained_by_jobs: set[tuple[str, int]] = set()
     if args.executor is None and (args.workers, args.timeout_min, args.slurm_partition) != (None, None, None):
         raise UsageError("--workers, --timeout-min and --slurm-partition are for --executor local|slurm|debug; "
@@ -305,8 +310,9 @@ def train_command(args: argparse.Namespace) -> int:
               + f" ({r['path']})")
     test = (f"test mIoU: the same weights on the held-out test split ({nets[0].test['images']} images)"
             if nets[0].test else "test mIoU: '-', the data have no held-out test split (val picked and reports)")
-    print(f"own val mIoU: the kept (best) weights on the val split that picked them, at "
-          f"{schedule.size}x{schedule.size}px; {test}")
+    shape = (f"{schedule.size}x{schedule.size}px" if nets[0].record["data"].get("kind") == "generated" else
+             f"a short side of {schedule.size}px, aspect kept")
+    print(f"own val mIoU: the kept (best) weights on the val split that picked them, at {shape}; {test}")
     print(f"train s: wall seconds of the training on {rows[0]['device']}, evaluations included")
     return 0
 

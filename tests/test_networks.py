@@ -353,6 +353,7 @@ CLI_CASES = [
     (["train", "rf_lw:resnet18", "--setting", "cpu", "--steps", "0"], "--steps must be an integer >= 1"),
     (["train", "rf_lw:resnet18", "--setting", "cpu", "--lr", "0"], "--lr must be a finite number > 0"),
     (["train", "rf_lw:resnet18", "--setting", "cpu", "--lr", "inf"], "--lr must be a finite number"),
+    (["train", "rf_lw:resnet18", "--setting", "cpu", "--lr", "-5"], "--lr must be a finite number > 0, got -5.0"),
     (["train", "rf_lw:resnet18", "--setting", "cpu", "--backbone-checkpoint", "/nonexistent.pth"],
      "backbone checkpoint /nonexistent.pth: no such file"),
     (["train", "--spec", "/nonexistent.toml"], "ablation spec not found: /nonexistent.toml"),

@@ -110,6 +110,11 @@ def test_probes_reuse_what_train_made_with_the_same_budget_and_cache(four_label_
     monkeypatch.setitem(settings_module.SETTINGS, "cpu", replace(cpu, schedule=replace(cpu.schedule, max_steps=2)))
     root, cache = four_label_folder_with_six_names, tmp_path / "cache"
     assert main(["train", "rf_lw:resnet18", "--data", str(root), "--budget-min", "5", "--cache", str(cache)]) == 0
+    out = capsys.readouterr().out
+    size = cpu.schedule.size
+    assert f"at a short side of {size}px, aspect kept;" in out and f"at {size}x{size}px;" not in out  # a folder
+    assert (f"warm-up ({cpu.schedule.warmup_steps} steps) is not shorter than the step limit (2): the rate rises "
+            f"for the whole run, ends at {2 / cpu.schedule.warmup_steps:.0%} of its peak") in out
     trained = sorted(p.name for p in cache.iterdir() if p.name != ".locks")
     assert len(trained) == 2  # the network and the setting's shared backbone's pretraining network
     runs = []
