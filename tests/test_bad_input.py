@@ -129,6 +129,9 @@ def test_unreadable_checkpoints_are_named(kind, bad_checkpoints, capsys):
     assert analysis_main(["probes", "--tiny", "--checkpoint", f"rf_lw50={path}"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: cannot read checkpoint {path}: ") and len(line) < 400
+    reason = line.removeprefix(f"error: cannot read checkpoint {path}: ").removesuffix(
+        " (not a torch.save file, or truncated)")
+    assert len(reason) < 100 or reason.endswith(" ...)")  # a long message is cut between words, and says so
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         create_model("rf_lw50", checkpoint=path)
 

@@ -16,6 +16,7 @@ so reference stage ``n`` is ``level{5-n}``.
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> StateDic
         except Exception as err:  # torch.load raises many kinds (pickle, zip, EOF, runtime): one message
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             if len(reason) > 200 or reason.isdigit():
-                reason = f"{type(err).__name__} ({reason[:120]})"
+                reason = f"{type(err).__name__} ({textwrap.shorten(reason, 120, placeholder=' ...')})"
             raise CheckpointError(
                 f"cannot read checkpoint {path}: {reason} (not a torch.save file, or truncated)"
             ) from None
