@@ -9,6 +9,9 @@ and the valid choices. The Python API raises it as it is: every kind is also a `
 Anything else is a bug. :func:`run_cli` never shows it as bad input: the full traceback goes to
 stderr, followed by one line saying it is an internal error, and the exit status is 1. No
 command catches ``ValueError`` or ``KeyError`` around a whole run.
+
+Input a run can work around (an image id listed twice, train and val sharing images) is an
+:class:`InputWarning`: the command lines print it as ``warning: <message>`` and go on.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 
 
@@ -39,14 +43,29 @@ class MissingFileError(DataError, FileNotFoundError):
     """A file or folder the user named does not exist."""
 
 
+class InputWarning(UserWarning):
+    """Input a run works around but the user should know of: one ``warning:`` line from the command lines."""
+
+
 EXIT_INPUT = 2
 EXIT_BUG = 1
 
 
 def run_cli(main: Callable[[], int], prog: str) -> int:
-    """Run a command's body: an InputError is one line and exit 2; a bug keeps its traceback, exit 1."""
+    """Run a command's body: an InputError is one line and exit 2; a bug keeps its traceback, exit 1; an
+    InputWarning is one line and the run goes on."""
     try:
-        return main()
+        with warnings.catch_warnings():
+            shown = warnings.showwarning
+
+            def one_line(message, category, filename, lineno, file=None, line=None):
+                if issubclass(category, InputWarning):
+                    print(f"warning: {message}", file=sys.stderr)
+                else:  # other libraries' warnings as Python shows them
+                    shown(message, category, filename, lineno, file, line)
+
+            warnings.showwarning = one_line
+            return main()
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT

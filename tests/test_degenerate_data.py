@@ -8,6 +8,8 @@ exits 1 with its traceback, never 2.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +19,7 @@ from analysis.cli import main as analysis_main
 from analysis.datasets import VOC_SAMPLE, write_voc
 from analysis.metrics import confusion_matrix, mean_iou
 from analysis.probes import trivial_baselines
+from bench.errors import DataError
 
 
 def _folder(root, n_train: int, n_val: int, k: int = 4, size: int = 64, val_classes=None, ignore_val=False,
@@ -128,6 +131,41 @@ def test_an_id_listed_twice_is_read_once_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="listed more than once"):
         data = VOCSegmentation(root, "val", (64, 64))
     assert data.ids == ["val0", "val1"] and len(data.load_all()[0]) == 2
+
+
+def test_splits_that_share_images_are_one_warning_line(tmp_path, capsys):
+    """val (or test) listing a train image: the run goes on, and the CLIs say so in one 'warning:' line."""
+    from analysis.datasets.voc import warn_shared_images
+    from analysis.networks.data import load_data
+    from bench.errors import InputWarning, run_cli
+
+    root = _folder(tmp_path / "data", 3, 2)
+    segmentation = root / "VOC2012" / "ImageSets" / "Segmentation"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # disjoint splits: nothing to say
+        warn_shared_images(root)
+    (segmentation / "val.txt").write_text("val0\nval1\ntrain2\n")
+    with pytest.warns(InputWarning, match=r"1 image id\(s\) are in both train.txt and val.txt \(train2\); val "
+                                          "scores images the network trained on"):
+        load_data(root, 64)
+    assert run_cli(lambda: warn_shared_images(root) or 0, "python -m analysis") == 0
+    err = capsys.readouterr().err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("warning: ") and "train.txt and val.txt" in line and "Warning" not in line
+
+
+def test_an_image_id_with_two_images_is_bad_input(tmp_path):
+    from PIL import Image
+
+    from analysis.datasets import VOCSegmentation
+
+    root = _folder(tmp_path / "data", 3, 2)
+    jpegs = root / "VOC2012" / "JPEGImages"
+    first = next(p for p in jpegs.iterdir() if p.stem == "train1")
+    other = jpegs / ("train1.png" if first.suffix != ".png" else "train1.jpg")
+    Image.open(first).save(other)
+    with pytest.raises(DataError, match=r"image id 'train1' has 2 images in .*: train1\.\w+, train1\.\w+; keep one"):
+        VOCSegmentation(root, "train", (64, 64)).load_all()
 
 
 def test_erf_api_arguments_are_checked():

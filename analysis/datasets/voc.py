@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import validation
-from bench.errors import DataError, MissingFileError
+from bench.errors import DataError, InputWarning, MissingFileError
 
 IGNORE = 255
 MAX_CLASSES = 255  # 255 is the ignore label; uint8 masks hold 0..254
@@ -60,6 +60,27 @@ def voc2012_dir(root: str | Path) -> Path:
         f"no VOC2012 segmentation data under {root}: expected {root}/VOC2012/ImageSets/Segmentation "
         "(or VOCdevkit/VOC2012/..., or the VOC2012 folder itself)"
     )
+
+
+def _some(ids: list[str], shown: int = 5) -> str:
+    return ", ".join(ids[:shown]) + (" ..." if len(ids) > shown else "")
+
+
+def warn_shared_images(root: str | Path, splits: tuple[str, ...] = ("train", "val", "test")) -> None:
+    """An :class:`InputWarning` for every pair of the folder's split files that list the same image id: val would
+    pick (and test report) weights by images the network trained on."""
+    base = voc2012_dir(root) / "ImageSets" / "Segmentation"
+    ids = {s: {line.strip() for line in (base / f"{s}.txt").read_text().splitlines() if line.strip()}
+           for s in splits if (base / f"{s}.txt").is_file()}
+    names = list(ids)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            shared = sorted(ids[a] & ids[b])
+            if shared:
+                warnings.warn(f"{base}: {len(shared)} image id(s) are in both {a}.txt and {b}.txt ({_some(shared)}); "
+                              + (f"{b} scores images the network trained on" if a == "train" else
+                               f"{b} reports on images that {a} picked the weights by"),
+                              InputWarning, stacklevel=2)
 
 
 def class_names(root: str | Path) -> tuple[str, ...] | None:
@@ -107,7 +128,7 @@ class VOCSegmentation:
         self.duplicates = sorted({i for i in listed if listed.count(i) > 1})
         if self.duplicates:
             warnings.warn(f"{split_file}: {len(self.duplicates)} id(s) listed more than once, each read once: "
-                          f"{', '.join(self.duplicates[:5])}{' ...' if len(self.duplicates) > 5 else ''}", stacklevel=2)
+                          f"{_some(self.duplicates)}", InputWarning, stacklevel=2)
         if not self.ids:
             raise DataError(f"split file {split_file} lists no images")
 
@@ -117,11 +138,15 @@ class VOCSegmentation:
     def paths(self, i: int) -> tuple[Path, Path]:
         image_id = self.ids[i]
         candidates = [self.base / "JPEGImages" / f"{image_id}{s}" for s in IMAGE_SUFFIXES]
-        image = next((p for p in candidates if p.is_file()), None)
-        if image is None:  # name every file looked for, not only the first suffix's
+        found = [p for p in candidates if p.is_file()]
+        if not found:  # name every file looked for, not only the first suffix's
             tried = ", ".join(p.name for p in candidates)
             raise MissingFileError(f"missing image for image id {image_id!r}: none of {tried} in "
                                    f"{candidates[0].parent}")
+        if len(found) > 1:  # which one is meant is not ours to guess
+            raise DataError(f"image id {image_id!r} has {len(found)} images in {found[0].parent}: "
+                            f"{', '.join(p.name for p in found)}; keep one")
+        image = found[0]
         return image, self.base / "SegmentationClass" / f"{image_id}.png"
 
     def _mask(self, mask_path: Path) -> np.ndarray:

@@ -26,7 +26,7 @@ from bench import validation
 from bench.errors import DataError, MissingFileError, UsageTypeError
 
 from ..datasets.synthetic import SyntheticSpec, synthetic_voc
-from ..datasets.voc import IGNORE, VOCSegmentation, class_names, dataset_classes, voc2012_dir
+from ..datasets.voc import IGNORE, VOCSegmentation, class_names, dataset_classes, voc2012_dir, warn_shared_images
 
 SPLITS = ("train", "val")
 RESIZE = "short side, aspect kept, padded with ignored pixels"
@@ -137,6 +137,7 @@ def load_data(source: SyntheticSpec | str | Path | None, size: int, num_classes:
         root = Path(source)
         described = {"kind": "voc", "root": str(Path(source).resolve())}
         data_hash = folder_hash(root)
+        warn_shared_images(root)
     names = class_names(root)
     given = num_classes or (len(names) if names else None)  # None: inferred from the labels below
     keep_aspect = described["kind"] == "voc"  # generated images are square
