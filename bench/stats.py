@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -36,13 +37,16 @@ def bootstrap_paired(
 ) -> tuple[float, float, float]:
     """``statistic(a, b)`` and its percentile interval over paired resamples (pair i keeps a[i] with b[i]).
 
-    ``statistic`` maps two (n_boot, n) tensors to (n_boot,); it is also applied to the data itself.
+    ``statistic`` maps two (n_boot, n) tensors to (n_boot,); it is also applied to the data itself. One pair: no
+    interval (NaN), as every resample of it is the pair itself.
     """
     x = torch.as_tensor(a, dtype=torch.float64)
     y = torch.as_tensor(b, dtype=torch.float64)
     if x.shape != y.shape or x.dim() != 1 or len(x) < 1:
         raise UsageError(f"paired samples need two equal-length lists, got {tuple(x.shape)} and {tuple(y.shape)}")
     point = float(statistic(x[None], y[None])[0])
+    if len(x) < 2:
+        return point, math.nan, math.nan
     idx = resample_indices(len(x), n_boot, seed)
     low, high = percentile_interval(statistic(x[idx], y[idx]), level)
     return point, low, high

@@ -172,6 +172,8 @@ def test_bootstrap_of_paired_ratios_known_answers():
     assert ratio == pytest.approx(2) and low == pytest.approx(2) and high == pytest.approx(2)  # every pair: 2x
     ratio, low, high = bootstrap_paired([1.0, 1.2, 0.9, 1.1, 1.0, 1.05], [1.0] * 6, geometric_mean_ratio, seed=3)
     assert low < ratio < high and low < 1.05 < high
+    ratio, low, high = bootstrap_paired([3.0], [1.0], geometric_mean_ratio)  # one pair: no interval, not [3, 3]
+    assert ratio == pytest.approx(3) and math.isnan(low) and math.isnan(high)
     assert percentile([1, 2, 3, 4, 5], 0.5) == 3 and percentile([0, 10], 0.1) == pytest.approx(1.0)
 
 
