@@ -38,6 +38,21 @@ def test_debug_jobs_train_the_set_the_store_then_holds_and_a_rerun_submits_nothi
     assert again.submitted == 0 and again.already_cached == 4
 
 
+def test_the_caller_is_told_which_of_a_variants_changes_override_the_setting(tmp_path, capsys):
+    """A job's own lines go to its log; the decoder changes a variant keeps over the setting's are said by the
+    process that submits it too."""
+    from bench.models import register_variant
+
+    setting = load_setting(_write(tmp_path, TINY, "tiny.toml"))
+    narrow = setting.decoder["channels"]
+    register_variant("zz_jobs_wide", "rf_lw:resnet18", channels=narrow + 8)
+    lines: list[str] = []
+    outcome = train_as_jobs(setting, ["zz_jobs_wide"], 1, "debug", cache_dir=tmp_path / "cache", say=lines.append)
+    assert not outcome.failed
+    want = f"zz_jobs_wide: its own decoder changes kept over the setting's: channels={narrow + 8} (setting: {narrow})"
+    assert any(want in line for line in lines), lines
+
+
 def test_a_job_that_fails_is_one_line_and_the_rerun_resumes_it(tmp_path, monkeypatch, capsys):
     from analysis.networks import loop as loop_module
 

@@ -130,6 +130,10 @@ def train_as_jobs(setting, variants: Sequence[str] | None, seeds: int | Sequence
     todo = [(n, s) for n, s in first.values()
             if not train_module.is_cached(n, loaded, run_schedule, s, device, chosen.decoder, cache_dir, weights[n])]
     outcome.already_cached = len(first) - len(todo)
+    for name in dict.fromkeys(n for n, _ in todo):  # said here, not only in the job's log
+        note = train_module.kept_over_setting_note(name, chosen.decoder)
+        if note:
+            say(f"  {name}: {note}")
     say(f"  {len(todo)} network(s) to train as jobs ({executor} executor), {outcome.already_cached} already in the "
         f"weights store; logs in {logs}")
     _run([{**base, "variant": n, "seed": s, "registration": variant_info(n).registration()} for n, s in todo],

@@ -158,9 +158,7 @@ def train_network(
                                                           _cache(cache_dir), backbone_weights)
     label = f"{variant} seed {seed}"
     if say and layers["kept_over_setting"]:
-        kept = ", ".join(f"{k}={v['variant']} (setting: {v['setting']})"
-                         for k, v in layers["kept_over_setting"].items())
-        say(f"  {label}: its own decoder changes kept over the setting's: {kept}")
+        say(f"  {label}: {kept_over_setting_note(variant, decoder)}")
     record, why = store.valid_cached(folder, identity)
     if record is not None:
         return _loaded(model, folder, record, variant, device, store.alias_note(variant, record), say, label, data)
@@ -214,6 +212,16 @@ def _loaded(model: nn.Module, folder: Path, record: dict, variant: str, device: 
 
 MAX_SEED = 2**63 - 1
 """The largest seed torch takes."""
+
+
+def kept_over_setting_note(variant: str, decoder: dict | None) -> str:
+    """Which of the variant's own decoder changes are kept over the setting's (``decoder``), in words; '' where
+    none differ (see :func:`analysis.networks.store.decoder_layers`)."""
+    kept = store.decoder_layers(variant, decoder)[1]["kept_over_setting"]
+    if not kept:
+        return ""
+    return "its own decoder changes kept over the setting's: " + ", ".join(
+        f"{k}={v['variant']} (setting: {v['setting']})" for k, v in kept.items())
 
 
 def check_backbone_weights(path: str | Path | None) -> str | None:
