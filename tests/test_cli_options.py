@@ -66,6 +66,9 @@ def test_sweep_report_writes_its_table_and_figures(tmp_path, capsys):
 def test_sweep_report_of_an_empty_folder_is_an_input_error(tmp_path, capsys):
     assert analysis_main(["sweep-report", str(tmp_path)]) == 2
     assert "no sweep records under" in capsys.readouterr().err
+    (tmp_path / "spec.toml").write_text("measure = ['complexity']\n")
+    assert analysis_main(["sweep-report", str(tmp_path / "spec.toml")]) == 2
+    assert f"{tmp_path / 'spec.toml'} is a file, not a sweep folder" in capsys.readouterr().err
 
 
 def test_sweep_report_of_registered_names_without_lw(tmp_path, capsys):
@@ -93,3 +96,54 @@ def test_sweep_report_of_registered_names_without_lw(tmp_path, capsys):
     md = (report / "family_cost.md").read_text()
     assert f"| resnet18 | {rf:.3g} |" in md and "nan" not in md  # a fraction of a GFLOP keeps its digits
     assert (report / "family_cost.png").stat().st_size > 0
+
+
+def _forget(*names):
+    """As in a new process: the names registered here are known only to the records."""
+    from bench.models import registry
+
+    for name in names:
+        registry._REGISTRY.pop(name)
+        registry._SPECS.pop(name, None)
+
+
+def test_sweep_report_of_registered_names_only_and_of_a_size_that_failed(tmp_path, capsys):
+    import json
+
+    from bench.models import register_variant
+    from bench.sweeps import parse_spec, run_sweep
+
+    register_variant("zz_only_lw", "rf_lw:resnet18", crp_stages=2)
+    only = tmp_path / "only"
+    run_sweep(parse_spec({"measure": ["complexity"], "variants": ["zz_only_lw"], "sizes": ["32x32"]}), only,
+              executor="debug", progress=None)
+    _forget("zz_only_lw")
+    assert analysis_main(["sweep-report", str(only)]) == 0, capsys.readouterr().err
+    assert "family_cost: not drawn, the sweep counted no built-in decoder family" in capsys.readouterr().out
+    assert (only / "report" / "sweep.csv").is_file() and not list((only / "report").glob("family_cost*"))
+    # every configuration at the smallest size failed: the next size is drawn, and the note says which
+    mixed = tmp_path / "mixed"
+    run_sweep(parse_spec({"measure": ["complexity"], "variants": ["rf:resnet18", "rf_lw:resnet18"],
+                          "sizes": ["32x32", "64x64"]}), mixed, executor="debug", progress=None)
+    for path in (mixed / "records").glob("*.json"):
+        record = json.loads(path.read_text())
+        if record["config"]["height"] == 32:
+            path.write_text(json.dumps({**record, "rows": [], "error": "RuntimeError: boom"}))
+    assert analysis_main(["sweep-report", str(mixed)]) == 0, capsys.readouterr().err
+    note = (mixed / "report" / "family_cost.md").read_text()
+    assert "FLOPs at 64x64" in note and "1 backbones at 64x64" in note and "rf_over_lw" in note
+
+
+def test_sweep_report_refuses_one_name_registered_two_ways(tmp_path, capsys):
+    from bench.models import register_variant
+    from bench.sweeps import parse_spec, run_sweep
+
+    for stages in (2, 1):  # two runs into one folder, the name registered differently each time
+        register_variant("zz_twice", "rf_lw:resnet18", crp_stages=stages)
+        spec = parse_spec({"measure": ["complexity"], "variants": ["zz_twice"], "sizes": ["32x32"]})
+        run_sweep(spec, tmp_path / "sweep", executor="debug", progress=None)
+        _forget("zz_twice")
+    assert analysis_main(["sweep-report", str(tmp_path / "sweep")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "register 'zz_twice' in 2 ways" in line and "'crp_stages': 2" in line and "'crp_stages': 1" in line
+    assert line.count("/records/") == 2 and "delete the records of the one you do not mean" in line

@@ -37,8 +37,10 @@ def pareto(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return pd.DataFrame(front)
 
 
-def write_sweep_report(frame: pd.DataFrame, out: Path, title: str, size: tuple[int, int] | None = None) -> list[Path]:
-    """Tables and figures of a merged sweep frame under ``out``; returns the files written."""
+def write_sweep_report(frame: pd.DataFrame, out: Path, title: str, size: tuple[int, int] | None = None,
+                       say=print) -> list[Path]:
+    """Tables and figures of a merged sweep frame under ``out``; returns the files written. ``family_cost``: the
+    built-in families' successful counts at ``size`` (default: the smallest size with one)."""
     use_style()
     written = []
     frame = annotate(frame) if "variant" in frame and "family" not in frame else frame
@@ -46,26 +48,32 @@ def write_sweep_report(frame: pd.DataFrame, out: Path, title: str, size: tuple[i
         "One row per configuration (a failed one: its error). Counts: shape-only; times: see each row's settings."])
     written += [csv, md]
     comp = frame[frame.get("kind", pd.Series(dtype=str)) == "complexity"] if "kind" in frame else frame.iloc[:0]
-    if len(comp):
-        sizes = sorted({(int(h), int(w)) for h, w in zip(comp.height, comp.width, strict=True)})
+    comp = comp[comp.error == ""] if len(comp) else comp
+    builtin = comp[comp["variant"].map(lambda v: not variant_info(v).base)] if len(comp) else comp
+    if len(comp) and not len(builtin):
+        say("family_cost: not drawn, the sweep counted no built-in decoder family (only registered variants, which "
+            "are in the table of every record)")
+    if len(builtin):
+        sizes = sorted({(int(h), int(w)) for h, w in zip(builtin.height, builtin.width, strict=True)})
         h, w = size or sizes[0]
-        at = comp[(comp.height == h) & (comp.width == w) & (comp.error == "")]
+        at = builtin[(builtin.height == h) & (builtin.width == w)]
+        others = [f"{a}x{b}" for a, b in sizes if (a, b) != (h, w)]
         overhead = family_cost(at)
-        if len(overhead):
-            ratios = ("" if "rf_over_lw" not in overhead else
-                      f" (median {overhead['rf_over_lw'].median():.1f}x for RefineNet)")
-            note = (f"{len(overhead)} backbones, the built-in decoder families only (a registered variant is in "
-                    f"the table of every record); '-': the family was not measured on that backbone.")
-            if any(c.endswith("_over_lw") for c in overhead):
-                note += (f" *_over_lw: the family's FLOPs over Light-Weight RefineNet's on the same backbone"
-                         f"{ratios}.")
-            gflops = [c for c in overhead.columns if c.endswith("gflops")]
-            # one decimal for whole GFLOPs; small inputs (0.036 G) keep three significant digits
-            formats = {c: ".1f" if overhead[c].min() >= 1 else ".3g" for c in gflops}
-            csv2, md2 = save_table(overhead, out / "family_cost",
-                                   f"Each decoder family on every backbone, FLOPs at {h}x{w} (G, MACs + pooling)",
-                                   [note], formats=formats)
-            written += [csv2, md2]
+        ratios = ("" if "rf_over_lw" not in overhead else
+                  f" (median {overhead['rf_over_lw'].median():.1f}x for RefineNet)")
+        chosen = "" if size else ", the smallest size measured"
+        note = (f"{len(overhead)} backbones at {h}x{w}" + (f"{chosen} (the other sizes, {', '.join(others)}, are in "
+                "the table of every record)" if others else "") +
+                "; the built-in decoder families only (a registered variant is in the table of every record); '-': "
+                "the family was not measured on that backbone.")
+        if any(c.endswith("_over_lw") for c in overhead):
+            note += f" *_over_lw: the family's FLOPs over Light-Weight RefineNet's on the same backbone{ratios}."
+        gflops = [c for c in overhead.columns if c.endswith("gflops")]
+        # one decimal for whole GFLOPs; small inputs (0.036 G) keep three significant digits
+        formats = {c: ".1f" if overhead[c].min() >= 1 else ".3g" for c in gflops}
+        written += save_table(overhead, out / "family_cost",
+                              f"Each decoder family on every backbone, FLOPs at {h}x{w} (G, MACs + pooling)",
+                              [note], formats=formats)
         written.append(save_figure(complexity_figure(at, h, w), out / "family_cost"))
     timed = frame[frame.get("kind", pd.Series(dtype=str)) == "time"] if "kind" in frame else frame.iloc[:0]
     if len(timed) and "median_ms" in timed:
@@ -74,10 +82,9 @@ def write_sweep_report(frame: pd.DataFrame, out: Path, title: str, size: tuple[i
 
 
 def family_cost(at: pd.DataFrame) -> pd.DataFrame:
-    """FLOPs (G) of every built-in family per backbone, and each family's over LW's where both were measured.
-    A registered variant is not its family: it never stands in for the built-in network."""
-    builtin = at[at["variant"].map(lambda v: not variant_info(v).base)]
-    wide = builtin.pivot_table(index="backbone", columns="family", values="paper_flops", aggfunc="first") / 1e9
+    """FLOPs (G) of every family per backbone, and each family's over LW's where both were measured, from the
+    built-in rows ``at`` (a registered variant is not its family: it never stands in for the built-in network)."""
+    wide = at.pivot_table(index="backbone", columns="family", values="paper_flops", aggfunc="first") / 1e9
     overhead = pd.DataFrame({"backbone": wide.index, **{f"{f}_gflops": wide[f].values for f in wide.columns}})
     if "rf_lw" in wide:
         for f in wide.columns:
@@ -111,7 +118,8 @@ def complexity_figure(at: pd.DataFrame, h: int, w: int):
                                  fontsize=7)
     axes[1].set_xscale("log")
     axes[1].set_yscale("log")
-    axes[1].set_xlabel("parameters (M, 21 classes)")
+    classes = "/".join(str(int(k)) for k in sorted(set(at.num_classes))) if "num_classes" in at else "?"
+    axes[1].set_xlabel(f"parameters (M, {classes} classes)")
     axes[1].set_ylabel(f"FLOPs (G) at {h}x{w}")
     axes[1].set_title("Parameters vs FLOPs, every family:backbone; lines: each family's Pareto front", fontsize=10)
     axes[1].legend(fontsize=8, loc="upper left")
@@ -164,8 +172,9 @@ def report_sweep(folder: str | Path, report: str | Path | None = None, say=print
     """``python -m analysis sweep-report DIR``: a sweep's records merged into one table and figures."""
     from bench.errors import UsageError
     from bench.sweeps import merged_frame, read_records
-    from bench.sweeps.jobs import register_names
 
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise UsageError(f"{folder} is a file, not a sweep folder (the --out folder of `python -m bench sweep`)")
     if not Path(folder).is_dir():
         raise UsageError(f"sweep folder not found: {folder} (the --out folder of `python -m bench sweep`)")
     out = Path(report or Path(folder) / "report")
@@ -174,9 +183,34 @@ def report_sweep(folder: str | Path, report: str | Path | None = None, say=print
     frame = merged_frame(folder)
     if not len(frame):
         raise UsageError(f"no sweep records under {folder}/records")
-    register_names([r["config"] for r in read_records(folder)])  # names the sweep's process registered
+    register_recorded_names(folder, read_records(folder))
     frame = _drop_undrawable(frame, say)
-    return write_sweep_report(frame, out, title=f"Sweep {folder}")
+    return write_sweep_report(frame, out, title=f"Sweep {folder}", say=say)
+
+
+def register_recorded_names(folder: str | Path, records: list[dict]) -> None:
+    """Register the names the sweep's process registered (``register_variant``), from its records. One name
+    registered two ways across runs into one folder would be two networks under one name: refused, naming the
+    records of each definition."""
+    import json
+
+    from bench.errors import DataError
+    from bench.sweeps.jobs import register_names
+
+    definitions: dict[str, dict[str, list[str]]] = {}
+    for record in records:
+        for entry in record["config"].get("registered", []):
+            key = json.dumps({"base": entry["base"], "changes": entry["changes"]}, sort_keys=True)
+            definitions.setdefault(entry["name"], {}).setdefault(key, []).append(record["id"])
+    for name, ways in definitions.items():
+        if len(ways) > 1:
+            listed = "; ".join(f"{json.loads(k)['base']} with {json.loads(k)['changes']} in record(s) "
+                               + ", ".join(f"{Path(folder) / 'records' / i}.json" for i in ids[:3])
+                               + (" ..." if len(ids) > 3 else "") for k, ids in ways.items())
+            raise DataError(f"the records under {folder} register {name!r} in {len(ways)} ways ({listed}): one name "
+                            "for two networks; delete the records of the one you do not mean, or sweep it under "
+                            "another name")
+    register_names([r["config"] for r in records])
 
 
 def _drop_undrawable(frame: pd.DataFrame, say=print) -> pd.DataFrame:
