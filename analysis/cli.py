@@ -180,6 +180,21 @@ def drop_accuracy_files(out: Path) -> None:
               "to write them again)")
 
 
+def train_command_for(args: argparse.Namespace) -> str:
+    """The ``train`` command that trains what ``ablation-report --accuracy`` with these arguments looks up: the
+    recipe options as the user gave them (a setting file by its path)."""
+    import shlex
+
+    words = ["python", "-m", "analysis", "train", "--spec", args.spec]
+    for name in RECIPE_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            words += [f"--{name.replace('_', '-')}", str(value)]
+    if args.seeds is None:
+        words += ["--seeds", "3"]  # the lookup tries seeds 0..9; three is the fewest the verdicts rest on
+    return shlex.join(words)
+
+
 def accuracy_report(args: argparse.Namespace, options: dict, out: Path) -> list[Path]:
     """``ablation-report --accuracy``: the spec's trained variants from the weights store (nothing trained)."""
     from bench.ablations import load_ablation
@@ -193,8 +208,8 @@ def accuracy_report(args: argparse.Namespace, options: dict, out: Path) -> list[
     runs = spec_runs(spec, None, setting, seeds, only_cached=True, say=None, **options)
     if runs.empty:
         raise UsageError(f"no trained network of {args.spec}'s variants in the weights store for the '{setting.name}' "
-                         f"setting (seeds 0..{seeds - 1}, these options); train them first: python -m analysis "
-                         f"train --spec {args.spec} --setting {setting.name} (with the same options)")
+                         f"setting (seeds 0..{seeds - 1}, these options); train them first: "
+                         f"{train_command_for(args)}")
     data = options["data"] or "generated shapes"
     where = f"'{setting.name}' setting, {options['device']}, {options['schedule'].size}px, data: {data}"
     return write_spec_accuracy(spec, runs, out, where)
@@ -272,6 +287,10 @@ def train_command(args: argparse.Namespace) -> int:
         if args.executor != "slurm" and args.slurm_partition is not None:
             raise UsageError(f"--slurm-partition is for --executor slurm and does nothing with --executor "
                              f"{args.executor}")
+        if args.executor == "debug" and (args.workers, args.timeout_min) != (None, None):
+            given = "--workers" if args.workers is not None else "--timeout-min"
+            raise UsageError(f"{given} does nothing with --executor debug, which runs each job in this process, one "
+                             "after another, without a time limit")
         timeout = validation_minutes("--timeout-min", 120 if args.timeout_min is None else args.timeout_min)
         outcome = train_as_jobs(options.pop("setting"), variants or None, args.seeds, args.executor,
                                 2 if args.workers is None else args.workers, timeout, args.slurm_partition, say=say,
@@ -279,8 +298,8 @@ def train_command(args: argparse.Namespace) -> int:
         options["setting"] = setting
         trained_by_jobs = outcome.trained
         if outcome.failed:  # not the user's input: jobs that died (exit 1); a rerun resumes them
-            print(f"python -m analysis train: {len(outcome.failed)} job(s) ended without their network (a rerun "
-                  "submits only these): " + "; ".join(outcome.failed), file=sys.stderr)
+            print(f"python -m analysis train: {len(outcome.failed)} job(s) ended without their network, each "
+                  "named on its own line above (a rerun submits only these)", file=sys.stderr)
             return 1
     try:
         nets = trained_set(variants=variants or None, seeds=args.seeds, progress=True, say=say,

@@ -226,7 +226,8 @@ def test_ablation_report_adds_accuracy_from_the_store_only(tmp_path, monkeypatch
     report_args = ["ablation-report", str(spec_file), str(tmp_path / "out"), "--report", str(tmp_path / "rep"),
                    "--accuracy", "--setting", "cpu", "--cache", str(cache), "--seeds", "4"]
     assert analysis_main(report_args) == 2
-    assert "train them first: python -m analysis train --spec" in capsys.readouterr().err
+    hint = f"train them first: python -m analysis train --spec {spec_file} --setting cpu --seeds 4 --cache {cache}"
+    assert hint in capsys.readouterr().err  # the user's own options, runnable as printed
     assert analysis_main(["train", "--spec", str(spec_file), "--setting", "cpu", "--seeds", "2", "--cache",
                           str(cache), "--json"]) == 0
     capsys.readouterr()

@@ -70,8 +70,10 @@ def test_a_job_that_fails_is_one_line_and_the_rerun_resumes_it(tmp_path, monkeyp
     monkeypatch.setattr("pdb.post_mortem", lambda *a, **k: None)  # the debug executor opens pdb on a failed job
     args = ["train", "--setting", str(path), "--seeds", "2", "--cache", str(tmp_path / "c"), "--executor", "debug"]
     assert analysis_main(args) == 1
-    err = capsys.readouterr().err
-    assert "1 job(s) ended without their network" in err and "rf_lw:resnet18 seed 1" in err and "node lost" in err
+    said = capsys.readouterr()
+    assert "1 job(s) ended without their network, each named on its own line above" in said.err
+    (failed,) = [line for line in (said.out + said.err).splitlines() if "FAILED" in line]  # said once
+    assert "FAILED: rf_lw:resnet18 seed 1" in failed and "RuntimeError: node lost" in failed
     assert analysis_main([*args, "--json"]) == 0  # the rerun submits only seed 1
     out = capsys.readouterr()
     rows = json.loads(out.out)
@@ -104,6 +106,8 @@ def test_local_jobs_run_in_real_subprocesses(tmp_path, capsys):
     (["--executor", "local", "--workers", "0"], "--workers must be an integer >= 1"),
     (["--executor", "local", "--timeout-min", "0"], "--timeout-min must be a finite number of minutes > 0"),
     (["--executor", "local", "--slurm-partition", "gpu"], "--slurm-partition is for --executor slurm"),
+    (["--executor", "debug", "--workers", "2"], "--workers does nothing with --executor debug"),
+    (["--executor", "debug", "--timeout-min", "3"], "--timeout-min does nothing with --executor debug"),
 ])
 def test_bad_job_options_are_one_line_and_exit_2_before_anything_runs(tmp_path, capsys, extra, words):
     path = _write(tmp_path, TINY, "tiny.toml")

@@ -266,7 +266,8 @@ def trained_set(
                 for seed in seed_values for name in names
                 if is_cached(name, loaded, run_schedule, seed, device, chosen.decoder, cache_dir, weights[name])]
     if say:
-        say(f"  {len(names) * len(seed_values)} networks ({chosen.name} setting) on {loaded.describe()}")
+        n = len(names) * len(seed_values)
+        say(f"  {n} network{'s' if n != 1 else ''} ({chosen.name} setting) on {loaded.describe()}")
     jobs = [(name, seed) for seed in seed_values for name in names]
     entries = {job: cache_entry(job[0], loaded, run_schedule, job[1], device, chosen.decoder, cache_dir,
                                 weights[job[0]]) for job in jobs}
