@@ -134,6 +134,15 @@ def test_an_interval_of_a_mean_miou_is_cut_to_0_100():
     assert (acc.miou_low["b"], acc.miou_high["b"]) == pytest.approx(_t_interval([50.0, 52.0])[1:])
     assert cut_words(acc.reset_index()).endswith("here a")
     assert cut_words(acc.reset_index().iloc[1:]) == ""
+    # a change's interval stops at -100 / +100 points, the range a change in mIoU cannot leave
+    spec = _spec()
+    names = [v.name for v in spec.paths[0].variants]
+    frame = path_accuracy(spec.paths[0], _runs({names[0]: [0.5, 0.52], names[1]: [0.9, 0.1], names[2]: [0.5, 0.5]}))
+    step = frame.iloc[1]
+    assert _t_interval([40.0, -42.0])[1] < -100 and (step.delta_low, step.delta_high) == (-100.0, 100.0)
+    assert (step.from_start_low, step.from_start_high) == (-100.0, 100.0)
+    assert frame.iloc[2].delta_low == -100.0 and frame.iloc[2].from_start_low > -100  # 0 and -2 points: not cut
+    assert cut_words(frame).endswith(f"here {names[1]}, {names[2]}")  # the start's interval is not cut
 
 
 @pytest.mark.parametrize("interval, n, words", [

@@ -81,14 +81,20 @@ def _per_seed(runs: pd.DataFrame, name: str) -> dict[int, float]:
 
 MIOU_RANGE = (0.0, 100.0)
 """mIoU in points cannot leave this range: intervals of a mean mIoU are cut to it (see ``seed_interval``)."""
-CUT_NOTE = "an interval of a mean mIoU is cut at 0 and 100% (two seeds' t interval can reach past them)"
+DELTA_RANGE = (-100.0, 100.0)
+"""Nor can a change in mIoU leave this one: intervals of a mean change are cut to it."""
+CUT_NOTE = ("an interval is cut where it reaches past what its quantity can be (a mean mIoU: 0 to 100%; a change: "
+            "-100 to +100 points), as two seeds' t interval can")
 
 
 def cut_words(frame: pd.DataFrame) -> str:
-    """A note's words where an interval of a mean mIoU in ``frame`` was cut at 0 or 100% (:data:`MIOU_RANGE`),
-    else ''."""
-    cut = frame[(frame.miou_low == MIOU_RANGE[0]) | (frame.miou_high == MIOU_RANGE[1])]
-    return f"; {CUT_NOTE}: here {', '.join(cut.variant)}" if len(cut) else ""
+    """A note's words where an interval in ``frame`` (of a mean mIoU, :data:`MIOU_RANGE`, or of a change,
+    :data:`DELTA_RANGE`) was cut, naming the rows' variants; else ''."""
+    cut = (frame.miou_low == MIOU_RANGE[0]) | (frame.miou_high == MIOU_RANGE[1])
+    for column in ("delta", "from_start"):
+        if f"{column}_low" in frame:
+            cut |= (frame[f"{column}_low"] == DELTA_RANGE[0]) | (frame[f"{column}_high"] == DELTA_RANGE[1])
+    return f"; {CUT_NOTE}: here {', '.join(frame.variant[cut])}" if cut.any() else ""
 
 
 def variant_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
@@ -119,7 +125,7 @@ def accuracy_effect(x: Interval, n_seeds: int) -> str:
 def paired_delta(before: dict[int, float], after: dict[int, float]) -> tuple[Interval, int]:
     """after - before over their common seeds (points), 95% t interval, and the number of seeds."""
     seeds = sorted(set(before) & set(after))
-    return seed_interval([after[s] - before[s] for s in seeds]), len(seeds)
+    return seed_interval([after[s] - before[s] for s in seeds], bounds=DELTA_RANGE), len(seeds)
 
 
 def step_claim(step: dict) -> str:
