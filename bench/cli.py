@@ -164,7 +164,7 @@ def cmd_speedup(args: argparse.Namespace) -> int:
         print(to_json([r.flat() for r in records], indent=2))
     else:
         for r in records:
-            status = r.error or (f"{r.ratio:.3f}x (95% CI {r.ci_low:.3f} to {r.ci_high:.3f}) over {r.pairs} "
+            status = r.error or (f"{r.ratio:.3f}x ({r.interval_words()}) over {r.pairs} "
                                  f"interleaved pairs; medians {r.base_median_ms:.2f} / {r.other_median_ms:.2f} ms "
                                  f"({r.mode})")
             print(f"{r.other} vs {r.base} at {r.height}x{r.width}, batch {r.batch}, {r.device} {r.dtype}: {status}")

@@ -79,6 +79,12 @@ class SpeedupRecord:
     base_samples_ms: list[float] = field(default_factory=list)
     other_samples_ms: list[float] = field(default_factory=list)
 
+    def interval_words(self) -> str:
+        """'95% CI a to b', or why there is none (one pair)."""
+        if math.isnan(self.ci_low):
+            return f"no interval: {self.pairs} pair" + ("s" if self.pairs != 1 else "")
+        return f"95% CI {self.ci_low:.3f} to {self.ci_high:.3f}"
+
     def flat(self) -> dict:
         row = {k: v for k, v in asdict(self).items() if k not in ("settings", "environment", "base_samples_ms",
                                                                   "other_samples_ms")}
@@ -292,7 +298,7 @@ def paired_speedups(
         record = paired_speedup(base, other, s, **kwargs)
         records.append(record)
         if progress:
-            status = record.error or (f"{record.ratio:.3f}x (95% CI {record.ci_low:.3f} to {record.ci_high:.3f}, "
+            status = record.error or (f"{record.ratio:.3f}x ({record.interval_words()}, "
                                       f"{record.pairs} pairs, {record.mode}, stopped by {record.stopped_by})")
             progress(f"  [{i}/{len(grid) * len(pairs)}] {other} vs {base} {s.batch}x{s.height}x{s.width} "
                      f"{s.device}: {status}")

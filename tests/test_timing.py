@@ -177,6 +177,15 @@ def test_bootstrap_of_paired_ratios_known_answers():
     assert percentile([1, 2, 3, 4, 5], 0.5) == 3 and percentile([0, 10], 0.1) == pytest.approx(1.0)
 
 
+def test_a_speedup_says_when_it_has_no_interval():
+    from bench.speedup import SpeedupRecord
+
+    one = SpeedupRecord("a", "b", 64, 64, 1, "cpu", "fp32", "eager", ratio=1.5, pairs=1)
+    assert one.interval_words() == "no interval: 1 pair"
+    two = SpeedupRecord("a", "b", 64, 64, 1, "cpu", "fp32", "eager", ratio=1.5, ci_low=1.25, ci_high=1.75, pairs=2)
+    assert two.interval_words() == "95% CI 1.250 to 1.750"
+
+
 def test_log_ratio_t_interval_known_answers():
     from bench.stats import log_ratio_interval
 
