@@ -255,6 +255,8 @@ def test_ablation_report_adds_accuracy_from_the_store_only(tmp_path, monkeypatch
     assert path.shapley.iloc[1] == pytest.approx(path.delta.iloc[1])  # one player: its Shapley value is its Δ
     assert (tmp_path / "rep" / "path_p_accuracy.png").is_file()
     assert "data: generated shapes" in (tmp_path / "rep" / "variants_accuracy.md").read_text()
+    cost = next(p for p in (tmp_path / "rep").glob("*.md") if "Which change buys what" in p.read_text())
+    assert "CPU time: not timed" in cost.read_text() and "pairs each" not in cost.read_text()  # counts only
     # without --accuracy: a recipe option is refused, and the accuracy files of the earlier run are removed
     cost_args = report_args[:5]
     assert analysis_main([*cost_args, "--setting", "cpu", "--lr", "-5"]) == 2

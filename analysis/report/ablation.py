@@ -503,19 +503,23 @@ def _write_path(steps: pd.DataFrame, name: str, end: str | None, data: AblationD
         "Shapley CPU ms [95% CI]": [_ms(r, "time_shapley_ms") for _, r in s.iterrows()],
     })
     title = f"{s.variant.iloc[0]} -> {end or s.variant.iloc[-1]}"
+    timed = s.attrs.get("pairs", (0, 0))[1] > 0
+    time_note = (f"CPU time ({data.timing_note}): every subset of the path's changes (each distinct eval-mode network "
+                 f"once) timed in interleaved pairs against the path's end, {_pairs(s)}; subsets that differ only in "
+                 "dropout share one timing (dropout is the identity in eval mode: its time change is 0 by "
+                 "construction); a subset's ms = the end's median / its paired ratio. Speed-up vs previous = the "
+                 "ratio of two such times; Δ, reverse-order Δ and Shapley as for the counts. Intervals: 95%, a "
+                 "parametric bootstrap drawing each subset's log ratio from its own t interval (independent pair-sets) "
+                 "and the end's time from the spread of its medians over those pair-sets; a subset timed by one pair "
+                 "has no interval, and nor has any step that uses it (never a fixed value)." if timed else
+                 "CPU time: not timed (the study measured counts only; `python -m bench ablate SPEC --measure "
+                 "complexity,time` times it).")
     notes = [f"Path {name!r}: one change per step from {title}; counts shape-only at {h}x{w}, batch 1, "
              f"{data.num_classes} classes. FLOPs = MACs + pooling window ops (the paper's convention).",
              "Δ: the change of this step on the path; reverse-order Δ: the same change applied last-first from the "
              "start; Shapley: its average marginal change over all orders (all 2^n subsets counted); Shapley values "
              "sum to the total change.",
-             f"CPU time ({data.timing_note}): every subset of the path's changes (each distinct eval-mode network "
-             f"once) timed in interleaved pairs against the path's end, {_pairs(s)}; subsets that differ only in "
-             "dropout share one timing (dropout is the identity in eval mode: its time change is 0 by construction); "
-             "a subset's ms = the end's median / its paired ratio. Speed-up vs previous = the ratio of two such "
-             "times; Δ, reverse-order Δ and Shapley as for the counts. Intervals: 95%, a parametric bootstrap "
-             "drawing each subset's log ratio from its own t interval (independent pair-sets) and the end's time "
-             "from the spread of its medians over those pair-sets; a subset timed by one pair has no interval, and "
-             "nor has any step that uses it (never a fixed value).", TIME_EFFECT_RULE + "."]
+             time_note] + ([TIME_EFFECT_RULE + "."] if timed else [])
     written = list(save_table(s, out / stem, f"Which change buys what: {title} at {h}x{w}", notes,
                               display=display))
     written.append(waterfall(s, out / f"{stem}_waterfall", (h, w), title))
