@@ -69,6 +69,16 @@ def test_only_common_seeds_are_paired():
     runs = _runs({names[0]: [0.9, 0.8, 0.7], names[1]: [0.9, 0.8], names[2]: [0.9, 0.8]})
     frame = path_accuracy(spec.paths[0], runs)
     assert list(frame.n_seeds) == [3, 2, 2] and frame.delta_seeds.iloc[1] == 2
+    # a variant with more seeds than its pairing: the table says on how many seeds each change rests
+    from analysis.report.path_accuracy import path_display
+
+    runs = _runs({names[0]: [0.9, 0.8], names[1]: [0.91, 0.82, 0.7], names[2]: [0.9, 0.8, 0.7]})
+    frame = path_accuracy(spec.paths[0], runs)
+    assert list(frame.n_seeds) == [2, 3, 3] and list(frame.from_start_seeds.iloc[1:]) == [2, 2]
+    shown = path_display(frame)
+    assert shown["Δ vs previous [95% CI]"].iloc[1].endswith("(2 paired seeds)")
+    assert not shown["Δ vs previous [95% CI]"].iloc[2].endswith("paired seeds)")  # steps 1 -> 2: all 3 seeds
+    assert shown["Δ from start [95% CI]"].iloc[2].endswith("(2 paired seeds)")
 
 
 def test_shapley_of_miou_is_the_average_over_orderings_per_seed():

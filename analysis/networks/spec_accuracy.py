@@ -151,12 +151,13 @@ def path_accuracy(path: Path_, runs: pd.DataFrame) -> pd.DataFrame:
                "n_seeds": len(now), "miou": mean.estimate, "miou_low": mean.low, "miou_high": mean.high}
         if i > 0:
             d, n = paired_delta(previous, now)
-            c, _ = paired_delta(start, now)
+            c, n_from_start = paired_delta(start, now)
             claim = step_claim(path.steps[i - 1])
             unpaired = unpaired_words(path.variants[i - 1].name, previous, v.name, now) if n == 0 else ""
             verdict = (not_testable(unpaired) if unpaired else path_claim_verdict(d, n)) if claim else None
             row.update(delta=d.estimate, delta_low=d.low, delta_high=d.high, delta_seeds=n,
-                       effect=unpaired or accuracy_effect(d, n), from_start=c.estimate, from_start_low=c.low,
+                       effect=unpaired or accuracy_effect(d, n), from_start_seeds=n_from_start, from_start=c.estimate,
+                       from_start_low=c.low,
                        from_start_high=c.high, paper=claim, status=verdict.outcome if verdict else "",
                        why=verdict.why if verdict else "")
             if shapley is not None:

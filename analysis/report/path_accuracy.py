@@ -69,14 +69,20 @@ def path_display(frame: pd.DataFrame) -> pd.DataFrame:
     def column(name: str) -> pd.Series:
         return frame[name].fillna("") if name in frame else pd.Series([""] * len(frame))
 
+    def paired(r, key: str) -> str:  # a change over fewer seeds than the variant's own: say on how many
+        if not r.step:
+            return "-"
+        words = _ci(getattr(r, key), getattr(r, f"{key}_low"), getattr(r, f"{key}_high"), sign=True)
+        seeds = getattr(r, f"{key}_seeds", r.n_seeds)
+        return words + (f" ({int(seeds)} paired seeds)" if seeds == seeds and seeds != r.n_seeds and words != "-"
+                         else "")
+
     display = pd.DataFrame({
         "step": frame.step, "change": frame.change, "variant": frame.variant, "seeds": frame.n_seeds,
         "mIoU % [95% CI]": [_ci(r.miou, r.miou_low, r.miou_high) for r in frame.itertuples()],
-        "Δ vs previous [95% CI]": [_ci(r.delta, r.delta_low, r.delta_high, sign=True) if r.step else "-"
-                                   for r in frame.itertuples()],
+        "Δ vs previous [95% CI]": [paired(r, "delta") for r in frame.itertuples()],
         "effect": column("effect"),
-        "Δ from start [95% CI]": [_ci(r.from_start, r.from_start_low, r.from_start_high, sign=True) if r.step
-                                  else "-" for r in frame.itertuples()],
+        "Δ from start [95% CI]": [paired(r, "from_start") for r in frame.itertuples()],
         "paper says harmless": column("paper"), "status": column("status")})
     if "shapley" in frame:
         display["Shapley Δ mIoU [95% CI]"] = [_ci(r.shapley, r.shapley_low, r.shapley_high, sign=True) if r.step
