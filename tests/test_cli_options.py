@@ -132,6 +132,14 @@ def test_sweep_report_of_registered_names_only_and_of_a_size_that_failed(tmp_pat
     assert analysis_main(["sweep-report", str(mixed)]) == 0, capsys.readouterr().err
     note = (mixed / "report" / "family_cost.md").read_text()
     assert "FLOPs at 64x64" in note and "1 backbones at 64x64" in note and "rf_over_lw" in note
+    # a size asked for where nothing built-in was counted: said in one line, not drawn
+    from analysis.report.sweep import write_sweep_report
+    from bench.sweeps import merged_frame
+
+    said: list[str] = []
+    written = write_sweep_report(merged_frame(mixed), tmp_path / "at32", "t", size=(32, 32), say=said.append)
+    assert said == ["family_cost: not drawn, no built-in decoder family was counted at 32x32 (counted at 64x64)"]
+    assert [p.name for p in written] == ["sweep.csv", "sweep.md"]
 
 
 def test_sweep_report_refuses_one_name_registered_two_ways(tmp_path, capsys):

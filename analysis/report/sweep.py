@@ -48,36 +48,44 @@ def write_sweep_report(frame: pd.DataFrame, out: Path, title: str, size: tuple[i
         "One row per configuration (a failed one: its error). Counts: shape-only; times: see each row's settings."])
     written += [csv, md]
     comp = frame[frame.get("kind", pd.Series(dtype=str)) == "complexity"] if "kind" in frame else frame.iloc[:0]
-    comp = comp[comp.error == ""] if len(comp) else comp
-    builtin = comp[comp["variant"].map(lambda v: not variant_info(v).base)] if len(comp) else comp
-    if len(comp) and not len(builtin):
-        say("family_cost: not drawn, the sweep counted no built-in decoder family (only registered variants, which "
-            "are in the table of every record)")
-    if len(builtin):
-        sizes = sorted({(int(h), int(w)) for h, w in zip(builtin.height, builtin.width, strict=True)})
-        h, w = size or sizes[0]
-        at = builtin[(builtin.height == h) & (builtin.width == w)]
-        others = [f"{a}x{b}" for a, b in sizes if (a, b) != (h, w)]
-        overhead = family_cost(at)
-        ratios = ("" if "rf_over_lw" not in overhead else
-                  f" (median {overhead['rf_over_lw'].median():.1f}x for RefineNet)")
-        chosen = "" if size else ", the smallest size measured"
-        note = (f"{len(overhead)} backbones at {h}x{w}" + (f"{chosen} (the other sizes, {', '.join(others)}, are in "
-                "the table of every record)" if others else "") +
-                "; the built-in decoder families only (a registered variant is in the table of every record); '-': "
-                "the family was not measured on that backbone.")
-        if any(c.endswith("_over_lw") for c in overhead):
-            note += f" *_over_lw: the family's FLOPs over Light-Weight RefineNet's on the same backbone{ratios}."
-        gflops = [c for c in overhead.columns if c.endswith("gflops")]
-        # one decimal for whole GFLOPs; small inputs (0.036 G) keep three significant digits
-        formats = {c: ".1f" if overhead[c].min() >= 1 else ".3g" for c in gflops}
-        written += save_table(overhead, out / "family_cost",
-                              f"Each decoder family on every backbone, FLOPs at {h}x{w} (G, MACs + pooling)",
-                              [note], formats=formats)
-        written.append(save_figure(complexity_figure(at, h, w), out / "family_cost"))
+    if len(comp):
+        written += family_cost_files(comp[comp.error == ""], out, size, say)
     timed = frame[frame.get("kind", pd.Series(dtype=str)) == "time"] if "kind" in frame else frame.iloc[:0]
     if len(timed) and "median_ms" in timed:
         written.append(save_figure(timing_figure(timed[timed.error == ""]), out / "time_vs_macs"))
+    return written
+
+
+def family_cost_files(comp: pd.DataFrame, out: Path, size: tuple[int, int] | None, say=print) -> list[Path]:
+    """``family_cost`` (table and figure) from the successful complexity rows ``comp``: the built-in families at
+    ``size`` (default: the smallest size with a built-in count); nothing, said in one line, where there is none."""
+    builtin = comp[comp["variant"].map(lambda v: not variant_info(v).base)]
+    if not len(builtin):
+        say("family_cost: not drawn, the sweep counted no built-in decoder family (only registered variants, which "
+            "are in the table of every record)")
+        return []
+    sizes = sorted({(int(h), int(w)) for h, w in zip(builtin.height, builtin.width, strict=True)})
+    h, w = size or sizes[0]
+    at = builtin[(builtin.height == h) & (builtin.width == w)]
+    others = [f"{a}x{b}" for a, b in sizes if (a, b) != (h, w)]
+    if not len(at):
+        say(f"family_cost: not drawn, no built-in decoder family was counted at {h}x{w} (counted at "
+            f"{', '.join(others)})")
+        return []
+    overhead = family_cost(at)
+    ratios = "" if "rf_over_lw" not in overhead else f" (median {overhead['rf_over_lw'].median():.1f}x for RefineNet)"
+    chosen = "" if size else ", the smallest size measured"
+    note = (f"{len(overhead)} backbones at {h}x{w}" + (f"{chosen} (the other sizes, {', '.join(others)}, are in the "
+            "table of every record)" if others else "") + "; the built-in decoder families only (a registered "
+            "variant is in the table of every record); '-': the family was not measured on that backbone.")
+    if any(c.endswith("_over_lw") for c in overhead):
+        note += f" *_over_lw: the family's FLOPs over Light-Weight RefineNet's on the same backbone{ratios}."
+    # one decimal for whole GFLOPs; small inputs (0.036 G) keep three significant digits
+    formats = {c: ".1f" if overhead[c].min() >= 1 else ".3g" for c in overhead.columns if c.endswith("gflops")}
+    written = list(save_table(overhead, out / "family_cost",
+                              f"Each decoder family on every backbone, FLOPs at {h}x{w} (G, MACs + pooling)", [note],
+                              formats=formats))
+    written.append(save_figure(complexity_figure(at, overhead, h, w), out / "family_cost"))
     return written
 
 
@@ -93,13 +101,13 @@ def family_cost(at: pd.DataFrame) -> pd.DataFrame:
     return overhead.sort_values(f"{wide.columns[0]}_gflops" if "rf_lw" not in wide else "rf_lw_gflops")
 
 
-def complexity_figure(at: pd.DataFrame, h: int, w: int):
-    """Left: every family's FLOPs against LW's on the same backbone. Right: params vs FLOPs with each
-    family's Pareto front."""
+def complexity_figure(at: pd.DataFrame, cost: pd.DataFrame, h: int, w: int):
+    """Left: every family's FLOPs against LW's on the same backbone (``cost``: :func:`family_cost` of ``at``).
+    Right: params vs FLOPs with each family's Pareto front."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-    cost = family_cost(at).set_index("backbone")
+    cost = cost.set_index("backbone")
     wide = cost[[c for c in cost if c.endswith("_gflops")]].rename(columns=lambda c: c[:-len("_gflops")])
     if "rf_lw" in wide:
         left_panel(axes[0], wide, h, w)
