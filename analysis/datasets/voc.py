@@ -62,6 +62,11 @@ def voc2012_dir(root: str | Path) -> Path:
     )
 
 
+def listed_ids(split_file: Path) -> list[str]:
+    """The image ids a split file lists, one per non-blank line, in order (repeats kept)."""
+    return [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+
+
 def _some(ids: list[str], shown: int = 5) -> str:
     return ", ".join(ids[:shown]) + (" ..." if len(ids) > shown else "")
 
@@ -70,8 +75,7 @@ def warn_shared_images(root: str | Path, splits: tuple[str, ...] = ("train", "va
     """An :class:`InputWarning` for every pair of the folder's split files that list the same image id: val would
     pick (and test report) weights by images the network trained on."""
     base = voc2012_dir(root) / "ImageSets" / "Segmentation"
-    ids = {s: {line.strip() for line in (base / f"{s}.txt").read_text().splitlines() if line.strip()}
-           for s in splits if (base / f"{s}.txt").is_file()}
+    ids = {s: set(listed_ids(base / f"{s}.txt")) for s in splits if (base / f"{s}.txt").is_file()}
     names = list(ids)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -123,7 +127,7 @@ class VOCSegmentation:
         if not split_file.is_file():
             available = sorted(p.stem for p in split_file.parent.glob("*.txt"))
             raise MissingFileError(f"split file not found: {split_file} (available splits: {', '.join(available)})")
-        listed = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        listed = listed_ids(split_file)
         self.ids = list(dict.fromkeys(listed))  # an id listed twice is one image (it would count twice in every score)
         self.duplicates = sorted({i for i in listed if listed.count(i) > 1})
         if self.duplicates:
