@@ -18,7 +18,7 @@ from bench.errors import DataError
 
 from .test_networks import NARROW, VARIANT, _own_miou, _voc_folder
 
-SPEC = SyntheticSpec(n_train=8, n_val=4, size=64, small_radius=(4, 6), large_radius=(10, 14))
+SPEC = SyntheticSpec(n_train=8, n_val=4, size=64, radius=(4, 14))
 SCHEDULE = Schedule(size=64, max_steps=2, eval_every=1, batch_size=4, warmup_steps=1)
 
 

@@ -178,7 +178,7 @@ def test_presence_ignores_background_and_boundary():
 
 
 def test_generated_images_are_seeded_and_labelled_by_shape_and_size():
-    spec = SyntheticSpec(size=64, small_radius=(6, 8), large_radius=(14, 18))
+    spec = SyntheticSpec(size=64, radius=(6, 18))
     a = generate_image(np.random.default_rng(3), spec)
     b = generate_image(np.random.default_rng(3), spec)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
@@ -187,7 +187,7 @@ def test_generated_images_are_seeded_and_labelled_by_shape_and_size():
 
 
 def test_synthetic_dataset_written_once_in_voc_layout(tmp_path):
-    spec = SyntheticSpec(n_train=6, n_val=3, size=48, small_radius=(4, 6), large_radius=(10, 14))
+    spec = SyntheticSpec(n_train=6, n_val=3, size=48, radius=(4, 14))
     root = synthetic_voc(spec, cache=tmp_path, progress=None)
     stamp = (root / "spec.json").stat().st_mtime_ns
     assert synthetic_voc(spec, cache=tmp_path, progress=None) == root

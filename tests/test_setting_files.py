@@ -41,8 +41,7 @@ n_train = 8
 n_val = 4
 n_test = 4
 size = 64
-small_radius = [4, 6]
-large_radius = [10, 14]
+radius = [4, 14]
 """
 
 
@@ -72,8 +71,8 @@ def _write(tmp_path: Path, text: str, name: str = "mine.toml") -> Path:
     (("channels = 16", "channels = 0"), UsageError, "decoder.channels"),
     (('families = ["rf_lw"]', 'families = ["rf_light"]'), UsageError, "rf_light"),
     (('families = ["rf_lw"]', "families = []"), UsageTypeError, "families must be a non-empty list"),
-    (("small_radius = [4, 6]", "small_radius = 4"), UsageTypeError, "data.small_radius must be a pair"),
-    (("small_radius = [4, 6]", "small_radius = [6, 4]"), UsageError, "data.small_radius[1] must be an integer >= 6"),
+    (("radius = [4, 14]", "radius = 4"), UsageTypeError, "data.radius must be a pair"),
+    (("radius = [4, 14]", "radius = [6, 4]"), UsageError, "data.radius[1] must be an integer >= 6"),
     (("n_val = 4", "n_val = 0"), UsageError, "data.n_val must be an integer >= 1"),
     (('device = "cpu"', 'device = "tpu"'), UsageError, "unknown device 'tpu'; valid: cpu, cuda, cuda:N"),
     (("seeds = 1", "seeds = 1.5"), UsageTypeError, "seeds must be an integer"),

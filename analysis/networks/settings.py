@@ -28,16 +28,18 @@ from .pretrain import Pretrain, pretrained_backbone
 from .recipe import Schedule
 from .train import IncompleteTraining, TrainedNetwork, cache_entry, check_device, is_cached, train_network
 
-SET_VERSION = 4
+SET_VERSION = 5
 """The version of the named settings' data and starting point (not of the training code, so not in the cache key:
 the data spec and the backbone checkpoint's digest are). 1: objects of radius 16-26 / 40-60 px, every network from
 scratch; 2 (2026-12-04): radius 20-34 / 56-110 px and one shared pretrained backbone; 3 (2026-12-05): the same
 networks (the same keys), reported on a held-out test split instead of the val split that picked them; 4 (2026-12-05):
 the 'cpu' set trained for 900 steps instead of 450 (from the same 450-step backbone), where every network ends on the
-plateau rule (the schedule check: at 450 steps LW was 2.0 points short of its plateau). The front page
-archives the sections of an earlier set version (analysis.report.front_page.superseded)."""
-SET_DESCRIPTION = ("larger generated objects, one shared pretrained backbone, reported on a held-out test split, "
-                   "trained to the plateau (900 steps on a CPU)")
+plateau rule (the schedule check: at 450 steps LW was 2.0 points short of its plateau); 5 (2026-12-06, protocol 1):
+the version-3 scenes (an object's class by its shape and the ground around it, occlusion, clutter), a fixed schedule
+(every run to its step limit), PyTorch's own init of the residual branches, lr 0.1. The front page archives the
+sections of an earlier set version (analysis.report.front_page.superseded)."""
+SET_DESCRIPTION = ("context-decided generated scenes with headroom (version 3), one shared pretrained backbone, a "
+                   "fixed 900-step schedule, reported on a held-out test split")
 DECODER_KEYS = tuple(changeable_fields())
 MAX_SEEDS = 1000
 """The most seeds one call trains per variant (a count, or a list's length)."""
@@ -131,15 +133,18 @@ def parse_setting(raw: dict, name: str) -> NetworkSetting:
 
 
 def _data_spec(table: dict) -> SyntheticSpec:
-    """The generated data's spec from a setting's [data] table (radii as [low, high] pairs)."""
+    """The generated data's spec from a setting's [data] table (pixel ranges as [low, high] pairs, shares and the
+    noise as numbers)."""
     values = {}
     for key, value in table.items():
-        if key.endswith("_radius"):
+        if isinstance(SyntheticSpec.__dataclass_fields__[key].default, tuple):
             if not (isinstance(value, list) and len(value) == 2):
                 raise UsageTypeError(f"data.{key} must be a pair [low, high] of pixels, got {value!r}")
             low = validation.integer(f"data.{key}[0]", value[0], minimum=1)
             high = validation.integer(f"data.{key}[1]", value[1], minimum=low)
             values[key] = (low, high)
+        elif isinstance(SyntheticSpec.__dataclass_fields__[key].default, float):
+            values[key] = validation.number(f"data.{key}", value, minimum=0, maximum=None if key == "noise" else 1)
         else:
             minimum = {"n_train": 1, "n_val": 1, "size": validation.MIN_SIDE, "max_objects": 1}.get(key, 0)
             values[key] = validation.integer(f"data.{key}", value, minimum=minimum)

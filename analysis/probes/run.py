@@ -45,7 +45,7 @@ LEVELS = ("level4", "level3", "level2", "level1")
 TINY_NETWORKS = NetworkSetting(
     "tiny", Schedule(size=64, max_steps=2, eval_every=1, patience=1, batch_size=4, warmup_steps=0), seeds=1,
     device="cpu", decoder=CPU_DECODER,
-    data=SyntheticSpec(n_train=16, n_val=8, size=64, small_radius=(4, 6), large_radius=(10, 14)))
+    data=SyntheticSpec(n_train=16, n_val=8, size=64, radius=(4, 14)))
 """Seconds, for tests: a handful of images and two training steps."""
 
 

@@ -112,13 +112,13 @@ class ERFResults:
 
 
 def canvas_spec(net: NetworkSetting, factor: int, n: int) -> SyntheticSpec:
-    """Generated canvases ``factor`` x the training side, objects at the size they have in training (the
-    training images are the generated ones resized to the schedule's side), ``factor``^2 x as many objects."""
+    """Generated canvases ``factor`` x the training side, objects and textures at the size they have in training
+    (:meth:`SyntheticSpec.scaled`: the training images are the generated ones at the schedule's side), ``factor``^2 x
+    as many objects and distractors."""
     data, side = net.data, net.schedule.size
-    scale = side / data.size
-    radius = lambda r: (max(2, round(r[0] * scale)), max(3, round(r[1] * scale)))  # noqa: E731
-    return replace(data, n_train=1, n_val=n, n_test=0, size=side * factor, small_radius=radius(data.small_radius),
-                   large_radius=radius(data.large_radius), max_objects=data.max_objects * factor**2,
+    training = data.scaled(side)
+    return replace(training.scaled(side * factor), radius=training.radius, period=training.period, n_train=1, n_val=n,
+                   n_test=0, max_objects=data.max_objects * factor**2, distractors=data.distractors * factor**2,
                    seed=data.seed + 1)
 
 
@@ -179,7 +179,8 @@ def collect(plan: ERFPlan | None = None, progress=print) -> ERFResults:
 
 def _claims(grids: dict[str, DecoderGrid] | list[dict[str, DecoderGrid]], weights: str,
             activity=None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Claims (a) and (b) on one run's grids, or on a list of runs' (one per seed: runs then images)."""
+    """Claims (a) and (b) on one run's grids, or on a list of runs' (one per seed: the interval over runs and
+    canvases)."""
     a, b = claim_a(grids, activity=activity), claim_b(grids, activity=activity)
     claims = pd.concat([
         a.assign(claim="(a) 3x3 convs dropped: ERF not shrunk", effect=a.side_ratio, rule=CLAIM_A_RULE,
@@ -257,8 +258,9 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
         "border."])
     save_table(claims, folder / "claims", "Claims (a) and (b) per family and level (decoder grid)", [
         (f"Trained rows rest on {n_runs} training runs per family (seeds 0..{n_runs - 1}): the effect is the mean "
-         "over the runs and its interval a hierarchical bootstrap, runs then canvases (the same canvas resamples for "
-         "every run and family); decoder_grid.md, Figures 3 and 8 show seed 0."
+         "over the runs and its interval the t interval over the runs and the canvases they share (the same canvas "
+         "resamples for every run and family; analysis.verdicts.seeds_and_images); decoder_grid.md, Figures 3 and 8 "
+         "show seed 0."
          if n_runs > 1 else "Trained rows rest on one training run per family (seed 0): the intervals cover "
          "canvases, not training runs (`nox -s seeds` decides them over 3)."),
         f"(a) Sections 3.2/5.1/8: 'dropping 3x3 convolutions does not shrink the ERF' - effect: side of the light-"
