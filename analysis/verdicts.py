@@ -5,6 +5,8 @@
     inconclusive       the interval straddles the region's edge: say why (too few runs, too noisy, too few images,
                        a disturbed run)
     not testable here  the setting cannot hold the claim: say what it would need
+    depends on the recipe  (over the recipe multiverse only) reproduced under some recipes, not reproduced under
+                       others: the training recipe, not the architecture, decides it; the row names which
 
 A *rule* is a function of an interval (estimate, low, high, its level) and a region stated before looking at
 the data: a one-sided bound (``above``, ``below``), a band (``within``: the whole interval inside, as in two
@@ -33,17 +35,44 @@ REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
 NOT_TESTABLE = "not testable here"
-OUTCOMES = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE)
+DEPENDS = "depends on the recipe"
+OUTCOMES = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE, DEPENDS)
 
 VOCABULARY = (
     f"**{REPRODUCED}**: the whole interval lies inside the claim's region; **{NOT_REPRODUCED}**: the whole interval "
     f"lies outside it; **{INCONCLUSIVE}**: the interval straddles the region's edge (the reason says why: too few "
     f"runs, too noisy, too few images, a disturbed run); **{NOT_TESTABLE}**: the setting cannot hold the claim (the "
-    "reason says what it would need). A claim over several cells (levels, families, depths, units) holds where "
+    f"reason says what it would need); **{DEPENDS}** (over the protocol's training recipes): reproduced under some, "
+    "not reproduced under others, the recipes named. A claim over several cells (levels, families, depths, units) "
+    "holds where "
     "every testable cell is reproduced, fails where one is not reproduced, and is inconclusive where none fails "
     "but some cannot be decided; an inconclusive cell is never counted as a failure. A count (parameters, FLOPs) "
     "is an interval of zero width."
 )
+
+
+@dataclass(frozen=True)
+class Spread:
+    """What an interval over training runs rests on: the variance between the runs' estimates (``between``, n - 1
+    degrees of freedom), the variance the images every run shares add (``images``), the number of runs and of
+    images."""
+
+    between: float
+    images: float
+    runs: int
+    n_images: int
+
+    def standard_error(self, runs: int | None = None) -> float:
+        """The standard error of the mean over ``runs`` training runs (default: as measured)."""
+        n = runs or self.runs
+        return math.sqrt(self.between / n + self.images)
+
+    def df(self, runs: int | None = None) -> float:
+        """Satterthwaite's degrees of freedom of that standard error."""
+        n = runs or self.runs
+        vs, vi = self.between / n, self.images
+        denominator = vs**2 / max(1, n - 1) + vi**2 / max(1, self.n_images - 1)
+        return (vs + vi) ** 2 / denominator if denominator > 0 else math.inf
 
 
 @dataclass(frozen=True)
@@ -54,6 +83,7 @@ class Interval:
     low: float
     high: float
     level: float = 0.95
+    spread: Spread | None = None  # where the interval came from runs and images: what it rests on
 
     @staticmethod
     def exact(value: float) -> Interval:
@@ -240,43 +270,66 @@ def timing_disturbance(base_ms: Sequence[float], other_ms: Sequence[float], cpu_
 
 def seed_interval(values: Sequence[float], level: float = 0.95,
                   bounds: tuple[float, float] | None = None) -> Interval:
-    """The mean of per-training-run values (one per seed) and its t interval over the runs: the unit of evidence
-    for a claim about an architecture. One run: no interval (NaN), so every rule says "too few runs".
+    """The mean of per-training-run values (one per seed) and its t interval over the runs, the images taken as fixed
+    (:func:`seeds_and_images` without image resamples). One run: no interval (NaN)."""
+    return seeds_and_images(values, None, level, bounds)
 
-    ``bounds``: the range the quantity cannot leave (mIoU: 0 to 100 points); the interval is cut to it. The mean
-    lies in that range, so the cut interval covers it whenever the t interval does (two seeds' t interval of an
-    mIoU near 100 reaches past it)."""
+
+def seeds_and_images(estimates, samples=None, level: float = 0.95, bounds: tuple[float, float] | None = None,
+                     n_images: int | None = None) -> Interval:
+    """The mean over training runs of a per-run estimate, and its t interval, where every run is scored on the same
+    images: the unit of evidence for a claim about an architecture on a task.
+
+    ``estimates``: (n_runs,) each run's estimate on the whole split. ``samples``: (n_runs, n_boot) each run's estimate
+    on image resamples, the same resamples for every run (None: the images are taken as fixed). The variance of the
+    mean adds the spread between the runs (s^2 / n, n - 1 degrees of freedom) and what the shared images add: the
+    mean covariance of two runs' estimates over the common resamples (the runs' own spread cannot show it, since
+    every run sees the same images); Satterthwaite's degrees of freedom (``n_images`` - 1 for the image term). One
+    run: no interval (NaN), so every rule says "too few runs". Its coverage is tested by simulation
+    (tests/test_interval_coverage.py) at 3 and 5 runs, under run- and image-dominated variance.
+
+    ``bounds``: the range the quantity cannot leave (an mIoU: 0 to 100 points); the interval is cut to it."""
+    import torch
     from scipy import stats
 
+    values = torch.as_tensor(estimates, dtype=torch.float64).flatten()
     n = len(values)
     if n == 0:
         return Interval(math.nan, math.nan, math.nan, level)
-    mean = sum(values) / n
+    mean = float(values.mean())
     if n < 2:
         return Interval(mean, math.nan, math.nan, level)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    between = float(values.var(unbiased=True))
+    shared = 0.0
+    if samples is not None:
+        drawn = torch.as_tensor(samples, dtype=torch.float64)
+        centred = drawn - drawn.mean(1, keepdim=True)
+        cov = centred @ centred.T / max(1, drawn.shape[1] - 1)
+        shared = max(0.0, float((cov.sum() - cov.diagonal().sum()) / (n * (n - 1))))
+    spread = Spread(between, shared, n, n_images or 10**6)
+    se = spread.standard_error()
+    if se == 0:
+        return Interval(mean, mean, mean, level, spread)
+    half = float(stats.t.ppf(0.5 + level / 2, spread.df())) * se
     low, high = mean - half, mean + half
     if bounds is not None:
         low, high = max(low, bounds[0]), min(high, bounds[1])
-    return Interval(mean, low, high, level)
+    return Interval(mean, low, high, level, spread)
 
 
-SEED_RESAMPLES = 7
-"""The seed of the draw of training runs in :func:`seeds_then_images` (one draw for every tap, block, level and
-family: the differences stay paired)."""
+def detectable_effect(spread: Spread, level: float = 0.95, power: float = 0.8, runs: int | None = None) -> float:
+    """The smallest true effect (on the interval's scale) that a two-sided test at 1 - ``level`` detects with
+    ``power``, for ``runs`` training runs (default: as many as measured), from the measured spread."""
+    from scipy import stats
+
+    df = spread.df(runs)
+    return (float(stats.t.ppf(0.5 + level / 2, df)) + float(stats.t.ppf(power, df))) * spread.standard_error(runs)
 
 
-def seeds_then_images(per_seed):
-    """A hierarchical bootstrap: (n_seeds, n_boot) image-bootstrap samples of one quantity per training run ->
-    (n_boot,) samples of its mean over runs, each draw resampling the runs with replacement, then taking each drawn
-    run's image resample of that draw. The interval covers training runs as well as images; with one run it is the
-    image bootstrap itself. Used by the probes' and the ERF claims' intervals."""
-    import torch
-
-    n_seeds, n_boot = per_seed.shape
-    if n_seeds == 1:
-        return per_seed[0]
-    g = torch.Generator().manual_seed(SEED_RESAMPLES)
-    runs = torch.randint(0, n_seeds, (n_boot, n_seeds), generator=g)
-    return per_seed[runs.T, torch.arange(n_boot)].mean(0)
+def runs_needed(spread: Spread, bound: float, level: float = 0.95, power: float = 0.8, most: int = 100) -> int | None:
+    """The fewest training runs whose detectable effect is within ``bound`` (the same spread per run and the same
+    images); None where even ``most`` runs are not enough (the shared images alone are too few)."""
+    for runs in range(2, most + 1):
+        if detectable_effect(spread, level, power, runs) <= bound:
+            return runs
+    return None

@@ -27,11 +27,12 @@ import torch
 
 from bench.stats import percentile_interval
 
-from ..verdicts import NOT_TESTABLE, Interval, above, seeds_then_images
+from ..protocol import PROTOCOL
+from ..verdicts import NOT_TESTABLE, Interval, above, seeds_and_images
 from .decoder_grid import DecoderGrid
 
-NON_INFERIORITY_MARGIN = 0.8  # LW/RF side ratio: stated before looking at the data
-CLAIM_A_LEVEL = 0.90  # a one-sided test at 5%: the 90% interval's lower end
+NON_INFERIORITY_MARGIN = float(PROTOCOL.claim("erf_a")["bound"])  # LW/RF side ratio (analysis/protocol.toml)
+CLAIM_A_LEVEL = float(PROTOCOL.claim("erf_a")["level"])  # a one-sided test at 5%: the 90% interval's lower end
 CLAIM_A_RULE = (
     f"per level: reproduced where the whole {CLAIM_A_LEVEL:.0%} CI of the LW/RF 90%-mass side ratio is at or above "
     f"{NON_INFERIORITY_MARGIN} (no smaller: a larger LW field reproduces it), not reproduced where it is wholly below "
@@ -40,7 +41,7 @@ CLAIM_A_RULE = (
 CLAIM_B_RULE = ("per family and level: reproduced where the whole 95% CI of the side of CRP's own 90%-mass square "
                 "(interpolated, in cells) is above 1 cell, not reproduced where it is wholly at or below 1 cell (CRP "
                 "keeps 90% of its information on the unit's own cell), inconclusive otherwise")
-SUB_CELL = 1.0
+SUB_CELL = float(PROTOCOL.claim("erf_b")["bound"])
 """A field whose 90%-mass side is at most this many cells sits on the unit's own cell: below the grid's resolution."""
 DEAD = 0.01
 """A decoder level whose summation ReLU is positive on under this share of outputs is dead: it passes nothing on
@@ -92,7 +93,7 @@ def claim_a(grids: Grids | Sequence[Grids], reference: str = "rf",
     r90 of both stays beside it. ``activity`` (family -> :func:`level_activity`): a level dead in either network is
     not testable (``DEAD_RULE``). ``grids`` (and ``activity``) may be a list, one per training run (seed): the ratio
     is then the mean of the runs' ratios and its interval a hierarchical bootstrap, runs then images
-    (:func:`analysis.verdicts.seeds_then_images`); a level dead in any run is not testable."""
+    (:func:`runs_interval`); a level dead in any run is not testable."""
     runs = _as_runs(grids)
     acts = _as_runs(activity) if activity is not None else [None] * len(runs)
     rows = []
@@ -104,11 +105,11 @@ def claim_a(grids: Grids | Sequence[Grids], reference: str = "rf",
                 continue
             ours = [_row(r[family], level, block) for r in runs]
             theirs = [_row(r[reference], level, block) for r in runs]
-            ratio_samples = seeds_then_images(torch.stack([
-                r[family].side_boot[(level, block)].double() / r[reference].side_boot[(level, block)].double()
-                for r in runs]))
-            low, high = percentile_interval(ratio_samples, CLAIM_A_LEVEL)
             ratio = _mean([o.side90_cells / t.side90_cells for o, t in zip(ours, theirs, strict=True)])
+            low, high = runs_interval([o.side90_cells / t.side90_cells for o, t in zip(ours, theirs, strict=True)],
+                                      torch.stack([r[family].side_boot[(level, block)].double() /
+                                                   r[reference].side_boot[(level, block)].double() for r in runs]),
+                                      CLAIM_A_LEVEL)
             side, ref_side = _mean([o.side90_cells for o in ours]), _mean([t.side90_cells for t in theirs])
             dead = sorted({f for f in (family, reference) for act in acts if _dead(act, f, level)})
             if dead:
@@ -134,7 +135,7 @@ def claim_b(grids: Grids | Sequence[Grids],
             activity: dict[str, dict[str, float]] | Sequence[dict] | None = None) -> pd.DataFrame:
     """CRP's own decoder-grid 90%-mass side (interpolated, cells) per family and level, with its 95% interval and the
     verdict (``CLAIM_B_RULE``); the whole-cell r90 beside it; a dead level (``activity``) is not testable. Over
-    several runs (a list, one per seed): the mean side and a hierarchical bootstrap, runs then images."""
+    several runs (a list, one per seed): the mean side and the interval over runs and images (:func:`runs_interval`)."""
     runs = _as_runs(grids)
     acts = _as_runs(activity) if activity is not None else [None] * len(runs)
     rows = []
@@ -143,9 +144,9 @@ def claim_b(grids: Grids | Sequence[Grids],
             if block != "CRP":
                 continue
             per_run = [_row(r[family], level, block) for r in runs]
-            low, high = percentile_interval(seeds_then_images(torch.stack(
-                [r[family].side_boot[(level, block)].double() for r in runs])))
             side = _mean([row.side90_cells for row in per_run])
+            low, high = runs_interval([row.side90_cells for row in per_run],
+                                      torch.stack([r[family].side_boot[(level, block)].double() for r in runs]))
             if any(_dead(act, family, level) for act in acts):
                 outcome, why = NOT_TESTABLE, "dead level: nothing passes through it"
             else:
@@ -156,6 +157,16 @@ def claim_b(grids: Grids | Sequence[Grids],
                          "theoretical_cells": per_run[0].theoretical_cells, "n_seeds": len(runs), "status": outcome,
                          "why": why})
     return pd.DataFrame(rows)
+
+
+def runs_interval(estimates: Sequence[float], samples: torch.Tensor, level: float = 0.95) -> tuple[float, float]:
+    """The interval of the mean over training runs (:func:`analysis.verdicts.seeds_and_images`, the image resamples
+    shared by every run); for one network, the percentile interval of its image resamples: what that one network
+    shows, not a claim about its architecture (the report says so)."""
+    if len(estimates) == 1:
+        return percentile_interval(samples[0], level)
+    x = seeds_and_images(estimates, samples, level, n_images=None)
+    return x.low, x.high
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -6,10 +6,10 @@ CRP = after CRP - after the summation, CRP's own input (until 2026-12-04 CRP was
 levels 3-1 it carried what the top-down summation brings: the bench's LW networks gained 61-66 points at
 level 1 that way, 47-53 of them from the summation).
 Differences are averaged over training seeds; their
-95% interval comes from a hierarchical bootstrap, training runs then images (:func:`seeds_then_images`; the same
-val resamples for every tap, family and seed and the same draw of runs, so the difference is paired image by
-image and run by run), and the seeds' standard deviation is given beside it (NaN with one seed). With one seed
-the interval covers the images only, and the verdict tables say so in ``seeds``.
+95% interval is the one over training runs and the images they share (:func:`analysis.verdicts.seeds_and_images`;
+the same val resamples for every tap, family and seed, so the difference is paired image by image and run by run),
+and the seeds' standard deviation is given beside it (NaN with one seed). With one seed the interval covers the
+images only (:func:`analysis.erf.claims.runs_interval`), and the verdict tables say so in ``seeds``.
 The paper's differences (RefineNet-101 on VOC, level 4 only: RCU =
 after RCU - before RCU, CRP = after CRP - after RCU, its ReLU included) sit next to the ``rf`` family's level-4
 RCU and CRP rows.
@@ -22,11 +22,10 @@ import math
 import pandas as pd
 import torch
 
-from bench.stats import percentile_interval
-
-from ..erf.claims import DEAD
+from ..erf.claims import DEAD, runs_interval
 from ..paper import paper_numbers
-from ..verdicts import NOT_TESTABLE, Interval, above, seeds_then_images, tally
+from ..protocol import PROTOCOL
+from ..verdicts import NOT_TESTABLE, Interval, above, tally
 from .heads import METRICS
 from .run import ProbeRun
 
@@ -55,7 +54,7 @@ def tap_differences(run: ProbeRun) -> pd.DataFrame:
     frame = run.frame.set_index(["variant", "seed", "tap"])
     rows = []
     for (variant, level), group in run.frame.groupby(["variant", "level"], sort=False):
-        drawn: dict[str, torch.Tensor] = {}  # block -> bootstrap samples of its mIoU difference (seed average)
+        drawn: dict[str, tuple[list[float], torch.Tensor]] = {}  # block -> its mIoU difference per seed, and resampled
         seeds = sorted(group.seed.unique())
         family = group.family.iloc[0]
         same = group.set_index("point")["same_as"].groupby(level=0).first()
@@ -73,10 +72,10 @@ def tap_differences(run: ProbeRun) -> pd.DataFrame:
                 samples = [run.boot.get((variant, s, f"{level}.{after}"), {}).get(metric) for s in seeds]
                 bases = [run.boot.get((variant, s, f"{level}.{before}"), {}).get(metric) for s in seeds]
                 if all(x is not None for x in samples + bases):
-                    diff = seeds_then_images(torch.stack([a - b for a, b in zip(samples, bases, strict=True)]))
-                    row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = percentile_interval(diff)
+                    diff = torch.stack([a - b for a, b in zip(samples, bases, strict=True)])
+                    row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = runs_interval(per_seed, diff)
                     if metric == "miou":
-                        drawn[block] = diff
+                        drawn[block] = (per_seed, diff)
                 paper_after, paper_before = PAPER_COMPARISONS.get(block, (None, None))
                 pa, pb = paper.get((paper_after, metric)), paper.get((paper_before, metric))
                 is_paper_row = family == "rf" and level == "level4" and pa is not None and pb is not None
@@ -85,12 +84,14 @@ def tap_differences(run: ProbeRun) -> pd.DataFrame:
                 # claim (c) compares the two gains: their paired difference, from the same resamples and seeds
                 rcu = next(r for r in rows if r["variant"] == variant and r["level"] == level and r["block"] == "RCU")
                 row["miou_vs_rcu"] = row["miou"] - rcu["miou"]
-                row["miou_vs_rcu_ci_low"], row["miou_vs_rcu_ci_high"] = percentile_interval(drawn["CRP"] - drawn["RCU"])
+                (crp, crp_drawn), (rcu_seeds, rcu_drawn) = drawn["CRP"], drawn["RCU"]
+                row["miou_vs_rcu_ci_low"], row["miou_vs_rcu_ci_high"] = runs_interval(
+                    [a - b for a, b in zip(crp, rcu_seeds, strict=True)], crp_drawn - rcu_drawn)
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-def learned(run: ProbeRun, margin: float = 0.02) -> pd.DataFrame:
+def learned(run: ProbeRun, margin: float = float(PROTOCOL.claim("claim_c")["learned_margin"])) -> pd.DataFrame:
     """Per variant, seed and level: do the probes beat the trivial baselines (by ``margin``, fractions)?"""
     best = run.frame.groupby(["variant", "seed", "level"], sort=False)[["miou", "label_accuracy"]].max()
     best["miou_gain"] = best["miou"] - run.baselines["miou"]
@@ -100,7 +101,7 @@ def learned(run: ProbeRun, margin: float = 0.02) -> pd.DataFrame:
     return best.reset_index()
 
 
-POWER_FACTOR = 2.0
+POWER_FACTOR = float(PROTOCOL.task["probe_power"])
 POWER_RULE = (
     f"per family: reproduced where the best probe at the coarsest level (level 4, where Table 4 is measured) reaches "
     f"{POWER_FACTOR:g}x the majority-class mIoU in every training seed (the lowest seed decides), not reproduced "
@@ -127,7 +128,8 @@ CLAIM_C_RULE = (
     "of val outputs) or no probe at the level beats the trivial baselines by 2 points (one rule for every seed)")
 
 
-def crp_verdicts(run: ProbeRun, diffs: pd.DataFrame, margin: float = 0.02) -> pd.DataFrame:
+def crp_verdicts(run: ProbeRun, diffs: pd.DataFrame,
+                 margin: float = float(PROTOCOL.claim("claim_c")["learned_margin"])) -> pd.DataFrame:
     """Claim (c), "CRP, not RCU, drives the features' discriminative power", per variant and level, by
     :data:`CLAIM_C_RULE` (each part one ``above`` test of :mod:`analysis.verdicts`)."""
     ok = learned(run, margin).groupby(["variant", "level"], sort=False)["learned"].all()
