@@ -71,11 +71,21 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def seeds(session: nox.Session) -> None:
-    """The benefit side on 3 training runs per family: the trained set with its controls, claims (a) and (b), the
-    probes, the paper path's accuracy and the two recipe checks, init and schedule length (own folders; the
-    scorecard's benefit rows then rest on 3 seeds). Pass another count after --, e.g. nox -s seeds -- 5."""
+    """The benefit side of the base recipe on 3 training runs per family: the trained set with its three controls and
+    the accuracy claims, receptive fields (claims a, b), the probes (claim c) and the paper path's accuracy (own
+    folders; the scorecard's benefit rows then rest on 3 seeds). Pass another count after --, e.g. nox -s seeds -- 5."""
     count = session.posargs[0] if session.posargs else "3"
-    session.run(_python(session), "-m", "analysis", "report", "--seeds", count, external=True)
+    session.run(_python(session), "-m", "analysis", "report", "networks", "erf", "probes", "path-accuracy",
+                "--seeds", count, external=True)
+
+
+@nox.session(python=False)
+def multiverse(session: nox.Session) -> None:
+    """Every accuracy claim under every recipe of analysis/protocol.toml (the base and one change per axis: backbone
+    pretraining, residual-branch init, schedule length, BatchNorm), 3 seeds each, one verdict per claim over the
+    recipes and a specification curve per claim (its time: README). Reuses what nox -s seeds trained."""
+    count = session.posargs[0] if session.posargs else "3"
+    session.run(_python(session), "-m", "analysis", "report", "multiverse", "--seeds", count, external=True)
 
 
 @nox.session(python=False)

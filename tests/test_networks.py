@@ -35,7 +35,7 @@ from analysis.networks import train as train_module
 from bench.errors import DataError
 from bench.models import FAMILIES
 
-TINY_DATA = SyntheticSpec(n_train=8, n_val=4, size=64, small_radius=(4, 6), large_radius=(10, 14))
+TINY_DATA = SyntheticSpec(n_train=8, n_val=4, size=64, radius=(4, 14))
 TINY_SCHEDULE = Schedule(size=64, max_steps=3, eval_every=2, batch_size=4, warmup_steps=1)
 NARROW = {"channels": 16, "top_channels": 32}
 VARIANT = "rf_lw:resnet18"
@@ -280,7 +280,8 @@ def test_training_stops_at_the_plateau_and_keeps_the_best_weights(tiny_data, tmp
     fed = iter([0.1, 0.5, 0.45, 0.5, 0.5])  # 4 evaluations (plateau after 2 without gain), then the final one
     real = evaluation_module.miou
     monkeypatch.setattr(evaluation_module, "miou", lambda cm: (next(fed), real(cm)[1]))
-    schedule = dataclasses.replace(TINY_SCHEDULE, max_steps=20, eval_every=1, patience=2, min_delta=0.01)
+    schedule = dataclasses.replace(TINY_SCHEDULE, max_steps=20, eval_every=1, patience=2, min_delta=0.01,
+                                   plateau_from=0.0)
     net = train_network(VARIANT, tiny_data, schedule, decoder=NARROW, cache_dir=tmp_path, progress=False)
     assert (net.record["stop_reason"], net.record["steps"], net.record["best_step"]) == ("plateau", 4, 2)
     assert [h["val_miou"] for h in net.record["history"]] == [0.1, 0.5, 0.45, 0.5]

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
+import torch
 from scipy import stats
 
 from analysis.networks.spec_accuracy import (
@@ -20,6 +21,7 @@ from analysis.networks.spec_accuracy import (
     spec_runs,
     step_claim,
 )
+from analysis.protocol import PROTOCOL
 from analysis.verdicts import Interval
 from bench.ablations.spec import parse_ablation
 
@@ -31,11 +33,23 @@ def _spec():
     return parse_ablation(PATH, source="test path")
 
 
+def _per_image(miou: float, seed: int, images: int = 20) -> torch.Tensor:
+    """(images, 2, 2) confusion matrices whose summed mIoU is about ``miou``: each class's IoU a / (a + 2b)."""
+    g = torch.Generator().manual_seed(seed)
+    a = 1000
+    b = a * (1 - miou) / (2 * miou)
+    wrong = (b * (1 + 0.05 * torch.randn(images, generator=g))).round().clamp_min(0).long()
+    cms = torch.zeros(images, 2, 2, dtype=torch.long)
+    cms[:, 0, 0] = cms[:, 1, 1] = a
+    cms[:, 0, 1] = cms[:, 1, 0] = wrong
+    return cms
+
+
 def _runs(values: dict[str, list[float]]) -> pd.DataFrame:
-    """Fabricated runs: variant -> mIoU (fractions) on seeds 0..n-1."""
+    """Fabricated runs: variant -> mIoU (fractions) on seeds 0..n-1, with per-image scores of about that mIoU."""
     return pd.DataFrame([{"variant": v, "hash": "", "seed": s, "miou": x, "split": "test", "val_miou": x, "steps": 1,
-                          "best_step": 1, "stop_reason": "max_steps"} for v, xs in values.items()
-                         for s, x in enumerate(xs)])
+                          "best_step": 1, "stop_reason": "max_steps", "per_image": _per_image(x, 17 * s + i)}
+                         for i, (v, xs) in enumerate(values.items()) for s, x in enumerate(xs)])
 
 
 def _t_interval(values):
@@ -48,7 +62,7 @@ def _t_interval(values):
 def test_per_step_delta_is_paired_by_seed_with_a_t_interval():
     spec = _spec()
     names = [v.name for v in spec.paths[0].variants]
-    start, one, two = [0.90, 0.94, 0.88], [0.91, 0.96, 0.88], [0.85, 0.90, 0.84]
+    start, one, two = [0.90, 0.94, 0.88], [0.91, 0.96, 0.88], [0.856, 0.936, 0.808]  # two: 1.6x one's errors
     frame = path_accuracy(spec.paths[0], _runs(dict(zip(names, [start, one, two], strict=True))))
     step1 = frame.iloc[1]
     want = _t_interval([100 * (b - a) for a, b in zip(start, one, strict=True)])
@@ -59,7 +73,8 @@ def test_per_step_delta_is_paired_by_seed_with_a_t_interval():
     assert step1.delta_high - step1.delta < unpaired_half / 3
     step2 = frame.iloc[2]
     assert step2.from_start == pytest.approx(100 * (sum(two) - sum(start)) / 3)
-    assert step2.effect == "lower"  # -4 to -6 points on every seed
+    assert step2.effect == "lower"  # 1.6 times the errors on every seed
+    assert step2.ratio == pytest.approx(1.6, rel=0.05) and step2.ratio_low > 1
     assert list(frame.n_seeds) == [3, 3, 3]
 
 
@@ -155,11 +170,14 @@ def test_an_interval_of_a_mean_miou_is_cut_to_0_100():
     assert cut_words(frame).endswith(f"here {names[1]}, {names[2]}")  # the start's interval is not cut
 
 
-@pytest.mark.parametrize("interval, n, words", [
-    (Interval(-1.0, -1.5, -0.5), 3, "lower"),
-    (Interval(1.0, 0.5, 1.5), 3, "higher"),
-    (Interval(0.2, -1.9, 1.9), 3, "equivalent (within +-2)"),
-    (Interval(0.2, -2.1, 1.9), 3, "inconclusive"),
+EDGE = math.log(PROTOCOL.margin("accuracy"))
+
+
+@pytest.mark.parametrize("interval, n, words", [  # intervals of the log error ratio after / before
+    (Interval(0.3, 0.2, 0.4), 3, "lower"),     # wholly more errors
+    (Interval(-0.3, -0.4, -0.2), 3, "higher"),  # wholly fewer errors
+    (Interval(0.0, -EDGE, EDGE), 3, f"equivalent (within x{PROTOCOL.margin('accuracy'):.3f})"),
+    (Interval(0.0, -EDGE - 0.01, EDGE), 3, "inconclusive"),
     (Interval(0.2, math.nan, math.nan), 1, "one run"),
 ])
 def test_effect_words_on_each_side_of_their_bounds(interval, n, words):
@@ -168,7 +186,9 @@ def test_effect_words_on_each_side_of_their_bounds(interval, n, words):
 
 def test_the_paper_calls_only_its_kernel_and_rcu_steps_harmless():
     assert step_claim({"crp_kernel": 1}) == "Section 3.1"
-    assert step_claim({"rcu": "none", "rcu_in": 0, "rcu_out": 0}) == "Section 3.1 / 3.3"
+    assert step_claim({"rcu": "none", "rcu_in": 0, "rcu_out": 0}) == "Section 3.3"  # by the value, not the field
+    assert step_claim({"rcu": "bottleneck"}) == "Section 3.1"
+    assert step_claim({"rcu": "standard"}) == ""  # back to the original's RCU: no claim of the paper
     assert step_claim({"dropout": 0.0}) == ""
     assert step_claim({"crp_kernel": 1, "dropout": 0.0}) == ""  # a step with an unclaimed change is no claim
 
@@ -205,13 +225,19 @@ def test_path_accuracy_section_on_tiny_networks_with_the_gate(tmp_path, monkeypa
     frame = pd.read_csv(tmp_path / "path-accuracy" / "x-2-seeds" / "paper_path_accuracy.csv")
     assert list(frame.n_seeds) == [2] * 6 and frame.delta.iloc[1:].notna().all()
     assert (tmp_path / "path-accuracy" / "x-2-seeds" / "paper_path_accuracy.png").stat().st_size > 10_000
-    (row,) = section.scores
-    assert row.status in OUTCOMES and row.rank == 2
-    # the gate: the same runs with a harmful change that costs nothing decide no step
-    failing = {**controls, "harmful": dict(controls["first"])}
+    steps_row, whole_row = section.scores
+    assert steps_row.status in OUTCOMES and steps_row.rank == 2
+    assert whole_row.artifact.startswith("Sections 3.1-3.3: the whole path") and whole_row.status in OUTCOMES
+    assert f"x{frame.from_start_ratio.iloc[-1]:.3f}" in whole_row.ours  # the whole path is its last step's from start
+    # the gate: a control that did not pass decides no step, nor the whole path
+    from analysis.verdicts import Verdict
+
+    failing = {"A/A": Verdict("reproduced", "ok"), "small-harm": Verdict("inconclusive", "the harm unseen"),
+               "gross-harm": Verdict("reproduced", "ok")}
     gated = section_module.write(setting, spec, runs, failing, tmp_path, "gated")
-    assert gated.scores[0].status == "not testable here" and "harmful-change control" in gated.scores[0].reason
-    assert "measured: each harmless step keeps accuracy: reproduced in" in gated.scores[0].reason  # ungated words
+    assert all(r.status == "not testable here" and "small-harm control inconclusive" in r.reason
+               for r in gated.scores)
+    assert "measured: each harmless step keeps accuracy:" in gated.scores[0].reason  # the ungated words stay
     statuses = set(pd.read_csv(tmp_path / "gated" / "paper_path_accuracy.csv").status.dropna())
     assert statuses == {"not testable here"}
 
@@ -275,3 +301,17 @@ def test_ablation_report_adds_accuracy_from_the_store_only(tmp_path, monkeypatch
     assert "removed 5 accuracy file(s) of an earlier --accuracy run" in capsys.readouterr().out
     left = sorted(p.name for p in (tmp_path / "rep").iterdir())
     assert left and not [name for name in left if "accuracy" in name]  # the cost tables stay
+
+
+def test_a_harmless_step_is_decided_by_the_direction_of_its_effect():
+    """A step the paper calls harmless (3x3 -> 1x1 CRP convolutions) that doubles the errors is not reproduced; the
+    same step that halves them is (non-inferiority: more errors fail it, fewer never do)."""
+    spec = parse_ablation({"paths": {"p": {"start": "rf:resnet18", "steps": [
+        {"crp_kernel": 1, "label": "CRP 3x3 -> 1x1"}]}}}, source="test path")
+    names = [v.name for v in spec.paths[0].variants]
+    worse = path_accuracy(spec.paths[0], _runs({names[0]: [0.90, 0.91, 0.92], names[1]: [0.80, 0.82, 0.84]}))
+    assert worse.paper.iloc[1] == "Section 3.1" and worse.ratio.iloc[1] == pytest.approx(2.0, rel=0.05)
+    assert worse.status.iloc[1] == "not reproduced" and worse.effect.iloc[1] == "lower"
+    assert worse.attrs["whole"]["status"] == "not reproduced"  # the whole path is that one step here
+    better = path_accuracy(spec.paths[0], _runs({names[0]: [0.80, 0.82, 0.84], names[1]: [0.90, 0.91, 0.92]}))
+    assert better.status.iloc[1] == "reproduced" and better.effect.iloc[1] == "higher"

@@ -209,17 +209,23 @@ def test_a_section_on_networks_of_an_earlier_training_version_is_archived(tmp_pa
                 "verdict_version": VERDICT_VERSION, **extra}
 
     from analysis.networks.settings import SET_VERSION
+    from analysis.protocol import PROTOCOL
 
-    current = front_page({"erf/x": entry(training_version=TRAINING_VERSION, set_version=SET_VERSION)}, tmp_path)
+    protocol = {"version": PROTOCOL.version, "sha256": PROTOCOL.sha256}
+    current = front_page({"erf/x": entry(training_version=TRAINING_VERSION, set_version=SET_VERSION,
+                                         protocol=protocol)}, tmp_path)
     assert "| **inconclusive** | 3 of 6 |" in current and "archive" not in current
     for old in (entry(training_version=TRAINING_VERSION - 1, set_version=SET_VERSION), entry(),
                 entry(training_version=TRAINING_VERSION, set_version=SET_VERSION - 1),
-                entry(training_version=TRAINING_VERSION)):  # before set versions were recorded: version 1
+                entry(training_version=TRAINING_VERSION),  # before set versions were recorded: version 1
+                entry(training_version=TRAINING_VERSION, set_version=SET_VERSION)):  # before protocols were
+        # registered: decided under none
         page = front_page({"erf/x": old}, tmp_path)
         assert "| **inconclusive** |" not in page and "no current run" in page and "[archive](archive.md)" in page
         archive = archive_page({"erf/x": old})
         version = (f"this code is version {TRAINING_VERSION}" if old.get("training_version") != TRAINING_VERSION
-                   else f"this code's settings are version {SET_VERSION}")
+                   else f"this code's settings are version {SET_VERSION}" if old.get("set_version") != SET_VERSION
+                   else PROTOCOL.stamp)
         assert "| inconclusive | 3 of 6 |" in archive and version in archive
     timing = {"section": "timing", "title": "T", "scores": [vars(row)], "environment": {}, "artifacts": [],
               "verdict_version": VERDICT_VERSION}
@@ -239,6 +245,9 @@ def test_a_run_records_the_training_version_of_the_sections_on_trained_networks(
     assert manifest[erf_key]["training_version"] == TRAINING_VERSION
     assert manifest[erf_key]["set_version"] == SET_VERSION
     assert "training_version" not in manifest["complexity"] and "set_version" not in manifest["complexity"]
+    from analysis.protocol import PROTOCOL
+
+    assert manifest[erf_key]["protocol"]["sha256"] == PROTOCOL.sha256 and "protocol" not in manifest["complexity"]
 
 
 def test_networks_section_tabulates_the_trained_set(tmp_path):

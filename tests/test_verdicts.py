@@ -197,8 +197,10 @@ def _entry(section, title, rows, **extra):
 def test_front_page_has_one_row_per_artifact_with_the_strongest_evidence(tmp_path):
     from analysis.networks.settings import SET_VERSION
     from analysis.networks.train import TRAINING_VERSION
+    from analysis.protocol import PROTOCOL
     from analysis.report.front_page import front_page, write_pages
 
+    protocol = {"version": PROTOCOL.version, "sha256": PROTOCOL.sha256}
     manifest = {
         "timing/cpu-a": _entry("timing", "Timing on CPU A", [_row("Table 2 (runtimes)", INCONCLUSIVE, 1, "cpu a")],
                                folder="timing/cpu-a", finished="2026-12-04 12:00"),
@@ -209,9 +211,10 @@ def test_front_page_has_one_row_per_artifact_with_the_strongest_evidence(tmp_pat
         "erf/old": _entry("erf", "ERF", [_row("Claim (a)", REPRODUCED, 1, "old nets")], folder="erf/old",
                           training_version=TRAINING_VERSION - 1),
         "erf/new": _entry("erf", "ERF", [_row("Claim (a)", INCONCLUSIVE, 1, "new nets")], folder="erf/new",
-                          training_version=TRAINING_VERSION, set_version=SET_VERSION),
+                          training_version=TRAINING_VERSION, set_version=SET_VERSION, protocol=protocol),
         "probes/stale": _entry("probes", "Probes", [_row("Claim (c)", "partly", 1)], folder="probes/stale",
-                               training_version=TRAINING_VERSION, set_version=SET_VERSION, verdict_version=None),
+                               training_version=TRAINING_VERSION, set_version=SET_VERSION, verdict_version=None,
+                               protocol=protocol),
     }
     page = front_page(manifest, tmp_path)
     table = [line for line in page.splitlines() if line.startswith("| ") and not line.startswith("| paper artifact")]

@@ -1,4 +1,5 @@
-"""Evaluation: a network's confusion matrix over a split, and its mIoU (per class and overall)."""
+"""Evaluation: a network's confusion matrices over a split (per image, so the split can be resampled by image
+without running the network again), and its mIoU (per class and overall)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..datasets.images import normalise
-from ..metrics import confusion_matrix, iou_per_class
+from ..metrics import iou_per_class, per_image_confusion
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, num_classes: int, device: str = "cpu",
-             mixed_precision: bool = False, batch_size: int = 32) -> torch.Tensor:
-    """(K, K) confusion matrix of the model's predictions (logits upsampled to the labels) over a split."""
-    was_training = model.training
+def evaluate_per_image(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, num_classes: int,
+                       device: str = "cpu", mixed_precision: bool = False, batch_size: int = 32) -> torch.Tensor:
+    """(N, K, K) confusion matrices of the model's predictions (logits upsampled to the labels), one per image."""
+    modes = {m: m.training for m in model.modules()}  # restored one by one: frozen BatchNorm stays frozen
     model.eval()
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    cms = []
     autocast = mixed_precision and device.startswith("cuda")
     for start in range(0, len(images), batch_size):
         x = normalise(images[start : start + batch_size].to(device)).contiguous(memory_format=torch.channels_last)
@@ -24,9 +25,16 @@ def evaluate(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, num_cl
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             logits = model(x)
         up = F.interpolate(logits.float(), size=y.shape[-2:], mode="bilinear", align_corners=False)
-        cm += confusion_matrix(up.argmax(1).cpu(), y, num_classes)
-    model.train(was_training)
-    return cm
+        cms.append(per_image_confusion(up.argmax(1).cpu(), y, num_classes))
+    for module, training in modes.items():
+        module.training = training
+    return torch.cat(cms) if cms else torch.zeros(0, num_classes, num_classes, dtype=torch.long)
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, num_classes: int, device: str = "cpu",
+             mixed_precision: bool = False, batch_size: int = 32) -> torch.Tensor:
+    """(K, K) confusion matrix of the model's predictions over a split."""
+    return evaluate_per_image(model, images, masks, num_classes, device, mixed_precision, batch_size).sum(0)
 
 
 def miou(cm: torch.Tensor) -> tuple[float, list[float]]:
@@ -36,9 +44,10 @@ def miou(cm: torch.Tensor) -> tuple[float, list[float]]:
 
 def held_out(model: nn.Module, data, device: str = "cpu") -> dict | None:
     """The kept weights' scores on the data's held-out test split (None where it has none: val then reports):
-    ``{"split", "images", "miou", "iou_per_class"}``."""
+    ``{"split", "images", "miou", "iou_per_class", "per_image"}`` (``per_image``: the (N, K, K) confusion matrices)."""
     if data.test_images is None:
         return None
-    value, per_class = miou(evaluate(model, data.test_images, data.test_masks, data.num_classes, device))
+    per_image = evaluate_per_image(model, data.test_images, data.test_masks, data.num_classes, device)
+    value, per_class = miou(per_image.sum(0))
     return {"split": "test", "images": len(data.test_images), "miou": value,
-            "iou_per_class": dict(zip(data.classes, per_class, strict=True))}
+            "iou_per_class": dict(zip(data.classes, per_class, strict=True)), "per_image": per_image}

@@ -49,6 +49,8 @@ class TrainSettings:
     decay: str = "constant"  # after the warm-up: "constant", or "cosine" to zero at the last step
     optimizer: str = "sgd"  # "sgd" (Nesterov momentum) or "adamw"
     momentum: float = 0.9  # SGD only
+    freeze_bn: bool = False  # BatchNorm layers keep their running statistics (eval mode); their affine maps train
+    label_noise: float = 0.0  # the share of training (image, class) regions given another class (a harm control)
 
 
 @dataclass
@@ -77,6 +79,40 @@ def zero_init_residual_branches(model: nn.Module) -> nn.Module:
             for conv in module.convs:
                 nn.init.zeros_(conv.weight)
     return model
+
+
+def freeze_batchnorm(model: nn.Module) -> nn.Module:
+    """Every BatchNorm layer in eval mode: it normalises with the running statistics it starts with and never
+    updates them (the paper: "we keep batch norm statistics frozen during the training"); its scale and shift still
+    train."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    return model
+
+
+NOISE_SEED = 1234
+"""The draw of :func:`mislabel`: one fixed draw whatever the training seed, so every harmed run of a set learns from
+the same corrupted labels (a property of the data, as a real annotation error is)."""
+
+
+def mislabel(masks: torch.Tensor, share: float, seed: int = NOISE_SEED) -> torch.Tensor:
+    """``masks`` with each (image, foreground class) region given another foreground class with probability
+    ``share`` (uniformly among the others; background and ignored pixels kept): a graded harm for the small-harm
+    control (analysis/protocol.toml). Needs at least two foreground classes."""
+    g = torch.Generator().manual_seed(seed)
+    classes = sorted(int(c) for c in masks.unique() if 0 < int(c) < IGNORE)
+    if len(classes) < 2:
+        return masks
+    out = masks.clone()
+    for i in range(len(masks)):
+        present = [c for c in classes if bool((masks[i] == c).any())]
+        flips = torch.rand(len(present), generator=g) < share
+        for c, flip in zip(present, flips.tolist(), strict=True):
+            if flip:
+                others = [o for o in classes if o != c]
+                out[i][masks[i] == c] = others[int(torch.randint(len(others), (1,), generator=g))]
+    return out
 
 
 DECAYS = ("constant", "cosine")
@@ -125,10 +161,14 @@ def train_segmenter(
     torch.manual_seed(settings.seed)
     g = torch.Generator().manual_seed(settings.seed)
     model.train().to(device, memory_format=torch.channels_last)  # before the optimiser takes its parameters
+    if settings.freeze_bn:
+        freeze_batchnorm(model)
     opt = make_optimizer(model, settings)
     warm = max(1, round(settings.warmup * settings.steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, settings.steps, warm,
                                                                               settings.decay))
+    if settings.label_noise:
+        masks = mislabel(masks, settings.label_noise)
     log = TrainLog()
     start = time.perf_counter()
     order = torch.randperm(len(images), generator=g)
@@ -186,6 +226,7 @@ def fit(model: nn.Module, data, schedule, seed: int, device: str, label: str,
 
     if schedule.zero_init_residual:
         zero_init_residual_branches(model)
+    at_init = initial_branch_shares(model, data)
     history: list[dict] = []
     best = {"miou": -math.inf, "step": 0, "state": None, "cm": None}
     stop = {"reason": "max_steps"}
@@ -206,10 +247,13 @@ def fit(model: nn.Module, data, schedule, seed: int, device: str, label: str,
             state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             best.update(miou=miou, step=step, state=state, cm=cm)
         bar.set_postfix(val_miou=f"{100 * miou:.1f}%", best=f"{100 * best['miou']:.1f}%")
-        if plateaued([h["val_miou"] for h in history], schedule.patience, schedule.min_delta):
+        if step >= schedule.max_steps:  # the step limit ends the run as the step limit, whatever the curve did
+            return False
+        if step >= schedule.plateau_from * schedule.max_steps and plateaued(
+                [h["val_miou"] for h in history], schedule.patience, schedule.min_delta):
             stop["reason"] = "plateau"
             return True
-        if over_budget and step < schedule.max_steps:  # at the step limit the run is complete whatever the clock
+        if over_budget:
             stop["reason"] = "budget"
             return True
         return False
@@ -232,4 +276,15 @@ def fit(model: nn.Module, data, schedule, seed: int, device: str, label: str,
     return {"steps": history[-1]["step"], "best_step": best["step"], "stop_reason": stop["reason"],
             "complete": stop["reason"] != "budget", "seconds": seconds, "val_miou": miou,
             "val_iou_per_class": dict(zip(data.classes, per_class, strict=True)),
-            "history": history}
+            "history": history, "rcu_shares_at_init": at_init}
+
+
+def initial_branch_shares(model: nn.Module, data) -> list[dict]:
+    """Every RCU's branch share per val image before training (the saturation claim's reference: growth in training
+    is measured against it; :mod:`analysis.networks.branches`); [] for a decoder without RCUs."""
+    from ..protocol import PROTOCOL
+    from .branches import rcu_branch_shares
+
+    count = int(PROTOCOL.claim("rcu_saturation")["images"])
+    shares = rcu_branch_shares(model, normalise(data.val_images[:count]))
+    return shares.drop(columns="level").to_dict("records")

@@ -51,9 +51,12 @@ class Pretrain:
     # that differ only in how long their decoders train (the schedule check) start from one and the same backbone
 
     def schedule(self, schedule: Schedule) -> Schedule:
-        """The schedule the pretraining runs: the setting's, with this pretraining's own init and step limit."""
+        """The schedule the pretraining runs: the setting's, with this pretraining's own init and step limit, its
+        BatchNorm trained and its labels as they are (a recipe that freezes BatchNorm or mislabels data changes the
+        compared networks' training, never the backbone they share)."""
         steps = schedule.max_steps if self.max_steps is None else self.max_steps
-        return replace(schedule, zero_init_residual=self.zero_init_residual, max_steps=steps)
+        return replace(schedule, zero_init_residual=self.zero_init_residual, max_steps=steps, freeze_bn=False,
+                       label_noise=0.0)
 
     def describe(self, backbone: str) -> str:
         if self.task == "classification":
@@ -90,7 +93,7 @@ def pretrained_backbone(pretrain: Pretrain, backbone: str, data: NetworkData, sc
     from .train import is_cached, train_network
 
     if pretrain.task == "classification":  # no decoder: the decoder init does not apply, the step limit does
-        schedule = replace(schedule, max_steps=pretrain.schedule(schedule).max_steps)
+        schedule = pretrain.schedule(schedule)
         return classification_backbone(pretrain, backbone, data, schedule, device, cache_dir, progress, say,
                                        only_cached)
     schedule = pretrain.schedule(schedule)
@@ -149,7 +152,8 @@ def classification_backbone(pretrain: Pretrain, backbone: str, data: NetworkData
 
     env = store.training_environment(device)
     recipe = {k: v for k, v in dataclasses.asdict(schedule).items()
-              if k not in store.NOT_IN_KEY + ("eval_every", "patience", "min_delta", "zero_init_residual")}
+              if k not in store.NOT_IN_KEY + ("eval_every", "patience", "min_delta", "zero_init_residual", "freeze_bn",
+                                              "label_noise", "plateau_from")}
     identity = {"training_version": store.TRAINING_VERSION, "architecture": f"classifier:{backbone}",
                 "backbone": backbone, "layers": {"task": "classification", "head": "global average pool + linear"},
                 "backbone_weights": None, "num_classes": data.num_classes, "classes": list(data.classes),

@@ -1,8 +1,9 @@
 """The recipe: a network is trained to a plateau of its val mIoU or to a step limit; a time guard stops a stalled run.
 
-The val mIoU is measured every ``eval_every`` steps; training stops when the last ``patience``
-evaluations have not beaten the best one before them by more than ``min_delta`` (see
-:func:`plateaued`) or at ``max_steps``. The weights kept are those of the best evaluation.
+The val mIoU is measured every ``eval_every`` steps; training stops at ``max_steps``, or earlier where, past
+``plateau_from`` of the steps (never during the warm-up and the noisy rise), the last ``patience`` evaluations have
+not beaten the best one before them by more than ``min_delta`` (see :func:`plateaued`). A run that reaches its step
+limit ends by the step limit, whatever its curve did. The weights kept are those of the best evaluation.
 ``budget_min`` is a guard, not a stopping rule: a run it stops (``stop_reason: "budget"``) depends on the
 machine's speed and load, so it is incomplete, never cached and never compared
 (:class:`analysis.networks.train.IncompleteTraining`); it is not part of the cache key.
@@ -48,6 +49,9 @@ class Schedule:
     crop: int | None = None  # random square crops (None: whole images)
     mixed_precision: bool = True  # bf16 autocast on CUDA; a CPU always trains in fp32
     zero_init_residual: bool = True  # every RCU / CRP branch starts at zero (analysis.networks.loop)
+    freeze_bn: bool = False  # the backbone's BatchNorm statistics kept as they start (the paper's recipe)
+    plateau_from: float = 0.5  # the share of max_steps before which the plateau rule never stops a run (1.0: never)
+    label_noise: float = 0.0  # the share of training (image, class) regions given another class (the small harm)
 
     def validate(self) -> None:
         validation.integer("size", self.size, minimum=validation.MIN_SIDE, maximum=validation.MAX_SIDE)
@@ -67,6 +71,10 @@ class Schedule:
         validation.number("clip_grad_norm", self.clip_grad_norm, minimum=0)
         validation.integer("warmup_steps", self.warmup_steps, minimum=0)
         validation.choice("decay", self.decay, DECAYS)
+        validation.boolean("zero_init_residual", self.zero_init_residual)
+        validation.boolean("freeze_bn", self.freeze_bn)
+        validation.number("plateau_from", self.plateau_from, minimum=0, maximum=1)
+        validation.number("label_noise", self.label_noise, minimum=0, maximum=1)
         if self.crop is not None:
             validation.integer("crop", self.crop, minimum=validation.MIN_SIDE, maximum=self.size)
 
@@ -75,7 +83,8 @@ class Schedule:
         return TrainSettings(steps=self.max_steps, batch_size=self.batch_size, crop=self.crop, lr=self.lr,
                              weight_decay=self.weight_decay, clip_grad_norm=self.clip_grad_norm,
                              warmup=self.warmup_steps / self.max_steps, seed=seed, decay=self.decay,
-                             optimizer=self.optimizer, momentum=self.momentum)
+                             optimizer=self.optimizer, momentum=self.momentum, freeze_bn=self.freeze_bn,
+                             label_noise=self.label_noise)
 
 
 def plateaued(scores: Sequence[float], patience: int, min_delta: float) -> bool:

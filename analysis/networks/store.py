@@ -41,10 +41,12 @@ from bench.records import finite
 from .data import NetworkData
 from .recipe import Schedule
 
-TRAINING_VERSION = 2
+TRAINING_VERSION = 3
 """Bump when the training code changes what weights a given identity gives: every cached network retrains.
-2: one thread on a CPU (TRAIN_THREADS); SGD is the schedules' default optimizer (was AdamW)."""
-TRAINING_METHOD = "SGD with Nesterov momentum, one thread per CPU training"
+2: one thread on a CPU (TRAIN_THREADS); SGD is the schedules' default optimizer (was AdamW). 3: the step limit ends a
+run as the step limit (the plateau rule only past ``plateau_from``); records carry the RCU branch shares at
+initialisation."""
+TRAINING_METHOD = "SGD with Nesterov momentum, one thread per CPU training, the RCU shares at init recorded"
 """This version's method in a few words, for the reports (a section run on an earlier version is marked superseded)."""
 
 CHECKPOINT = "model.pt"

@@ -105,6 +105,17 @@ class TrainedNetwork:
     def reported_split(self) -> str:
         return "test" if self.test else "val"
 
+    @functools.cached_property
+    def reported_per_image(self) -> torch.Tensor:
+        """(N, K, K): the kept weights' confusion matrix on each image of the reported split (test, else val), what
+        every comparison resamples by image."""
+        if self.test:
+            return self.test["per_image"]
+        from .evaluation import evaluate_per_image
+
+        return evaluate_per_image(self.model, self.data.val_images, self.data.val_masks, self.data.num_classes,
+                                  str(next(self.model.parameters()).device))
+
 
 def check_device(device: str) -> str:
     if not isinstance(device, str) or not (device == "cpu" or device == "cuda" or

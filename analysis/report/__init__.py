@@ -123,16 +123,9 @@ def _path_accuracy_seeds(out: Path, seeds: int) -> Section:
     return seeded(out, default_setting(), seeds, _this_device_slug())
 
 
-def _init_check_seeds(out: Path, seeds: int) -> Section:
-    from .init_check import seeded
+def _multiverse_seeds(out: Path, seeds: int) -> Section:
+    from .multiverse import seeded
     from .networks import default_setting
-
-    return seeded(out, default_setting(), seeds, _this_device_slug())
-
-
-def _schedule_check_seeds(out: Path, seeds: int) -> Section:
-    from .networks import default_setting
-    from .schedule_check import seeded
 
     return seeded(out, default_setting(), seeds, _this_device_slug())
 
@@ -140,24 +133,22 @@ def _schedule_check_seeds(out: Path, seeds: int) -> Section:
 SEEDED: dict[str, Callable[[Path, int], Section]] = {"networks": _networks_seeds, "erf": _erf_seeds,
                                                      "probes": _probes_seeds,
                                                      "path-accuracy": _path_accuracy_seeds,
-                                                     "init-check": _init_check_seeds,
-                                                     "schedule-check": _schedule_check_seeds}
+                                                     "multiverse": _multiverse_seeds}
 """Sections that take ``--seeds N``: the setting's set trained N times per family (seeds 0..N-1, the first ones
 shared with the default run through the cache), in their own folders (``<section>/<device>-N-seeds``), so the
 one-seed default run is never replaced; the scorecard shows the run on the most seeds (its rank). ``path-accuracy``
-(the paper path's variants trained, :mod:`analysis.report.path_accuracy`), ``init-check`` (the set trained again
-under a standard init, :mod:`analysis.report.init_check`) and ``schedule-check`` (the set trained again for twice the
-steps, :mod:`analysis.report.schedule_check`) run only with ``--seeds``: they are decided over seeds, and one seed of
-them does not fit the default run's budget."""
+(the paper path's variants trained, :mod:`analysis.report.path_accuracy`) and ``multiverse`` (every claim under every
+recipe of the protocol, :mod:`analysis.report.multiverse`) run only with ``--seeds``: they are decided over seeds, and
+one seed of them does not fit the default run's budget."""
 MAX_REPORT_SEEDS = 10
 
 
-PER_DEVICE = ("timing", "networks", "erf", "probes", "path-accuracy", "init-check", "schedule-check")
+PER_DEVICE = ("timing", "networks", "erf", "probes", "path-accuracy", "multiverse")
 """Sections kept once per device (folder and manifest key ``<section>/<device slug>``): a run on another machine
 adds its results next to the others and never replaces them."""
 
 
-TRAINED = ("networks", "erf", "probes", "path-accuracy", "init-check", "schedule-check")
+TRAINED = ("networks", "erf", "probes", "path-accuracy", "multiverse")
 """Sections whose numbers stand on the trained set: their manifest entries carry the training version
 (``analysis.networks.train.TRAINING_VERSION``), and the front page marks an entry of an earlier version superseded."""
 
@@ -246,9 +237,11 @@ def _run_section(name: str, i: int, count: int, out: Path, device: str, seeds: i
     if name in TRAINED:
         from ..networks.settings import SET_VERSION
         from ..networks.train import TRAINING_VERSION
+        from ..protocol import PROTOCOL
 
         entry["training_version"] = TRAINING_VERSION
         entry["set_version"] = SET_VERSION
+        entry["protocol"] = {"version": PROTOCOL.version, "sha256": PROTOCOL.sha256}
     try:
         section = SEEDED[name](out, seeds) if seeds is not None else SECTIONS[name](out)
         entry.update(title=section.title, text=section.text, settings=section.settings, folder=section.folder,

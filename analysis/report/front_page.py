@@ -34,8 +34,12 @@ def superseded(entry: dict) -> str:
     count as earlier), or any section whose verdicts earlier rules decided (``analysis.verdicts.VERDICT_VERSION``).
     Kept, as every per-device result is, until that machine reruns it."""
     from ..networks.train import TRAINING_METHOD, TRAINING_VERSION
-    from . import TRAINED
+    from ..protocol import PROTOCOL
+    from . import SECTIONS, SEEDED, TRAINED
 
+    if entry.get("section") not in SECTIONS and entry.get("section") not in SEEDED:
+        return (f"a section this code no longer has ('{entry.get('section')}'; the recipe checks are the multiverse's "
+                "recipes since protocol 1)")
     if entry.get("section") in TRAINED and entry.get("training_version") != TRAINING_VERSION:
         version = entry.get("training_version")
         which = f"training version {version}" if version else "before training versions were recorded"
@@ -46,6 +50,12 @@ def superseded(entry: dict) -> str:
     if entry.get("section") in TRAINED and entry.get("set_version", 1) != SET_VERSION:
         return (f"networks of an earlier trained set (set version {entry.get('set_version', 1)}; this code's "
                 f"settings are version {SET_VERSION}: {SET_DESCRIPTION}); rerun this section on that machine")
+    recorded = entry.get("protocol") or {}
+    if entry.get("section") in TRAINED and recorded.get("sha256") != PROTOCOL.sha256:
+        which = (f"protocol {recorded.get('version')} (sha256 {str(recorded.get('sha256'))[:12]})" if recorded else
+                 "no registered protocol")
+        return (f"decided under {which}; this code decides by {PROTOCOL.stamp} (analysis/protocol.toml and its "
+                "deviation log say what changed)")
     if entry.get("scores") and entry.get("verdict_version") != VERDICT_VERSION:
         return (f"verdicts decided by earlier rules (verdict version {entry.get('verdict_version') or 'unrecorded'}; "
                 f"this code is version {VERDICT_VERSION}); rerun this section on that machine")
@@ -89,7 +99,13 @@ def front_page(manifest: dict, out: Path) -> str:
                 spoken.add(r.artifact)
                 missing.append(ScoreRow(r.artifact, r.paper, "-", "-", NO_RUN,
                                         "its last run is in the [archive](archive.md); rerun its section", r.rule))
-    lines = ["# rfbench reports", "", INTRO, "", "## Scorecard", ""]
+    from ..protocol import PROTOCOL
+
+    lines = ["# rfbench reports", "", INTRO, "", "## Scorecard", "",
+             f"Every benefit verdict (the rows on trained networks) is decided by the registered **{PROTOCOL.stamp}**, "
+             f"[analysis/protocol.toml](../analysis/protocol.toml), fixed before its results were computed; its "
+             f"deviation log holds {len(PROTOCOL.deviations)} entries (what changed after a result was seen, and "
+             "why). A section decided under another protocol is in the archive.", ""]
     lines += [render(shown + missing) if shown or missing else "No section has run yet.", ""]
     lines += ["## Sections", ""]
     for key, entry in current.items():

@@ -5,9 +5,10 @@ The paper's path (``bench/ablations/specs/paper-path.toml``, whose steps the cos
 ResNet-50) is trained here on the trained set's own backbone and setting: every variant of the path on seeds
 0..N-1, each from the setting's shared pretrained backbone (:func:`analysis.networks.trained_set`; the path's start
 and end are the set's RefineNet and LW, and its fourth variant is LW with RCU, so those are the very networks of the
-networks section). Per step: the change in mIoU (held-out test split), paired seed by seed
-(:mod:`analysis.networks.spec_accuracy`). The steps the paper calls harmless are claims, gated like the networks
-section's accuracy claims by its two controls (a task that cannot tell architectures apart decides no step).
+networks section). Per step: the change in mIoU (held-out test split) and its error ratio, paired seed by seed
+(:mod:`analysis.networks.spec_accuracy`). The steps the paper calls harmless are claims, and so is the whole path
+(start to end, the same margin), gated like the networks section's accuracy claims by its three controls (a task
+that cannot tell architectures apart at the margin decides no step).
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ from bench.environment import device_description
 
 from ..networks import NetworkSetting
 from ..networks.claims import gated
-from ..networks.spec_accuracy import EFFECT_RULE, PATH_CLAIM_RULE, claim_tally, cut_words, path_accuracy, spec_runs
+from ..networks.spec_accuracy import (
+    EFFECT_RULE,
+    PATH_CLAIM_RULE,
+    WHOLE_PATH_RULE,
+    claim_tally,
+    cut_words,
+    path_accuracy,
+    spec_runs,
+)
 from ..verdicts import REPRODUCED, Verdict
 from .files import Artifact, ScoreRow, Section, save_figure, save_table
 
@@ -40,19 +49,19 @@ def paper_path_spec(backbone: str, spec_file: Path = PAPER_PATH) -> AblationSpec
     return parse_ablation({"paths": {"paper": path}}, source=f"{Path(spec_file).name} on {backbone}")
 
 
-def collect(setting: NetworkSetting, say=print) -> tuple[AblationSpec, pd.DataFrame, dict | None]:
-    """The path spec, one row per (path variant, seed) (trained where the store does not hold it), and the
-    controls of the networks section (trained or loaded the same way; None with one seed)."""
+def collect(setting: NetworkSetting, say=print) -> tuple[AblationSpec, pd.DataFrame, dict[str, Verdict] | None]:
+    """The path spec, one row per (path variant, seed) (trained where the store does not hold it), and the verdicts
+    of the networks section's controls (trained or loaded the same way; None with one seed)."""
     from ..networks import trained_set
-    from .networks import control_runs
+    from .networks import control_rows, control_runs, scores_of
 
     spec = paper_path_spec(setting.backbone)
     path = spec.paths[0]
     runs = spec_runs(spec, [v.name for v in path.variants], setting, setting.seeds, say=say)
-    controls = None
+    gate = None
     if setting.seeds >= 2:
-        controls = control_runs(setting, trained_set(setting, say=say), progress=say)
-    return spec, runs, controls
+        gate = control_rows(scores_of(trained_set(setting, say=say)), control_runs(setting, progress=say))[0]
+    return spec, runs, gate
 
 
 def _ci(estimate, low, high, fmt: str = ".1f", sign: bool = False) -> str:
@@ -81,6 +90,8 @@ def path_display(frame: pd.DataFrame) -> pd.DataFrame:
         "step": frame.step, "change": frame.change, "variant": frame.variant, "seeds": frame.n_seeds,
         "mIoU % [95% CI]": [_ci(r.miou, r.miou_low, r.miou_high) for r in frame.itertuples()],
         "Δ vs previous [95% CI]": [paired(r, "delta") for r in frame.itertuples()],
+        "error ratio [95% CI]": [_ci(r.ratio, r.ratio_low, r.ratio_high, ".3f") if r.step and "ratio" in frame
+                                 else "-" for r in frame.itertuples()],
         "effect": column("effect"),
         "Δ from start [95% CI]": [paired(r, "from_start") for r in frame.itertuples()],
         "paper says harmless": column("paper"), "status": column("status")})
@@ -105,6 +116,7 @@ def common_notes(frame: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
             f"95% t interval over the seeds; Δ from start: the same against the path's start{cut_words(frame)}.",
             EFFECT_RULE + ".",
             PATH_CLAIM_RULE + ".",
+            WHOLE_PATH_RULE + ".",
             "Shapley values of mIoU need all 2^n subsets of the path's changes trained on the same seeds "
             f"(`python -m analysis train --spec SPEC` trains them all); {shapley}"]
 
@@ -120,16 +132,15 @@ def gate_frame(frame: pd.DataFrame, gate: dict[str, Verdict]) -> pd.DataFrame:
     return frame
 
 
-def write(setting: NetworkSetting, spec: AblationSpec, runs: pd.DataFrame, controls: dict | None, out: Path,
-          name: str) -> Section:
+def write(setting: NetworkSetting, spec: AblationSpec, runs: pd.DataFrame, gate: dict[str, Verdict] | None,
+          out: Path, name: str) -> Section:
     from ..style import use_style
-    from .networks import control_rows
     from .probes import schedule_words
 
     use_style()
     folder = out / name
     path = spec.paths[0]
-    gate: dict[str, Verdict] = control_rows(controls)[0] if controls is not None else {}
+    gate = gate or {}
     measured = path_accuracy(path, runs)
     frame = gate_frame(measured, gate)
     n_seeds = int(frame.n_seeds.min())
@@ -158,6 +169,14 @@ def write(setting: NetworkSetting, spec: AblationSpec, runs: pd.DataFrame, contr
                        "no performance drop", f"Δ mIoU per step (points): {ours}", where, outcome, why,
                        PATH_CLAIM_RULE + "; over the steps: the verdict module's tally",
                        f"{name}/paper_path_accuracy.md", n_seeds)]
+    whole = measured.attrs.get("whole")
+    if whole:
+        whole_v = gated(Verdict(whole["status"], whole["why"]), gate) if gate else Verdict(whole["status"],
+                                                                                         whole["why"])
+        scores.append(ScoreRow("Sections 3.1-3.3: the whole path (RefineNet -> LW) keeps accuracy",
+                               "no performance drop", f"end / start error ratio {whole['ratio_words']}; "
+                               f"{whole['points_words']} over {whole['n_seeds']} seed(s)", where, whole_v.outcome,
+                               whole_v.why, WHOLE_PATH_RULE, f"{name}/paper_path_accuracy.md", whole["n_seeds"]))
     end = frame.iloc[-1]
     biggest = steps.loc[steps.delta.abs().idxmax()] if len(steps) and steps.delta.notna().any() else None
     measure = "test mIoU" if (runs.split == "test").all() else "own val mIoU"
@@ -239,8 +258,8 @@ def path_figure(frame: pd.DataFrame, runs: pd.DataFrame, where: str):
 
 
 def build(out: Path, setting: NetworkSetting, name: str = FOLDER) -> Section:
-    spec, runs, controls = collect(setting)
-    return write(setting, spec, runs, controls, out, name)
+    spec, runs, gate = collect(setting)
+    return write(setting, spec, runs, gate, out, name)
 
 
 def seeded(out: Path, setting: NetworkSetting, seeds: int, slug: str) -> Section:
