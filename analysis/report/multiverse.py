@@ -33,8 +33,9 @@ from .files import Artifact, ScoreRow, Section, save_figure, save_table
 FOLDER = "multiverse"
 BASE = "base"
 OVER_RECIPES_RULE = ("over the protocol's recipes (the base and one change per axis, each on the same seeds): "
-                     "reproduced where every recipe reproduces the claim, not reproduced where every recipe refutes "
-                     "it, depends on the recipe where some reproduce and some refute it, inconclusive otherwise")
+                     "reproduced where every recipe that can test the claim reproduces it, not reproduced where every "
+                     "one refutes it, depends on the recipe where some reproduce and some refute it, inconclusive "
+                     "otherwise")
 
 
 def recipe_setting(setting: NetworkSetting, recipe: Recipe) -> NetworkSetting:
@@ -100,14 +101,18 @@ def over_recipes(outcomes: Mapping[str, str]) -> Verdict:
     for recipe, outcome in outcomes.items():
         by.setdefault(outcome, []).append(recipe)
     words = "; ".join(f"{outcome} under {', '.join(names)}" for outcome, names in by.items())
-    if set(by) == {REPRODUCED}:
-        return Verdict(REPRODUCED, f"reproduced under every recipe ({len(outcomes)})")
-    if set(by) == {NOT_REPRODUCED}:
-        return Verdict(NOT_REPRODUCED, f"not reproduced under every recipe ({len(outcomes)})")
+    decided = set(by) - {NOT_TESTABLE}
+    every = (f"every recipe ({len(outcomes)})" if NOT_TESTABLE not in by else
+             f"every recipe that can test it ({len(outcomes) - len(by[NOT_TESTABLE])} of {len(outcomes)}; not testable "
+             f"under {', '.join(by[NOT_TESTABLE])})")
+    if not decided:
+        return Verdict(NOT_TESTABLE, f"not testable under any recipe: {words}")
+    if decided == {REPRODUCED}:
+        return Verdict(REPRODUCED, f"reproduced under {every}")
+    if decided == {NOT_REPRODUCED}:
+        return Verdict(NOT_REPRODUCED, f"not reproduced under {every}")
     if REPRODUCED in by and NOT_REPRODUCED in by:
         return Verdict(DEPENDS, f"depends on the recipe: {words}")
-    if set(by) == {NOT_TESTABLE}:
-        return Verdict(NOT_TESTABLE, f"not testable under any recipe: {words}")
     return Verdict(INCONCLUSIVE, words)
 
 
