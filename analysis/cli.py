@@ -22,8 +22,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from bench.cli import OneLineParser, checked
-from bench.errors import UsageError, run_cli
+from bench.cli import OneLineParser
+from bench.errors import UsageError, checked, run_cli
 from bench.models import FAMILIES
 from bench.models.checkpoints import read_state_dict
 
@@ -150,8 +150,15 @@ def recipe(args: argparse.Namespace) -> dict:
     if args.num_classes is not None:
         validation.integer("--num-classes", args.num_classes, minimum=2, maximum=255)
     check_source(args.data)
-    if args.cache is not None and Path(args.cache).exists() and not Path(args.cache).is_dir():
-        raise UsageError(f"--cache {args.cache} exists and is not a folder")
+    if args.num_classes is not None and args.data is None:
+        from .datasets.synthetic import CLASSES
+
+        raise UsageError(f"--num-classes is for a --data folder; the generated shapes have their own K = {len(CLASSES)}"
+                         f" ({', '.join(CLASSES)})")
+    if args.command == "train":  # train writes there (ablation-report --accuracy only reads)
+        from .networks.train import CACHE
+
+        validation.writable_folder("--cache", args.cache or CACHE)
     return {"setting": setting, "schedule": schedule, "device": device, "data": args.data,
             "num_classes": args.num_classes, "backbone_weights": backbone_weights, "cache_dir": args.cache}
 
@@ -338,14 +345,26 @@ def train_command(args: argparse.Namespace) -> int:
 
 def probe_plan(args: argparse.Namespace):
     """The ProbePlan the arguments ask for, every field checked (no data read, nothing trained)."""
+    from bench import validation
+
     from .probes import ProbePlan
 
     plan = ProbePlan.tiny() if args.tiny else ProbePlan.default()
     checkpoints = {}
+    if args.checkpoint:
+        chooses = [flag for flag, value in (("--families", args.families), ("--seeds", args.seeds),
+                                            ("--backbone", args.backbone), ("--budget-min", args.budget_min))
+                   if value is not None]
+        if chooses:
+            raise UsageError(f"{', '.join(chooses)} choose{'s' if len(chooses) == 1 else ''} the networks probes "
+                             "trains; with --checkpoint the networks are the given ones (name each VARIANT=PATH)")
     for item in args.checkpoint:
         variant, sep, path = item.partition("=")
         if not sep or not variant or not path:
             raise UsageError(f"malformed --checkpoint {item!r}: expected VARIANT=PATH, e.g. rf101=refinenet101_voc.pth")
+        if variant in checkpoints:
+            raise UsageError(f"--checkpoint names {variant} twice ({checkpoints[variant]} and {path}); one checkpoint "
+                             "per variant")
         if not Path(path).is_file():
             raise UsageError(f"checkpoint file not found: {path}")
         read_state_dict(path)  # unreadable files fail here (a DataError), before any data is loaded
@@ -353,14 +372,16 @@ def probe_plan(args: argparse.Namespace):
 
         checkpoint_decoder(variant, path)  # this project's own model.pt: its record must match the name
         checkpoints[variant] = path
+    if args.size is not None:
+        validation.integer("--size", args.size, minimum=validation.MIN_SIDE, maximum=validation.MAX_SIDE)
+    if args.num_classes is not None:
+        validation.integer("--num-classes", args.num_classes, minimum=2, maximum=255)
     changes = {"backbone": args.backbone, "voc_root": args.voc_root, "checkpoints": checkpoints,
                "num_classes": args.num_classes}
     for key in ("families", "levels"):
         if getattr(args, key):
             changes[key] = tuple(getattr(args, key))
     if args.seeds is not None:
-        from bench import validation
-
         validation.integer("--seeds", args.seeds, minimum=1, maximum=MAX_SEEDS)  # bounded as train's
     for key in ("size", "seeds", "device"):
         if getattr(args, key) is not None:
@@ -368,13 +389,10 @@ def probe_plan(args: argparse.Namespace):
     if args.budget_min is not None:
         changes["budget_min"] = budget_minutes(args.budget_min)
     if args.cache is not None:
-        if Path(args.cache).exists() and not Path(args.cache).is_dir():
-            raise UsageError(f"--cache {args.cache} is a file; give a folder for the trained networks")
-        changes["cache_dir"] = args.cache
+        changes["cache_dir"] = str(validation.writable_folder("--cache", args.cache))
     plan = replace(plan, **changes)
     checked(plan.validate)
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is a file; give a folder for the tables and the figure")
+    validation.writable_folder("--out", args.out)
     return plan
 
 

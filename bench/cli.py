@@ -15,7 +15,7 @@ from dataclasses import asdict
 import torch
 
 from . import validation
-from .errors import InputError, UsageError, run_cli
+from .errors import UsageError, checked, run_cli
 from .models import FAMILIES, list_models, meta_model, variant_info
 from .records import to_json
 
@@ -25,18 +25,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}")
-
-
-def checked(fn: Callable, *args, **kwargs):
-    """Run a validation. Validation raises :class:`~bench.errors.InputError` (one line, exit 2) itself;
-    a plain ValueError/TypeError from a check is taken as the same kind of refusal. Only for checks:
-    never wrap a measurement in it (a bug there must keep its traceback)."""
-    try:
-        return fn(*args, **kwargs)
-    except InputError:
-        raise
-    except (ValueError, TypeError) as err:
-        raise UsageError(str(err)) from None
 
 
 def check_variants(names: list[str]) -> list[str]:

@@ -51,9 +51,31 @@ EXIT_INPUT = 2
 EXIT_BUG = 1
 
 
+def checked(fn: Callable, *args, **kwargs):
+    """Run a validation. Validation raises :class:`~bench.errors.InputError` (one line, exit 2) itself;
+    a plain ValueError/TypeError from a check is taken as the same kind of refusal. Only for checks:
+    never wrap a measurement in it (a bug there must keep its traceback)."""
+    try:
+        return fn(*args, **kwargs)
+    except InputError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
+
+
 def run_cli(main: Callable[[], int], prog: str) -> int:
     """Run a command's body: an InputError is one line and exit 2; a bug keeps its traceback, exit 1; an
-    InputWarning is one line and the run goes on."""
+    InputWarning is one line and the run goes on. SIGTERM is taken as an interrupt (Ctrl-C): the same path stops every
+    worker and job the command started, and the exit status is 143 (128 + SIGTERM)."""
+    import signal
+
+    terminated = {"by": None}
+
+    def on_term(signum, frame):
+        terminated["by"] = signum
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
     try:
         with warnings.catch_warnings():
             shown = warnings.showwarning
@@ -70,8 +92,8 @@ def run_cli(main: Callable[[], int], prog: str) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{prog}: {'terminated' if terminated['by'] else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated["by"] else 130
     except BrokenPipeError:  # the reader went away (`... --json | head`): not a bug, nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail again
         return 128 + 13  # as a shell reports SIGPIPE
@@ -80,3 +102,12 @@ def run_cli(main: Callable[[], int], prog: str) -> int:
         print(f"{prog}: internal error ({type(err).__name__}): this is a bug in rfbench, not a problem with "
               "your input; the traceback above says where", file=sys.stderr)
         return EXIT_BUG
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

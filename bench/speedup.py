@@ -127,8 +127,9 @@ def _timed(fn: Callable[[], object], cuda: bool) -> Callable[[], float]:
             c0, t0 = time.process_time(), time.perf_counter()
             fn()
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            # another process on our cores shows as a pass that got less CPU time than its threads could use
-            CPU_SHARES.append(cpu / (wall * torch.get_num_threads()) if wall > 0 else math.nan)
+            # another process on our cores shows as a pass that got less CPU time than its threads could use; the
+            # process's helper threads can add a little CPU time beyond its compute threads': a share is at most 1
+            CPU_SHARES.append(min(1.0, cpu / (wall * torch.get_num_threads())) if wall > 0 else math.nan)
             return wall * 1e3
     return run
 

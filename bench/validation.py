@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from .errors import UsageError, UsageTypeError
 
@@ -105,6 +106,26 @@ def choice(name: str, value: object, choices: Iterable[str]) -> str:
         hint = f" (did you mean {near!r}?)" if near else ""
         raise UsageError(f"unknown {name} {value!r}{hint}; valid: {', '.join(choices)}")
     return value
+
+
+def writable_folder(name: str, path: str | Path) -> Path:
+    """A folder a command will write into, made where it is missing and tried with a small file, before any work:
+    a folder that cannot be written (no permission, a read-only file system, a file in the way) is the user's input,
+    one line naming it, not a traceback after the work."""
+    import os
+    import tempfile
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{name} {folder} is a file; give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".rfbench-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UsageError(f"cannot write to {name} {folder}: {err.strerror or err}") from None
+    return folder
 
 
 def nearest(value: str, choices: Iterable[str]) -> str | None:

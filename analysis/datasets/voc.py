@@ -62,9 +62,20 @@ def voc2012_dir(root: str | Path) -> Path:
     )
 
 
+def text_lines(path: Path) -> list[str]:
+    """The non-blank lines of a text file, stripped: read as UTF-8, a byte-order mark and CRLF line endings taken
+    off (a file saved by another editor is the same file); a file in another encoding is a DataError naming it."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r}); save it "
+                        "as UTF-8") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def listed_ids(split_file: Path) -> list[str]:
     """The image ids a split file lists, one per non-blank line, in order (repeats kept)."""
-    return [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+    return text_lines(split_file)
 
 
 def _some(ids: list[str], shown: int = 5) -> str:
@@ -92,7 +103,7 @@ def class_names(root: str | Path) -> tuple[str, ...] | None:
     path = voc2012_dir(root) / "classes.txt"
     if not path.is_file():
         return None
-    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    names = tuple(text_lines(path))
     if not 2 <= len(names) <= MAX_CLASSES:
         raise DataError(f"{path}: expected 2..{MAX_CLASSES} class names (background first), got {len(names)}")
     seen: dict[str, int] = {}

@@ -53,7 +53,7 @@ DEAD_RULE = ("not testable where the level is dead in a trained network (its sum
 def level_activity(model, images: torch.Tensor, batch_size: int = 8) -> dict[str, float]:
     """Per decoder level of a zoo model: the share of positive outputs of the ReLU after the level's summation
     (tap ``levelN.after_sum``) on ``images``; a level under ``DEAD`` passes nothing on."""
-    from .gradient import tap_features
+    from .taps import tap_features
 
     levels = list(model.decoder.level_names)
     features = tap_features(model, [f"{lvl}.after_sum" for lvl in levels])

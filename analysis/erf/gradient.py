@@ -18,7 +18,7 @@ centred square holding 20/50/90/99% of the gradient mass, and the theoretical re
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -28,27 +28,10 @@ from torch import nn
 from bench import validation
 from bench.errors import UsageError, UsageTypeError
 
-FeatureFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+from .taps import FeatureFn, tap_features
+
 FRACTIONS = (0.2, 0.5, 0.9, 0.99)
 NORMALISATIONS = ("raw", "max", "sum", "log")
-
-
-def tap_features(model: nn.Module, taps: Sequence[str]) -> FeatureFn:
-    """``x -> {tap: tensor}`` from one forward pass of a zoo model (or any module: tap "output").
-
-    Unknown taps are refused here, before any forward pass, with the valid names.
-    """
-    taps = [taps] if isinstance(taps, str) else list(taps)
-    if hasattr(model, "forward_taps"):
-        valid = model.tap_names()
-        unknown = [t for t in taps if t not in valid]
-        if unknown:
-            raise UsageError(f"unknown tap(s) {unknown} for {getattr(model, 'name', '') or 'this model'}; "
-                             f"valid: {', '.join(valid)}")
-        return lambda x: model.forward_taps(x, taps)
-    if taps != ["output"]:
-        raise UsageError(f"a plain module has a single tap 'output', asked for {taps}")
-    return lambda x: {"output": model(x)}
 
 
 def check_channel(feats: Mapping[str, torch.Tensor], tap: str, channel: int | None) -> None:

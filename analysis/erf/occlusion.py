@@ -17,7 +17,8 @@ import torch
 
 from bench import validation
 
-from .gradient import FeatureFn, check_channel, check_unit
+from .gradient import check_channel, check_unit
+from .taps import FeatureFn
 
 
 @dataclass

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .gradient import FeatureFn
 from .occlusion import TopImages, occlusion_maps, top_activating
+from .taps import FeatureFn
 
 
 @dataclass

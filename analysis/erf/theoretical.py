@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from .gradient import tap_features
+from .taps import tap_features
 
 
 def structural_copy(model: nn.Module) -> nn.Module:

@@ -26,7 +26,15 @@ from bench import validation
 from bench.errors import DataError, MissingFileError, UsageTypeError
 
 from ..datasets.synthetic import SyntheticSpec, synthetic_voc
-from ..datasets.voc import IGNORE, VOCSegmentation, class_names, dataset_classes, voc2012_dir, warn_shared_images
+from ..datasets.voc import (
+    IGNORE,
+    VOCSegmentation,
+    class_names,
+    dataset_classes,
+    text_lines,
+    voc2012_dir,
+    warn_shared_images,
+)
 
 SPLITS = ("train", "val")
 RESIZE = "short side, aspect kept, padded with ignored pixels"
@@ -99,14 +107,12 @@ def folder_hash(root: str | Path) -> str:
     digest = hashlib.sha256()
     digest.update(RESIZE.encode())  # how the files become tensors decides the weights too
     classes = base / "classes.txt"
-    if classes.is_file():
-        digest.update(b"classes.txt\0")
-        _sha256(classes, digest)
+    if classes.is_file():  # its lines, not its bytes: a BOM, CRLF endings or blank lines change no class
+        digest.update(b"classes.txt\0" + "\n".join(text_lines(classes)).encode())
     for split in SPLITS:
         dataset = VOCSegmentation(root, split, (validation.MIN_SIDE, validation.MIN_SIDE))
         split_file = base / "ImageSets" / "Segmentation" / f"{split}.txt"
-        digest.update(f"\0split {split}\0".encode())
-        _sha256(split_file, digest)
+        digest.update(f"\0split {split}\0".encode() + "\n".join(text_lines(split_file)).encode())
         for i in range(len(dataset)):
             for path in dataset.paths(i):
                 if not path.is_file():
@@ -117,8 +123,9 @@ def folder_hash(root: str | Path) -> str:
 
 
 def load_data(source: SyntheticSpec | str | Path | None, size: int, num_classes: int | None = None,
-              progress=print) -> NetworkData:
-    """Read the train and val splits at ``size`` x ``size`` (the generated default when ``source`` is None).
+              progress=print, cache: str | Path | None = None) -> NetworkData:
+    """Read the train and val splits at ``size`` x ``size`` (the generated default when ``source`` is None;
+    generated into ``cache``, default :func:`analysis.datasets.synthetic.cache_root`).
 
     K comes from ``num_classes``, else ``classes.txt``, else the largest label + 1 over both splits.
     A split without a single labelled pixel (all 255) is a :class:`DataError`: no mIoU is defined on it.
@@ -129,7 +136,7 @@ def load_data(source: SyntheticSpec | str | Path | None, size: int, num_classes:
     check_source(source)
     if source is None or isinstance(source, SyntheticSpec):
         spec = source or SyntheticSpec()
-        root = synthetic_voc(spec, progress=progress)
+        root = synthetic_voc(spec, cache=cache, progress=progress)
         described = {"kind": "generated", "spec": asdict(spec)}
         weighed = {"kind": "generated", "spec": spec.fields(with_test=False)}  # what decides weights
         data_hash = hashlib.sha256(json.dumps(weighed, sort_keys=True).encode()).hexdigest()
@@ -147,6 +154,11 @@ def load_data(source: SyntheticSpec | str | Path | None, size: int, num_classes:
         if not (masks != IGNORE).any():
             raise DataError(f"the {split} split of {root} has no labelled pixel (every mask pixel is {IGNORE}, "
                             f"ignored) at {size}x{size}: no loss or mIoU is defined on it")
+        if not ((masks != IGNORE) & (masks != 0)).any():
+            why = ("nothing to learn" if split == "train" else
+                   "predicting background everywhere scores 100% mIoU on it, so it cannot pick weights")
+            raise DataError(f"the {split} split of {root} labels background only (class 0) at {size}x{size}: {why}; "
+                            "give it images with objects")
     k, classes, class_source = dataset_classes(root, num_classes, [train[1], val[1]])
     test, note = test_split(root, size, k, keep_aspect)
     return NetworkData(train[0], train[1], val[0], val[1], size, k, tuple(classes), class_source, described,

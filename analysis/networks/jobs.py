@@ -60,7 +60,7 @@ def train_job(job: dict) -> str:
         from .pretrain import pretrained_backbone
 
         data = load_data(setting.data if job["data"] is None else job["data"], job["schedule"].size,
-                         job["num_classes"], progress=say)
+                         job["num_classes"], progress=say, cache=Path(job["cache_dir"]) / "synthetic-voc")
         path = pretrained_backbone(setting.pretrain, variant_info(job["variant"]).backbone, data, job["schedule"],
                                    job["device"], Path(job["cache_dir"]), progress=False, say=say)
         return f"shared backbone for {job['variant']}: {path}"
@@ -98,7 +98,8 @@ def train_as_jobs(setting, variants: Sequence[str] | None, seeds: int | Sequence
     device = train_module.check_device(device or chosen.device)
     backbone_weights = train_module.check_backbone_weights(backbone_weights)
     cache_dir = Path(cache_dir or train_module.CACHE).resolve()  # jobs on other machines write where we read
-    loaded = load_data(chosen.data if data is None else data, run_schedule.size, num_classes, progress=say)
+    loaded = load_data(chosen.data if data is None else data, run_schedule.size, num_classes, progress=say,
+                       cache=cache_dir / "synthetic-voc")
     data = str(Path(data).resolve()) if isinstance(data, (str, Path)) else data
     base = {"setting": chosen, "data": data, "schedule": run_schedule, "device": device, "num_classes": num_classes,
             "cache_dir": str(cache_dir), "backbone_weights": backbone_weights, "pretrain": False}
@@ -159,18 +160,23 @@ def _run(jobs: list[dict], executor: str, workers: int, timeout_min: float, slur
         return
     ex = make_executor(executor, logs, timeout_min=timeout_min)
     queue, running = list(jobs), []
-    while queue or running:
-        while queue and len(running) < workers:
-            spec = queue.pop(0)
-            if executor == "debug":  # runs here, now, when its result is asked for
-                _collect(ex.submit(train_job, spec), spec, outcome, say)
-                continue
-            running.append((ex.submit(train_job, spec), spec))
-        for item in [r for r in running if r[0].done()]:
-            running.remove(item)
-            _collect(*item, outcome, say)
-        if running:
-            time.sleep(poll_s)
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                spec = queue.pop(0)
+                if executor == "debug":  # runs here, now, when its result is asked for
+                    _collect(ex.submit(train_job, spec), spec, outcome, say)
+                    continue
+                running.append((ex.submit(train_job, spec), spec))
+            for item in [r for r in running if r[0].done()]:
+                running.remove(item)
+                _collect(*item, outcome, say)
+            if running:
+                time.sleep(poll_s)
+    except BaseException:  # an interrupt or SIGTERM: the jobs this call started stop with it, none is orphaned
+        for job, _ in running:
+            job.cancel(check=False)
+        raise
 
 
 def _collect(job, spec: dict, outcome: JobsOutcome, say: Callable[[str], None]) -> None:
@@ -180,5 +186,9 @@ def _collect(job, spec: dict, outcome: JobsOutcome, say: Callable[[str], None]) 
         if not spec["pretrain"]:
             outcome.trained.add((spec["variant"], spec["seed"]))
     except Exception as err:  # the job died or raised: nothing of it is in the store, a rerun resumes it
-        outcome.failed.append(f"{what}: job {job.job_id} {job_error(err)}")
-        say(f"  FAILED: {outcome.failed[-1]}")
+        from submitit.core.utils import UncompletedJobError
+
+        cause = (f"ended without a result: killed, or over its --timeout-min; its log: {Path(job.paths.stderr)}"
+                 if isinstance(err, UncompletedJobError) else job_error(err))
+        outcome.failed.append(f"{what}: job {job.job_id} {cause}")
+        print(f"  FAILED: {outcome.failed[-1]}", file=sys.stderr)

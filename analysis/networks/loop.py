@@ -1,6 +1,6 @@
 """The training loop: seeded steps of a segmenter (:func:`train_segmenter`), and :func:`fit`, which runs them
-to a plateau of the val mIoU or the step limit and keeps the best weights (the recipe is
-:mod:`analysis.networks.recipe`, the weights store :mod:`analysis.networks.store`).
+to the step limit (or a plateau of the val mIoU, where the recipe allows one) and keeps the best weights (the recipe,
+as data, is :mod:`analysis.networks.recipe`; the weights store :mod:`analysis.networks.store`).
 
 SGD with Nesterov momentum (the reference implementations' optimizer; AdamW on request) on
 cross-entropy (255 ignored) with logits upsampled to the label size, random crops and horizontal
@@ -34,23 +34,7 @@ from bench import validation
 from ..datasets.images import normalise
 from ..datasets.voc import IGNORE
 from . import evaluation
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    steps: int = 200
-    batch_size: int = 8
-    crop: int | None = 64  # random square crops (None: whole images); the network is fully convolutional
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    clip_grad_norm: float = 1.0  # the original RefineNet (no BatchNorm in the decoder) diverges without it
-    warmup: float = 0.1  # fraction of the steps with a linear learning-rate warm-up
-    seed: int = 0
-    decay: str = "constant"  # after the warm-up: "constant", or "cosine" to zero at the last step
-    optimizer: str = "sgd"  # "sgd" (Nesterov momentum) or "adamw"
-    momentum: float = 0.9  # SGD only
-    freeze_bn: bool = False  # BatchNorm layers keep their running statistics (eval mode); their affine maps train
-    label_noise: float = 0.0  # the share of training (image, class) regions given another class (a harm control)
+from .recipe import OPTIMIZERS, TrainSettings, plateaued
 
 
 @dataclass
@@ -115,10 +99,6 @@ def mislabel(masks: torch.Tensor, share: float, seed: int = NOISE_SEED) -> torch
     return out
 
 
-DECAYS = ("constant", "cosine")
-OPTIMIZERS = ("sgd", "adamw")
-
-
 def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
     """The optimizer ``settings.optimizer`` over every parameter of ``model`` (one learning rate for all)."""
     validation.choice("optimizer", settings.optimizer, OPTIMIZERS)
@@ -145,7 +125,7 @@ def train_segmenter(
     images: torch.Tensor,
     masks: torch.Tensor,
     normalise: Callable[[torch.Tensor], torch.Tensor],
-    settings: TrainSettings = TrainSettings(),
+    settings: TrainSettings | None = None,
     progress: Callable[[str], None] | None = print,
     device: str = "cpu",
     after_step: Callable[[int, float], bool] | None = None,
@@ -158,6 +138,7 @@ def train_segmenter(
     weights); returning True ends the training there. ``mixed_precision``: bf16 autocast on CUDA
     (the loss and the optimiser stay fp32); ignored on a CPU, which trains in fp32.
     """
+    settings = settings or TrainSettings()
     torch.manual_seed(settings.seed)
     g = torch.Generator().manual_seed(settings.seed)
     model.train().to(device, memory_format=torch.channels_last)  # before the optimiser takes its parameters
@@ -222,8 +203,6 @@ def fit(model: nn.Module, data, schedule, seed: int, device: str, label: str,
     (``complete`` False); load the best evaluated weights; the run's facts."""
     from tqdm import tqdm
 
-    from .recipe import plateaued  # here: the recipe module imports this one's settings
-
     if schedule.zero_init_residual:
         zero_init_residual_branches(model)
     at_init = initial_branch_shares(model, data)
@@ -260,6 +239,10 @@ def fit(model: nn.Module, data, schedule, seed: int, device: str, label: str,
 
     def after_step(step: int, loss: float) -> bool:
         bar.update(1)
+        if not math.isfinite(loss):  # diverged: nothing after this is a network, and it is never kept
+            history.append({"step": step, "val_miou": math.nan, "seconds": time.perf_counter() - start})
+            stop["reason"] = "diverged"
+            return True
         return check(step)
 
     try:
@@ -269,12 +252,16 @@ def fit(model: nn.Module, data, schedule, seed: int, device: str, label: str,
     finally:
         bar.close()
     seconds = time.perf_counter() - start
+    if best["state"] is None:  # diverged before its first evaluation: no weights to keep
+        return {"steps": history[-1]["step"], "best_step": 0, "stop_reason": stop["reason"], "complete": False,
+                "seconds": seconds, "val_miou": math.nan, "val_iou_per_class": {}, "history": history,
+                "rcu_shares_at_init": at_init}
     model.load_state_dict(best["state"])
     model.eval()
     # the kept weights' own evaluation (eval mode: the same as evaluating again)
     miou, per_class = evaluation.miou(best["cm"])
     return {"steps": history[-1]["step"], "best_step": best["step"], "stop_reason": stop["reason"],
-            "complete": stop["reason"] != "budget", "seconds": seconds, "val_miou": miou,
+            "complete": stop["reason"] not in ("budget", "diverged"), "seconds": seconds, "val_miou": miou,
             "val_iou_per_class": dict(zip(data.classes, per_class, strict=True)),
             "history": history, "rcu_shares_at_init": at_init}
 

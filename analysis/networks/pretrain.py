@@ -47,14 +47,17 @@ class Pretrain:
     seed: int = 10_000  # apart from the compared networks' seeds (0, 1, 2, ...)
     zero_init_residual: bool = True  # the pretraining's own decoder init, whatever the compared networks' (so that
     # two sets that differ only in their decoders' init, e.g. the init check, start from one and the same backbone)
-    max_steps: int | None = None  # the pretraining's own step limit (None: the setting's schedule's), so that two sets
-    # that differ only in how long their decoders train (the schedule check) start from one and the same backbone
+    max_steps: int | None = None  # the pretraining's own step limit (None: the setting's schedule's; never more than
+    # it), so that two sets that differ only in how long their decoders train (the multiverse's twice-the-steps recipe)
+    # start from one and the same backbone
 
     def schedule(self, schedule: Schedule) -> Schedule:
         """The schedule the pretraining runs: the setting's, with this pretraining's own init and step limit, its
         BatchNorm trained and its labels as they are (a recipe that freezes BatchNorm or mislabels data changes the
         compared networks' training, never the backbone they share)."""
-        steps = schedule.max_steps if self.max_steps is None else self.max_steps
+        # never longer than the run's own step limit: a --steps that bounds the compared networks bounds the backbone
+        # they start from too (the named settings' backbone steps are below their limits)
+        steps = schedule.max_steps if self.max_steps is None else min(self.max_steps, schedule.max_steps)
         return replace(schedule, zero_init_residual=self.zero_init_residual, max_steps=steps, freeze_bn=False,
                        label_noise=0.0)
 

@@ -18,9 +18,28 @@ from dataclasses import dataclass
 from bench import validation
 from bench.errors import UsageError
 
-from .loop import DECAYS, OPTIMIZERS, TrainSettings
+STOP_REASONS = ("plateau", "max_steps", "budget", "diverged")
+DECAYS = ("constant", "cosine")
+OPTIMIZERS = ("sgd", "adamw")
 
-STOP_REASONS = ("plateau", "max_steps", "budget")
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The per-step settings of :func:`analysis.networks.loop.train_segmenter` (a :class:`Schedule` makes them)."""
+
+    steps: int = 200
+    batch_size: int = 8
+    crop: int | None = 64  # random square crops (None: whole images); the network is fully convolutional
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    clip_grad_norm: float = 1.0  # the original RefineNet (no BatchNorm in the decoder) diverges without it
+    warmup: float = 0.1  # fraction of the steps with a linear learning-rate warm-up
+    seed: int = 0
+    decay: str = "constant"  # after the warm-up: "constant", or "cosine" to zero at the last step
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum) or "adamw"
+    momentum: float = 0.9  # SGD only
+    freeze_bn: bool = False  # BatchNorm layers keep their running statistics (eval mode); their affine maps train
+    label_noise: float = 0.0  # the share of training (image, class) regions given another class (a harm control)
 
 
 def positive_minutes(name: str, value: object) -> float:
@@ -28,6 +47,14 @@ def positive_minutes(name: str, value: object) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and value > 0):
         raise UsageError(f"{name} must be a finite number of minutes > 0, got {value!r}")
     return float(validation.number(name, value))  # the type check (a UsageTypeError for a string)
+
+
+def positive(name: str, value: object, zero: str) -> float:
+    """A finite number > 0 (``zero``: what 0 would mean, for the message)."""
+    number = validation.number(name, value)
+    if number <= 0:
+        raise UsageError(f"{name} must be a finite number > 0 ({number:g} means {zero}), got {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -61,14 +88,17 @@ class Schedule:
         validation.number("min_delta", self.min_delta, minimum=0)
         if self.budget_min is not None:
             positive_minutes("budget_min", self.budget_min)
+        if not self.freeze_bn and isinstance(self.batch_size, int) and self.batch_size == 1:
+            raise UsageError("batch_size must be an integer >= 2 while BatchNorm trains (a batch of one image has one "
+                             "value per channel at the backbone's coarsest stage); got 1 (or set freeze_bn = true)")
         validation.integer("batch_size", self.batch_size, minimum=1, maximum=validation.MAX_BATCH)
         validation.choice("optimizer", self.optimizer, OPTIMIZERS)
-        validation.number("lr", self.lr, minimum=0)
+        positive("lr", self.lr, "no learning")
         momentum = validation.number("momentum", self.momentum, minimum=0)
         if momentum >= 1:
             raise UsageError(f"momentum must be in [0, 1), got {self.momentum!r}")
         validation.number("weight_decay", self.weight_decay, minimum=0)
-        validation.number("clip_grad_norm", self.clip_grad_norm, minimum=0)
+        positive("clip_grad_norm", self.clip_grad_norm, "every step clipped to nothing")
         validation.integer("warmup_steps", self.warmup_steps, minimum=0)
         validation.choice("decay", self.decay, DECAYS)
         validation.boolean("zero_init_residual", self.zero_init_residual)

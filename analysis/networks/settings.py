@@ -162,8 +162,9 @@ def network_setting(setting: str | Path | NetworkSetting) -> NetworkSetting:
     """A named setting (``cpu``, ``gpu``), a setting file (``*.toml``) or a NetworkSetting as it is."""
     if isinstance(setting, NetworkSetting):
         return setting
-    if isinstance(setting, Path) or (isinstance(setting, str) and setting.endswith(".toml")):
-        return load_setting(setting)
+    if isinstance(setting, Path) or (isinstance(setting, str) and (setting.lower().endswith(".toml") or
+                                                                    Path(setting).is_file())):
+        return load_setting(setting)  # a setting file by its path, whatever its suffix's case (or none)
     if not isinstance(setting, str):
         raise UsageTypeError(f"setting must be a name ({', '.join(SETTINGS)}), a setting file (.toml) or a "
                              f"NetworkSetting, got {setting!r}")
@@ -257,8 +258,8 @@ def trained_set(
     run_schedule.validate()
     device = check_device(device or chosen.device)
     backbone_weights = train_module.check_backbone_weights(backbone_weights)
-    loaded = load_data(chosen.data if data is None else data, run_schedule.size, num_classes,
-                       progress=say)
+    loaded = load_data(chosen.data if data is None else data, run_schedule.size, num_classes, progress=say,
+                       cache=None if cache_dir is None else Path(cache_dir) / "synthetic-voc")  # under --cache too
     cache_dir = Path(cache_dir or train_module.CACHE)  # resolved here: spawned workers must write where we read
     weights = {name: backbone_weights for name in names}  # each variant's starting backbone
     if backbone_weights is None and chosen.pretrain is not None:  # one shared backbone per backbone architecture
@@ -279,7 +280,7 @@ def trained_set(
     first: dict[Path, tuple[str, int]] = {}  # one job per network: names of one architecture share it
     for job in jobs:
         first.setdefault(entries[job], job)
-    in_processes: set[Path] = set()
+    in_processes: set[Path] = set()  # the entries the worker processes trained themselves
     incomplete: list[dict] = []
     if device == "cpu":
         todo = [job for entry, job in first.items()
@@ -288,9 +289,9 @@ def trained_set(
         cores = os.cpu_count() or 1
         count = min(len(todo), cores) if workers is None else validation.integer("workers", workers, minimum=1)
         if count > 1 and len(todo) > 1:
-            incomplete = _train_in_processes(todo, loaded, run_schedule, device, chosen.decoder, cache_dir,
-                                             min(count, len(todo)), progress, say, weights)
-            in_processes = {entries[job] for job in todo}
+            incomplete, trained_here = _train_in_processes(todo, loaded, run_schedule, device, chosen.decoder,
+                                                           cache_dir, min(count, len(todo)), progress, say, weights)
+            in_processes = {entries[job] for job in trained_here}
     stopped = {(r["variant"], r["seed"]) for r in incomplete}
     nets: list[TrainedNetwork] = []
     seen: set[Path] = set()
@@ -306,7 +307,7 @@ def trained_set(
             stopped.add((name, seed))
             continue
         if entry in in_processes and entry not in seen:
-            net.cached = False  # trained by this call (in a worker process), loaded here from what it wrote
+            net.cached = False  # trained by this call's worker process, loaded here from what it wrote
         seen.add(entry)
         nets.append(net)
     if incomplete:
@@ -350,9 +351,10 @@ def pretrain_in_background(setting: str | NetworkSetting = "cpu", cache_dir: str
     return process
 
 
-def _train_one(job: tuple) -> tuple[list[str], dict | None]:
+def _train_one(job: tuple) -> tuple[list[str], dict | None, bool]:
     """A worker process: train (or find cached) one network (on ``train.TRAIN_THREADS`` threads). Its notes (why
-    it retrains, a wait for another process) and result line, and the record of an incomplete run (or None)."""
+    it retrains, a wait for another process) and result line, the record of an incomplete run (or None), and whether
+    this process trained it (False: another process had, and it was loaded)."""
     name, seed, data, schedule, device, decoder, cache_dir, progress, registration, backbone_weights = job
     register_again(registration)  # a spawned process knows only the built-in names until it registers the caller's
     notes: list[str] = []
@@ -361,17 +363,17 @@ def _train_one(job: tuple) -> tuple[list[str], dict | None]:
         net = train_network(name, data, schedule, seed, device, decoder=decoder, cache_dir=cache_dir,
                             progress=progress, say=notes.append, backbone_weights=backbone_weights)
     except IncompleteTraining as err:
-        return notes, err.records[0]
+        return notes, err.records[0], False
     r = net.record
     return notes + [f"  {name} seed {seed}: own val mIoU {100 * r['val_miou']:.1f}% after {r['steps']} steps "
-                    f"({r['stop_reason']}, {r['seconds']:.0f} s)"], None
+                    f"({r['stop_reason']}, {r['seconds']:.0f} s)"], None, not net.cached
 
 
 def _train_in_processes(todo, data, schedule, device, decoder, cache_dir, count, progress, say,
-                        weights: dict | None = None) -> list[dict]:
+                        weights: dict | None = None) -> tuple[list[dict], set[tuple[str, int]]]:
     """Train ``todo`` [(name, seed)] in ``count`` spawned processes (the cache is written whole by each, so the
     caller then loads every network from it). In the given order: put the slowest first. The records of the runs
-    the time guard stopped (nothing cached for them)."""
+    that did not complete (nothing cached for them), and the (name, seed) the workers trained themselves."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -384,17 +386,34 @@ def _train_in_processes(todo, data, schedule, device, decoder, cache_dir, count,
     jobs = [(n, s, data, schedule, device, decoder, cache_dir, progress, variant_info(n).registration(),
              (weights or {}).get(n))
             for n, s in todo]
-    incomplete = []
+    incomplete, trained = [], set()
     with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_train_one, job) for job in jobs]
-        with tqdm(total=len(futures), desc="networks trained", unit="net", file=sys.stderr,
-                  disable=not progress) as bar:
-            for future in as_completed(futures):
-                lines, stopped = future.result()
-                bar.update(1)
-                if stopped is not None:
-                    incomplete.append(stopped)
-                if say:
-                    for line in lines:
-                        say(line)
-    return incomplete
+        futures = {pool.submit(_train_one, job): (job[0], job[1]) for job in jobs}
+        try:
+            with tqdm(total=len(futures), desc="networks trained", unit="net", file=sys.stderr,
+                      disable=not progress) as bar:
+                for future in as_completed(futures):
+                    lines, stopped, here = future.result()
+                    bar.update(1)
+                    if stopped is not None:
+                        incomplete.append(stopped)
+                    if here:
+                        trained.add(futures[future])
+                    if say:
+                        for line in lines:
+                            say(line)
+        except BaseException:  # an interrupt (or SIGTERM, raised as one): stop every worker now, not after its run
+            stop_workers(pool)
+            raise
+    return incomplete, trained
+
+
+def stop_workers(pool) -> None:
+    """Cancel what a process pool has not started and terminate the workers it runs (each network's store entry is
+    written whole or not at all, so nothing half-written stays)."""
+    for future in list(getattr(pool, "_pending_work_items", {}).values()):
+        future.future.cancel()
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)

@@ -246,7 +246,7 @@ def shapley_accuracy(path: Path_, runs: pd.DataFrame) -> list[Interval] | None:
     for seed in seeds:
         game = {subset: values[seed] for subset, values in by_subset.items()}
         per_seed.append(shapley_values(n, game))
-    return [seed_interval([values[i] for values in per_seed]) for i in range(n)]
+    return [seed_interval([values[i] for values in per_seed], bounds=DELTA_RANGE) for i in range(n)]
 
 
 def claim_tally(frame: pd.DataFrame) -> tuple[str, str, int]:

@@ -25,7 +25,7 @@ from torch import nn
 
 from bench import validation
 from bench.environment import environment, torch_threads
-from bench.errors import UsageError, UsageTypeError
+from bench.errors import DataError, UsageError, UsageTypeError
 from bench.models import variant_info
 from bench.models.checkpoints import read_state_dict
 from bench.records import finite
@@ -163,6 +163,10 @@ def train_network(
         data = load_data(data, schedule.size, num_classes)
     elif data.size != schedule.size:
         raise UsageError(f"the data were loaded at {data.size}px but the schedule trains at {schedule.size}px")
+    if len(data.train_images) < 2 and not schedule.freeze_bn:
+        raise DataError(f"the train split holds {len(data.train_images)} image: a batch of one has one value per "
+                        "channel at the backbone's coarsest stage, where BatchNorm needs two; give at least 2 training "
+                        "images")
     if num_classes is not None and num_classes != data.num_classes:
         raise UsageError(f"num_classes={num_classes} but the data have K = {data.num_classes} ({data.class_source})")
     model, identity, key, folder, layers = store.identity(variant, data, schedule, seed, device, decoder,
@@ -204,13 +208,21 @@ def train_network(
 
 
 def incomplete_message(records: list[dict]) -> str:
-    """One line for networks the wall-clock guard stopped."""
-    what = "; ".join(f"{r['variant']} seed {r['seed']} at step {r['steps']} of {r['schedule']['max_steps']}"
-                     for r in records)
-    budget = records[0].get("budget_min")
-    return (f"stopped by the {budget:g}-minute time guard before a plateau or the step limit: {what}; such a network "
-            "depends on the machine's speed and load, so it is incomplete: not cached and not compared. Rerun on a "
-            "less loaded machine or with a larger --budget-min")
+    """One line for networks that did not complete: stopped by the wall-clock guard, or diverged."""
+    lines = []
+    diverged = [r for r in records if r.get("stop_reason") == "diverged"]
+    stopped = [r for r in records if r.get("stop_reason") != "diverged"]
+    where = lambda rs: "; ".join(f"{r['variant']} seed {r['seed']} at step {r['steps']} of "  # noqa: E731
+                                 f"{r['schedule']['max_steps']}" for r in rs)
+    if diverged:
+        lines.append(f"diverged (a non-finite loss): {where(diverged)}; such a network is a failure, never cached. "
+                     f"Lower the learning rate (lr {diverged[0]['schedule']['lr']:g}) or the gradient clip")
+    if stopped:
+        budget = stopped[0].get("budget_min")
+        lines.append(f"stopped by the {budget:g}-minute time guard before a plateau or the step limit: "
+                     f"{where(stopped)}; such a network depends on the machine's speed and load, so it is incomplete: "
+                     "not cached and not compared. Rerun on a less loaded machine or with a larger --budget-min")
+    return " | ".join(lines)
 
 
 def _loaded(model: nn.Module, folder: Path, record: dict, variant: str, device: str, note: str,

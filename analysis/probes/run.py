@@ -132,6 +132,10 @@ class ProbePlan:
         for path in self.checkpoints.values():
             if not Path(path).is_file():
                 raise MissingFileError(f"checkpoint file not found: {path}")
+        if self.checkpoints and self.voc_root is None:
+            raise UsageError("given checkpoints are probed on a VOC-layout folder: name it (--voc-root DIR, "
+                             "voc_root=...); to probe networks trained here on the generated shapes, leave the "
+                             "checkpoints out")
         if not isinstance(net.device, str) or not (net.device == "cpu" or net.device.startswith("cuda")):
             raise UsageError(f"unknown device {net.device!r}; valid: cpu, cuda, cuda:N")
         if net.device.startswith("cuda") and not torch.cuda.is_available():
@@ -243,7 +247,8 @@ def _networks(plan: ProbePlan, progress, say):
         (xtr, ytr), (xva, yva), k, classes, source, setting = _checkpoint_data(plan)
         nets = [(name, 0, checkpoint_model(name, path, k), None, True) for name, path in plan.checkpoints.items()]
         return (xtr, ytr), (xva, yva), k, classes, source, setting, nets
-    data = load_data(plan.voc_root or net.data, net.schedule.size, plan.num_classes, progress=progress)
+    data = load_data(plan.voc_root or net.data, net.schedule.size, plan.num_classes, progress=progress,
+                     cache=None if plan.cache_dir is None else Path(plan.cache_dir) / "synthetic-voc")
     check_labelled(data.train_masks, "train", plan.voc_root or "the generated data")
     check_labelled(data.val_masks, "val", plan.voc_root or "the generated data")
     # the one way to the trained set (the setting's shared pretrained backbone, one network per architecture)

@@ -191,8 +191,11 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
     names = [n for n in names if n in TIMED] + [n for n in names if n not in TIMED]  # timings on a quiet machine
     unknown = [n for n in names if n not in SECTIONS and n not in SEEDED]
     if unknown:
-        valid = ", ".join(dict.fromkeys([*SECTIONS, *SEEDED]))
-        raise UsageError(f"unknown report section(s) {unknown}; valid: {valid}")
+        from bench.validation import nearest
+
+        valid = list(dict.fromkeys([*SECTIONS, *SEEDED]))
+        hints = [f"{n!r} (did you mean {near!r}?)" if (near := nearest(n, valid)) else repr(n) for n in unknown]
+        raise UsageError(f"unknown report section(s) {', '.join(hints)}; valid: {', '.join(valid)}")
     only_seeded = [n for n in names if n not in SECTIONS]
     if only_seeded and seeds is None:
         raise UsageError(f"the section(s) {only_seeded} run only over training runs: add --seeds N (2 to "
@@ -205,6 +208,9 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
         if other:
             raise UsageError(f"--seeds applies to the sections {', '.join(SEEDED)}, not {other}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from bench.validation import writable_folder
+
+    writable_folder("the reports folder", out)
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     status = {}

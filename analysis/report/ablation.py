@@ -684,6 +684,9 @@ def report(spec_file: str | Path, records: str | Path, out: str | Path, say=prin
                          "made if missing)")
     if not (records / "records").is_dir() or not read_records(records):
         raise UsageError(f"no ablation records under {records}/records (run python -m bench ablate SPEC --out DIR)")
+    from bench.validation import writable_folder
+
+    writable_folder("--report", out)
     try:
         data = frames(spec, records, say=say)
     except DataError as err:

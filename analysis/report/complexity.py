@@ -210,7 +210,8 @@ def block_figure(blocks: pd.DataFrame):
                     key=lambda v: (variant_info(v).depth, list(FAMILY_COLOURS).index(variant_info(v).family)))
     light = [v for v in variants if not variant_info(v).depth]
     colours = dict(zip(BLOCKS, sns.color_palette("muted", len(BLOCKS)), strict=True))
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5), gridspec_kw={"width_ratios": [len(resnet), max(3, len(light))]})
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5), gridspec_kw={"width_ratios": [len(resnet), max(3, len(light))]},
+                             layout="constrained")  # room for the legend beside the axes (tight_layout cannot)
     for row, (col, scale, label) in enumerate((("params", 1e6, "parameters (M)"),
                                                ("paper_flops", 1e9, "FLOPs (G, MACs + pooling)"))):
         for ax, group in zip(axes[row], (resnet, light), strict=True):
@@ -229,10 +230,9 @@ def block_figure(blocks: pd.DataFrame):
     axes[0][0].set_title("ResNet backbones: original / LW with RCU / LW at each depth", fontsize=10)
     axes[0][1].set_title("light backbones (own scale)", fontsize=10)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, title="block", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.legend(handles, labels, title="block", loc="outside right center")
     fig.suptitle("Where the cost is: per-block parameters and FLOPs at 512x512, batch 1, 21 classes (shape-only "
                  "count; FLOPs = MACs + CRP's pooling windows, the paper's convention)", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -253,9 +253,13 @@ def scaling_figure(scale: pd.DataFrame):
     paper = paper_values("flops")
     for number in paper.values():
         ax.plot(512, number.value, marker="_", ms=14, mew=2, color=PAPER_COLOUR, ls="none")
+    from matplotlib.ticker import NullFormatter
+
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    ax.yaxis.set_minor_formatter(NullFormatter())  # a label per decade: the minor ones crowd a few-decade axis
     ax.set_xticks(list(SIDES), [str(s) for s in SIDES])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlim(SIDES[0] * 0.9, SIDES[-1] * 1.6)
     ax.set_xlabel("input side (px, square input)")
     ax.set_ylabel("FLOPs (G, MACs + pooling windows)")

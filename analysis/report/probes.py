@@ -33,6 +33,12 @@ def _pct(v: float) -> float:
     return 100 * v if v is not None and not (isinstance(v, float) and math.isnan(v)) else math.nan
 
 
+def percent(v: float | None) -> str:
+    """A fraction as a percentage for a sentence ("-" where it is not a number: never "nan%")."""
+    p = _pct(v)
+    return "-" if math.isnan(p) else f"{p:.1f}%"
+
+
 def folded(frame: pd.DataFrame, signed: bool = False) -> pd.DataFrame:
     """For reading: each metric in % with its CI as one text column "v (low to high)"."""
     shown = frame.copy()
@@ -42,7 +48,8 @@ def folded(frame: pd.DataFrame, signed: bool = False) -> pd.DataFrame:
             continue
         lo, hi = f"{metric}_ci_low", f"{metric}_ci_high"
         if lo in shown:
-            shown[metric] = [f"{_pct(v):{fmt}} ({_pct(a):{fmt}} to {_pct(b):{fmt}})" if not math.isnan(a) else
+            shown[metric] = ["-" if math.isnan(_pct(v)) else
+                             f"{_pct(v):{fmt}} ({_pct(a):{fmt}} to {_pct(b):{fmt}})" if not math.isnan(a) else
                              f"{_pct(v):{fmt}}" for v, a, b in zip(shown[metric], shown[lo], shown[hi], strict=True)]
             shown = shown.drop(columns=[lo, hi])
         else:
@@ -132,8 +139,8 @@ def write(run: ProbeRun, out: Path, name: str = FOLDER) -> Section:
     base = run.baselines
     majority = int(base.get("majority_class", 0))
     baseline_words = (f"trivial baselines on val over the K = {k} classes: majority class ('{run.classes[majority]}') "
-                      f"everywhere mIoU {_pct(base['miou']):.1f}%, majority-answer label accuracy "
-                      f"{_pct(base['label_accuracy']):.1f}%, random-score mAP {_pct(base['map']):.1f}%")
+                      f"everywhere mIoU {percent(base['miou'])}, majority-answer label accuracy "
+                      f"{percent(base['label_accuracy'])}, random-score mAP {percent(base['map'])}")
     if not base.get("multilabel_informative", 1.0):
         baseline_words += ("; multi-label scores (label accuracy, mAP) are NOT INFORMATIVE here: every val image "
                            "holds the same foreground classes")

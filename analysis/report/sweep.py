@@ -188,6 +188,9 @@ def report_sweep(folder: str | Path, report: str | Path | None = None, say=print
     out = Path(report or Path(folder) / "report")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--report {out} is an existing file, not a folder")
+    from bench.validation import writable_folder
+
+    writable_folder("--report", out)
     frame = merged_frame(folder)
     if not len(frame):
         raise UsageError(f"no sweep records under {folder}/records")

@@ -54,6 +54,10 @@ def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> StateDic
             state = state[container]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{source!s:.80}: not a state dict of tensors")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:  # a diverged training's weights: nothing measured on them means anything
+        raise CheckpointError(f"{source!s:.80}: {len(broken)} of {len(state)} tensors hold NaN or infinite values "
+                              f"(first: {broken[0]}): the weights of a diverged training")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
