@@ -89,6 +89,13 @@ def multiverse(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def mutants(session: nox.Session) -> None:
+    """The mutation check of the benefit side's promises (tests/mutation_check.py): each of a dozen one-line bugs in
+    the trained-network, protocol and verdict code must make its named test fail. Pass mutant numbers to run some."""
+    session.run(_python(session), "tests/mutation_check.py", *session.posargs, external=True)
+
+
+@nox.session(python=False)
 def notebooks(session: nox.Session) -> None:
     """Execute every notebook (small size) and check they are committed without outputs."""
     session.run(_python(session), "-m", "pytest", "tests/test_notebooks.py", *session.posargs, external=True)

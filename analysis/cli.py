@@ -158,7 +158,7 @@ def recipe(args: argparse.Namespace) -> dict:
     if args.command == "train":  # train writes there (ablation-report --accuracy only reads)
         from .networks.train import CACHE
 
-        validation.writable_folder("--cache", args.cache or CACHE)
+        validation.writable_folder("--cache", args.cache or CACHE, make=False)
     return {"setting": setting, "schedule": schedule, "device": device, "data": args.data,
             "num_classes": args.num_classes, "backbone_weights": backbone_weights, "cache_dir": args.cache}
 
@@ -389,10 +389,10 @@ def probe_plan(args: argparse.Namespace):
     if args.budget_min is not None:
         changes["budget_min"] = budget_minutes(args.budget_min)
     if args.cache is not None:
-        changes["cache_dir"] = str(validation.writable_folder("--cache", args.cache))
+        changes["cache_dir"] = str(validation.writable_folder("--cache", args.cache, make=False))
     plan = replace(plan, **changes)
     checked(plan.validate)
-    validation.writable_folder("--out", args.out)
+    validation.writable_folder("--out", args.out, make=False)
     return plan
 
 

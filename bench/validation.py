@@ -108,19 +108,26 @@ def choice(name: str, value: object, choices: Iterable[str]) -> str:
     return value
 
 
-def writable_folder(name: str, path: str | Path) -> Path:
-    """A folder a command will write into, made where it is missing and tried with a small file, before any work:
-    a folder that cannot be written (no permission, a read-only file system, a file in the way) is the user's input,
-    one line naming it, not a traceback after the work."""
+def writable_folder(name: str, path: str | Path, make: bool = True) -> Path:
+    """A folder a command will write into, tried with a small file before any work: a folder that cannot be written
+    (no permission, a read-only file system, a file in the way) is the user's input, one line naming it, not a
+    traceback after the work. ``make``: create it now where it is missing (else its nearest existing parent is the
+    one tried, and nothing is made)."""
     import os
     import tempfile
 
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{name} {folder} is a file; give a folder")
+        raise UsageError(f"{name} {folder} is an existing file, not a folder")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".rfbench-write-test-")
+        if make:
+            folder.mkdir(parents=True, exist_ok=True)
+        tried = folder
+        while not tried.exists():
+            tried = tried.parent
+        if not tried.is_dir():
+            raise NotADirectoryError(f"{tried} is a file")
+        fd, probe = tempfile.mkstemp(dir=tried, prefix=".rfbench-write-test-")
         os.close(fd)
         os.unlink(probe)
     except OSError as err:

@@ -184,8 +184,9 @@ def test_share_growth_leaves_dead_inputs_out_and_compares_with_initialisation():
          for i, (s, p) in enumerate(zip(shares, positive, strict=True))])
     at_init = rows([0.1, 0.1, 0.1, 0.1], [0.5] * 4)
     trained = rows([0.2, 0.2, 0.2, 1.0], [0.5, 0.5, 0.5, 0.0])  # the last image's input died: share 1 says nothing
-    whole, drawn = share_growth(trained, at_init)
+    whole, drawn, after, before = share_growth(trained, at_init)
     assert whole == pytest.approx(math.log(2.0)) and drawn.shape == (PROTOCOL.image_resamples,)
+    assert (after, before) == pytest.approx((0.2, 0.1))
     assert torch.allclose(drawn, torch.full_like(drawn, math.log(2.0)))
 
 

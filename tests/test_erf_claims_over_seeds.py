@@ -38,13 +38,17 @@ def test_one_run_as_a_list_is_the_one_run():
 
 def test_runs_that_disagree_make_claim_a_inconclusive():
     """LW's field equals RF's in one run and is half of it in the other: each run alone is decided, both together
-    are not (the ratio's interval spans the runs: 0.5 to 1.0 against the 0.8 margin)."""
+    are not (the ratio's interval over two runs is the t interval with one degree of freedom: far wider than the
+    runs' 0.5 to 1.0, against the 0.8 margin)."""
     same = {"rf": _grid(4.0, 3.0), "rf_lw": _grid(4.0, 3.0)}
     half = {"rf": _grid(4.0, 3.0), "rf_lw": _grid(2.0, 3.0)}
     assert claim_a(same).status.iloc[0] == REPRODUCED
     both = claim_a([same, half]).iloc[0]
     assert both.side_ratio == pytest.approx(0.75) and both.n_seeds == 2
-    assert (both.ci_low, both.ci_high) == pytest.approx((0.5, 1.0))
+    from scipy import stats
+
+    half = stats.t.ppf(0.95, 1) * stats.tstd([1.0, 0.5]) / 2**0.5  # 90% two-sided (claim (a)'s level), 1 df
+    assert (both.ci_low, both.ci_high) == pytest.approx((0.75 - half, 0.75 + half), rel=1e-6)
     assert both.status == INCONCLUSIVE
 
 

@@ -382,7 +382,7 @@ def test_cli_bad_folders_are_refused_before_any_data_is_read(tmp_path, capsys, m
     (tmp_path / "file").write_text("x")
     for args, words in ((["--data", str(tmp_path / "empty")], "no VOC2012 segmentation data"),
                         (["--data", str(tmp_path / "file")], "is a file, not a folder"),
-                        (["--cache", str(tmp_path / "file")], "is not a folder")):
+                        (["--cache", str(tmp_path / "file")], "is an existing file, not a folder")):
         assert analysis_main(["train", "rf_lw:resnet18", "--setting", "cpu", *args]) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert words in line

@@ -1,4 +1,5 @@
-"""The README's examples run: its Python blocks (at a small input size) and its model/complexity commands."""
+"""The README's and the docs' examples run: their Python blocks (at a small input size) and their model/complexity
+commands; every page they link to exists."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+DOCS = {p.name: p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))}
+PAGES = [README, *DOCS.values()]
+PYTHON_BLOCKS = [b for page in PAGES for b in re.findall(r"```python\n(.*?)```", page, flags=re.S)]
 SMALL = {"(1, 3, 512, 512)": "(1, 3, 64, 64)", "(512, 512)": "(64, 64)"}  # same code, seconds instead of minutes
 
 
@@ -28,7 +32,7 @@ def test_readme_python_block_runs(index):
     exec(compile("import torch\nfrom bench import create_model\n" + code, f"README block {index}", "exec"), namespace)
 
 
-BASH_LINES = [line.strip() for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+BASH_LINES = [line.strip() for page in PAGES for block in re.findall(r"```bash\n(.*?)```", page, flags=re.S)
               for line in block.splitlines()]
 COMMANDS = [line for line in BASH_LINES if line.startswith(("python -m bench models", "python -m bench complexity"))]
 
@@ -68,3 +72,15 @@ def test_readme_commented_results_hold():
     assert set(ns["taps"]) == {"level4.before_rcu", "level4.after_crp", "logits"}
     assert tuple(ns["taps"]["logits"].shape) == (1, 21, 16, 16)
     assert tuple(ns["taps"]["level4.after_crp"].shape[-2:]) == (2, 2)  # level 4: stride 32
+
+
+def test_the_readme_is_a_guide_and_every_link_resolves():
+    assert len(README.splitlines()) <= 250
+    for name, page in [("README.md", README), *((f"docs/{n}", t) for n, t in DOCS.items())]:
+        base = ROOT if name == "README.md" else ROOT / "docs"
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page):
+            if target.startswith(("http://", "https://")):
+                continue
+            assert (base / target).exists(), f"{name} links to {target}, which does not exist"
+    for page in DOCS:
+        assert f"docs/{page}" in README or page == "README.md", f"the README does not link docs/{page}"

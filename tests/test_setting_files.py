@@ -125,10 +125,15 @@ def test_a_pretrain_table_says_its_task_and_refuses_a_decoder_for_a_classificati
 
 
 def test_a_pretrain_table_may_fix_its_own_step_limit(tmp_path):
-    """pretrain.max_steps: the shared backbone's own step limit, whatever the compared networks' (the schedule
-    check trains for twice the steps from one backbone); a bad value names the key."""
+    """pretrain.max_steps: the shared backbone's own step limit, whatever longer the compared networks train (the
+    multiverse's twice-the-steps recipe starts from one backbone), and never more than their own limit (a --steps
+    bounds every training a command starts); a bad value names the key."""
+    from dataclasses import replace
+
     setting = load_setting(_write(tmp_path, TINY + "\n[pretrain]\nmax_steps = 7\n"))
-    assert setting.pretrain.max_steps == 7 and setting.pretrain.schedule(setting.schedule).max_steps == 7
+    assert setting.pretrain.max_steps == 7 and setting.schedule.max_steps == 2
+    assert setting.pretrain.schedule(setting.schedule).max_steps == 2
+    assert setting.pretrain.schedule(replace(setting.schedule, max_steps=100)).max_steps == 7
     assert load_setting(_write(tmp_path, TINY + "\n[pretrain]\n")).pretrain.max_steps is None
     with pytest.raises(UsageError, match="pretrain.max_steps"):
         load_setting(_write(tmp_path, TINY + "\n[pretrain]\nmax_steps = 0\n"))

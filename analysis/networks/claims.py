@@ -268,23 +268,30 @@ def live_mean_shares(shares: pd.DataFrame, threshold: float | None = None) -> pd
     return live.groupby("image")["branch_share"].mean().reindex(sorted(shares.image.unique()))
 
 
-def share_growth(trained: pd.DataFrame, at_init: pd.DataFrame) -> tuple[float, torch.Tensor]:
+ZERO_SHARE = 1e-6
+"""A mean branch share at initialisation below this is a branch that starts at zero: no growth can be measured."""
+
+
+def share_growth(trained: pd.DataFrame, at_init: pd.DataFrame) -> tuple[float, torch.Tensor, float, float]:
     """log(mean live branch share after training / at initialisation) on the same images, and on each image
-    resample (the protocol's draw): what training did to the RCUs' contribution. An RCU counts on an image where its
-    input is live after training."""
+    resample (the protocol's draw): what training did to the RCUs' contribution; then the two means themselves. An
+    RCU counts on an image where its input is live after training."""
     threshold = PROTOCOL.claim("rcu_saturation")["live_input"]
     keys = ["rcu", "image"]
     merged = trained.merge(at_init[keys + ["branch_share"]], on=keys, suffixes=("", "_init"))
     live = merged[merged.input_positive >= threshold]
     if not len(live):
-        return math.nan, torch.full((PROTOCOL.image_resamples,), math.nan, dtype=torch.float64)
+        return math.nan, torch.full((PROTOCOL.image_resamples,), math.nan, dtype=torch.float64), math.nan, math.nan
     per_image = live.groupby("image")[["branch_share", "branch_share_init"]].mean()
     after = torch.tensor(per_image.branch_share.to_numpy(), dtype=torch.float64)
     before = torch.tensor(per_image.branch_share_init.to_numpy(), dtype=torch.float64)
+    if float(before.mean()) < ZERO_SHARE:  # branches that start at zero (the zero-init): growth is undefined
+        return math.nan, torch.full((PROTOCOL.image_resamples,), math.nan, dtype=torch.float64), \
+            float(after.mean()), float(before.mean())
     indices = image_resamples(len(after))
     whole = math.log(float(after.mean()) / max(float(before.mean()), 1e-12))
     drawn = torch.log(after[indices].mean(1) / before[indices].mean(1).clamp_min(1e-12))
-    return whole, drawn
+    return whole, drawn, float(after.mean()), float(before.mean())
 
 
 def saturation(growth: Mapping[str, Mapping[int, tuple[float, torch.Tensor]]]
@@ -326,11 +333,11 @@ def _growth_verdict(x: Interval, rule: str, noun: str) -> Verdict:
     return Verdict(INCONCLUSIVE, f"{noun} {ratio_words(x)}: the interval contains x1")
 
 
-def network_growth(net, images: torch.Tensor) -> tuple[float, torch.Tensor]:
+def network_growth(net, images: torch.Tensor) -> tuple[float, torch.Tensor, float, float]:
     """:func:`share_growth` of a trained network (``analysis.networks.TrainedNetwork``) on the normalised val
     ``images`` its record's shares at initialisation were measured on."""
     at_init = pd.DataFrame(net.record.get("rcu_shares_at_init") or [], columns=["rcu", "image", "branch_share",
                                                                                  "input_positive"])
     if not len(at_init):
-        return math.nan, torch.full((PROTOCOL.image_resamples,), math.nan, dtype=torch.float64)
+        return math.nan, torch.full((PROTOCOL.image_resamples,), math.nan, dtype=torch.float64), math.nan, math.nan
     return share_growth(rcu_branch_shares(net.model, images), at_init)

@@ -186,9 +186,10 @@ def _collect(job, spec: dict, outcome: JobsOutcome, say: Callable[[str], None]) 
         if not spec["pretrain"]:
             outcome.trained.add((spec["variant"], spec["seed"]))
     except Exception as err:  # the job died or raised: nothing of it is in the store, a rerun resumes it
-        from submitit.core.utils import UncompletedJobError
+        from submitit.core.utils import FailedJobError, UncompletedJobError
 
+        ended = isinstance(err, UncompletedJobError) and not isinstance(err, FailedJobError)  # no result, no error
         cause = (f"ended without a result: killed, or over its --timeout-min; its log: {Path(job.paths.stderr)}"
-                 if isinstance(err, UncompletedJobError) else job_error(err))
+                 if ended else job_error(err))
         outcome.failed.append(f"{what}: job {job.job_id} {cause}")
         print(f"  FAILED: {outcome.failed[-1]}", file=sys.stderr)

@@ -210,7 +210,7 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     from bench.validation import writable_folder
 
-    writable_folder("the reports folder", out)
+    writable_folder("the reports folder", out, make=False)
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     status = {}

@@ -686,7 +686,7 @@ def report(spec_file: str | Path, records: str | Path, out: str | Path, say=prin
         raise UsageError(f"no ablation records under {records}/records (run python -m bench ablate SPEC --out DIR)")
     from bench.validation import writable_folder
 
-    writable_folder("--report", out)
+    writable_folder("--report", out, make=False)
     try:
         data = frames(spec, records, say=say)
     except DataError as err:

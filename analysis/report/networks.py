@@ -283,6 +283,13 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
              "||branch(x)||) after training over its value at initialisation, on the same val images."]
     save_table(pd.DataFrame(claim_table), folder / "accuracy_claims",
                "What the decoders buy in accuracy, over training runs", notes, floatfmt=".3f")
+    if growth:
+        shares = pd.DataFrame([{"family": f, "seed": s, "share_at_init": g[3], "share_after": g[2],
+                                "growth": math.exp(g[0]) if g[0] == g[0] else math.nan}
+                               for f, by_seed in growth.items() for s, g in sorted(by_seed.items())])
+        save_table(shares, folder / "rcu_share_growth", "Each network's mean live RCU branch share, at initialisation "
+                   "and after training", notes[3:], floatfmt=".3f")
+        artifacts.append(Artifact(f"{name}/rcu_share_growth.md", "RCU branch shares", "at init and after training"))
     artifacts.append(Artifact(f"{name}/accuracy_claims.md", "Accuracy claims", "LW vs RF, Section 3.3, "
                               "controls: error ratios over seeds", inline=True))
     text = (f"The networks every receptive-field and probe verdict stands on: {measure} per family (seeds' range) "

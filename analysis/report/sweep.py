@@ -106,7 +106,11 @@ def complexity_figure(at: pd.DataFrame, cost: pd.DataFrame, h: int, w: int):
     Right: params vs FLOPs with each family's Pareto front."""
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import NullFormatter
+
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    # fixed margins: an automatic layout gives up (and warns) on a panel of long backbone labels
+    fig.subplots_adjust(left=0.14, right=0.98, bottom=0.11, top=0.92, wspace=0.22)
     cost = cost.set_index("backbone")
     wide = cost[[c for c in cost if c.endswith("_gflops")]].rename(columns=lambda c: c[:-len("_gflops")])
     if "rf_lw" in wide:
@@ -126,12 +130,13 @@ def complexity_figure(at: pd.DataFrame, cost: pd.DataFrame, h: int, w: int):
                                  fontsize=7)
     axes[1].set_xscale("log")
     axes[1].set_yscale("log")
+    for axis in (axes[1].xaxis, axes[1].yaxis):  # a label per decade: minor labels crowd an axis of few points
+        axis.set_minor_formatter(NullFormatter())
     classes = "/".join(str(int(k)) for k in sorted(set(at.num_classes))) if "num_classes" in at else "?"
     axes[1].set_xlabel(f"parameters (M, {classes} classes)")
     axes[1].set_ylabel(f"FLOPs (G) at {h}x{w}")
     axes[1].set_title("Parameters vs FLOPs, every family:backbone; lines: each family's Pareto front", fontsize=10)
     axes[1].legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
     return fig
 
 
@@ -190,7 +195,7 @@ def report_sweep(folder: str | Path, report: str | Path | None = None, say=print
         raise UsageError(f"--report {out} is an existing file, not a folder")
     from bench.validation import writable_folder
 
-    writable_folder("--report", out)
+    writable_folder("--report", out, make=False)
     frame = merged_frame(folder)
     if not len(frame):
         raise UsageError(f"no sweep records under {folder}/records")

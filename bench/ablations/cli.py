@@ -53,7 +53,6 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         raise UsageError("ablate needs --out DIR to run (or --print to show the resolved variants only)")
     checked(validation.integer, "--workers", args.workers, minimum=1)
     checked(validation.number, "--timeout-min", args.timeout_min, minimum=0.1)
-    checked(validation.writable_folder, "--out", args.out)
     status = run_ablation(spec, args.out, measure, args.executor, args.workers, timeout_min=args.timeout_min,
                           slurm_partition=args.slurm_partition, retry_failed=args.retry_failed)
     for line in status.crashed_jobs:

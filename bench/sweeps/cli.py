@@ -40,7 +40,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             ("--slurm-gpus-per-job", args.slurm_gpus_per_job)):
             if value is not None:
                 raise UsageError(f"{flag} is for --executor slurm and does nothing with --executor {args.executor}")
-    checked(validation.writable_folder, "--out", args.out)
     status = run_sweep(spec, args.out, args.executor, args.workers, args.timeout_min, args.slurm_partition,
                        args.slurm_gpus_per_job, args.retry_failed)
     for line in status.crashed_jobs:

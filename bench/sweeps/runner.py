@@ -121,6 +121,7 @@ def run_sweep(
     if executor == "slurm" and not slurm_available():
         raise UsageError("executor 'slurm' needs a SLURM cluster, but this machine has none (no srun on PATH, "
                          "which is how submitit tells); run it on a SLURM login node, or use --executor local")
+    validation.writable_folder("the sweep folder", out, make=False)
     say = progress or (lambda msg: None)
     for note in spec.notes:
         say(f"note: {note}")
