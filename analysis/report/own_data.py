@@ -280,7 +280,6 @@ def _section(name: str, data_run: DataRun):
 
         return build(data_run.out, setting, name="path-accuracy")
     from .multiverse import FOLDER, collect, write
-
     from .networks import control_rows, control_runs
 
     data = collect(setting)

@@ -105,7 +105,6 @@ def complexity_figure(at: pd.DataFrame, cost: pd.DataFrame, h: int, w: int):
     """Left: every family's FLOPs against LW's on the same backbone (``cost``: :func:`family_cost` of ``at``).
     Right: params vs FLOPs with each family's Pareto front."""
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import NullFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
