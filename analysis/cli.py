@@ -42,6 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"any of: {', '.join(SECTIONS)} (default: all); with --seeds also {only_seeded}")
     p.add_argument("--seeds", type=int, default=None, help="networks, probes and the paper path's accuracy on N "
                    "training runs per family, into their own folders (<section>/<device>-N-seeds); 2 to 10")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="the benefit sections (networks, probes, path-accuracy, multiverse; default: networks and "
+                        "probes) on a VOC-layout folder of your own, into reports/data/<folder>-<hash>/ with its own "
+                        "front page; a plan with a measured time estimate comes first")
+    p.add_argument("--dry-run", action="store_true", help="with --data: print the plan and the estimate only")
+    p.add_argument("--size", type=int, default=None, help="with --data: the images' short side (default: the "
+                                                           "setting's)")
+    p.add_argument("--setting", default=None, help="with --data: cpu, gpu or a setting file (default: cpu, or gpu "
+                                                    "with CUDA)")
+    p.add_argument("--out", default=None, help="with --data: the report's folder")
+    p.add_argument("--backbone-checkpoint", default=None, metavar="PATH",
+                   help="with --data: a backbone state dict every network starts from (default: the setting's shared "
+                        "pretrained backbone)")
+    p.add_argument("--backbone-weights", default=None, metavar="NAME",
+                   help="with --data: torchvision's weights of the backbone, e.g. IMAGENET1K_V1 (the paper's setting)")
+    p.add_argument("--executor", default=None, choices=EXECUTORS,
+                   help="with --data: train every network as a job first (local subprocesses, SLURM, debug)")
     p = sub.add_parser("sweep-report", help="tables and figures of `python -m bench sweep SPEC --out DIR`")
     p.add_argument("dir", help="the --out folder of a sweep")
     p.add_argument("--report", default=None, help="where to write (default: DIR/report)")
@@ -120,6 +137,9 @@ def add_recipe_options(p: argparse.ArgumentParser, training: bool = True) -> Non
     p.add_argument("--backbone-checkpoint", default=None, metavar="PATH",
                    help="a local state dict of the backbone's classification network to start from "
                         "(part of the cache key)")
+    p.add_argument("--backbone-weights", default=None, metavar="NAME",
+                   help="torchvision's weights of the backbone to start from, e.g. IMAGENET1K_V1 (the paper's "
+                        "ImageNet pretraining; downloaded by torchvision where the machine has internet)")
     p.add_argument("--cache", default=None, help="cache folder (default: .cache/networks in the project)")
 
 
@@ -145,6 +165,8 @@ def recipe(args: argparse.Namespace) -> dict:
     schedule = train_schedule(args, setting.schedule)
     checked(schedule.validate)
     backbone_weights = None
+    if args.backbone_checkpoint is not None and args.backbone_weights is not None:
+        raise UsageError("--backbone-checkpoint and --backbone-weights both name a starting backbone; give one")
     if args.backbone_checkpoint is not None:
         backbone_weights = check_backbone_weights(args.backbone_checkpoint)
     if args.num_classes is not None:
@@ -159,12 +181,24 @@ def recipe(args: argparse.Namespace) -> dict:
         from .networks.train import CACHE
 
         validation.writable_folder("--cache", args.cache or CACHE, make=False)
+    if args.backbone_weights is not None:  # the paper's setting: torchvision's pretrained weights, by name
+        from bench.models import variant_info
+
+        from .networks.pretrain import torchvision_weights
+        from .networks.train import CACHE
+
+        names = list(getattr(args, "variants", None) or []) or setting.variants()
+        backbones = sorted({variant_info(n).backbone for n in names})
+        if len(backbones) != 1:
+            raise UsageError(f"--backbone-weights names one backbone's weights, but the variants have "
+                             f"{len(backbones)} backbones ({', '.join(backbones)}); train one backbone at a time")
+        backbone_weights = torchvision_weights(backbones[0], args.backbone_weights, args.cache or CACHE)
     return {"setting": setting, "schedule": schedule, "device": device, "data": args.data,
             "num_classes": args.num_classes, "backbone_weights": backbone_weights, "cache_dir": args.cache}
 
 
 RECIPE_FLAGS = ("data", "num_classes", "setting", "device", "seeds", "size", "steps", "lr", "backbone_checkpoint",
-                "cache")
+                "backbone_weights", "cache")
 """``ablation-report``'s options that say which trained networks ``--accuracy`` looks up."""
 
 
@@ -403,6 +437,16 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         args = build_parser().parse_args(argv)
         if args.command == "report":
+            if args.data is not None:
+                from .report.own_data import main as data_main
+
+                return data_main(args)
+            data_only = [f"--{k.replace('_', '-')}" for k in ("dry_run", "size", "setting", "out",
+                                                             "backbone_checkpoint", "backbone_weights", "executor")
+                         if getattr(args, k)]
+            if data_only:
+                raise UsageError(f"{', '.join(data_only)} {'is' if len(data_only) == 1 else 'are'} for --data DIR (a "
+                                 "report on a folder of your own); the generated task's report takes none")
             status = run(args.sections or None, seeds=args.seeds)
             return 0 if all(v == "ok" for v in status.values()) else 1
         if args.command == "train":

@@ -67,6 +67,16 @@ class NetworkData:
         """Where reported mIoU comes from: ``"test"`` or ``"val"`` (val then also picked the weights)."""
         return "test" if self.test_images is not None else "val"
 
+    def short(self) -> str:
+        """The data in a few words for a table row: the generated shapes, or a folder with its class count, split
+        sizes, image side and which split reports."""
+        if self.source["kind"] == "generated":
+            return "generated shapes"
+        test = f"{len(self.test_images)} test" if self.test_images is not None else "no test"
+        return (f"folder '{Path(self.source['root']).name}' ({self.num_classes} classes, {len(self.train_images)} "
+                f"train / {len(self.val_images)} val / {test}, short side {self.size}px, "
+                f"{self.reported_split} reports)")
+
     def describe(self) -> str:
         test = f" / {len(self.test_images)} test" if self.test_images is not None else ""
         if self.source["kind"] == "generated":

@@ -96,7 +96,7 @@ def train_as_jobs(setting, variants: Sequence[str] | None, seeds: int | Sequence
     run_schedule = schedule or chosen.schedule
     run_schedule.validate()
     device = train_module.check_device(device or chosen.device)
-    backbone_weights = train_module.check_backbone_weights(backbone_weights)
+    backbone_weights = train_module.check_backbone_weights(backbone_weights or chosen.backbone_weights)
     cache_dir = Path(cache_dir or train_module.CACHE).resolve()  # jobs on other machines write where we read
     loaded = load_data(chosen.data if data is None else data, run_schedule.size, num_classes, progress=say,
                        cache=cache_dir / "synthetic-voc")

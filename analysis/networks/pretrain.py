@@ -240,3 +240,31 @@ def _write_whole(state: dict, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def torchvision_weights(backbone: str, name: str, cache_dir: str | Path) -> str:
+    """A local file holding torchvision's ``name`` weights (e.g. ``IMAGENET1K_V1``) for ``backbone``'s classification
+    network, written once into ``cache_dir/backbones/`` (its SHA-256 then keys every network that starts from it, as
+    a ``--backbone-checkpoint`` does): the paper's setting, an ImageNet-pretrained backbone. torchvision downloads the
+    weights where the machine has internet; offline, the error names the file torchvision looked for."""
+    import torchvision
+
+    from bench.errors import DataError
+    from bench.models.backbones import _check_weights_name
+
+    _check_weights_name(backbone, name)  # an unknown name lists the valid ones
+    enum = torchvision.models.get_model_weights(backbone)
+    weights = enum.DEFAULT if name == "DEFAULT" else enum[name.split(".")[-1]]
+    target = Path(cache_dir) / "backbones" / f"{backbone}-{weights.name}.pt"
+    if target.is_file():
+        return str(target)
+    looked = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    try:
+        state = weights.get_state_dict(progress=False)
+    except Exception as err:  # no internet (URLError, OSError, ...): torchvision found no file and could not fetch it
+        raise DataError(f"cannot load torchvision's {weights.name} weights for {backbone}: {type(err).__name__} "
+                        f"({str(err)[:120]}); torchvision looked for {looked}: put that file there, or give "
+                        "--backbone-checkpoint PATH (a state dict of the classification network)") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write_whole(state, target)
+    return str(target)

@@ -60,9 +60,10 @@ class NetworkSetting:
     decoder: dict | None = None  # DecoderSpec changes for every family (None: the families' own widths)
     backbone: str = "resnet18"
     families: tuple[str, ...] = ("rf", "rf_lw_rcu", "rf_lw")
-    data: SyntheticSpec = field(default_factory=SyntheticSpec)
+    data: SyntheticSpec | str = field(default_factory=SyntheticSpec)  # the generated task, or a VOC-layout folder
     pretrain: Pretrain | None = None  # a backbone pretrained once and shared by every network (None: from scratch)
     description: str = ""
+    backbone_weights: str | None = None  # a backbone state dict every network starts from, over ``pretrain``
 
     def variants(self) -> list[str]:
         return [f"{family}:{self.backbone}" for family in self.families]
@@ -257,7 +258,7 @@ def trained_set(
         raise UsageTypeError(f"schedule must be a Schedule, got {type(run_schedule).__name__}")
     run_schedule.validate()
     device = check_device(device or chosen.device)
-    backbone_weights = train_module.check_backbone_weights(backbone_weights)
+    backbone_weights = train_module.check_backbone_weights(backbone_weights or chosen.backbone_weights)
     loaded = load_data(chosen.data if data is None else data, run_schedule.size, num_classes, progress=say,
                        cache=None if cache_dir is None else Path(cache_dir) / "synthetic-voc")  # under --cache too
     cache_dir = Path(cache_dir or train_module.CACHE)  # resolved here: spawned workers must write where we read

@@ -81,8 +81,9 @@ def titles(manifest: dict) -> dict[str, str]:
             for key, entry in manifest.items()}
 
 
-def front_page(manifest: dict, out: Path) -> str:
-    """The front page's Markdown; :func:`write_pages` writes it with the section pages and the archive."""
+def front_page(manifest: dict, out: Path, intro: str | None = None, title: str = "rfbench reports") -> str:
+    """The front page's Markdown; :func:`write_pages` writes it with the section pages and the archive. ``intro``
+    and ``title``: another report's (``report --data``: the benefit side on a folder of one's own)."""
     heading = titles(manifest)
     current = {k: e for k, e in manifest.items() if not superseded(e)}
     archived = {k: e for k, e in manifest.items() if superseded(e)}
@@ -99,11 +100,13 @@ def front_page(manifest: dict, out: Path) -> str:
                 spoken.add(r.artifact)
                 missing.append(ScoreRow(r.artifact, r.paper, "-", "-", NO_RUN,
                                         "its last run is in the [archive](archive.md); rerun its section", r.rule))
+    from ..protocol import PATH as PROTOCOL_PATH
     from ..protocol import PROTOCOL
 
-    lines = ["# rfbench reports", "", INTRO, "", "## Scorecard", "",
+    registered = Path(os.path.relpath(PROTOCOL_PATH, Path(out).resolve())).as_posix()
+    lines = [f"# {title}", "", intro or INTRO, "", "## Scorecard", "",
              f"Every benefit verdict (the rows on trained networks) is decided by the registered **{PROTOCOL.stamp}**, "
-             f"[analysis/protocol.toml](../analysis/protocol.toml), fixed before its results were computed; its "
+             f"[analysis/protocol.toml]({registered}), fixed before its results were computed; its "
              f"deviation log holds {len(PROTOCOL.deviations)} entries (what changed after a result was seen, and "
              "why). A section decided under another protocol is in the archive.", ""]
     lines += [render(shown + missing) if shown or missing else "No section has run yet.", ""]
@@ -167,13 +170,13 @@ def archive_page(manifest: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_pages(manifest: dict, out: Path) -> None:
+def write_pages(manifest: dict, out: Path, intro: str | None = None, title: str = "rfbench reports") -> None:
     """reports/README.md, archive.md and every section's page, each written whole."""
     heading = titles(manifest)
     for key, entry in manifest.items():
         write_atomic(out / section_page_path(key, entry), section_page(key, entry, out, heading[key]))
     write_atomic(out / "archive.md", archive_page(manifest))
-    write_atomic(out / "README.md", front_page(manifest, out))
+    write_atomic(out / "README.md", front_page(manifest, out, intro, title))
 
 
 def _inline(markdown: str, settings: str = "") -> str:

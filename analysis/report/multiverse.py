@@ -179,7 +179,9 @@ def write(setting: NetworkSetting, seeds: int, data: Mapping[str, dict], gates: 
     artifacts = [Artifact(f"{name}/claims_by_recipe.md", "Claims by recipe", "every claim's cells under every recipe",
                           inline=True)]
     scores, summary = [], []
-    where = f"'{setting.name}' set, generated shapes, {setting.device}, {len(data)} recipes"
+    from .networks import data_name
+
+    where = f"'{setting.name}' set, {data_name(setting)}, {setting.device}, {len(data)} recipes"
     keys = {PROTOCOL.claim(k)["title"]: k for k in CLAIM_ROWS}
     for claim, by_recipe in outcomes.items():
         v = over_recipes(by_recipe)

@@ -7,7 +7,7 @@ the registered protocol (``analysis/protocol.toml``) behind its three controls.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -94,6 +94,11 @@ def without_rcu_runs(setting: NetworkSetting, progress=print) -> dict[int, torch
     return {t.record["seed"]: t.reported_per_image for t in nets}
 
 
+def data_name(setting: NetworkSetting) -> str:
+    """The setting's data in two words for a row: the generated shapes, or the folder it names."""
+    return "generated shapes" if not isinstance(setting.data, (str, Path)) else f"folder '{Path(setting.data).name}'"
+
+
 def reported_words(nets: list[TrainedNetwork]) -> str:
     """What the compared mIoU is: test (held out; val picked the weights) or val (picked and reported)."""
     return "test mIoU" if all(n.test for n in nets) else "own val mIoU"
@@ -163,6 +168,62 @@ def claim_rows(scores: Mapping, growth: Mapping | None, without_rcu: Mapping | N
         out["rcu_saturation"] = (f"branch share growth in training {words}", sat,
                                  min(len(g) for g in growth.values()))
     return rows, out
+
+
+def per_class_paired(scores: Mapping, classes: Sequence[str], reference: str = "rf", changed: str = "rf_lw"
+                     ) -> pd.DataFrame:
+    """Per class: ``changed`` minus ``reference`` IoU in points, paired seed by seed on the same images, with the
+    interval over runs and images (the protocol's); a class with no labelled pixel in the reported split is said to
+    be absent, never averaged as zero."""
+    from ..metrics import iou_per_class
+    from ..networks.claims import image_resamples
+    from ..verdicts import seeds_and_images
+
+    a, b = scores.get(reference, {}), scores.get(changed, {})
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return pd.DataFrame()
+    n_images = len(a[seeds[0]])
+    idx = image_resamples(n_images)
+    present = a[seeds[0]].sum(0).sum(1) > 0  # labelled pixels per class (rows: the truth)
+    whole = {s: (iou_per_class(a[s].sum(0)), iou_per_class(b[s].sum(0))) for s in seeds}
+    drawn = {s: (iou_per_class(a[s][idx].sum(1)), iou_per_class(b[s][idx].sum(1))) for s in seeds}
+    rows = []
+    for c, name in enumerate(classes):
+        row = {"class": name, "pixels": int(a[seeds[0]].sum(0)[c].sum()), "n_seeds": len(seeds)}
+        if not bool(present[c]):
+            rows.append({**row, "note": "absent from the reported split: no IoU, not averaged"})
+            continue
+        ref = [100 * float(whole[s][0][c]) for s in seeds]
+        diff = [100 * float(whole[s][1][c] - whole[s][0][c]) for s in seeds]
+        samples = torch.stack([100 * (drawn[s][1][:, c] - drawn[s][0][:, c]).nan_to_num(0.0) for s in seeds])
+        x = seeds_and_images(diff, samples, PROTOCOL.level, n_images=n_images)
+        rows.append({**row, f"{reference}_iou": sum(ref) / len(ref), f"{changed}_minus_{reference}": x.estimate,
+                     "low": x.low, "high": x.high, "note": ""})
+    return pd.DataFrame(rows)
+
+
+def class_frequencies(data) -> pd.DataFrame:
+    """Each class's share of the labelled training pixels and the majority-class baseline on the reported split."""
+    from ..datasets.voc import IGNORE
+
+    masks = data.train_masks
+    labelled = masks[masks != IGNORE]
+    counts = torch.bincount(labelled.flatten().long(), minlength=data.num_classes).double()
+    return pd.DataFrame({"class": list(data.classes), "train_pixel_share": (counts / counts.sum()).tolist()})
+
+
+def majority_baseline(per_image: torch.Tensor) -> float:
+    """mIoU (fraction) of predicting the split's most frequent class everywhere, on the same images."""
+    from ..metrics import iou_per_class
+
+    cm = per_image.sum(0)
+    truth = cm.sum(1)
+    k = len(truth)
+    majority = int(truth.argmax())
+    predicted = torch.zeros_like(cm)
+    predicted[:, majority] = truth
+    return float(torch.nanmean(iou_per_class(predicted))) if k else math.nan
 
 
 def convergence(nets: list[TrainedNetwork], setting: NetworkSetting) -> pd.DataFrame:
@@ -250,7 +311,8 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
     artifacts = [Artifact(f"{name}/networks.md", "The trained set", f"{measure} per family and seed", inline=True),
                  Artifact(f"{name}/learning_curves.png", "Learning curves", "val mIoU against training step")]
     n_seeds = int(table.groupby("family")["seed"].nunique().min())
-    where = f"'{setting.name}' set, generated shapes, {setting.device}"
+    data = nets[0].data
+    where = f"'{setting.name}' set, {data.short() if data is not None else 'generated shapes'}, {setting.device}"
     room, room_words = headroom(table)
     task = PROTOCOL.task
     scores = [ScoreRow(f"Task headroom ({measure}, not a paper number)",
@@ -283,6 +345,21 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
              "||branch(x)||) after training over its value at initialisation, on the same val images."]
     save_table(pd.DataFrame(claim_table), folder / "accuracy_claims",
                "What the decoders buy in accuracy, over training runs", notes, floatfmt=".3f")
+    paired = per_class_paired(scores_by, list(nets[0].record["classes"]))
+    if len(paired):
+        baseline = majority_baseline(nets[0].reported_per_image)
+        freq = class_frequencies(data) if data is not None else pd.DataFrame(columns=["class", "train_pixel_share"])
+        paired = paired.merge(freq, on="class", how="left")
+        absent = [r["class"] for r in paired.to_dict("records") if r.get("note")]
+        save_table(paired, folder / "per_class_paired", "LW - RefineNet per class, over training runs", [
+            f"Per class: LW's IoU minus RefineNet's on the {'test' if nets[0].test else 'val'} split (points), seed by "
+            f"seed on the same images, {PROTOCOL.level:.0%} interval over runs and images ({PROTOCOL.stamp}); "
+            "rf_iou: RefineNet's IoU, mean over seeds; pixels: the class's labelled pixels in that split; "
+            "train_pixel_share: its share of the labelled training pixels.",
+            f"Majority-class baseline (the most frequent class everywhere) on the same split: {100 * baseline:.1f}% "
+            "mIoU." + (f" Absent from the split (no pixel, so no IoU; not averaged as zero): {', '.join(absent)}."
+                       if absent else "")], floatfmt=".2f")
+        artifacts.append(Artifact(f"{name}/per_class_paired.md", "Per class: LW - RefineNet", "paired over seeds"))
     if growth:
         shares = pd.DataFrame([{"family": f, "seed": s, "share_at_init": g[3], "share_after": g[2],
                                 "growth": math.exp(g[0]) if g[0] == g[0] else math.nan}
@@ -294,7 +371,7 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
                               "controls: error ratios over seeds", inline=True))
     text = (f"The networks every receptive-field and probe verdict stands on: {measure} per family (seeds' range) "
             f"{words}; task headroom: {room.outcome} ({room_words} for {family_label(task['reference'])}); "
-            f"{flat_words}; trained on the generated shapes "
+            f"{flat_words}; trained on {data.describe() if data is not None else 'the generated shapes'} "
             f"({'from one shared pretrained backbone' if setting.pretrain is not None else 'from scratch'}), "
             "cached and reused by the ERF and probe sections.")
     runs = f", {n_seeds} seeds" if n_seeds > 1 else ""

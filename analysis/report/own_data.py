@@ -88,7 +88,7 @@ def prepare(folder: str | Path, sections: Sequence[str] | None = None, seeds: in
     weights = check_backbone_weights(backbone_weights)
     data = load_data(str(folder), schedule.size, progress=say)
     chosen_setting = replace(base, data=str(Path(folder).resolve()), schedule=schedule, seeds=n,
-                             name=f"{base.name} on {Path(folder).resolve().name}")
+                             name=f"{base.name} on {Path(folder).resolve().name}", backbone_weights=weights)
     target = Path(out) if out is not None else REPORTS / "data" / f"{Path(folder).resolve().name}-{data.hash[:12]}"
     validation.writable_folder("--out", target)
     return DataRun(Path(folder), chosen_setting, tuple(dict.fromkeys(chosen)), target, data, weights)
@@ -193,18 +193,24 @@ def plan(run: DataRun, measure: bool = True) -> dict:
             "guard": s.schedule.budget_min, "probe_runs": len(s.families) * s.seeds if "probes" in run.sections else 0}
 
 
+def duration(minutes: float) -> str:
+    if minutes != minutes:
+        return "not measured"
+    return f"{60 * minutes:.0f} s" if minutes < 1 else f"{minutes:.1f} min" if minutes < 10 else f"{minutes:.0f} min"
+
+
 def plan_words(run: DataRun, p: dict) -> list[str]:
     """The plan as lines for the terminal."""
     lines = [f"plan: {', '.join(run.sections)} on {run.data_words()}, '{run.setting.name}' setting, "
              f"{run.setting.seeds} seed(s), into {run.out}"]
     for r in p["rows"]:
         lines.append(f"  {r['what']:<44} {r['networks']:>2} network(s), {r['held']} in the weights store, about "
-                     f"{r['minutes_each']:.1f} min each")
+                     f"{duration(r['minutes_each'])} each")
     trains = sum(r["to_train"] for r in p["rows"])
     lines.append(f"  {trains} network(s) to train"
-                 + (f" after the shared backbone's pretraining (about {p['pretrain_minutes']:.1f} min)"
+                 + (f" after the shared backbone's pretraining (about {duration(p['pretrain_minutes'])})"
                     if p["pretrain_minutes"] else "")
-                 + f", {p['probe_runs']} probe run(s); about {p['minutes']:.0f} min on {p['cores']} core(s) "
+                 + f", {p['probe_runs']} probe run(s); about {duration(p['minutes'])} on {p['cores']} core(s) "
                  "(estimated from steps timed here on your images)")
     slowest = max((r["minutes_each"] for r in p["rows"] if r["to_train"]), default=0.0)
     if p["guard"] and slowest > p["guard"]:
@@ -251,7 +257,7 @@ def run(data_run: DataRun, say: Callable[[str], None] = print) -> dict[str, str]
 
     with manifest_lock(out):
         write_atomic(manifest_path, to_json(manifest, indent=2) + "\n")
-        write_pages(manifest, out, intro=intro(data_run))
+        write_pages(manifest, out, intro=intro(data_run), title=f"rfbench on '{data_run.name}'")
     return status
 
 
@@ -268,7 +274,7 @@ def _section(name: str, data_run: DataRun):
     if name == "networks":
         from .networks import build
 
-        return build(data_run.out, setting, name="networks", where=data_run.data_words())
+        return build(data_run.out, setting, name="networks")
     if name == "probes":
         from ..probes import ProbePlan
         from .probes import build
@@ -287,17 +293,44 @@ def _section(name: str, data_run: DataRun):
     return write(setting, setting.seeds, data, gates, data_run.out, FOLDER)
 
 
+def train_as_jobs_first(data_run: DataRun, executor: str, say: Callable[[str], None]) -> list[str]:
+    """Every network the run needs, as jobs on the sweeps' executors (one job per network, the shared backbone
+    first); the sections then load them from the weights store. The failed jobs, one line each."""
+    from ..networks.jobs import train_as_jobs
+
+    s, failed = data_run.setting, []
+    for need in needs(data_run):
+        if need.pretrain != "setting":
+            continue  # a recipe's own backbone: the multiverse section trains it
+        chosen = replace(s, decoder={**(s.decoder or {}), **need.decoder},
+                         schedule=replace(s.schedule, **need.schedule))
+        failed += train_as_jobs(chosen, [need.variant], need.seeds, executor, say=say).failed
+    return failed
+
+
 def main(args, say: Callable[[str], None] = print) -> int:
     """The CLI's ``report --data``: prepare, plan (and stop there with ``--dry-run``), run."""
-    data_run = prepare(args.data, args.sections or None, args.seeds, args.setting, args.size, args.out,
-                       args.backbone_checkpoint, say=say)
-    if args.executor is not None and args.executor not in ("local", "slurm", "debug"):
-        raise UsageError(f"unknown --executor {args.executor!r}; valid: local, slurm, debug")
+    if args.backbone_checkpoint is not None and args.backbone_weights is not None:
+        raise UsageError("--backbone-checkpoint and --backbone-weights both name a starting backbone; give one")
+    checkpoint = args.backbone_checkpoint
+    if args.backbone_weights is not None:
+        from ..networks.pretrain import torchvision_weights
+        from ..networks.train import CACHE
+
+        checkpoint = torchvision_weights(network_setting(args.setting or "cpu").backbone, args.backbone_weights, CACHE)
+    data_run = prepare(args.data, args.sections or None, args.seeds, args.setting, args.size, args.out, checkpoint,
+                       say=say)
     p = plan(data_run)
     for line in plan_words(data_run, p):
         say(line)
     if args.dry_run:
         return 0
+    if args.executor is not None:
+        failed = train_as_jobs_first(data_run, args.executor, say)
+        if failed:  # not the user's input: jobs that died (exit 1); a rerun resumes them
+            say(f"python -m analysis report --data: {len(failed)} job(s) ended without their network, each named "
+                "above (a rerun submits only these)")
+            return 1
     status = run(data_run, say)
     say(f"wrote {data_run.out / 'README.md'}")
     return 0 if all(v == "ok" for v in status.values()) else 1

@@ -144,7 +144,9 @@ def write(setting: NetworkSetting, spec: AblationSpec, runs: pd.DataFrame, gate:
     measured = path_accuracy(path, runs)
     frame = gate_frame(measured, gate)
     n_seeds = int(frame.n_seeds.min())
-    settings = schedule_words(setting) + f"; generated shapes, {setting.schedule.size}px"
+    from .networks import data_name
+
+    settings = schedule_words(setting) + f"; {data_name(setting)}, {setting.schedule.size}px"
     control_words = ("; ".join(f"{k} control {v.outcome}" for k, v in gate.items()) if gate
                      else "no controls (one seed)")
     notes = [
@@ -164,7 +166,7 @@ def write(setting: NetworkSetting, spec: AblationSpec, runs: pd.DataFrame, gate:
     steps = frame[frame.step > 0]
     ours = "; ".join(f"{r.change} {_ci(r.delta, r.delta_low, r.delta_high, sign=True)}"
                      for r in steps.itertuples() if getattr(r, "paper", ""))
-    where = f"'{setting.name}' set, generated shapes, {setting.device}, {setting.backbone}"
+    where = f"'{setting.name}' set, {data_name(setting)}, {setting.device}, {setting.backbone}"
     scores = [ScoreRow("Sections 3.1-3.3: the path's 1x1 / bottleneck / no-RCU steps keep accuracy",
                        "no performance drop", f"Δ mIoU per step (points): {ours}", where, outcome, why,
                        PATH_CLAIM_RULE + "; over the steps: the verdict module's tally",

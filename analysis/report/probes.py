@@ -111,9 +111,11 @@ def schedule_words(net) -> str:
     width = ("decoders narrowed to " + ", ".join(f"{k} {v}" for k, v in net.decoder.items())
              if net.decoder else "the families' own decoder widths")
     budget = f", {sch.budget_min:g} min" if sch.budget_min else ""
-    start = (net.pretrain.describe(net.backbone) if getattr(net, "pretrain", None) is not None
+    start = (f"every family from the backbone weights {Path(net.backbone_weights).name}" if net.backbone_weights
+             else net.pretrain.describe(net.backbone) if getattr(net, "pretrain", None) is not None
              else "each family trained from scratch")
-    return (f"the '{net.name}' trained set on {net.device}: {start} (no ImageNet weights), "
+    imagenet = "" if net.backbone_weights else " (no ImageNet weights)"
+    return (f"the '{net.name}' trained set on {net.device}: {start}{imagenet}, "
             f"{optimizer_words(sch)} lr {sch.lr:g}"
             f"{' with cosine decay to 0 at the step limit' if sch.decay == 'cosine' else ''}, "
             f"batch {sch.batch_size}"
