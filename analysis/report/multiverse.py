@@ -126,39 +126,59 @@ def claim_outcomes(table: pd.DataFrame) -> dict[str, dict[str, str]]:
     return out
 
 
-def spec_curve(table: pd.DataFrame, claim: str):
+def spec_curve(table: pd.DataFrame, claim: str, where: str = ""):
     """The specification curve of one claim: each recipe's effect (error ratio) and interval, sorted, cell by cell,
     with the claim's bounds; colours by verdict."""
+    import textwrap
+
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     from ..style import use_style
 
     use_style()
     rows = table[table.claim == claim]
     effects = list(dict.fromkeys(rows.effect))
-    fig, axes = plt.subplots(1, len(effects), figsize=(4.6 * len(effects), 3.4), squeeze=False)
-    colours = {REPRODUCED: "#1b7837", NOT_REPRODUCED: "#b2182b", INCONCLUSIVE: "#878787", NOT_TESTABLE: "#d9d9d9"}
+    n = max(len(rows[rows.effect == e]) for e in effects)
+    fig, axes = plt.subplots(1, len(effects), figsize=(6.2 * len(effects), 0.42 * n + 2.2), squeeze=False)
+    colours = {REPRODUCED: "#1b7837", NOT_REPRODUCED: "#b2182b", INCONCLUSIVE: "#878787", NOT_TESTABLE: "#c7c7c7"}
+    margin, drop = PROTOCOL.margin("accuracy"), PROTOCOL.margin("drop")
     for ax, name in zip(axes[0], effects, strict=True):
         cell = rows[rows.effect == name].sort_values("ratio")
-        y = range(len(cell))
-        for i, r in zip(y, cell.itertuples(), strict=True):
+        shares = "branch share" in name  # the saturation claim: its bound is x1, not an error-ratio margin
+        lines = [] if shares else [(margin, "--"), (1 / margin, "--"), (drop, ":")]
+        ends = [v for v in (*cell.ratio, *cell.ratio_low, *cell.ratio_high, 1.0, *(b for b, _ in lines))
+                if v == v and v > 0]
+        low, high = min(ends) / 1.05, max(ends) * 1.05
+        for i, r in enumerate(cell.itertuples()):
             colour = colours.get(r.status, "#878787")
             if r.ratio_low == r.ratio_low:
-                ax.plot([r.ratio_low, r.ratio_high], [i, i], color=colour, lw=2)
-            ax.plot([r.ratio], [i], "o", color=colour, ms=6)
-        ax.set_yticks(list(y), list(cell.recipe), fontsize=8)
-        ax.axvline(1.0, color="0.3", lw=0.8)
-        for key in ("accuracy", "drop"):
-            bound = PROTOCOL.margin(key)
-            ax.axvline(bound, color="0.5", ls="--" if key == "accuracy" else ":", lw=0.8)
-            if "equivalent" in str(cell.rule.iloc[0]) or "within" in str(cell.rule.iloc[0]):
-                ax.axvline(1 / PROTOCOL.margin("accuracy"), color="0.5", ls="--", lw=0.8)
+                ax.plot([max(r.ratio_low, low), min(r.ratio_high, high)], [i, i], color=colour, lw=2.5,
+                        solid_capstyle="butt")
+            if r.ratio == r.ratio:
+                ax.plot([r.ratio], [i], "o", color=colour, ms=7, mec="white", mew=0.8)
+        ax.set_yticks(range(len(cell)), list(cell.recipe), fontsize=9)
+        ax.axvline(1.0, color="0.25", lw=0.9)
+        for bound, style in lines:
+            ax.axvline(bound, color="0.45", ls=style, lw=0.9)
         ax.set_xscale("log")
-        ax.set_xlabel(f"{name} (error ratio, log scale)", fontsize=8)
-    fig.suptitle(f"{claim}: the effect under each recipe (dots; bars: {PROTOCOL.level:.0%} intervals over seeds and "
-                 f"images; dashed: the margin x{PROTOCOL.margin('accuracy'):.3f}, dotted: the paper's drop "
-                 f"x{PROTOCOL.margin('drop'):.3f}; green reproduced, red not, grey undecided)", fontsize=8)
-    fig.tight_layout()
+        ax.set_xlim(low, high)
+        nice = [v for v in (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, *(b for b, _ in lines))
+                if low <= v <= high]
+        ax.xaxis.set_major_locator(FixedLocator(sorted(nice)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "x" + f"{v:.3f}".rstrip("0").rstrip(".")))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", labelsize=8, labelrotation=0)
+        ax.set_ylim(-0.6, len(cell) - 0.4)
+        ax.set_xlabel(f"{name} ({'after / at initialisation' if shares else 'error ratio'}, log scale)", fontsize=9)
+    fig.suptitle(claim + (f"\n{where}" if where else ""), fontsize=10)
+    bounds = ("" if "saturate" in claim else f" Dashed: the margin x{margin:.3f} and x{1 / margin:.3f}; dotted: "
+              f"the paper's drop x{drop:.3f}.")
+    caption = (f"Dots: the effect under each recipe; bars: its {PROTOCOL.level:.0%} interval over seeds and images "
+               f"(cut at the plot's edge). Solid: x1.{bounds} Green: reproduced, red: not reproduced, dark grey: "
+               f"inconclusive, light grey: not testable here ({PROTOCOL.stamp}).")
+    fig.text(0.5, 0.01, "\n".join(textwrap.wrap(caption, 110 * len(effects))), ha="center", va="bottom", fontsize=7.5)
+    fig.tight_layout(rect=(0, 0.09 + 0.02 * (3 - min(3, len(effects))), 1, 0.95))
     return fig
 
 
@@ -186,7 +206,8 @@ def write(setting: NetworkSetting, seeds: int, data: Mapping[str, dict], gates: 
     for claim, by_recipe in outcomes.items():
         v = over_recipes(by_recipe)
         slug = keys.get(claim, claim).replace("_", "-")
-        save_figure(spec_curve(table, claim), folder / f"spec_curve_{slug}")
+        save_figure(spec_curve(table, claim, f"{where}, {setting.schedule.size}px, {seeds} seeds per recipe"),
+                    folder / f"spec_curve_{slug}")
         artifacts.append(Artifact(f"{name}/spec_curve_{slug}.png", f"Specification curve: {claim}",
                                   "the effect and its interval under each recipe"))
         rows = table[table.claim == claim]
