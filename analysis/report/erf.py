@@ -89,6 +89,10 @@ class ERFPlan:
 
     @property
     def canvas_size(self) -> int:
+        """The ERF canvases' side: larger than the training images for the generated scenes (objects drawn at their
+        training scale); a folder's own val images at the training side (enlarging them would enlarge the objects)."""
+        if isinstance(self.networks.data, (str, Path)):
+            return self.networks.schedule.size
         return self.networks.schedule.size * self.canvas_factor
 
 
@@ -133,9 +137,13 @@ def collect(plan: ERFPlan | None = None, progress=print) -> ERFResults:
                        say=progress)
     trained = {n.record["family"]: n for n in nets if n.record["seed"] == 0}
     later = [{n.record["family"]: n for n in nets if n.record["seed"] == seed} for seed in range(1, plan.seeds)]
-    root = synthetic_voc(canvas_spec(net, plan.canvas_factor, plan.n_canvas), progress=progress)
     side = plan.canvas_size
-    canvases = normalise(VOCSegmentation(root, "val", (side, side)).load_all()[0]).to(net.device)
+    if isinstance(net.data, (str, Path)):  # a folder of one's own: its val images are the canvases
+        canvases = VOCSegmentation(net.data, "val", (side, side)).load_all()[0][: plan.n_canvas]
+    else:
+        root = synthetic_voc(canvas_spec(net, plan.canvas_factor, plan.n_canvas), progress=progress)
+        canvases = VOCSegmentation(root, "val", (side, side)).load_all()[0]
+    canvases = normalise(canvases).to(net.device)
     grids, random_grids, activity = {}, {}, {}
     for family, t in trained.items():
         say(f"  decoder-grid ERF: {t.record['variant']}, trained and at random init, {len(canvases)} canvases "
@@ -202,8 +210,11 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
     own = ", ".join(f"{family_label(n.split(':')[0])} {100 * v:.1f}%" for n, v in results.own_miou.items())
     start = "one shared pretrained backbone" if net.pretrain is not None else "from scratch"
     settings = (f"trained set '{net.name}' on {net.device} ({results.data_words}; {net.backbone}, {start}; own val "
-                f"mIoU {own}); decoder-grid and image-space ERF on {plan.n_canvas} generated canvases of "
-                f"{plan.canvas_size}px (objects at the training scale); random init: the same architecture, seed 0, "
+                f"mIoU {own}); decoder-grid and image-space ERF on "
+                + (f"{plan.n_canvas} of the folder's val images at {plan.canvas_size}px"
+                   if isinstance(net.data, (str, Path)) else
+                   f"{plan.n_canvas} generated canvases of {plan.canvas_size}px (objects at the training scale)")
+                + f"; random init: the same architecture, seed 0, "
                 f"BatchNorm re-estimated on the canvases; occlusion: val images at {net.schedule.size}px, "
                 f"{plan.window}px occluder, stride {plan.stride}; CIs from {plan.n_boot} bootstrap resamples of the "
                 f"images")
@@ -308,7 +319,9 @@ def write(results: ERFResults, out: Path, name: str = FOLDER) -> Section:
     tally_b = tally(b.status, "(b)", "family-level cells", cell(b))
     tally_8 = tally(verdicts.status, "Figure 8", "class units",
                     [str(c) for c in verdicts[verdicts.status == "not reproduced"]["class"]])
-    where = f"trained '{net.name}' set, generated shapes, {net.device}"
+    from .networks import data_name
+
+    where = f"trained '{net.name}' set, {data_name(net)}, {net.device}"
     seeds = n_runs  # claims (a), (b): training runs per family (the rank: how many runs the verdict rests on)
     arch_b, arch_a = tally(b0.status, "(b)").outcome, tally(a0.status, "(a)").outcome
     scores = [

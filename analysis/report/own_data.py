@@ -2,8 +2,8 @@
 
 The same sections, rules, controls and intervals as the generated task's (the registered protocol decides every
 row), on the user's images: the trained set with its three controls and the accuracy claims (with a per-class paired
-table), the probes and claim (c), the paper path's accuracy, and the recipe multiverse, each on ``--seeds`` training
-runs per family. The report goes to its own folder, ``reports/data/<folder name>-<data hash>/`` by default, with its
+table), receptive fields with Figures 3 and 8 on the folder's own val images, the probes and claim (c), the paper
+path's accuracy, and the recipe multiverse, each on ``--seeds`` training runs per family. The report goes to its own folder, ``reports/data/<folder name>-<data hash>/`` by default, with its
 own front page naming the data in every row (its classes, split sizes, image size, which split picks and which
 reports); the cost sections do not depend on data and are linked, not rerun.
 
@@ -21,7 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench import validation
@@ -31,7 +31,7 @@ from ..networks import NetworkSetting, load_data, network_setting
 from ..networks.data import NetworkData
 from .files import REPORTS
 
-SECTIONS = ("networks", "probes", "path-accuracy", "multiverse")
+SECTIONS = ("networks", "erf", "probes", "path-accuracy", "multiverse")
 """The benefit sections a folder's report runs (the cost sections are the generated report's, linked)."""
 DEFAULT_SECTIONS = ("networks", "probes")
 TIMED_STEPS = 3
@@ -48,7 +48,6 @@ class DataRun:
     out: Path
     data: NetworkData
     backbone_weights: str | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -275,6 +274,11 @@ def _section(name: str, data_run: DataRun):
         from .networks import build
 
         return build(data_run.out, setting, name="networks")
+    if name == "erf":
+        from .erf import ERFPlan
+        from .erf import build as erf_build
+
+        return erf_build(data_run.out, replace(ERFPlan.default(), networks=setting, seeds=setting.seeds), name="erf")
     if name == "probes":
         from ..probes import ProbePlan
         from .probes import build
