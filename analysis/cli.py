@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "training runs per family, into their own folders (<section>/<device>-N-seeds); 2 to 10")
     p.add_argument("--data", default=None, metavar="DIR",
                    help="the benefit sections (networks, erf, probes, path-accuracy, multiverse; default: networks "
-                        "and probes) on a VOC-layout folder of your own, into reports/data/<folder>-<hash>/ with its own "
-                        "front page; a plan with a measured time estimate comes first")
+                        "and probes) on a VOC-layout folder of your own, into reports/data/<folder>-<hash>/ with its "
+                        "own front page; a plan with a measured time estimate comes first")
     p.add_argument("--dry-run", action="store_true", help="with --data: print the plan and the estimate only")
     p.add_argument("--size", type=int, default=None, help="with --data: the images' short side (default: the "
                                                            "setting's)")

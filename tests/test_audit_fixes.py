@@ -64,7 +64,7 @@ def test_a_run_whose_loss_turns_nan_is_a_failure_and_never_cached(tmp_path, monk
     with pytest.raises(IncompleteTraining, match="diverged .* rf_lw:resnet18 seed 0 at step 2 of 3") as err:
         train_network("rf_lw:resnet18", data, SCHEDULE, decoder=NARROW, cache_dir=tmp_path, progress=False)
     assert err.value.records[0]["stop_reason"] == "diverged" and err.value.records[0]["complete"] is False
-    assert not [p for p in tmp_path.iterdir() if p.name not in (".locks", "synthetic-voc")]
+    assert not [p for p in tmp_path.iterdir() if p.name not in (".locks", ".partial", "synthetic-voc")]
 
 
 def test_a_checkpoint_holding_nan_is_refused_wherever_a_checkpoint_is_read(tmp_path, capsys):

@@ -131,7 +131,7 @@ def test_a_network_the_time_guard_stops_is_not_cached_and_the_cli_says_so(tmp_pa
     err = capsys.readouterr().err
     assert "time guard" in err and "incomplete: not cached and not compared" in err
     assert "internal error" not in err
-    assert not [p for p in tmp_path.iterdir() if p.name not in (".locks", "synthetic-voc")]  # the data, no network
+    assert not [p for p in tmp_path.iterdir() if p.name not in (".locks", ".partial", "synthetic-voc")]  # the data, no network
 
 
 def _fast_clock():
@@ -192,7 +192,7 @@ def test_train_spec_trains_every_variant_once_per_architecture(tmp_path, capsys,
     by = {r["variant"]: r for r in rows}
     assert by["a"]["path"] == by["b"]["path"] and by["b"]["trained_as"] == "a" and by["b"]["cached"]
     assert len({r["path"] for r in rows}) == 3  # three architectures, three networks
-    assert len([p for p in cache.iterdir() if p.name not in (".locks", "synthetic-voc")]) == 3
+    assert len([p for p in cache.iterdir() if p.name not in (".locks", ".partial", "synthetic-voc")]) == 3
     # the spec's own widths are kept over the setting's narrowing (16/32)
     record = json.loads((cache / by["wide"]["path"].split("/")[-1] / "record.json").read_text())
     assert (record["decoder"]["channels"], record["decoder"]["top_channels"]) == (24, 24)
@@ -414,7 +414,7 @@ def test_networks_the_guard_stops_in_worker_processes_are_neither_cached_nor_ret
     assert sorted(r["variant"] for r in err.value.records) == ["rf:resnet18", VARIANT]
     assert all(r["complete"] is False and r["stop_reason"] == "budget" for r in err.value.records)
     assert calls == []  # not trained again in the caller
-    assert not [p for p in tmp_path.iterdir() if p.name not in (".locks", "synthetic-voc")]
+    assert not [p for p in tmp_path.iterdir() if p.name not in (".locks", ".partial", "synthetic-voc")]
 
 
 def test_a_cached_checkpoint_loads_under_another_name_of_its_architecture(data, tmp_path):

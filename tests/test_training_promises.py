@@ -148,3 +148,33 @@ def test_reported_numbers_come_from_the_test_split_where_there_is_one(data, tmp_
     assert net.reported_per_image.sum(0).tolist() == evaluate(net.model, data.test_images, data.test_masks,
                                                               data.num_classes).tolist()
     assert runs.miou.iloc[0] == pytest.approx(on_test) and runs.split.iloc[0] == "test"
+
+
+def test_a_run_the_guard_stopped_continues_to_the_weights_of_an_unstopped_run(data, tmp_path, monkeypatch):
+    """The time guard stops a run between steps and keeps its progress; the next call with a larger guard continues
+    it, and the network it keeps is the one an uninterrupted run keeps, weight for weight."""
+    from analysis.networks import IncompleteTraining
+    from analysis.networks import loop as loop_module
+    from analysis.networks.store import partial_path
+
+    schedule = dataclasses.replace(SCHEDULE, max_steps=8, eval_every=3)
+    whole = train_network("rf:resnet18", data, schedule, decoder=NARROW, cache_dir=tmp_path / "whole", progress=False)
+    ticks = iter(range(0, 10**9, 60))  # a clock that moves a minute per look: the guard fires at its first check
+    monkeypatch.setattr(loop_module.time, "perf_counter", lambda: float(next(ticks)))
+    guarded = dataclasses.replace(schedule, budget_min=2.5)
+    with pytest.raises(IncompleteTraining, match="its progress is kept") as err:
+        train_network("rf:resnet18", data, guarded, decoder=NARROW, cache_dir=tmp_path / "split", progress=False)
+    stopped_at = err.value.records[0]["steps"]
+    assert 0 < stopped_at < 8
+    monkeypatch.undo()
+    (kept,) = (tmp_path / "split" / ".partial").glob("*.pt")  # the progress, beside the store
+    folder = tmp_path / "split" / kept.stem
+    assert not folder.exists() and partial_path(folder) == kept  # not kept as a network
+    said: list[str] = []
+    resumed = train_network("rf:resnet18", data, dataclasses.replace(schedule, budget_min=60.0), decoder=NARROW,
+                            cache_dir=tmp_path / "split", progress=False, say=said.append)
+    assert any(f"continues a run the time guard stopped at step {stopped_at}" in line for line in said)
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["val_miou"] for h in whole.record["history"]] == [h["val_miou"] for h in resumed.record["history"]]
+    assert not partial_path(resumed.path).exists()  # used up

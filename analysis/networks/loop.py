@@ -130,13 +130,18 @@ def train_segmenter(
     device: str = "cpu",
     after_step: Callable[[int, float], bool] | None = None,
     mixed_precision: bool = False,
+    resume: dict | None = None,
+    keep: dict | None = None,
 ) -> TrainLog:
     """SGD or AdamW (``settings.optimizer``) on cross-entropy for ``settings.steps`` steps of
     ``settings.batch_size`` images (seeded).
 
     ``after_step(steps_done, loss)`` runs after every step (e.g. to evaluate and keep the best
-    weights); returning True ends the training there. ``mixed_precision``: bf16 autocast on CUDA
-    (the loss and the optimiser stay fp32); ignored on a CPU, which trains in fp32.
+    weights); returning True ends the training there, and ``keep`` (a dict) then receives what continuing needs
+    (the step, the optimizer's and the schedule's states, the random streams, the data order); ``resume`` (such a
+    dict, the model's weights already loaded) continues from it exactly as if the run had never stopped.
+    ``mixed_precision``: bf16 autocast on CUDA (the loss and the optimiser stay fp32); ignored on a CPU, which trains
+    in fp32.
     """
     settings = settings or TrainSettings()
     torch.manual_seed(settings.seed)
@@ -153,8 +158,14 @@ def train_segmenter(
     log = TrainLog()
     start = time.perf_counter()
     order = torch.randperm(len(images), generator=g)
-    cursor = 0
-    for step in range(settings.steps):
+    cursor, first = 0, 0
+    if resume is not None:  # where the stopped run was: every state that decides the next step
+        opt.load_state_dict(resume["optimizer"])
+        schedule.load_state_dict(resume["scheduler"])
+        g.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        order, cursor, first = resume["order"], resume["cursor"], resume["step"]
+    for step in range(first, settings.steps):
         if cursor + settings.batch_size > len(order):
             order, cursor = torch.randperm(len(images), generator=g), 0
         idx = order[cursor : cursor + settings.batch_size]
@@ -183,6 +194,9 @@ def train_segmenter(
             recent = sum(log.losses[-10:]) / len(log.losses[-10:])
             progress(f"    step {step + 1}/{settings.steps}: loss {recent:.3f} ({time.perf_counter() - start:.0f} s)")
         if after_step is not None and after_step(step + 1, log.losses[-1]):
+            if keep is not None:
+                keep.update(step=step + 1, optimizer=opt.state_dict(), scheduler=schedule.state_dict(),
+                            generator=g.get_state(), torch_rng=torch.get_rng_state(), order=order, cursor=cursor)
             break
     log.seconds = time.perf_counter() - start
     model.eval()
@@ -197,10 +211,12 @@ different dead levels), while the cache key does not. Several networks train at 
 
 
 def fit(model: nn.Module, data, schedule, seed: int, device: str, label: str,
-         progress: bool) -> dict:
+         progress: bool, resume: dict | None = None) -> dict:
     """Train ``model`` on ``data`` (:class:`~analysis.networks.data.NetworkData`) by ``schedule``
     (:class:`~analysis.networks.recipe.Schedule`) to the plateau or max_steps, or until the time guard stops it
-    (``complete`` False); load the best evaluated weights; the run's facts."""
+    (``complete`` False, and ``partial``: what continuing needs); load the best evaluated weights; the run's facts.
+    ``resume``: a stopped run's ``partial``: the same run continues where it stopped (the same weights as if it had
+    never stopped: the guard stops between steps and never adds an evaluation)."""
     from tqdm import tqdm
 
     if schedule.zero_init_residual:
@@ -208,15 +224,21 @@ def fit(model: nn.Module, data, schedule, seed: int, device: str, label: str,
     at_init = initial_branch_shares(model, data)
     history: list[dict] = []
     best = {"miou": -math.inf, "step": 0, "state": None, "cm": None}
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        history, best, at_init = list(resume["history"]), dict(resume["best"]), resume["at_init"]
     stop = {"reason": "max_steps"}
     start = time.perf_counter()
     bar = tqdm(total=schedule.max_steps, desc=label, unit="step", file=sys.stderr, disable=not progress,
-               dynamic_ncols=True)
+               dynamic_ncols=True, initial=resume["train"]["step"] if resume else 0)
 
     def check(step: int) -> bool:
         """Evaluate (every eval_every steps and at the last step); True ends the training."""
         over_budget = schedule.budget_min is not None and time.perf_counter() - start >= 60 * schedule.budget_min
-        if step % schedule.eval_every and step < schedule.max_steps and not over_budget:
+        if over_budget and step < schedule.max_steps and step % schedule.eval_every:
+            stop["reason"] = "budget"  # between evaluations: stopped, nothing evaluated that a whole run would not
+            return True
+        if step % schedule.eval_every and step < schedule.max_steps:
             return False
         cm = evaluation.evaluate(model, data.val_images, data.val_masks, data.num_classes, device,
                                  schedule.mixed_precision)
@@ -245,22 +267,30 @@ def fit(model: nn.Module, data, schedule, seed: int, device: str, label: str,
             return True
         return check(step)
 
+    kept: dict = {}
     try:
         train_segmenter(model, data.train_images, data.train_masks, normalise, schedule.train_settings(seed),
                         progress=None, device=device, after_step=after_step,
-                        mixed_precision=schedule.mixed_precision)
+                        mixed_precision=schedule.mixed_precision, resume=resume["train"] if resume else None,
+                        keep=kept)
     finally:
         bar.close()
-    seconds = time.perf_counter() - start
-    if best["state"] is None:  # diverged before its first evaluation: no weights to keep
-        return {"steps": history[-1]["step"], "best_step": 0, "stop_reason": stop["reason"], "complete": False,
-                "seconds": seconds, "val_miou": math.nan, "val_iou_per_class": {}, "history": history,
-                "rcu_shares_at_init": at_init}
+    seconds = time.perf_counter() - start + (resume["seconds"] if resume else 0.0)
+    if stop["reason"] == "budget":  # what continuing needs, before the best weights replace the current ones
+        partial = {"model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+                   "history": history, "best": best, "at_init": at_init, "train": kept, "seconds": seconds}
+    else:
+        partial = None
+    if best["state"] is None:  # stopped before its first evaluation: no weights to keep
+        return {"steps": kept.get("step", history[-1]["step"] if history else 0), "best_step": 0,
+                "stop_reason": stop["reason"], "complete": False, "seconds": seconds, "val_miou": math.nan,
+                "val_iou_per_class": {}, "history": history, "rcu_shares_at_init": at_init, "partial": partial}
     model.load_state_dict(best["state"])
     model.eval()
     # the kept weights' own evaluation (eval mode: the same as evaluating again)
     miou, per_class = evaluation.miou(best["cm"])
-    return {"steps": history[-1]["step"], "best_step": best["step"], "stop_reason": stop["reason"],
+    return {"steps": kept.get("step", history[-1]["step"]), "best_step": best["step"], "stop_reason": stop["reason"],
+            "partial": partial,
             "complete": stop["reason"] not in ("budget", "diverged"), "seconds": seconds, "val_miou": miou,
             "val_iou_per_class": dict(zip(data.classes, per_class, strict=True)),
             "history": history, "rcu_shares_at_init": at_init}

@@ -131,6 +131,44 @@ def write(folder: Path, model: nn.Module, record: dict) -> dict:
     return record
 
 
+PARTIAL = ".partial"
+
+
+def partial_path(folder: Path) -> Path:
+    """Where the progress of a run the time guard stopped is kept (beside the store's entries, never one of them)."""
+    return folder.parent / PARTIAL / f"{folder.name}.pt"
+
+
+def write_partial(folder: Path, partial: dict) -> None:
+    """A stopped run's progress, written whole (temp file, then renamed)."""
+    path = partial_path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        torch.save(partial, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_partial(folder: Path) -> dict | None:
+    """The kept progress of this network's stopped run, or None (an unreadable file is dropped: the run restarts)."""
+    path = partial_path(folder)
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a torn or foreign file: never continue from it
+        path.unlink(missing_ok=True)
+        return None
+
+
+def drop_partial(folder: Path) -> None:
+    partial_path(folder).unlink(missing_ok=True)
+
+
 def lock_path(folder: Path) -> Path:
     """The lock file of the cache entry ``folder``."""
     return folder.parent / LOCKS / f"{folder.name}.lock"

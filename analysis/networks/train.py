@@ -149,7 +149,9 @@ def train_network(
     to start from (its SHA-256 is part of the key). ``progress``: a tqdm bar on stderr; ``say``: one-line notes
     (why a cached network is retrained, another name's network reused, a wait for another process).
 
-    A run stopped by ``schedule.budget_min`` raises :class:`IncompleteTraining` (nothing cached).
+    A run stopped by ``schedule.budget_min`` raises :class:`IncompleteTraining` (nothing cached); its progress is
+    kept beside the store (:func:`analysis.networks.store.partial_path`), and the next call for the same network
+    continues it from there, to the very weights an uninterrupted run gives.
     """
     variant_info(variant)
     schedule = Schedule() if schedule is None else schedule
@@ -194,17 +196,25 @@ def train_network(
         note = "" if why == "not cached" else f"retrained: {why}"
         if say and note:
             say(f"  {label}: {note}")
+        resume = store.read_partial(folder)
+        if say and resume is not None:
+            say(f"  {label}: continues a run the time guard stopped at step {resume['train']['step']}")
         with torch_threads(TRAIN_THREADS if device == "cpu" else None):
-            result = loop.fit(model, data, schedule, seed, device, label, progress)
+            result = loop.fit(model, data, schedule, seed, device, label, progress, resume)
             threads = torch.get_num_threads()
+        partial = result.pop("partial", None)
         record = {**identity, "key": key, "variant": variant, "family": variant_info(variant).family,
                   "decoder": dataclasses.asdict(model.spec), "decoder_changes": layers, "data": data.source,
                   "class_source": data.class_source, **result, "budget_min": schedule.budget_min, "device": device,
                   "environment": environment(device), "threads": threads,
                   "trained_at": datetime.now(UTC).isoformat(timespec="seconds")}
         if not record["complete"]:
+            if partial is not None:  # the guard's stop: kept, so that a rerun with a larger guard continues it
+                store.write_partial(folder, partial)
             raise IncompleteTraining(incomplete_message([record]), [finite(record)])
-        return TrainedNetwork(model, store.write(folder, model, record), False, folder, note, data)
+        written = store.write(folder, model, record)
+        store.drop_partial(folder)
+        return TrainedNetwork(model, written, False, folder, note, data)
 
 
 def incomplete_message(records: list[dict]) -> str:
@@ -220,8 +230,8 @@ def incomplete_message(records: list[dict]) -> str:
     if stopped:
         budget = stopped[0].get("budget_min")
         lines.append(f"stopped by the {budget:g}-minute time guard before a plateau or the step limit: "
-                     f"{where(stopped)}; such a network depends on the machine's speed and load, so it is incomplete: "
-                     "not cached and not compared. Rerun on a less loaded machine or with a larger --budget-min")
+                     f"{where(stopped)}; such a network is incomplete: not cached and not compared, but its progress "
+                     "is kept: rerun with a larger --budget-min (or on a less loaded machine) to continue it")
     return " | ".join(lines)
 
 

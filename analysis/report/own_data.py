@@ -3,9 +3,10 @@
 The same sections, rules, controls and intervals as the generated task's (the registered protocol decides every
 row), on the user's images: the trained set with its three controls and the accuracy claims (with a per-class paired
 table), receptive fields with Figures 3 and 8 on the folder's own val images, the probes and claim (c), the paper
-path's accuracy, and the recipe multiverse, each on ``--seeds`` training runs per family. The report goes to its own folder, ``reports/data/<folder name>-<data hash>/`` by default, with its
-own front page naming the data in every row (its classes, split sizes, image size, which split picks and which
-reports); the cost sections do not depend on data and are linked, not rerun.
+path's accuracy, and the recipe multiverse, each on ``--seeds`` training runs per family. The report goes to its own
+folder, ``reports/data/<folder name>-<data hash>/`` by default, with its own front page naming the data in every row
+(its classes, split sizes, image size, which split picks and which reports); the cost sections do not depend on data
+and are linked, not rerun.
 
 Before anything trains, one block says what the run needs (networks and probe runs, how many the weights store
 already holds) and how long it should take on this machine, from a measured step cost of each architecture (a few
