@@ -86,7 +86,7 @@ def test_repeated_families_and_an_out_file_are_refused_before_training(tmp_path,
     file = tmp_path / "a-file"
     file.write_text("x")
     assert _probes(root, file) == 2
-    assert "is a file" in capsys.readouterr().err
+    assert "is an existing file, not a folder" in capsys.readouterr().err
 
 
 def test_a_plotting_bug_keeps_the_tables_and_is_not_reported_as_bad_input(tmp_path, monkeypatch, capsys):
