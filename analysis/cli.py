@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"any of: {', '.join(SECTIONS)} (default: all); with --seeds also {only_seeded}")
     p.add_argument("--seeds", type=int, default=None, help="networks, probes and the paper path's accuracy on N "
                    "training runs per family, into their own folders (<section>/<device>-N-seeds); 2 to 10")
+    p.add_argument("--recipes", nargs="+", default=None, metavar="NAME",
+                   help="with multiverse: the protocol's recipes to run beside the base (default: all of them; "
+                        "analysis/protocol.toml [recipes])")
     p.add_argument("--data", default=None, metavar="DIR",
                    help="the benefit sections (networks, erf, probes, path-accuracy, multiverse; default: networks "
                         "and probes) on a VOC-layout folder of your own, into reports/data/<folder>-<hash>/ with its "
@@ -447,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             if data_only:
                 raise UsageError(f"{', '.join(data_only)} {'is' if len(data_only) == 1 else 'are'} for --data DIR (a "
                                  "report on a folder of your own); the generated task's report takes none")
-            status = run(args.sections or None, seeds=args.seeds)
+            status = run(args.sections or None, seeds=args.seeds, recipes=args.recipes)
             return 0 if all(v == "ok" for v in status.values()) else 1
         if args.command == "train":
             return train_command(args)

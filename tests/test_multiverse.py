@@ -47,3 +47,26 @@ def test_the_multiverse_section_on_tiny_networks(tmp_path):
         assert any(p.name.startswith("spec_curve_") for p in folder.iterdir()), claim
     assert all(r.rank == 2.5 for r in section.scores) and section.scores
     assert "recipes: base, zero-init, twice-the-steps" in section.settings
+    # the recipes left out are named wherever a verdict over the recipes is read
+    assert "not run: classification-pretraining, from-scratch, frozen-bn" in section.settings
+    assert all("not run: classification-pretraining, from-scratch, frozen-bn" in r.reason for r in section.scores)
+    assert "not run: classification-pretraining" in (folder / "over_recipes.md").read_text()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["report", "multiverse", "--seeds", "3", "--recipes", "zero-inti"], "did you mean 'zero-init'?"),
+    (["report", "networks", "--seeds", "3", "--recipes", "zero-init"], "--recipes is for the multiverse section"),
+])
+def test_recipes_refusals_name_the_valid_choices(argv, words, capsys):
+    from analysis.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
+def test_recipes_keep_the_protocols_order():
+    from analysis.report.multiverse import checked_recipes
+
+    assert checked_recipes(["frozen-bn", "zero-init"]) == ["zero-init", "frozen-bn"]
+    assert checked_recipes(None) is None

@@ -123,11 +123,11 @@ def _path_accuracy_seeds(out: Path, seeds: int) -> Section:
     return seeded(out, default_setting(), seeds, _this_device_slug())
 
 
-def _multiverse_seeds(out: Path, seeds: int) -> Section:
+def _multiverse_seeds(out: Path, seeds: int, recipes: list[str] | None = None) -> Section:
     from .multiverse import seeded
     from .networks import default_setting
 
-    return seeded(out, default_setting(), seeds, _this_device_slug())
+    return seeded(out, default_setting(), seeds, _this_device_slug(), recipes)
 
 
 SEEDED: dict[str, Callable[[Path, int], Section]] = {"networks": _networks_seeds, "erf": _erf_seeds,
@@ -182,9 +182,10 @@ def _key(name: str, device: str) -> str:
 
 
 def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | None = None,
-        seeds: int | None = None) -> dict[str, str]:
+        seeds: int | None = None, recipes: list[str] | None = None) -> dict[str, str]:
     """Run the named sections (all by default); returns {section: "ok" | error}. ``seeds``: only the sections of
-    :data:`SEEDED`, each on that many training runs per family, into their own folders."""
+    :data:`SEEDED`, each on that many training runs per family, into their own folders. ``recipes``: the multiverse's
+    recipes beside the base (default: all the protocol's)."""
     import torch
 
     names = sections or (list(SEEDED) if seeds is not None else list(SECTIONS))
@@ -207,6 +208,13 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
         other = [n for n in names if n not in SEEDED]
         if other:
             raise UsageError(f"--seeds applies to the sections {', '.join(SEEDED)}, not {other}")
+    if recipes is not None:
+        if "multiverse" not in names:
+            raise UsageError("--recipes is for the multiverse section: python -m analysis report multiverse --seeds 3 "
+                             "--recipes NAME ...")
+        from .multiverse import checked_recipes
+
+        recipes = checked_recipes(recipes)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     from bench.validation import writable_folder
 
@@ -218,7 +226,7 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
     try:
         for i, name in enumerate(names, 1):
             background = background or _pretrain_ahead(names, name, seeds, device)
-            status[name] = _run_section(name, i, len(names), out, device, seeds, manifest)
+            status[name] = _run_section(name, i, len(names), out, device, seeds, manifest, recipes)
     finally:
         if background is not None:
             background.join()  # the networks section has waited for it; an error there is that section's
@@ -234,7 +242,8 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
     return status
 
 
-def _run_section(name: str, i: int, count: int, out: Path, device: str, seeds: int | None, manifest: dict) -> str:
+def _run_section(name: str, i: int, count: int, out: Path, device: str, seeds: int | None, manifest: dict,
+                 recipes: list[str] | None = None) -> str:
     """Run one section into ``manifest`` (its entry, or its error beside its last good entry); "ok" or the error."""
     key = _key(name, device) + (f"-{seeds}-seeds" if seeds is not None else "")
     print(f"[{i}/{count}] {name} ...", flush=True)
@@ -249,7 +258,10 @@ def _run_section(name: str, i: int, count: int, out: Path, device: str, seeds: i
         entry["set_version"] = SET_VERSION
         entry["protocol"] = {"version": PROTOCOL.version, "sha256": PROTOCOL.sha256}
     try:
-        section = SEEDED[name](out, seeds) if seeds is not None else SECTIONS[name](out)
+        if name == "multiverse" and recipes is not None:
+            section = _multiverse_seeds(out, seeds, recipes)
+        else:
+            section = SEEDED[name](out, seeds) if seeds is not None else SECTIONS[name](out)
         entry.update(title=section.title, text=section.text, settings=section.settings, folder=section.folder,
                      artifacts=[asdict(a) for a in section.artifacts], scores=[asdict(s) for s in section.scores])
         result = "ok"

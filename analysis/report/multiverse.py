@@ -66,6 +66,28 @@ def recipes(setting: NetworkSetting, names: Sequence[str] | None = None) -> dict
     return {BASE: setting, **{r.name: recipe_setting(setting, r) for r in chosen}}
 
 
+def checked_recipes(names: Sequence[str] | None) -> list[str] | None:
+    """``--recipes``: protocol recipe names (the base always runs), or an :class:`~bench.errors.InputError` naming
+    the valid ones."""
+    if names is None:
+        return None
+    from bench.errors import InputError
+    from bench.validation import nearest
+
+    valid = [r.name for r in PROTOCOL.recipes()]
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        hints = [f"{n!r} (did you mean {near!r}?)" if (near := nearest(n, valid)) else repr(n) for n in unknown]
+        raise InputError(f"unknown recipe(s) {', '.join(hints)}; the protocol's recipes: {', '.join(valid)} (the "
+                         "base always runs)")
+    return [n for n in valid if n in names]
+
+
+def not_run(data: Mapping[str, dict]) -> list[str]:
+    """The protocol's recipes a multiverse left out (``--recipes``): every verdict over the recipes names them."""
+    return [r.name for r in PROTOCOL.recipes() if r.name not in data]
+
+
 def collect(setting: NetworkSetting, names: Sequence[str] | None = None,
             say: Callable[[str], None] | None = print) -> dict[str, dict]:
     """Per recipe: the per-image scores of every family and of the original without RCUs, the RCU share growth, and
@@ -192,8 +214,12 @@ def write(setting: NetworkSetting, seeds: int, data: Mapping[str, dict], gates: 
     outcomes = claim_outcomes(table)
     shown = table.assign(**{c: table[c] for c in ("ratio", "ratio_low", "ratio_high")})
     recipe_words = {BASE: PROTOCOL.base_recipe, **{r.name: r.words for r in PROTOCOL.recipes()}}
+    missing = not_run(data)
+    left_out = (f"not run: {', '.join(missing)} (a verdict over the recipes rests on those run only)"
+                if missing else "")
     save_table(table, folder / "claims_by_recipe", f"Every accuracy claim under every recipe, {seeds} seeds", [
         f"Recipes ({PROTOCOL.stamp}): " + "; ".join(f"{k}: {recipe_words.get(k, k)}" for k in data) + ".",
+        *([f"Of the protocol's recipes {left_out}."] if missing else []),
         "Each cell by its claim's rule (the networks section's); the base recipe's controls gate every recipe.",
         OVER_RECIPES_RULE + "."], display=shown.drop(columns=["rule"]), floatfmt=".3f")
     artifacts = [Artifact(f"{name}/claims_by_recipe.md", "Claims by recipe", "every claim's cells under every recipe",
@@ -205,6 +231,8 @@ def write(setting: NetworkSetting, seeds: int, data: Mapping[str, dict], gates: 
     keys = {PROTOCOL.claim(k)["title"]: k for k in CLAIM_ROWS}
     for claim, by_recipe in outcomes.items():
         v = over_recipes(by_recipe)
+        if missing:
+            v = Verdict(v.outcome, f"{v.why}; {left_out}")
         slug = keys.get(claim, claim).replace("_", "-")
         save_figure(spec_curve(table, claim, f"{where}, {setting.schedule.size}px, {seeds} seeds per recipe"),
                     folder / f"spec_curve_{slug}")
@@ -221,7 +249,8 @@ def write(setting: NetworkSetting, seeds: int, data: Mapping[str, dict], gates: 
                                    f"under {len(by_recipe)} recipes: {span} ({', '.join(dict.fromkeys(rows.effect))})",
                                    where, v.outcome, v.why, OVER_RECIPES_RULE + f"; {PROTOCOL.stamp}",
                                    f"{name}/claims_by_recipe.md", seeds + 0.5))
-    save_table(pd.DataFrame(summary), folder / "over_recipes", "Each claim over the recipes", [OVER_RECIPES_RULE + "."])
+    save_table(pd.DataFrame(summary), folder / "over_recipes", "Each claim over the recipes",
+               [OVER_RECIPES_RULE + ".", *([f"Of the protocol's recipes {left_out}."] if missing else [])])
     artifacts.insert(0, Artifact(f"{name}/over_recipes.md", "Over the recipes", "one verdict per claim", inline=True))
     miou = pd.DataFrame([{"recipe": r, "family": f, "seed": s, "miou": 100 * v}
                          for r, d in data.items() for (f, s), v in d["miou"].items()])
@@ -229,10 +258,11 @@ def write(setting: NetworkSetting, seeds: int, data: Mapping[str, dict], gates: 
     save_table(per, folder / "miou_by_recipe", "Test mIoU of each family under each recipe", [
         f"{seeds} seeds per family and recipe; points."], floatfmt=".1f")
     artifacts.append(Artifact(f"{name}/miou_by_recipe.md", "mIoU by recipe", "per family"))
-    text = "; ".join(f"{s['claim']}: {s['status']}" for s in summary) + "."
+    text = "; ".join(f"{s['claim']}: {s['status']}" for s in summary) + "." + (f" Recipes {left_out}." if missing else "")
     return Section(f"Recipe multiverse, '{setting.name}' setting, {seeds} seeds, on "
                    f"{device_description(setting.device)}", artifacts, text,
-                   f"base: {schedule_words(setting)}; recipes: {', '.join(data)}", scores, name)
+                   f"base: {schedule_words(setting)}; recipes: {', '.join(data)}"
+                   + (f"; not run: {', '.join(missing)}" if missing else ""), scores, name)
 
 
 def seeded(out: Path, setting: NetworkSetting, seeds: int, slug: str, names: Sequence[str] | None = None) -> Section:

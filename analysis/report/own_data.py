@@ -49,6 +49,7 @@ class DataRun:
     out: Path
     data: NetworkData
     backbone_weights: str | None = None
+    recipes: list[str] | None = None  # the multiverse's recipes beside the base (None: all the protocol's)
 
     @property
     def name(self) -> str:
@@ -132,6 +133,8 @@ def needs(run: DataRun) -> list[Need]:
             out.append(Need(f"path step: {v.name}", v.name, {}, {}, seeds))
     if "multiverse" in run.sections:
         for recipe in PROTOCOL.recipes():
+            if run.recipes is not None and recipe.name not in run.recipes:
+                continue
             r = recipe_setting(s, recipe)
             changes = {k: v for k, v in vars(r.schedule).items() if getattr(s.schedule, k) != v}
             for family in (*s.families, "rf without RCUs"):
@@ -293,7 +296,7 @@ def _section(name: str, data_run: DataRun):
     from .multiverse import FOLDER, collect, write
     from .networks import control_rows, control_runs
 
-    data = collect(setting)
+    data = collect(setting, data_run.recipes)
     gates, _ = control_rows(data["base"]["scores"], control_runs(setting))
     return write(setting, setting.seeds, data, gates, data_run.out, FOLDER)
 
@@ -325,6 +328,12 @@ def main(args, say: Callable[[str], None] = print) -> int:
         checkpoint = torchvision_weights(network_setting(args.setting or "cpu").backbone, args.backbone_weights, CACHE)
     data_run = prepare(args.data, args.sections or None, args.seeds, args.setting, args.size, args.out, checkpoint,
                        say=say)
+    if args.recipes is not None:
+        from .multiverse import checked_recipes
+
+        if "multiverse" not in data_run.sections:
+            raise UsageError("--recipes is for the multiverse section: add multiverse to the sections")
+        data_run = replace(data_run, recipes=checked_recipes(args.recipes))
     p = plan(data_run)
     for line in plan_words(data_run, p):
         say(line)
