@@ -22,6 +22,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from bench import validation
 from bench.cli import OneLineParser
 from bench.errors import UsageError, checked, run_cli
 from bench.models import FAMILIES
@@ -155,8 +156,6 @@ def recipe(args: argparse.Namespace) -> dict:
     backbone_weights, cache_dir); every argument checked before any data is read or network trained."""
     import torch
 
-    from bench import validation
-
     from .networks import network_setting
     from .networks.data import check_source
     from .networks.train import check_backbone_weights, check_device
@@ -259,24 +258,9 @@ def accuracy_report(args: argparse.Namespace, options: dict, out: Path) -> list[
     return write_spec_accuracy(spec, runs, out, where)
 
 
-def validation_minutes(flag: str, value: float) -> float:
-    """A finite number of minutes > 0 under its flag's name."""
-    from .networks.recipe import positive_minutes
-
-    return positive_minutes(flag, value)
-
-
-def budget_minutes(value: float) -> float:
-    """``--budget-min``: minutes > 0 per network (one message for 0, -1 and nan alike)."""
-    from .networks.recipe import positive_minutes
-
-    return positive_minutes("--budget-min", value)
-
-
 def train_schedule(args: argparse.Namespace, schedule):
     """The setting's schedule with ``--size``, ``--steps``, ``--lr`` and ``--budget-min`` applied, each checked
     under its flag's name."""
-    from bench import validation
 
     from .probes.run import resized_schedule
 
@@ -291,7 +275,7 @@ def train_schedule(args: argparse.Namespace, schedule):
             raise UsageError(f"--lr must be a finite number > 0, got {args.lr!r}")
         schedule = replace(schedule, lr=float(args.lr))
     if getattr(args, "budget_min", None) is not None:  # train's option (ablation-report trains nothing)
-        schedule = replace(schedule, budget_min=budget_minutes(args.budget_min))
+        schedule = replace(schedule, budget_min=validation.minutes("--budget-min", args.budget_min))
     return schedule
 
 
@@ -335,7 +319,7 @@ def train_command(args: argparse.Namespace) -> int:
             given = "--workers" if args.workers is not None else "--timeout-min"
             raise UsageError(f"{given} does nothing with --executor debug, which runs each job in this process, one "
                              "after another, without a time limit")
-        timeout = validation_minutes("--timeout-min", 120 if args.timeout_min is None else args.timeout_min)
+        timeout = validation.minutes("--timeout-min", 120 if args.timeout_min is None else args.timeout_min)
         outcome = train_as_jobs(options.pop("setting"), variants or None, args.seeds, args.executor,
                                 2 if args.workers is None else args.workers, timeout, args.slurm_partition, say=say,
                                 **options)
@@ -382,7 +366,6 @@ def train_command(args: argparse.Namespace) -> int:
 
 def probe_plan(args: argparse.Namespace):
     """The ProbePlan the arguments ask for, every field checked (no data read, nothing trained)."""
-    from bench import validation
 
     from .probes import ProbePlan
 
@@ -424,7 +407,7 @@ def probe_plan(args: argparse.Namespace):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
     if args.budget_min is not None:
-        changes["budget_min"] = budget_minutes(args.budget_min)
+        changes["budget_min"] = validation.minutes("--budget-min", args.budget_min)
     if args.cache is not None:
         changes["cache_dir"] = str(validation.writable_folder("--cache", args.cache, make=False))
     plan = replace(plan, **changes)

@@ -54,6 +54,21 @@ def number(name: str, value: object, minimum: float | None = None, maximum: floa
     return float(value)
 
 
+def positive(name: str, value: object, zero: str) -> float:
+    """A finite number > 0 (``zero``: what 0 would mean, for the message)."""
+    value = number(name, value)
+    if value <= 0:
+        raise UsageError(f"{name} must be a finite number > 0 ({value:g} means {zero}), got {value!r}")
+    return value
+
+
+def minutes(name: str, value: object) -> float:
+    """A finite number of minutes > 0: one message for 0, -1, nan and inf alike."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{name} must be a finite number of minutes > 0, got {value!r}")
+    return number(name, value)  # the type check (a UsageTypeError for a string)
+
+
 def table(name: str, value: object, valid: Sequence[str]) -> dict:
     """A table (a TOML table, a dict) whose keys are all in ``valid``: an unknown key names the nearest valid one and
     lists them all."""

@@ -131,7 +131,8 @@ def test_a_network_the_time_guard_stops_is_not_cached_and_the_cli_says_so(tmp_pa
     err = capsys.readouterr().err
     assert "time guard" in err and "incomplete: not cached and not compared" in err
     assert "internal error" not in err
-    assert not [p for p in tmp_path.iterdir() if p.name not in (".locks", ".partial", "synthetic-voc")]  # the data, no network
+    # the data and the partial run, no network
+    assert not [p for p in tmp_path.iterdir() if p.name not in (".locks", ".partial", "synthetic-voc")]
 
 
 def _fast_clock():

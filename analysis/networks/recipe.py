@@ -11,7 +11,6 @@ machine's speed and load, so it is incomplete, never cached and never compared
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,21 +39,6 @@ class TrainSettings:
     momentum: float = 0.9  # SGD only
     freeze_bn: bool = False  # BatchNorm layers keep their running statistics (eval mode); their affine maps train
     label_noise: float = 0.0  # the share of training (image, class) regions given another class (a harm control)
-
-
-def positive_minutes(name: str, value: object) -> float:
-    """A finite number of minutes > 0: one message for 0, -1, nan and inf alike."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and value > 0):
-        raise UsageError(f"{name} must be a finite number of minutes > 0, got {value!r}")
-    return float(validation.number(name, value))  # the type check (a UsageTypeError for a string)
-
-
-def positive(name: str, value: object, zero: str) -> float:
-    """A finite number > 0 (``zero``: what 0 would mean, for the message)."""
-    number = validation.number(name, value)
-    if number <= 0:
-        raise UsageError(f"{name} must be a finite number > 0 ({number:g} means {zero}), got {value!r}")
-    return number
 
 
 @dataclass(frozen=True)
@@ -87,18 +71,18 @@ class Schedule:
         validation.integer("patience", self.patience, minimum=1)
         validation.number("min_delta", self.min_delta, minimum=0)
         if self.budget_min is not None:
-            positive_minutes("budget_min", self.budget_min)
+            validation.minutes("budget_min", self.budget_min)
         if not self.freeze_bn and isinstance(self.batch_size, int) and self.batch_size == 1:
             raise UsageError("batch_size must be an integer >= 2 while BatchNorm trains (a batch of one image has one "
                              "value per channel at the backbone's coarsest stage); got 1 (or set freeze_bn = true)")
         validation.integer("batch_size", self.batch_size, minimum=1, maximum=validation.MAX_BATCH)
         validation.choice("optimizer", self.optimizer, OPTIMIZERS)
-        positive("lr", self.lr, "no learning")
+        validation.positive("lr", self.lr, "no learning")
         momentum = validation.number("momentum", self.momentum, minimum=0)
         if momentum >= 1:
             raise UsageError(f"momentum must be in [0, 1), got {self.momentum!r}")
         validation.number("weight_decay", self.weight_decay, minimum=0)
-        positive("clip_grad_norm", self.clip_grad_norm, "every step clipped to nothing")
+        validation.positive("clip_grad_norm", self.clip_grad_norm, "every step clipped to nothing")
         validation.integer("warmup_steps", self.warmup_steps, minimum=0)
         validation.choice("decay", self.decay, DECAYS)
         validation.boolean("zero_init_residual", self.zero_init_residual)

@@ -258,7 +258,8 @@ def write(setting: NetworkSetting, seeds: int, data: Mapping[str, dict], gates: 
     save_table(per, folder / "miou_by_recipe", "Test mIoU of each family under each recipe", [
         f"{seeds} seeds per family and recipe; points."], floatfmt=".1f")
     artifacts.append(Artifact(f"{name}/miou_by_recipe.md", "mIoU by recipe", "per family"))
-    text = "; ".join(f"{s['claim']}: {s['status']}" for s in summary) + "." + (f" Recipes {left_out}." if missing else "")
+    text = "; ".join(f"{s['claim']}: {s['status']}" for s in summary) + "."
+    text += f" Recipes {left_out}." if missing else ""
     return Section(f"Recipe multiverse, '{setting.name}' setting, {seeds} seeds, on "
                    f"{device_description(setting.device)}", artifacts, text,
                    f"base: {schedule_words(setting)}; recipes: {', '.join(data)}"
