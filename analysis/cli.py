@@ -26,7 +26,7 @@ from bench import validation
 from bench.cli import OneLineParser
 from bench.errors import UsageError, checked, run_cli
 from bench.models import FAMILIES
-from bench.models.checkpoints import read_state_dict
+from bench.models.checkpoints import read_state_dict, state_dict_file
 
 from .networks.jobs import EXECUTORS
 from .networks.settings import MAX_SEEDS
@@ -158,10 +158,9 @@ def recipe(args: argparse.Namespace) -> dict:
 
     from .networks import network_setting
     from .networks.data import check_source
-    from .networks.train import check_backbone_weights, check_device
 
     setting = network_setting(args.setting or ("gpu" if torch.cuda.is_available() else "cpu"))
-    device = check_device(args.device or setting.device)
+    device = validation.available_device("device", args.device or setting.device)
     if args.seeds is not None:
         validation.integer("--seeds", args.seeds, minimum=1, maximum=MAX_SEEDS)
     schedule = train_schedule(args, setting.schedule)
@@ -170,7 +169,7 @@ def recipe(args: argparse.Namespace) -> dict:
     if args.backbone_checkpoint is not None and args.backbone_weights is not None:
         raise UsageError("--backbone-checkpoint and --backbone-weights both name a starting backbone; give one")
     if args.backbone_checkpoint is not None:
-        backbone_weights = check_backbone_weights(args.backbone_checkpoint)
+        backbone_weights = state_dict_file("backbone checkpoint", args.backbone_checkpoint)
     if args.num_classes is not None:
         validation.integer("--num-classes", args.num_classes, minimum=2, maximum=255)
     check_source(args.data)

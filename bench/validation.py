@@ -97,6 +97,18 @@ def device(name: str, value: object) -> str:
     return value
 
 
+def available_device(name: str, value: object) -> str:
+    """:func:`device`, and one that this machine has (a CUDA device needs ``torch.cuda.is_available()``)."""
+    value = device(name, value)
+    if value.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"{name} {value!r} requested but torch.cuda.is_available() is False on this machine; "
+                             "valid here: cpu")
+    return value
+
+
 def names(name: str, value: object) -> list[str]:
     """A list of names (variants, levels, taps): one string is one name, never its letters; an empty list,
     a non-string entry or something that is not a list is refused."""

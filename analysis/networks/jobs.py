@@ -28,6 +28,7 @@ from pathlib import Path
 from bench import validation
 from bench.errors import UsageError
 from bench.models import register_again, variant_info
+from bench.models.checkpoints import state_dict_file
 from bench.sweeps.runner import job_error
 
 from ..datasets.synthetic import SyntheticSpec
@@ -95,8 +96,8 @@ def train_as_jobs(setting, variants: Sequence[str] | None, seeds: int | Sequence
     seed_values = seed_list(seeds, chosen.seeds, say)
     run_schedule = schedule or chosen.schedule
     run_schedule.validate()
-    device = train_module.check_device(device or chosen.device)
-    backbone_weights = train_module.check_backbone_weights(backbone_weights or chosen.backbone_weights)
+    device = validation.available_device("device", device or chosen.device)
+    backbone_weights = state_dict_file("backbone checkpoint", backbone_weights or chosen.backbone_weights)
     cache_dir = Path(cache_dir or train_module.CACHE).resolve()  # jobs on other machines write where we read
     loaded = load_data(chosen.data if data is None else data, run_schedule.size, num_classes, progress=say,
                        cache=cache_dir / "synthetic-voc")

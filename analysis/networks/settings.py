@@ -18,6 +18,7 @@ from pathlib import Path
 from bench import validation
 from bench.errors import DataError, MissingFileError, UsageError, UsageTypeError
 from bench.models import register_again, variant_info
+from bench.models.checkpoints import state_dict_file
 from bench.models.decoder import changeable_fields
 
 from ..datasets.synthetic import SyntheticSpec
@@ -26,7 +27,7 @@ from .data import load_data
 from .pretrain import TASKS as PRETRAIN_TASKS
 from .pretrain import Pretrain, pretrained_backbone
 from .recipe import Schedule
-from .train import IncompleteTraining, TrainedNetwork, cache_entry, check_device, is_cached, train_network
+from .train import IncompleteTraining, TrainedNetwork, cache_entry, is_cached, train_network
 
 SET_VERSION = 5
 """The version of the named settings' data and starting point (not of the training code, so not in the cache key:
@@ -257,8 +258,8 @@ def trained_set(
     if not isinstance(run_schedule, Schedule):
         raise UsageTypeError(f"schedule must be a Schedule, got {type(run_schedule).__name__}")
     run_schedule.validate()
-    device = check_device(device or chosen.device)
-    backbone_weights = train_module.check_backbone_weights(backbone_weights or chosen.backbone_weights)
+    device = validation.available_device("device", device or chosen.device)
+    backbone_weights = state_dict_file("backbone checkpoint", backbone_weights or chosen.backbone_weights)
     loaded = load_data(chosen.data if data is None else data, run_schedule.size, num_classes, progress=say,
                        cache=None if cache_dir is None else Path(cache_dir) / "synthetic-voc")  # under --cache too
     cache_dir = Path(cache_dir or train_module.CACHE)  # resolved here: spawned workers must write where we read

@@ -27,7 +27,7 @@ from bench import validation
 from bench.environment import environment, torch_threads
 from bench.errors import DataError, UsageError, UsageTypeError
 from bench.models import variant_info
-from bench.models.checkpoints import read_state_dict
+from bench.models.checkpoints import state_dict_file
 from bench.records import finite
 
 from ..datasets.synthetic import SyntheticSpec
@@ -54,7 +54,7 @@ from .store import (
 
 __all__ = ["CACHE", "CHECKPOINT", "IDENTITY", "LOCKS", "MAX_SEED", "NOT_IN_KEY", "RECORD", "TRAINING_METHOD",
            "TRAINING_VERSION", "TRAIN_THREADS", "IncompleteTraining", "TrainedNetwork", "cache_entry",
-           "check_backbone_weights", "check_device", "checkpoint_decoder", "decoder_layers", "entry_lock",
+           "checkpoint_decoder", "decoder_layers", "entry_lock",
            "evaluate", "incomplete_message", "is_cached", "lock_path", "record_beside", "train_network",
            "training_environment"]
 
@@ -117,16 +117,6 @@ class TrainedNetwork:
                                   str(next(self.model.parameters()).device))
 
 
-def check_device(device: str) -> str:
-    if not isinstance(device, str) or not (device == "cpu" or device == "cuda" or
-                                           (device.startswith("cuda:") and device[5:].isdigit())):
-        raise UsageError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device {device!r} requested but torch.cuda.is_available() is False on this machine; "
-                         "valid here: cpu")
-    return device
-
-
 def train_network(
     variant: str,
     data: NetworkData | SyntheticSpec | str | Path | None = None,
@@ -159,8 +149,8 @@ def train_network(
         raise UsageTypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
     schedule.validate()
     validation.integer("seed", seed, minimum=0, maximum=MAX_SEED)
-    check_device(device)
-    backbone_weights = check_backbone_weights(backbone_weights)
+    validation.available_device("device", device)
+    backbone_weights = state_dict_file("backbone checkpoint", backbone_weights)
     if not isinstance(data, NetworkData):
         data = load_data(data, schedule.size, num_classes)
     elif data.size != schedule.size:
@@ -255,20 +245,6 @@ def kept_over_setting_note(variant: str, decoder: dict | None) -> str:
         return ""
     return "its own decoder changes kept over the setting's: " + ", ".join(
         f"{k}={v['variant']} (setting: {v['setting']})" for k, v in kept.items())
-
-
-def check_backbone_weights(path: str | Path | None) -> str | None:
-    """A local state-dict file of a backbone's classification network (None: from scratch), as an absolute path;
-    a missing or unreadable file is one line."""
-    if path is None:
-        return None
-    if not isinstance(path, (str, Path)):
-        raise UsageTypeError(f"backbone_weights must be a path to a state-dict file, got {path!r}")
-    if not Path(path).is_file():
-        raise UsageError(f"backbone checkpoint {path}: "
-                         + ("is a folder, not a file" if Path(path).is_dir() else "no such file"))
-    read_state_dict(path)  # a DataError naming the file when it is not a checkpoint
-    return str(Path(path).resolve())
 
 
 def is_cached(variant: str, data: NetworkData, schedule: Schedule, seed: int = 0, device: str = "cpu",

@@ -70,8 +70,9 @@ def prepare(folder: str | Path, sections: Sequence[str] | None = None, seeds: in
     """Every argument checked and the folder read (nothing trained): what :func:`run` will do."""
     import torch
 
+    from bench.models.checkpoints import state_dict_file
+
     from ..networks.data import check_source
-    from ..networks.train import check_backbone_weights
     from ..probes.run import resized_schedule
     from ..protocol import PROTOCOL
 
@@ -86,7 +87,7 @@ def prepare(folder: str | Path, sections: Sequence[str] | None = None, seeds: in
         schedule = resized_schedule(schedule, validation.integer("--size", size, minimum=validation.MIN_SIDE,
                                                                   maximum=validation.MAX_SIDE))
     schedule.validate()
-    weights = check_backbone_weights(backbone_weights)
+    weights = state_dict_file("backbone checkpoint", backbone_weights)
     data = load_data(str(folder), schedule.size, progress=say)
     chosen_setting = replace(base, data=str(Path(folder).resolve()), schedule=schedule, seeds=n,
                              name=f"{base.name} on {Path(folder).resolve().name}", backbone_weights=weights)

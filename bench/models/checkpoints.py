@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import DataError, MissingFileError, UsageError
+from ..errors import DataError, MissingFileError, UsageError, UsageTypeError
 
 StateDict = dict[str, torch.Tensor]
 
@@ -59,6 +59,19 @@ def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> StateDic
         raise CheckpointError(f"{source!s:.80}: {len(broken)} of {len(state)} tensors hold NaN or infinite values "
                               f"(first: {broken[0]}): the weights of a diverged training")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def state_dict_file(name: str, path: str | Path | None) -> str | None:
+    """A local state-dict file (None passes through), checked readable, as an absolute path; a missing or unreadable
+    file is one line naming it."""
+    if path is None:
+        return None
+    if not isinstance(path, (str, Path)):
+        raise UsageTypeError(f"{name} must be a path to a state-dict file, got {path!r}")
+    if not Path(path).is_file():
+        raise UsageError(f"{name} {path}: " + ("is a folder, not a file" if Path(path).is_dir() else "no such file"))
+    read_state_dict(path)  # a DataError naming the file when it is not a checkpoint
+    return str(Path(path).resolve())
 
 
 def _preview(keys: Iterable[str], limit: int = 12) -> str:
