@@ -70,6 +70,19 @@ def test_dry_run_prints_the_plan_with_a_measured_estimate_and_trains_nothing(tmp
     assert not (tmp_path / "out" / "README.md").exists()
 
 
+def test_the_plan_of_a_multiverse_counts_its_recipes_and_the_base_controls_that_gate_it(tmp_path, setting_file,
+                                                                                        capsys):
+    root = _folder(tmp_path / "five", k=5, test=True)
+    code = analysis_main(["report", "--data", str(root), "multiverse", "--setting", str(setting_file), "--seeds", "2",
+                          "--recipes", "zero-init", "--dry-run", "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "control A/A" in out and "control: small harm" in out and "recipe zero-init: rf without RCUs" in out
+    assert "recipe frozen-bn" not in out
+    # the set 3 x 2, the base's controls and RF without RCUs 4 x 2, the recipe's four families x 2
+    assert "22 network(s) to train" in out
+
+
 def test_a_plan_warns_before_the_start_when_the_guard_cannot_be_met(tmp_path, setting_file, capsys, monkeypatch):
     import analysis.report.own_data as own_data
 

@@ -118,7 +118,7 @@ def needs(run: DataRun) -> list[Need]:
     s = run.setting
     seeds = list(range(s.seeds))
     out = [Need(f"the set: {family}", f"{family}:{s.backbone}", {}, {}, seeds) for family in s.families]
-    if "networks" in run.sections and s.seeds >= 2:
+    if {"networks", "multiverse"} & set(run.sections) and s.seeds >= 2:  # the multiverse's gates: the base's controls
         lw = f"rf_lw:{s.backbone}"
         out += [Need("control A/A: LW on seeds n..2n-1", lw, {}, {}, list(range(s.seeds, 2 * s.seeds))),
                 Need("control: small harm", lw, {}, small_harm_schedule_changes(), seeds),
