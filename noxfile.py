@@ -83,9 +83,12 @@ def seeds(session: nox.Session) -> None:
 def multiverse(session: nox.Session) -> None:
     """Every accuracy claim under every recipe of analysis/protocol.toml (the base and one change per axis: backbone
     pretraining, residual-branch init, schedule length, BatchNorm), 3 seeds each, one verdict per claim over the
-    recipes and a specification curve per claim (its time: README). Reuses what nox -s seeds trained."""
+    recipes and a specification curve per claim (its time: README). Reuses what nox -s seeds trained. Pass a seed
+    count and recipe names after --, e.g. nox -s multiverse -- 3 zero-init frozen-bn (the base always runs)."""
     count = session.posargs[0] if session.posargs else "3"
-    session.run(_python(session), "-m", "analysis", "report", "multiverse", "--seeds", count, external=True)
+    recipes = ["--recipes", *session.posargs[1:]] if len(session.posargs) > 1 else []
+    session.run(_python(session), "-m", "analysis", "report", "multiverse", "--seeds", count, *recipes,
+                external=True)
 
 
 @nox.session(python=False)
