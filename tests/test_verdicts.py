@@ -233,6 +233,19 @@ def test_front_page_has_one_row_per_artifact_with_the_strongest_evidence(tmp_pat
     assert "[Back to the scorecard](../../README.md)" in erf_pages[1]
 
 
+def test_a_section_the_code_no_longer_has_stays_in_the_archive_not_on_the_scorecard(tmp_path):
+    from analysis.report.front_page import front_page, write_pages
+
+    manifest = {"init-check/cpu": _entry("init-check", "Init check", [_row("Recipe check: init", REPRODUCED, 1,
+                                                                            "gone")], folder="init-check/cpu"),
+                "complexity": _entry("complexity", "Complexity", [_row("Table 1", REPRODUCED, 1, "counted")])}
+    page = front_page(manifest, tmp_path)
+    assert "Recipe check: init" not in page and "no current run" not in page and "Table 1" in page
+    write_pages(manifest, tmp_path)
+    archive = (tmp_path / "archive.md").read_text()
+    assert "Recipe check: init" in archive and "a section this code no longer has" in archive
+
+
 def test_committed_front_page_fits_on_two_screens():
     from analysis.report.files import REPORTS
 

@@ -93,8 +93,12 @@ def front_page(manifest: dict, out: Path, intro: str | None = None, title: str =
     # artifact as the archived row of the same file)
     spoken = {r.artifact for r in shown} | {(e.get("section"), Path(r.link).name)
                                              for e in current.values() for r in _rows(e) if r.link}
+    from . import SECTIONS, SEEDED
+
     missing = []
     for e in archived.values():  # an artifact only an archived run speaks for: no verdict on the scorecard
+        if e.get("section") not in SECTIONS and e.get("section") not in SEEDED:
+            continue  # a section this code no longer has: its rows stay in the archive, not as a gap here
         for r in _rows(e):
             if not ({r.artifact, (e.get("section"), Path(r.link).name)} & spoken):
                 spoken.add(r.artifact)
