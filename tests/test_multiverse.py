@@ -70,3 +70,18 @@ def test_recipes_keep_the_protocols_order():
 
     assert checked_recipes(["frozen-bn", "zero-init"]) == ["zero-init", "frozen-bn"]
     assert checked_recipes(None) is None
+
+
+def test_a_spec_curve_draws_the_bounds_its_claims_rule_reads():
+    from analysis.protocol import PROTOCOL, paper_margins
+    from analysis.report.multiverse import claim_bounds
+
+    margins = paper_margins()
+    title = {key: PROTOCOL.claim(key)["title"] for key in ("lw_keeps_rf", "rcu_matter_in_rf", "rcu_idle_in_lw",
+                                                            "rcu_saturation")}
+    # non-inferiority: the upper margin only; 'above the paper's drop': the drop only; equivalence: both edges
+    assert [round(b, 3) for b, _ in claim_bounds(title["lw_keeps_rf"])] == [round(margins["accuracy"], 3)]
+    assert [round(b, 3) for b, _ in claim_bounds(title["rcu_matter_in_rf"])] == [round(margins["drop"], 3)]
+    assert [round(b, 3) for b, _ in claim_bounds(title["rcu_idle_in_lw"])] == [
+        round(1 / margins["accuracy"], 3), round(margins["accuracy"], 3)]
+    assert claim_bounds(title["rcu_saturation"]) == []

@@ -148,6 +148,18 @@ def claim_outcomes(table: pd.DataFrame) -> dict[str, dict[str, str]]:
     return out
 
 
+def claim_bounds(title: str) -> list[tuple[float, str]]:
+    """The error-ratio bounds a claim's rule reads (line styles: dashed for the protocol's margin, dotted for the
+    paper's drop): non-inferiority its upper margin, equivalence both, 'above' its own bound; none otherwise."""
+    claim = next((c for c in PROTOCOL.raw["claims"].values() if c.get("title") == title), {})
+    if not isinstance(claim.get("bound"), str):
+        return []
+    bound = PROTOCOL.margin(claim["bound"])
+    style = ":" if claim["bound"] == "drop" else "--"
+    return {"non-inferiority": [(bound, style)], "equivalence": [(1 / bound, style), (bound, style)],
+            "above": [(bound, style)]}.get(claim.get("rule"), [])
+
+
 def spec_curve(table: pd.DataFrame, claim: str, where: str = ""):
     """The specification curve of one claim: each recipe's effect (error ratio) and interval, sorted, cell by cell,
     with the claim's bounds; colours by verdict."""
@@ -164,11 +176,10 @@ def spec_curve(table: pd.DataFrame, claim: str, where: str = ""):
     n = max(len(rows[rows.effect == e]) for e in effects)
     fig, axes = plt.subplots(1, len(effects), figsize=(6.2 * len(effects), 0.42 * n + 2.2), squeeze=False)
     colours = {REPRODUCED: "#1b7837", NOT_REPRODUCED: "#b2182b", INCONCLUSIVE: "#878787", NOT_TESTABLE: "#c7c7c7"}
-    margin, drop = PROTOCOL.margin("accuracy"), PROTOCOL.margin("drop")
     for ax, name in zip(axes[0], effects, strict=True):
         cell = rows[rows.effect == name].sort_values("ratio")
         shares = "branch share" in name  # the saturation claim: its bound is x1, not an error-ratio margin
-        lines = [] if shares else [(margin, "--"), (1 / margin, "--"), (drop, ":")]
+        lines = [] if shares else claim_bounds(claim)
         ends = [v for v in (*cell.ratio, *cell.ratio_low, *cell.ratio_high, 1.0, *(b for b, _ in lines))
                 if v == v and v > 0]
         low, high = min(ends) / 1.05, max(ends) * 1.05
@@ -185,8 +196,9 @@ def spec_curve(table: pd.DataFrame, claim: str, where: str = ""):
             ax.axvline(bound, color="0.45", ls=style, lw=0.9)
         ax.set_xscale("log")
         ax.set_xlim(low, high)
-        nice = [v for v in (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, *(b for b, _ in lines))
-                if low <= v <= high]
+        round_ticks = [v for v in (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0)
+                       if not any(abs(v / b - 1) < 0.08 for b, _ in lines)]  # a bound's own tick reads, none beside it
+        nice = [v for v in (*round_ticks, *(b for b, _ in lines)) if low <= v <= high]
         ax.xaxis.set_major_locator(FixedLocator(sorted(nice)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "x" + f"{v:.3f}".rstrip("0").rstrip(".")))
         ax.xaxis.set_minor_formatter(NullFormatter())
@@ -194,8 +206,9 @@ def spec_curve(table: pd.DataFrame, claim: str, where: str = ""):
         ax.set_ylim(-0.6, len(cell) - 0.4)
         ax.set_xlabel(f"{name} ({'after / at initialisation' if shares else 'error ratio'}, log scale)", fontsize=9)
     fig.suptitle(claim + (f"\n{where}" if where else ""), fontsize=10)
-    bounds = ("" if "saturate" in claim else f" Dashed: the margin x{margin:.3f} and x{1 / margin:.3f}; dotted: "
-              f"the paper's drop x{drop:.3f}.")
+    words = {"--": "dashed", ":": "dotted"}
+    bounds = "".join(f" {words[style].capitalize()}: the claim's bound x{bound:.3f}." for bound, style in
+                     claim_bounds(claim))
     caption = (f"Dots: the effect under each recipe; bars: its {PROTOCOL.level:.0%} interval over seeds and images "
                f"(cut at the plot's edge). Solid: x1.{bounds} Green: reproduced, red: not reproduced, dark grey: "
                f"inconclusive, light grey: not testable here ({PROTOCOL.stamp}).")
