@@ -190,13 +190,16 @@ def spec_curve(table: pd.DataFrame, claim: str, where: str = ""):
                         solid_capstyle="butt")
             if r.ratio == r.ratio:
                 ax.plot([r.ratio], [i], "o", color=colour, ms=7, mec="white", mew=0.8)
+            else:  # e.g. share growth under the zero-init: the branches start at zero
+                ax.text((low * high) ** 0.5, i, "no value (the table says why)", ha="center", va="center",
+                        fontsize=8, color="0.4")
         ax.set_yticks(range(len(cell)), list(cell.recipe), fontsize=9)
         ax.axvline(1.0, color="0.25", lw=0.9)
         for bound, style in lines:
             ax.axvline(bound, color="0.45", ls=style, lw=0.9)
         ax.set_xscale("log")
         ax.set_xlim(low, high)
-        round_ticks = [v for v in (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0)
+        round_ticks = [v for v in (0.1, 0.25, 0.5, 0.75, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0)
                        if not any(abs(v / b - 1) < 0.08 for b, _ in lines)]  # a bound's own tick reads, none beside it
         nice = [v for v in (*round_ticks, *(b for b, _ in lines)) if low <= v <= high]
         ax.xaxis.set_major_locator(FixedLocator(sorted(nice)))
