@@ -199,9 +199,11 @@ def spec_curve(table: pd.DataFrame, claim: str, where: str = ""):
             ax.axvline(bound, color="0.45", ls=style, lw=0.9)
         ax.set_xscale("log")
         ax.set_xlim(low, high)
-        round_ticks = [v for v in (0.1, 0.25, 0.5, 0.75, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0)
-                       if not any(abs(v / b - 1) < 0.08 for b, _ in lines)]  # a bound's own tick reads, none beside it
-        nice = [v for v in (*round_ticks, *(b for b, _ in lines)) if low <= v <= high]
+        steps = ((0.8, 0.9, 1.0, 1.1, 1.25) if high / low < 2 else  # a narrow axis: finer ticks
+                 (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0))
+        round_ticks = [v for v in steps if not any(abs(v / b - 1) < 0.1 for b, _ in lines)]  # no tick beside a bound
+        labelled = [b for b, _ in lines] if high / low < 4 else []  # on a wide axis the caption names the bounds
+        nice = [v for v in (*round_ticks, *labelled) if low <= v <= high]
         ax.xaxis.set_major_locator(FixedLocator(sorted(nice)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "x" + f"{v:.3f}".rstrip("0").rstrip(".")))
         ax.xaxis.set_minor_formatter(NullFormatter())
