@@ -67,19 +67,15 @@ def recipes(setting: NetworkSetting, names: Sequence[str] | None = None) -> dict
 
 
 def checked_recipes(names: Sequence[str] | None) -> list[str] | None:
-    """``--recipes``: protocol recipe names (the base always runs), or an :class:`~bench.errors.InputError` naming
-    the valid ones."""
+    """``--recipes``: protocol recipe names in the protocol's order (the base always runs); a wrong one is one line
+    naming the nearest and the valid ones."""
     if names is None:
         return None
-    from bench.errors import InputError
-    from bench.validation import nearest
+    from bench import validation
 
     valid = [r.name for r in PROTOCOL.recipes()]
-    unknown = [n for n in names if n not in valid]
-    if unknown:
-        hints = [f"{n!r} (did you mean {near!r}?)" if (near := nearest(n, valid)) else repr(n) for n in unknown]
-        raise InputError(f"unknown recipe(s) {', '.join(hints)}; the protocol's recipes: {', '.join(valid)} (the "
-                         "base always runs)")
+    for name in names:
+        validation.choice("recipe", name, valid)
     return [n for n in valid if n in names]
 
 
