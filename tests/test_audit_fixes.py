@@ -218,13 +218,14 @@ def test_split_files_that_differ_only_in_line_endings_and_blank_lines_hash_alike
 
 # --- 10: who trained a network ----------------------------------------------------------------------------------
 def test_a_network_a_worker_found_in_the_store_is_not_labelled_trained_here(tmp_path, monkeypatch):
-    from analysis.networks import settings as settings_module
+    from analysis.networks import train as train_module
     from analysis.probes.run import TINY_NETWORKS
 
     names = ["rf_lw:resnet18", "rf:resnet18"]
     trained_set(TINY_NETWORKS, variants=names, seeds=1, cache_dir=tmp_path, progress=False, say=None, workers=1)
     # as if another process had trained them after this call looked: the workers find them in the store
-    monkeypatch.setattr(settings_module, "is_cached", lambda *a, **k: False)
+    real = train_module.lookup
+    monkeypatch.setattr(train_module, "lookup", lambda *a, **k: (real(*a, **k)[0], False))
     again = trained_set(TINY_NETWORKS, variants=names, seeds=1, cache_dir=tmp_path, progress=False, say=None,
                         workers=2)
     assert [n.cached for n in again] == [True, True]

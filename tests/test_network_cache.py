@@ -244,9 +244,9 @@ def test_a_string_of_variants_is_one_name(tmp_path):
     ({"variants": "l"}, UsageError, "unknown model 'l'"),
 ])
 def test_bad_trained_set_arguments_are_refused_before_any_data_is_read(kwargs, error, words, monkeypatch):
-    import analysis.networks.settings as settings_module
+    import analysis.networks.sets as sets_module
 
-    monkeypatch.setattr(settings_module, "load_data", _no_training)
+    monkeypatch.setattr(sets_module, "load_data", _no_training)
     with pytest.raises(error, match=words):
         trained_set(TINY, progress=False, say=None, **kwargs)
 
@@ -359,7 +359,7 @@ def test_the_paper_paths_end_and_rf_lw50_are_one_cache_entry(data):
 
     spec = load_ablation(SPECS / "paper-path.toml")
     assert spec.variant("paper.5").hash == spec.variant("rf_lw50").hash
-    entries = {name: train_module.cache_entry(name, data, TINY_SCHEDULE, 0, "cpu", NARROW)
+    entries = {name: train_module.lookup(name, data, TINY_SCHEDULE, 0, "cpu", NARROW)[0]
                for name in ("paper.5", "rf_lw50", "paper.4")}
     assert entries["paper.5"] == entries["rf_lw50"] != entries["paper.4"]
 

@@ -366,18 +366,18 @@ CLI_CASES = [
 
 @pytest.mark.parametrize("args, words", CLI_CASES)
 def test_cli_bad_input_is_one_line_and_exit_2_before_any_data_is_read(args, words, capsys, monkeypatch):
-    import analysis.networks.settings as settings_module
+    import analysis.networks.sets as sets_module
 
-    monkeypatch.setattr(settings_module, "load_data", _no_training)  # reading data would raise Trained
+    monkeypatch.setattr(sets_module, "load_data", _no_training)  # reading data would raise Trained
     assert analysis_main(args) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: ") and words in line
 
 
 def test_cli_bad_folders_are_refused_before_any_data_is_read(tmp_path, capsys, monkeypatch):
-    import analysis.networks.settings as settings_module
+    import analysis.networks.sets as sets_module
 
-    monkeypatch.setattr(settings_module, "load_data", _no_training)
+    monkeypatch.setattr(sets_module, "load_data", _no_training)
     (tmp_path / "empty").mkdir()
     (tmp_path / "file").write_text("x")
     for args, words in ((["--data", str(tmp_path / "empty")], "no VOC2012 segmentation data"),

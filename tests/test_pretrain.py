@@ -73,7 +73,7 @@ def test_the_description_follows_the_pretraining_decoder():
 
 
 def test_crop_labels_say_which_foreground_classes_a_mask_holds():
-    from analysis.networks.pretrain import crop_labels
+    from analysis.networks.loop import crop_labels
 
     masks = torch.tensor([[[0, 2], [255, 2]], [[0, 0], [0, 0]], [[1, 3], [255, 255]]], dtype=torch.uint8)
     assert crop_labels(masks, 4).tolist() == [[0, 1, 0], [0, 0, 0], [1, 0, 1]]
@@ -109,7 +109,7 @@ def test_a_classification_pretraining_is_a_decoderless_backbone_shared_by_every_
 def test_a_background_pretraining_gives_the_backbone_a_set_trains_from(tmp_path):
     """pretrain_in_background (the bench overlaps it with shape counting) trains the same store entry, bit for bit,
     as the set's own pretraining; a set trained meanwhile waits for it (or trains it and the process reuses it)."""
-    from analysis.networks.settings import pretrain_in_background
+    from analysis.networks.sets import pretrain_in_background
 
     setting = NetworkSetting("tiny", TINY_SCHEDULE, seeds=1, device="cpu", decoder=NARROW, backbone="resnet18",
                              families=("rf_lw",), data=TINY_DATA, pretrain=Pretrain(decoder=NARROW | {

@@ -73,7 +73,7 @@ def test_every_recipe_changes_one_training_choice_of_the_base():
 
 def _entry(sha: str) -> dict:
     from analysis.networks.settings import SET_VERSION
-    from analysis.networks.train import TRAINING_VERSION
+    from analysis.networks.store import TRAINING_VERSION
     from analysis.verdicts import VERDICT_VERSION
 
     return {"section": "networks", "title": "Trained networks (another protocol)", "verdict_version": VERDICT_VERSION,

@@ -198,7 +198,7 @@ def test_a_section_on_networks_of_an_earlier_training_version_is_archived(tmp_pa
     """A per-device result is never dropped, but one whose networks an earlier training method made (or that
     predates recorded versions) no longer stands for this code: it leaves the scorecard for the archive, with
     what it said."""
-    from analysis.networks.train import TRAINING_VERSION
+    from analysis.networks.store import TRAINING_VERSION
     from analysis.report.front_page import archive_page, front_page
     from analysis.verdicts import VERDICT_VERSION
 
@@ -233,7 +233,7 @@ def test_a_section_on_networks_of_an_earlier_training_version_is_archived(tmp_pa
 
 
 def test_a_run_records_the_training_version_of_the_sections_on_trained_networks(tmp_path, monkeypatch):
-    from analysis.networks.train import TRAINING_VERSION
+    from analysis.networks.store import TRAINING_VERSION
 
     for name in ("erf", "complexity"):
         monkeypatch.setitem(report.SECTIONS, name, lambda out, n=name: Section(n, text=f"{n} ran"))
@@ -295,7 +295,7 @@ def test_timed_sections_run_first_and_shape_counts_start_the_backbone_pretrainin
         started.append((setting.name, list(ran)))
         return Started()
 
-    monkeypatch.setattr("analysis.networks.settings.pretrain_in_background", pretrain)
+    monkeypatch.setattr("analysis.networks.sets.pretrain_in_background", pretrain)
     report.run(["complexity", "zoo", "timing", "networks", "ablation"], out=tmp_path, device="cpu")
     assert ran == ["timing", "ablation", "complexity", "zoo", "networks"]
     assert started == [("cpu", ["timing", "ablation"]), "joined"]  # once, after the timed sections, then waited for

@@ -106,9 +106,9 @@ def test_a_users_setting_file_trains_from_the_cli_and_is_named_by_its_stem(tmp_p
 
 def test_a_bad_setting_file_on_the_cli_is_one_line_and_exit_2_before_any_data_is_read(tmp_path, capsys,
                                                                                       monkeypatch):
-    import analysis.networks.settings as settings_module
+    import analysis.networks.sets as sets_module
 
-    monkeypatch.setattr(settings_module, "load_data", _no_training)
+    monkeypatch.setattr(sets_module, "load_data", _no_training)
     path = _write(tmp_path, TINY.replace("eval_every = 1", "eval_evry = 1"))
     assert analysis_main(["train", "--setting", str(path)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()

@@ -196,7 +196,7 @@ def _entry(section, title, rows, **extra):
 
 def test_front_page_has_one_row_per_artifact_with_the_strongest_evidence(tmp_path):
     from analysis.networks.settings import SET_VERSION
-    from analysis.networks.train import TRAINING_VERSION
+    from analysis.networks.store import TRAINING_VERSION
     from analysis.protocol import PROTOCOL
     from analysis.report.front_page import front_page, write_pages
 

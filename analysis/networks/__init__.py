@@ -6,28 +6,23 @@ checkpoint and record, and reuse them in every later analysis (under every name 
     nets = trained_set("cpu")                 # the three families on MobileNet-v2, trained or loaded
     nets[0].model, nets[0].record["val_miou"]
 
-One module per job, in the order a network passes through them: ``settings`` (the named settings and
-``trained_set``), ``data`` (what it trains on, and its hash), ``recipe`` (the schedule: how it is trained),
-``train`` (``train_network``: look it up, train it, keep it), ``store`` (the weights store: key, lock, files),
-``loop`` (the training loop and its stopping rule), ``evaluation`` (its confusion matrix and mIoU).
-``schedule`` and ``training`` are the old names of ``recipe`` and ``loop``, kept for imports.
+One module per job, in the order a request flows through them: ``settings`` (the named settings, as data),
+``sets`` (``trained_set``: the request checked once as a whole), ``data`` (what a network trains on, and its hash),
+``pretrain`` (the backbone every network of a set starts from), ``train`` (``train_network``: look a network up,
+train it where the store does not hold it, keep it; several at once in worker processes), ``store`` (the weights
+store: key, lock, files), ``recipe`` (the schedule, as data), ``loop`` (the training loops and the stopping rule),
+``evaluation`` (confusion matrices and mIoU), ``branches`` (how much each RCU changes its input). ``jobs`` trains a
+set as jobs on the sweeps' executors; ``claims`` and ``spec_accuracy`` compare trained networks.
 """
 
 from .data import NetworkData, folder_hash, load_data
-from .recipe import STOP_REASONS, Schedule, plateaued
-from .settings import CPU_DECODER, MAX_SEEDS, SETTINGS, NetworkSetting, network_setting, trained_set
-from .train import (
-    CACHE,
-    IDENTITY,
-    IncompleteTraining,
-    TrainedNetwork,
-    cache_entry,
-    checkpoint_decoder,
-    decoder_layers,
-    evaluate,
-    record_beside,
-    train_network,
-)
+from .evaluation import evaluate
+from .loop import plateaued
+from .recipe import STOP_REASONS, Schedule
+from .sets import trained_set
+from .settings import CPU_DECODER, MAX_SEEDS, SETTINGS, NetworkSetting, network_setting
+from .store import IDENTITY, checkpoint_decoder, decoder_layers, record_beside
+from .train import CACHE, IncompleteTraining, TrainedNetwork, lookup, train_network
 
 __all__ = [
     "CACHE",
@@ -35,7 +30,7 @@ __all__ = [
     "IDENTITY",
     "MAX_SEEDS",
     "IncompleteTraining",
-    "cache_entry",
+    "lookup",
     "checkpoint_decoder",
     "decoder_layers",
     "record_beside",

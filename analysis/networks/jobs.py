@@ -34,6 +34,7 @@ from bench.sweeps.runner import job_error
 from ..datasets.synthetic import SyntheticSpec
 from . import train as train_module
 from .recipe import Schedule
+from .store import decoder_layers
 
 EXECUTORS = ("local", "slurm", "debug")
 
@@ -49,7 +50,8 @@ class JobsOutcome:
 def train_job(job: dict) -> str:
     """One job: register its name where needed, then train (or find) its one network, or the shared backbone when
     ``job["pretrain"]``. Returns one line (the job's result)."""
-    from .settings import network_setting, trained_set
+    from .sets import trained_set
+    from .settings import network_setting
 
     def say(line: str) -> None:  # stderr: the job's log (or, run in this process, never the caller's --json stdout)
         print(line, file=sys.stderr)
@@ -124,16 +126,16 @@ def train_as_jobs(setting, variants: Sequence[str] | None, seeds: int | Sequence
             return outcome  # its job failed (in outcome.failed): no network can start from it
         weights = {n: shared[variant_info(n).backbone] for n in names}
     first: dict[Path, tuple[str, int]] = {}  # one job per network: names of one architecture share it
+    held: dict[Path, bool] = {}
     for seed in seed_values:
         for name in names:
-            entry = train_module.cache_entry(name, loaded, run_schedule, seed, device, chosen.decoder, cache_dir,
-                                             weights[name])
+            entry, held[entry] = train_module.lookup(name, loaded, run_schedule, seed, device, chosen.decoder,
+                                                     cache_dir, weights[name])
             first.setdefault(entry, (name, seed))
-    todo = [(n, s) for n, s in first.values()
-            if not train_module.is_cached(n, loaded, run_schedule, s, device, chosen.decoder, cache_dir, weights[n])]
+    todo = [job for entry, job in first.items() if not held[entry]]
     outcome.already_cached = len(first) - len(todo)
     for name in dict.fromkeys(n for n, _ in todo):  # said here, not only in the job's log
-        note = train_module.kept_over_setting_note(name, chosen.decoder)
+        note = train_module.kept_over_setting_note(decoder_layers(name, chosen.decoder)[1])
         if note:
             say(f"  {name}: {note}")
     say(f"  {len(todo)} network(s) to train as jobs ({executor} executor), {outcome.already_cached} already in the "

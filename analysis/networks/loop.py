@@ -1,6 +1,8 @@
-"""The training loop: seeded steps of a segmenter (:func:`train_segmenter`), and :func:`fit`, which runs them
-to the step limit (or a plateau of the val mIoU, where the recipe allows one) and keeps the best weights (the recipe,
-as data, is :mod:`analysis.networks.recipe`; the weights store :mod:`analysis.networks.store`).
+"""The training loop: seeded steps of a segmenter (:func:`train_segmenter`, by its per-step
+:class:`TrainSettings`), and :func:`fit`, which runs them to the step limit (or a plateau of the val mIoU, where the
+recipe allows one: :func:`plateaued`) and keeps the best weights (the recipe, as data, is
+:mod:`analysis.networks.recipe`; the weights store :mod:`analysis.networks.store`). The shared backbone's
+classification pretraining takes its optimizer and learning-rate schedule from here too.
 
 SGD with Nesterov momentum (the reference implementations' optimizer; AdamW on request) on
 cross-entropy (255 ignored) with logits upsampled to the label size, random crops and horizontal
@@ -22,19 +24,55 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import validation
+from bench.errors import UsageError
 
 from ..datasets.images import normalise
 from ..datasets.voc import IGNORE
 from . import evaluation
-from .recipe import OPTIMIZERS, TrainSettings, plateaued
+from .recipe import OPTIMIZERS, Schedule
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The per-step settings of :func:`train_segmenter` (:func:`train_settings` makes them from a recipe)."""
+
+    steps: int = 200
+    batch_size: int = 8
+    crop: int | None = 64  # random square crops (None: whole images); the network is fully convolutional
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    clip_grad_norm: float = 1.0  # the original RefineNet (no BatchNorm in the decoder) diverges without it
+    warmup: float = 0.1  # fraction of the steps with a linear learning-rate warm-up
+    seed: int = 0
+    decay: str = "constant"  # after the warm-up: "constant", or "cosine" to zero at the last step
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum) or "adamw"
+    momentum: float = 0.9  # SGD only
+    freeze_bn: bool = False  # BatchNorm layers keep their running statistics (eval mode); their affine maps train
+    label_noise: float = 0.0  # the share of training (image, class) regions given another class (a harm control)
+
+
+def train_settings(schedule: Schedule, seed: int) -> TrainSettings:
+    """The per-step settings of a (checked) recipe's run of ``seed``, up to its step limit."""
+    return TrainSettings(steps=schedule.max_steps, batch_size=schedule.batch_size, crop=schedule.crop, lr=schedule.lr,
+                         weight_decay=schedule.weight_decay, clip_grad_norm=schedule.clip_grad_norm,
+                         warmup=schedule.warmup_steps / schedule.max_steps, seed=seed, decay=schedule.decay,
+                         optimizer=schedule.optimizer, momentum=schedule.momentum, freeze_bn=schedule.freeze_bn,
+                         label_noise=schedule.label_noise)
+
+
+def plateaued(scores: Sequence[float], patience: int, min_delta: float) -> bool:
+    """The recipe's stopping rule: True when none of the last ``patience`` scores beats the best score before them by
+    more than ``min_delta``; False while there are not yet more than ``patience`` scores."""
+    if len(scores) <= patience:
+        return False
+    return not max(scores[-patience:]) > max(scores[:-patience]) + min_delta
 
 
 @dataclass
@@ -100,13 +138,15 @@ def mislabel(masks: torch.Tensor, share: float, seed: int = NOISE_SEED) -> torch
 
 
 def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
-    """The optimizer ``settings.optimizer`` over every parameter of ``model`` (one learning rate for all)."""
-    validation.choice("optimizer", settings.optimizer, OPTIMIZERS)
+    """The optimizer ``settings.optimizer`` over every parameter of ``model`` (one learning rate for all). A recipe's
+    optimizer is checked with the recipe (:meth:`Schedule.validate`); settings made by hand are checked here."""
     params = model.parameters()
     if settings.optimizer == "sgd":
         return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, nesterov=settings.momentum > 0,
                                weight_decay=settings.weight_decay)
-    return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    raise UsageError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {settings.optimizer!r}")
 
 
 def lr_factor(step: int, steps: int, warm: int, decay: str) -> float:
@@ -219,6 +259,7 @@ def fit(model: nn.Module, data, schedule, seed: int, device: str, label: str,
     never stopped: the guard stops between steps and never adds an evaluation)."""
     from tqdm import tqdm
 
+    settings = train_settings(schedule, seed)
     if schedule.zero_init_residual:
         zero_init_residual_branches(model)
     at_init = initial_branch_shares(model, data)
@@ -269,7 +310,7 @@ def fit(model: nn.Module, data, schedule, seed: int, device: str, label: str,
 
     kept: dict = {}
     try:
-        train_segmenter(model, data.train_images, data.train_masks, normalise, schedule.train_settings(seed),
+        train_segmenter(model, data.train_images, data.train_masks, normalise, settings,
                         progress=None, device=device, after_step=after_step,
                         mixed_precision=schedule.mixed_precision, resume=resume["train"] if resume else None,
                         keep=kept)
@@ -294,6 +335,55 @@ def fit(model: nn.Module, data, schedule, seed: int, device: str, label: str,
             "complete": stop["reason"] not in ("budget", "diverged"), "seconds": seconds, "val_miou": miou,
             "val_iou_per_class": dict(zip(data.classes, per_class, strict=True)),
             "history": history, "rcu_shares_at_init": at_init}
+
+
+def crop_labels(masks: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, K-1) multi-label targets: which foreground classes (1..K-1) have a pixel in each mask (255 ignored)."""
+    labels = torch.arange(1, num_classes, device=masks.device).view(1, -1, 1, 1)
+    return (masks.unsqueeze(1) == labels).flatten(2).any(-1).float()
+
+
+def fit_classifier(model: nn.Module, data, settings: TrainSettings, device: str, label: str,
+                   progress: bool) -> dict:
+    """Train ``model`` (a backbone with a linear head, one logit per foreground class) to say which classes a random
+    crop of a training image holds (:func:`crop_labels`, binary cross-entropy): the shared backbone's classification
+    pretraining (:mod:`analysis.networks.pretrain`). The recipe's optimizer, learning-rate schedule, batch, crop,
+    flips and gradient clip; batches drawn with replacement from a generator seeded by ``settings.seed``. The run's
+    facts: its steps and seconds, its last loss, and its per-label accuracy and exact-match share on whole val
+    images."""
+    from tqdm import tqdm
+
+    truth = crop_labels(data.val_masks.to(device), data.num_classes) > 0.5  # what it should learn, on val
+    g = torch.Generator().manual_seed(settings.seed)
+    start = time.perf_counter()
+    opt = make_optimizer(model, settings)
+    warm = max(1, round(settings.warmup * settings.steps))
+    lr = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, settings.steps, warm, settings.decay))
+    model.train()
+    for _ in tqdm(range(settings.steps), desc=label, unit="step", disable=not progress, leave=False):
+        idx = torch.randint(len(data.train_images), (settings.batch_size,), generator=g)
+        x, y = data.train_images[idx], data.train_masks[idx]
+        if settings.crop:
+            top = int(torch.randint(0, x.shape[-2] - settings.crop + 1, (1,), generator=g))
+            left = int(torch.randint(0, x.shape[-1] - settings.crop + 1, (1,), generator=g))
+            x = x[..., top : top + settings.crop, left : left + settings.crop]
+            y = y[..., top : top + settings.crop, left : left + settings.crop]
+        flip = torch.rand(len(idx), generator=g) < 0.5
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        target = crop_labels(y.to(device), data.num_classes)  # which classes the crop holds (a flip keeps them)
+        loss = F.binary_cross_entropy_with_logits(model(normalise(x.to(device))), target)
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad_norm)
+        opt.step()
+        lr.step()
+    model.eval()
+    with torch.no_grad():  # how well it learned: per-label accuracy on whole val images
+        predicted = torch.cat([model(normalise(data.val_images[i : i + 32].to(device))) > 0
+                               for i in range(0, len(data.val_images), 32)])
+    return {"steps": settings.steps, "seconds": time.perf_counter() - start,
+            "val_label_accuracy": float((predicted == truth).float().mean()),
+            "val_exact_match": float((predicted == truth).all(1).float().mean()), "final_loss": float(loss.detach())}
 
 
 def initial_branch_shares(model: nn.Module, data) -> list[dict]:

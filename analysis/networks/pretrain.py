@@ -23,10 +23,13 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+
+from bench.models import variant_info
 
 from .data import NetworkData
 from .recipe import Schedule
@@ -89,23 +92,43 @@ def backbone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+def starting_weights(pretrain: Pretrain | None, names: Sequence[str], backbone_weights: str | None,
+                     data: NetworkData, schedule: Schedule, device: str, cache_dir: Path, progress: bool = True,
+                     say=print, only_cached: bool = False) -> dict[str, str | None]:
+    """{variant: the backbone checkpoint it starts from}, in the order of ``names``: ``backbone_weights`` where given,
+    else the shared backbone ``pretrain`` makes for its architecture (pretrained once where the store does not hold
+    it; ``only_cached``: a variant whose shared backbone the store does not hold is left out), else None (from
+    scratch)."""
+    if backbone_weights is not None or pretrain is None:
+        return dict.fromkeys(names, backbone_weights)
+    shared = shared_backbones(pretrain, names, data, schedule, device, cache_dir, progress, say, only_cached)
+    return {name: shared[variant_info(name).backbone] for name in names
+            if shared[variant_info(name).backbone] is not None}
+
+
+def shared_backbones(pretrain: Pretrain, names: Sequence[str], data: NetworkData, schedule: Schedule, device: str,
+                     cache_dir: Path, progress: bool = True, say=print,
+                     only_cached: bool = False) -> dict[str, str | None]:
+    """{backbone: the path of its shared pretrained checkpoint} for the backbones of ``names``, each pretrained
+    once where the store does not hold it (``only_cached``: None for those)."""
+    return {b: pretrained_backbone(pretrain, b, data, schedule, device, cache_dir, progress, say, only_cached)
+            for b in dict.fromkeys(variant_info(n).backbone for n in names)}
+
+
 def pretrained_backbone(pretrain: Pretrain, backbone: str, data: NetworkData, schedule: Schedule, device: str,
                         cache_dir: Path, progress: bool = True, say=print, only_cached: bool = False) -> str | None:
     """The path of the shared backbone checkpoint, pretraining it first where the weights store does not hold it
     (``only_cached``: never train; None where the store does not hold it)."""
-    from .train import is_cached, train_network
+    from .train import train_or_load
 
-    if pretrain.task == "classification":  # no decoder: the decoder init does not apply, the step limit does
-        schedule = pretrain.schedule(schedule)
+    schedule = pretrain.schedule(schedule)  # a classifier has no decoder: its init does not apply, its step limit does
+    if pretrain.task == "classification":
         return classification_backbone(pretrain, backbone, data, schedule, device, cache_dir, progress, say,
                                        only_cached)
-    schedule = pretrain.schedule(schedule)
-    if only_cached and not is_cached(f"rf_lw:{backbone}", data, schedule, pretrain.seed, device,
-                                     dict(pretrain.decoder), cache_dir):
+    net = train_or_load(f"rf_lw:{backbone}", data, schedule, pretrain.seed, device, dict(pretrain.decoder),
+                        Path(cache_dir), progress, say, None, only_cached)
+    if net is None:  # only_cached, and the store does not hold it
         return None
-
-    net = train_network(f"rf_lw:{backbone}", data, schedule, pretrain.seed, device, decoder=dict(pretrain.decoder),
-                        cache_dir=cache_dir, progress=progress, say=say)
     path = net.path / BACKBONE_FILE
     if not path.is_file():
         _write_whole(backbone_state(net.model), path)
@@ -130,12 +153,6 @@ class _Classifier(torch.nn.Module):
         return self.head(self.backbone(x)[-1].mean((-2, -1)))
 
 
-def crop_labels(masks: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(N, K-1) multi-label targets: which foreground classes (1..K-1) have a pixel in each mask (255 ignored)."""
-    labels = torch.arange(1, num_classes, device=masks.device).view(1, -1, 1, 1)
-    return (masks.unsqueeze(1) == labels).flatten(2).any(-1).float()
-
-
 def classification_backbone(pretrain: Pretrain, backbone: str, data: NetworkData, schedule: Schedule, device: str,
                             cache_dir: Path, progress: bool = True, say=print, only_cached: bool = False
                             ) -> str | None:
@@ -143,15 +160,11 @@ def classification_backbone(pretrain: Pretrain, backbone: str, data: NetworkData
     "classification"), from the weights store when it holds it (``only_cached``: never train; None if absent).
     Kept like a trained network (key, lock, whole write), with ``backbone.pt`` beside it."""
     import dataclasses
-    import time
-
-    from tqdm import tqdm
 
     from bench.environment import environment, torch_threads
 
-    from ..datasets.images import normalise
     from . import store
-    from .loop import TRAIN_THREADS, lr_factor, make_optimizer
+    from .loop import TRAIN_THREADS, fit_classifier, train_settings
 
     env = store.training_environment(device)
     recipe = {k: v for k, v in dataclasses.asdict(schedule).items()
@@ -176,44 +189,12 @@ def classification_backbone(pretrain: Pretrain, backbone: str, data: NetworkData
             return str(path)
         torch.manual_seed(pretrain.seed)
         model = _Classifier(backbone, data.num_classes - 1).to(device)
-        settings = schedule.train_settings(pretrain.seed)
-        g = torch.Generator().manual_seed(pretrain.seed)
-        start = time.perf_counter()
+        settings = train_settings(schedule, pretrain.seed)
         with torch_threads(TRAIN_THREADS if device == "cpu" else None):
-            opt = make_optimizer(model, settings)
-            warm = max(1, round(settings.warmup * settings.steps))
-            lr = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, settings.steps, warm,
-                                                                                settings.decay))
-            model.train()
-            for _ in tqdm(range(settings.steps), desc=f"pretraining {backbone} as a classifier", unit="step",
-                          disable=not progress, leave=False):
-                idx = torch.randint(len(data.train_images), (settings.batch_size,), generator=g)
-                x, y = data.train_images[idx], data.train_masks[idx]
-                if settings.crop:
-                    top = int(torch.randint(0, x.shape[-2] - settings.crop + 1, (1,), generator=g))
-                    left = int(torch.randint(0, x.shape[-1] - settings.crop + 1, (1,), generator=g))
-                    x = x[..., top : top + settings.crop, left : left + settings.crop]
-                    y = y[..., top : top + settings.crop, left : left + settings.crop]
-                flip = torch.rand(len(idx), generator=g) < 0.5
-                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-                logits = model(normalise(x.to(device)))
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                    logits, crop_labels(y.to(device), data.num_classes))
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad_norm)
-                opt.step()
-                lr.step()
-            model.eval()
-            with torch.no_grad():  # how well it learned: per-label accuracy on whole val images
-                predicted = torch.cat([model(normalise(data.val_images[i : i + 32].to(device))) > 0
-                                       for i in range(0, len(data.val_images), 32)])
-        truth = crop_labels(data.val_masks.to(device), data.num_classes) > 0.5
+            result = fit_classifier(model, data, settings, device, f"pretraining {backbone} as a classifier",
+                                    progress)
         record = {**identity, "key": key, "variant": f"classifier:{backbone}", "family": "classifier",
-                  "task": "classification", "steps": settings.steps, "seconds": time.perf_counter() - start,
-                  "val_label_accuracy": float((predicted == truth).float().mean()),
-                  "val_exact_match": float((predicted == truth).all(1).float().mean()),
-                  "final_loss": float(loss.detach()), "device": device, "environment": environment(device),
+                  "task": "classification", **result, "device": device, "environment": environment(device),
                   "complete": True}
         record = store.write(folder, model, record)
         _write_whole(model.backbone.body.state_dict(), path)

@@ -1,17 +1,17 @@
-"""The recipe: a network is trained to a plateau of its val mIoU or to a step limit; a time guard stops a stalled run.
+"""The recipe as data: how a network is trained (:class:`Schedule`), to a plateau of its val mIoU or to a step limit;
+a time guard stops a stalled run. The loop that follows it is :mod:`analysis.networks.loop`.
 
 The val mIoU is measured every ``eval_every`` steps; training stops at ``max_steps``, or earlier where, past
 ``plateau_from`` of the steps (never during the warm-up and the noisy rise), the last ``patience`` evaluations have
-not beaten the best one before them by more than ``min_delta`` (see :func:`plateaued`). A run that reaches its step
-limit ends by the step limit, whatever its curve did. The weights kept are those of the best evaluation.
-``budget_min`` is a guard, not a stopping rule: a run it stops (``stop_reason: "budget"``) depends on the
+not beaten the best one before them by more than ``min_delta`` (:func:`analysis.networks.loop.plateaued`). A run
+that reaches its step limit ends by the step limit, whatever its curve did. The weights kept are those of the best
+evaluation. ``budget_min`` is a guard, not a stopping rule: a run it stops (``stop_reason: "budget"``) depends on the
 machine's speed and load, so it is incomplete, never cached and never compared
 (:class:`analysis.networks.train.IncompleteTraining`); it is not part of the cache key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench import validation
@@ -20,25 +20,6 @@ from bench.errors import UsageError
 STOP_REASONS = ("plateau", "max_steps", "budget", "diverged")
 DECAYS = ("constant", "cosine")
 OPTIMIZERS = ("sgd", "adamw")
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """The per-step settings of :func:`analysis.networks.loop.train_segmenter` (a :class:`Schedule` makes them)."""
-
-    steps: int = 200
-    batch_size: int = 8
-    crop: int | None = 64  # random square crops (None: whole images); the network is fully convolutional
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    clip_grad_norm: float = 1.0  # the original RefineNet (no BatchNorm in the decoder) diverges without it
-    warmup: float = 0.1  # fraction of the steps with a linear learning-rate warm-up
-    seed: int = 0
-    decay: str = "constant"  # after the warm-up: "constant", or "cosine" to zero at the last step
-    optimizer: str = "sgd"  # "sgd" (Nesterov momentum) or "adamw"
-    momentum: float = 0.9  # SGD only
-    freeze_bn: bool = False  # BatchNorm layers keep their running statistics (eval mode); their affine maps train
-    label_noise: float = 0.0  # the share of training (image, class) regions given another class (a harm control)
 
 
 @dataclass(frozen=True)
@@ -91,19 +72,3 @@ class Schedule:
         validation.number("label_noise", self.label_noise, minimum=0, maximum=1)
         if self.crop is not None:
             validation.integer("crop", self.crop, minimum=validation.MIN_SIDE, maximum=self.size)
-
-    def train_settings(self, seed: int) -> TrainSettings:
-        """The per-step settings of :func:`analysis.networks.loop.train_segmenter` (up to max_steps)."""
-        return TrainSettings(steps=self.max_steps, batch_size=self.batch_size, crop=self.crop, lr=self.lr,
-                             weight_decay=self.weight_decay, clip_grad_norm=self.clip_grad_norm,
-                             warmup=self.warmup_steps / self.max_steps, seed=seed, decay=self.decay,
-                             optimizer=self.optimizer, momentum=self.momentum, freeze_bn=self.freeze_bn,
-                             label_noise=self.label_noise)
-
-
-def plateaued(scores: Sequence[float], patience: int, min_delta: float) -> bool:
-    """True when none of the last ``patience`` scores beats the best score before them by more than
-    ``min_delta``; False while there are not yet more than ``patience`` scores."""
-    if len(scores) <= patience:
-        return False
-    return not max(scores[-patience:]) > max(scores[:-patience]) + min_delta

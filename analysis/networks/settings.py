@@ -1,4 +1,4 @@
-"""Named settings of the embedded default, and a trained set (:func:`trained_set`).
+"""Named settings of the embedded default: what a trained set (:func:`analysis.networks.sets.trained_set`) trains.
 
 A setting is data: one TOML file per named setting in ``named_settings/`` (``cpu``: the CPU bench budget;
 ``gpu``: the families' own widths at 256 px on a CUDA GPU), read and checked by :func:`load_setting` like an
@@ -8,8 +8,6 @@ with what it measured, is in README.md ("How the named settings were chosen"), n
 
 from __future__ import annotations
 
-import os
-import sys
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,17 +15,14 @@ from pathlib import Path
 
 from bench import validation
 from bench.errors import DataError, MissingFileError, UsageError, UsageTypeError
-from bench.models import register_again, variant_info
-from bench.models.checkpoints import state_dict_file
+from bench.models import variant_info
 from bench.models.decoder import changeable_fields
 
 from ..datasets.synthetic import SyntheticSpec
 from . import train as train_module
-from .data import load_data
 from .pretrain import TASKS as PRETRAIN_TASKS
-from .pretrain import Pretrain, pretrained_backbone
+from .pretrain import Pretrain
 from .recipe import Schedule
-from .train import IncompleteTraining, TrainedNetwork, cache_entry, is_cached, train_network
 
 SET_VERSION = 5
 """The version of the named settings' data and starting point (not of the training code, so not in the cache key:
@@ -215,207 +210,3 @@ def seed_list(seeds: int | Sequence[int] | None, default: int, say: Callable[[st
         twice = sorted({s for s in chosen if chosen.count(s) > 1})
         say(f"  note: seed(s) {', '.join(map(str, twice))} given more than once; each is trained once")
     return unique
-
-
-def trained_set(
-    setting: str | NetworkSetting = "cpu",
-    variants: str | Sequence[str] | None = None,
-    seeds: int | Sequence[int] | None = None,
-    data: SyntheticSpec | str | Path | None = None,
-    device: str | None = None,
-    num_classes: int | None = None,
-    schedule: Schedule | None = None,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-    say: Callable[[str], None] | None = print,
-    workers: int | None = None,
-    backbone_weights: str | Path | None = None,
-    only_cached: bool = False,
-) -> list[TrainedNetwork]:
-    """Every (variant, seed) network of a setting, trained where the cache does not hold it yet (``only_cached``:
-    train nothing and return the networks the store holds, in the same order, possibly none).
-
-    ``variants``: default the setting's three families on its backbone; a string is one name. The setting's
-    decoder changes apply to every variant *under* the variant's own changes (a registered variant's own widths
-    are kept, and the record and a note say so: :func:`analysis.networks.train.decoder_layers`). ``seeds``: a count
-    (0..N-1) or the seeds themselves (non-empty; repeats trained once). ``backbone_weights``: a backbone checkpoint
-    every variant starts from; None: the setting's shared pretrained backbone where it has one
-    (:mod:`analysis.networks.pretrain`, one per backbone architecture, itself trained once and cached), else from
-    scratch. ``data``: a VOC-layout folder instead of
-    the setting's generated data (read once for all networks). Names that resolve to one architecture share one
-    cached network (trained once). ``workers``: on a CPU, networks not yet cached are trained this many at a time,
-    each in its own process (None: one per core, at most one per network; 1: in this process). Every CPU training
-    runs on one thread (``train.TRAIN_THREADS``: the weights do not depend on the machine's core count), so the
-    cores are used by training several networks at once.
-
-    A network the time guard stopped raises :class:`~analysis.networks.train.IncompleteTraining` once every other
-    network is trained and cached (the incomplete ones are not).
-    """
-    chosen = network_setting(setting)
-    names = variant_list(variants, chosen.variants(), say)
-    seed_values = seed_list(seeds, chosen.seeds, say)
-    run_schedule = schedule or chosen.schedule
-    if not isinstance(run_schedule, Schedule):
-        raise UsageTypeError(f"schedule must be a Schedule, got {type(run_schedule).__name__}")
-    run_schedule.validate()
-    device = validation.available_device("device", device or chosen.device)
-    backbone_weights = state_dict_file("backbone checkpoint", backbone_weights or chosen.backbone_weights)
-    loaded = load_data(chosen.data if data is None else data, run_schedule.size, num_classes, progress=say,
-                       cache=None if cache_dir is None else Path(cache_dir) / "synthetic-voc")  # under --cache too
-    cache_dir = Path(cache_dir or train_module.CACHE)  # resolved here: spawned workers must write where we read
-    weights = {name: backbone_weights for name in names}  # each variant's starting backbone
-    if backbone_weights is None and chosen.pretrain is not None:  # one shared backbone per backbone architecture
-        shared = shared_backbones(chosen, names, loaded, run_schedule, device, cache_dir, progress, say, only_cached)
-        names = [n for n in names if shared[variant_info(n).backbone] is not None]  # only_cached: none pretrained
-        weights = {name: shared[variant_info(name).backbone] for name in names}
-    if only_cached:
-        return [train_network(name, loaded, run_schedule, seed, device, decoder=chosen.decoder, cache_dir=cache_dir,
-                              progress=False, say=None, backbone_weights=weights[name])
-                for seed in seed_values for name in names
-                if is_cached(name, loaded, run_schedule, seed, device, chosen.decoder, cache_dir, weights[name])]
-    if say:
-        n = len(names) * len(seed_values)
-        say(f"  {n} network{'s' if n != 1 else ''} ({chosen.name} setting) on {loaded.describe()}")
-    jobs = [(name, seed) for seed in seed_values for name in names]
-    entries = {job: cache_entry(job[0], loaded, run_schedule, job[1], device, chosen.decoder, cache_dir,
-                                weights[job[0]]) for job in jobs}
-    first: dict[Path, tuple[str, int]] = {}  # one job per network: names of one architecture share it
-    for job in jobs:
-        first.setdefault(entries[job], job)
-    in_processes: set[Path] = set()  # the entries the worker processes trained themselves
-    incomplete: list[dict] = []
-    if device == "cpu":
-        todo = [job for entry, job in first.items()
-                if not is_cached(job[0], loaded, run_schedule, job[1], device, chosen.decoder, cache_dir,
-                                 weights[job[0]])]
-        cores = os.cpu_count() or 1
-        count = min(len(todo), cores) if workers is None else validation.integer("workers", workers, minimum=1)
-        if count > 1 and len(todo) > 1:
-            incomplete, trained_here = _train_in_processes(todo, loaded, run_schedule, device, chosen.decoder,
-                                                           cache_dir, min(count, len(todo)), progress, say, weights)
-            in_processes = {entries[job] for job in trained_here}
-    stopped = {(r["variant"], r["seed"]) for r in incomplete}
-    nets: list[TrainedNetwork] = []
-    seen: set[Path] = set()
-    for name, seed in jobs:
-        entry = entries[(name, seed)]
-        if first[entry] in stopped:
-            continue
-        try:
-            net = train_network(name, loaded, run_schedule, seed, device, decoder=chosen.decoder,
-                                cache_dir=cache_dir, progress=progress, say=say, backbone_weights=weights[name])
-        except IncompleteTraining as err:
-            incomplete += err.records
-            stopped.add((name, seed))
-            continue
-        if entry in in_processes and entry not in seen:
-            net.cached = False  # trained by this call's worker process, loaded here from what it wrote
-        seen.add(entry)
-        nets.append(net)
-    if incomplete:
-        raise IncompleteTraining(train_module.incomplete_message(incomplete), incomplete)
-    return nets
-
-
-def shared_backbones(setting: NetworkSetting, names: Sequence[str], data, schedule: Schedule, device: str,
-                     cache_dir: Path, progress: bool = True, say: Callable[[str], None] | None = print,
-                     only_cached: bool = False) -> dict[str, str | None]:
-    """{backbone: the path of its shared pretrained checkpoint} for the backbones of ``names``, each pretrained
-    once where the store does not hold it (``only_cached``: None for those)."""
-    return {b: pretrained_backbone(setting.pretrain, b, data, schedule, device, cache_dir, progress, say, only_cached)
-            for b in dict.fromkeys(variant_info(n).backbone for n in names)}
-
-
-def _pretrain_job(setting: NetworkSetting, cache_dir: Path) -> None:
-    """A spawned process: the setting's data generated and its shared backbones pretrained (quietly)."""
-    data = load_data(setting.data, setting.schedule.size, progress=None)
-    shared_backbones(setting, setting.variants(), data, setting.schedule, setting.device, cache_dir, progress=False,
-                     say=None)
-
-
-def pretrain_in_background(setting: str | NetworkSetting = "cpu", cache_dir: str | Path | None = None):
-    """Start the setting's shared backbone pretraining in a spawned process and return it (a
-    ``multiprocessing.Process``; None where the setting has no shared backbone or trains on a GPU).
-
-    A CPU training runs on one thread, so while the backbone pretrains the other cores can do work that does not
-    need it (the bench counts shapes meanwhile). Nothing else changes: the process trains the same store entry with
-    the same code, and the entry's lock makes a later :func:`trained_set` wait for it rather than train it twice (or,
-    where it has not taken the lock yet, train it itself while the process waits and then reuses it)."""
-    import multiprocessing
-
-    chosen = network_setting(setting)
-    if chosen.pretrain is None or chosen.device != "cpu":
-        return None
-    cache_dir = Path(cache_dir or train_module.CACHE)
-    process = multiprocessing.get_context("spawn").Process(target=_pretrain_job, args=(chosen, cache_dir),
-                                                           name="pretrain-shared-backbone")
-    process.start()
-    return process
-
-
-def _train_one(job: tuple) -> tuple[list[str], dict | None, bool]:
-    """A worker process: train (or find cached) one network (on ``train.TRAIN_THREADS`` threads). Its notes (why
-    it retrains, a wait for another process) and result line, the record of an incomplete run (or None), and whether
-    this process trained it (False: another process had, and it was loaded)."""
-    name, seed, data, schedule, device, decoder, cache_dir, progress, registration, backbone_weights = job
-    register_again(registration)  # a spawned process knows only the built-in names until it registers the caller's
-    notes: list[str] = []
-    # each worker's own tqdm bar on the shared stderr (they take turns on the last line of a terminal)
-    try:
-        net = train_network(name, data, schedule, seed, device, decoder=decoder, cache_dir=cache_dir,
-                            progress=progress, say=notes.append, backbone_weights=backbone_weights)
-    except IncompleteTraining as err:
-        return notes, err.records[0], False
-    r = net.record
-    return notes + [f"  {name} seed {seed}: own val mIoU {100 * r['val_miou']:.1f}% after {r['steps']} steps "
-                    f"({r['stop_reason']}, {r['seconds']:.0f} s)"], None, not net.cached
-
-
-def _train_in_processes(todo, data, schedule, device, decoder, cache_dir, count, progress, say,
-                        weights: dict | None = None) -> tuple[list[dict], set[tuple[str, int]]]:
-    """Train ``todo`` [(name, seed)] in ``count`` spawned processes (the cache is written whole by each, so the
-    caller then loads every network from it). In the given order: put the slowest first. The records of the runs
-    that did not complete (nothing cached for them), and the (name, seed) the workers trained themselves."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from tqdm import tqdm
-
-    if say:
-        say(f"  training {len(todo)} networks in {count} processes at once, {train_module.TRAIN_THREADS} thread(s) "
-            "each")
-
-    jobs = [(n, s, data, schedule, device, decoder, cache_dir, progress, variant_info(n).registration(),
-             (weights or {}).get(n))
-            for n, s in todo]
-    incomplete, trained = [], set()
-    with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_train_one, job): (job[0], job[1]) for job in jobs}
-        try:
-            with tqdm(total=len(futures), desc="networks trained", unit="net", file=sys.stderr,
-                      disable=not progress) as bar:
-                for future in as_completed(futures):
-                    lines, stopped, here = future.result()
-                    bar.update(1)
-                    if stopped is not None:
-                        incomplete.append(stopped)
-                    if here:
-                        trained.add(futures[future])
-                    if say:
-                        for line in lines:
-                            say(line)
-        except BaseException:  # an interrupt (or SIGTERM, raised as one): stop every worker now, not after its run
-            stop_workers(pool)
-            raise
-    return incomplete, trained
-
-
-def stop_workers(pool) -> None:
-    """Cancel what a process pool has not started and terminate the workers it runs (each network's store entry is
-    written whole or not at all, so nothing half-written stays)."""
-    for future in list(getattr(pool, "_pending_work_items", {}).values()):
-        future.future.cancel()
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        if process.is_alive():
-            process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)

@@ -69,7 +69,7 @@ def spec_runs(spec: AblationSpec, names: Sequence[str] | None = None, setting="c
     not hold it (``only_cached``: nothing trained, only the held networks; possibly no rows). Names of one
     architecture share one network and so one mIoU. ``recipe``: further ``trained_set`` keywords (schedule, data,
     device, num_classes, backbone_weights)."""
-    from .settings import trained_set
+    from .sets import trained_set
 
     hashes = {v.name: v.hash for v in spec.variants}
     wanted = list(names) if names is not None else list(hashes)

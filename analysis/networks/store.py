@@ -134,6 +134,14 @@ def write(folder: Path, model: nn.Module, record: dict) -> dict:
 PARTIAL = ".partial"
 
 
+def load(model: nn.Module, folder: Path, record: dict, variant: str, device: str) -> tuple[nn.Module, dict, str]:
+    """``model`` with the weights kept in ``folder`` (a valid entry, whose record :func:`valid_cached` gave), on
+    ``device``, in eval mode; the record as seen under the name asked for (:func:`as_named`); and a note where that
+    name is not the one it was trained under (:func:`alias_note`; '' where it is)."""
+    model.load_state_dict(torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True))
+    return model.to(device).eval(), as_named(record, variant), alias_note(variant, record)
+
+
 def partial_path(folder: Path) -> Path:
     """Where the progress of a run the time guard stopped is kept (beside the store's entries, never one of them)."""
     return folder.parent / PARTIAL / f"{folder.name}.pt"

@@ -7,14 +7,15 @@ The time guard (``Schedule.budget_min``) is a guard, not a stopping rule: a run 
 (``record["complete"]`` is False); it is never written to the store and :func:`train_network` raises
 :class:`IncompleteTraining`.
 
-``CACHE`` is the store's default folder (read at call time: the tests point it elsewhere). The names this module
-had before the split (``evaluate``, ``TRAINING_VERSION``, ``IDENTITY``, ``TRAIN_THREADS``, ...) still import from it.
+``CACHE`` is the store's default folder (read at call time: the tests point it elsewhere).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,37 +27,17 @@ from torch import nn
 from bench import validation
 from bench.environment import environment, torch_threads
 from bench.errors import DataError, UsageError, UsageTypeError
-from bench.models import variant_info
+from bench.models import register_again, variant_info
 from bench.models.checkpoints import state_dict_file
 from bench.records import finite
 
 from ..datasets.synthetic import SyntheticSpec
 from . import loop, store
 from .data import NetworkData, load_data
-from .evaluation import evaluate, held_out
+from .evaluation import held_out
 from .loop import TRAIN_THREADS
 from .recipe import Schedule
-from .store import (
-    CHECKPOINT,
-    IDENTITY,
-    LOCKS,
-    NOT_IN_KEY,
-    RECORD,
-    TRAINING_METHOD,
-    TRAINING_VERSION,
-    checkpoint_decoder,
-    decoder_layers,
-    entry_lock,
-    lock_path,
-    record_beside,
-    training_environment,
-)
-
-__all__ = ["CACHE", "CHECKPOINT", "IDENTITY", "LOCKS", "MAX_SEED", "NOT_IN_KEY", "RECORD", "TRAINING_METHOD",
-           "TRAINING_VERSION", "TRAIN_THREADS", "IncompleteTraining", "TrainedNetwork", "cache_entry",
-           "checkpoint_decoder", "decoder_layers", "entry_lock",
-           "evaluate", "incomplete_message", "is_cached", "lock_path", "record_beside", "train_network",
-           "training_environment"]
+from .store import entry_lock, lock_path
 
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / "networks"
 
@@ -155,20 +136,36 @@ def train_network(
         data = load_data(data, schedule.size, num_classes)
     elif data.size != schedule.size:
         raise UsageError(f"the data were loaded at {data.size}px but the schedule trains at {schedule.size}px")
+    if num_classes is not None and num_classes != data.num_classes:
+        raise UsageError(f"num_classes={num_classes} but the data have K = {data.num_classes} ({data.class_source})")
+    return train_or_load(variant, data, schedule, seed, device, decoder, _cache(cache_dir), progress, say,
+                         backbone_weights)
+
+
+def train_or_load(variant: str, data: NetworkData, schedule: Schedule, seed: int, device: str, decoder: dict | None,
+                  cache_dir: Path, progress: bool, say: Callable[[str], None] | None,
+                  backbone_weights: str | None, only_cached: bool = False) -> TrainedNetwork | None:
+    """:func:`train_network` on arguments already checked (a variant name, a checked schedule, the data loaded at
+    its size, an available device, an existing backbone file): what a trained set, its worker processes and the
+    shared backbone's pretraining call once their request is checked as a whole. ``only_cached``: None where the
+    store does not hold the network (nothing is trained)."""
     if len(data.train_images) < 2 and not schedule.freeze_bn:
         raise DataError(f"the train split holds {len(data.train_images)} image: a batch of one has one value per "
                         "channel at the backbone's coarsest stage, where BatchNorm needs two; give at least 2 training "
                         "images")
-    if num_classes is not None and num_classes != data.num_classes:
-        raise UsageError(f"num_classes={num_classes} but the data have K = {data.num_classes} ({data.class_source})")
-    model, identity, key, folder, layers = store.identity(variant, data, schedule, seed, device, decoder,
-                                                          _cache(cache_dir), backbone_weights)
+    model, identity, key, folder, layers = store.identity(variant, data, schedule, seed, device, decoder, cache_dir,
+                                                          backbone_weights)
     label = f"{variant} seed {seed}"
     if say and layers["kept_over_setting"]:
-        say(f"  {label}: {kept_over_setting_note(variant, decoder)}")
+        say(f"  {label}: {kept_over_setting_note(layers)}")
     record, why = store.valid_cached(folder, identity)
+    if record is None and only_cached:
+        return None
     if record is not None:
-        return _loaded(model, folder, record, variant, device, store.alias_note(variant, record), say, label, data)
+        model, named, alias = store.load(model, folder, record, variant, device)
+        if say and alias:
+            say(f"  {label}: {alias}")
+        return TrainedNetwork(model, named, True, folder, alias, data)
 
     def waiting() -> None:
         if say:
@@ -178,15 +175,17 @@ def train_network(
         if waited:  # the other holder has probably written it: reuse, never train it twice
             record, why_now = store.valid_cached(folder, identity)
             if record is not None:
-                note = "trained by another process while this one waited; its network is reused"
-                alias = store.alias_note(variant, record)
-                return _loaded(model, folder, record, variant, device, note + (f"; {alias}" if alias else ""), say,
-                               label, data)
+                model, named, alias = store.load(model, folder, record, variant, device)
+                note = "trained by another process while this one waited; its network is reused" + (
+                    f"; {alias}" if alias else "")
+                if say:
+                    say(f"  {label}: {note}")
+                return TrainedNetwork(model, named, True, folder, note, data)
             why = why_now
+        resume = store.read_partial(folder)
         note = "" if why == "not cached" else f"retrained: {why}"
         if say and note:
             say(f"  {label}: {note}")
-        resume = store.read_partial(folder)
         if say and resume is not None:
             say(f"  {label}: continues a run the time guard stopped at step {resume['train']['step']}")
         with torch_threads(TRAIN_THREADS if device == "cpu" else None):
@@ -225,39 +224,142 @@ def incomplete_message(records: list[dict]) -> str:
     return " | ".join(lines)
 
 
-def _loaded(model: nn.Module, folder: Path, record: dict, variant: str, device: str, note: str,
-            say: Callable[[str], None] | None, label: str, data: NetworkData) -> TrainedNetwork:
-    model.load_state_dict(torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True))
-    if say and note:
-        say(f"  {label}: {note}")
-    return TrainedNetwork(model.to(device).eval(), store.as_named(record, variant), True, folder, note, data)
-
-
 MAX_SEED = 2**63 - 1
 """The largest seed torch takes."""
 
 
-def kept_over_setting_note(variant: str, decoder: dict | None) -> str:
-    """Which of the variant's own decoder changes are kept over the setting's (``decoder``), in words; '' where
-    none differ (see :func:`analysis.networks.store.decoder_layers`)."""
-    kept = store.decoder_layers(variant, decoder)[1]["kept_over_setting"]
+def kept_over_setting_note(layers: dict) -> str:
+    """Which of the variant's own decoder changes are kept over the setting's, in words, from
+    :func:`analysis.networks.store.decoder_layers`'s record of them; '' where none differ."""
+    kept = layers["kept_over_setting"]
     if not kept:
         return ""
     return "its own decoder changes kept over the setting's: " + ", ".join(
         f"{k}={v['variant']} (setting: {v['setting']})" for k, v in kept.items())
 
 
-def is_cached(variant: str, data: NetworkData, schedule: Schedule, seed: int = 0, device: str = "cpu",
-              decoder: dict | None = None, cache_dir: str | Path | None = None,
-              backbone_weights: str | Path | None = None) -> bool:
-    """Whether :func:`train_network` would load this network instead of training it."""
+def lookup(variant: str, data: NetworkData, schedule: Schedule, seed: int = 0, device: str = "cpu",
+           decoder: dict | None = None, cache_dir: str | Path | None = None,
+           backbone_weights: str | Path | None = None) -> tuple[Path, bool]:
+    """This network's folder in the weights store (shared by every name of the same architecture), and whether
+    :func:`train_network` would load it from there instead of training it."""
     _, identity, _, folder, _ = store.identity(variant, data, schedule, seed, device, decoder, _cache(cache_dir),
                                                backbone_weights)
-    return store.valid_cached(folder, identity)[0] is not None
+    return folder, store.valid_cached(folder, identity)[0] is not None
 
 
-def cache_entry(variant: str, data: NetworkData, schedule: Schedule, seed: int = 0, device: str = "cpu",
-                decoder: dict | None = None, cache_dir: str | Path | None = None,
-                backbone_weights: str | Path | None = None) -> Path:
-    """The cache folder of this network (shared by every name of the same architecture)."""
-    return store.identity(variant, data, schedule, seed, device, decoder, _cache(cache_dir), backbone_weights)[3]
+def train_all(jobs: list[tuple[str, int]], data: NetworkData, schedule: Schedule, device: str, decoder: dict | None,
+              cache_dir: Path, weights: dict[str, str | None], workers: int | None, progress: bool,
+              say: Callable[[str], None] | None, only_cached: bool = False) -> list[TrainedNetwork]:
+    """Every (variant, seed) network of ``jobs`` in their order, on arguments already checked
+    (:func:`analysis.networks.sets.trained_set` checks them), each starting from ``weights[variant]`` (a variant
+    ``weights`` leaves out has no starting backbone yet and is not returned): loaded where the store holds it, else
+    trained and kept. Names of one architecture share one network, trained once. On a CPU the networks not yet held
+    train ``workers`` at a time (None: one per core), each in its own process (:func:`train_in_processes`).
+    ``only_cached``: train nothing; the networks the store holds (possibly none).
+
+    A network the time guard stopped raises :class:`IncompleteTraining` once every other network is trained and
+    kept (the incomplete ones are not)."""
+    found = {job: lookup(job[0], data, schedule, job[1], device, decoder, cache_dir, weights[job[0]])
+             if job[0] in weights else (None, False) for job in jobs}  # (store folder, held)
+    if only_cached:
+        jobs, progress, say = [job for job in jobs if found[job][1]], False, None
+    first: dict[Path, tuple[str, int]] = {}  # one job per network: names of one architecture share it
+    for job in jobs:
+        first.setdefault(found[job][0], job)
+    todo = [job for job in first.values() if not found[job][1]]
+    count = min(len(todo), os.cpu_count() or 1) if workers is None else min(workers, len(todo))
+    incomplete: list[dict] = []
+    in_processes: set[Path] = set()  # the entries the worker processes trained themselves
+    if device == "cpu" and count > 1:
+        incomplete, trained_here = train_in_processes(todo, data, schedule, device, decoder, cache_dir, count,
+                                                      progress, say, weights)
+        in_processes = {found[job][0] for job in trained_here}
+    stopped = {(r["variant"], r["seed"]) for r in incomplete}
+    nets: list[TrainedNetwork] = []
+    seen: set[Path] = set()
+    for name, seed in jobs:
+        entry = found[(name, seed)][0]
+        if first[entry] in stopped:
+            continue
+        try:
+            net = train_or_load(name, data, schedule, seed, device, decoder, cache_dir, progress, say, weights[name])
+        except IncompleteTraining as err:
+            incomplete += err.records
+            stopped.add((name, seed))
+            continue
+        if entry in in_processes and entry not in seen:
+            net.cached = False  # trained by this call's worker process, loaded here from what it wrote
+        seen.add(entry)
+        nets.append(net)
+    if incomplete:
+        raise IncompleteTraining(incomplete_message(incomplete), incomplete)
+    return nets
+
+
+def _train_one(job: tuple) -> tuple[list[str], dict | None, bool]:
+    """A worker process: train (or find cached) one network (on ``train.TRAIN_THREADS`` threads). Its notes (why
+    it retrains, a wait for another process) and result line, the record of an incomplete run (or None), and whether
+    this process trained it (False: another process had, and it was loaded)."""
+    name, seed, data, schedule, device, decoder, cache_dir, progress, registration, backbone_weights = job
+    register_again(registration)  # a spawned process knows only the built-in names until it registers the caller's
+    notes: list[str] = []
+    # each worker's own tqdm bar on the shared stderr (they take turns on the last line of a terminal)
+    try:
+        net = train_or_load(name, data, schedule, seed, device, decoder, cache_dir, progress, notes.append,
+                            backbone_weights)
+    except IncompleteTraining as err:
+        return notes, err.records[0], False
+    r = net.record
+    return notes + [f"  {name} seed {seed}: own val mIoU {100 * r['val_miou']:.1f}% after {r['steps']} steps "
+                    f"({r['stop_reason']}, {r['seconds']:.0f} s)"], None, not net.cached
+
+
+def train_in_processes(todo, data, schedule, device, decoder, cache_dir, count, progress, say,
+                        weights: dict | None = None) -> tuple[list[dict], set[tuple[str, int]]]:
+    """Train ``todo`` [(name, seed)] in ``count`` spawned processes (the cache is written whole by each, so the
+    caller then loads every network from it). In the given order: put the slowest first. The records of the runs
+    that did not complete (nothing cached for them), and the (name, seed) the workers trained themselves."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm import tqdm
+
+    if say:
+        say(f"  training {len(todo)} networks in {count} processes at once, {TRAIN_THREADS} thread(s) "
+            "each")
+
+    jobs = [(n, s, data, schedule, device, decoder, cache_dir, progress, variant_info(n).registration(),
+             (weights or {}).get(n))
+            for n, s in todo]
+    incomplete, trained = [], set()
+    with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_one, job): (job[0], job[1]) for job in jobs}
+        try:
+            with tqdm(total=len(futures), desc="networks trained", unit="net", file=sys.stderr,
+                      disable=not progress) as bar:
+                for future in as_completed(futures):
+                    lines, stopped, here = future.result()
+                    bar.update(1)
+                    if stopped is not None:
+                        incomplete.append(stopped)
+                    if here:
+                        trained.add(futures[future])
+                    if say:
+                        for line in lines:
+                            say(line)
+        except BaseException:  # an interrupt (or SIGTERM, raised as one): stop every worker now, not after its run
+            stop_workers(pool)
+            raise
+    return incomplete, trained
+
+
+def stop_workers(pool) -> None:
+    """Cancel what a process pool has not started and terminate the workers it runs (each network's store entry is
+    written whole or not at all, so nothing half-written stays)."""
+    for future in list(getattr(pool, "_pending_work_items", {}).values()):
+        future.future.cancel()
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)

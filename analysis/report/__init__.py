@@ -158,7 +158,7 @@ TIMED = ("timing", "ablation")
 SHAPE_ONLY = ("complexity", "zoo")
 """Sections that only count shapes (their numbers do not depend on the machine's load): where the run also trains the
 set, the set's shared backbone pretrains on one core in the background while they run (one thread, as every CPU
-training, so the same weights; :func:`analysis.networks.settings.pretrain_in_background`)."""
+training, so the same weights; :func:`analysis.networks.sets.pretrain_in_background`)."""
 
 
 def _pretrain_ahead(names: list[str], name: str, seeds: int | None, device: str):
@@ -166,7 +166,7 @@ def _pretrain_ahead(names: list[str], name: str, seeds: int | None, device: str)
     trains the set; None otherwise."""
     if seeds is not None or device != "cpu" or name not in SHAPE_ONLY or "networks" not in names:
         return None
-    from ..networks.settings import pretrain_in_background
+    from ..networks.sets import pretrain_in_background
     from .networks import default_setting
 
     process = pretrain_in_background(default_setting())
@@ -251,7 +251,7 @@ def _run_section(name: str, i: int, count: int, out: Path, device: str, seeds: i
     entry = {"section": name, "title": name, "environment": environment(device), "verdict_version": VERDICT_VERSION}
     if name in TRAINED:
         from ..networks.settings import SET_VERSION
-        from ..networks.train import TRAINING_VERSION
+        from ..networks.store import TRAINING_VERSION
         from ..protocol import PROTOCOL
 
         entry["training_version"] = TRAINING_VERSION

@@ -33,7 +33,7 @@ def superseded(entry: dict) -> str:
     (``TRAINED``) whose networks came from an earlier training version (entries before versions were recorded
     count as earlier), or any section whose verdicts earlier rules decided (``analysis.verdicts.VERDICT_VERSION``).
     Kept, as every per-device result is, until that machine reruns it."""
-    from ..networks.train import TRAINING_METHOD, TRAINING_VERSION
+    from ..networks.store import TRAINING_METHOD, TRAINING_VERSION
     from ..protocol import PROTOCOL
     from . import SECTIONS, SEEDED, TRAINED
 

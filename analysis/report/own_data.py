@@ -153,13 +153,13 @@ def step_seconds(run: DataRun, variant: str, decoder: dict) -> float:
     from bench.models import create_model
 
     from ..datasets.images import normalise
-    from ..networks.loop import TRAIN_THREADS, train_segmenter
+    from ..networks.loop import TRAIN_THREADS, train_segmenter, train_settings
     from ..networks.store import decoder_layers
 
     s = run.setting
     changes, _ = decoder_layers(variant, {**(s.decoder or {}), **decoder})
     model = create_model(variant, num_classes=run.data.num_classes, decoder=changes or None)
-    settings = replace(s.schedule.train_settings(0), steps=TIMED_STEPS + 1)
+    settings = replace(train_settings(s.schedule, 0), steps=TIMED_STEPS + 1)
     marks: list[float] = []
     with torch_threads(TRAIN_THREADS if s.device == "cpu" else None):
         train_segmenter(model, run.data.train_images, run.data.train_masks, normalise, settings, progress=None,
@@ -169,20 +169,21 @@ def step_seconds(run: DataRun, variant: str, decoder: dict) -> float:
 
 def plan(run: DataRun, measure: bool = True) -> dict:
     """What the run needs, what the store holds, and the estimated time (seconds; NaN unmeasured)."""
-    from ..networks.settings import shared_backbones
-    from ..networks.train import CACHE, is_cached
+    from ..networks.pretrain import shared_backbones
+    from ..networks.train import CACHE, lookup
 
     s = run.setting
     backbone = (run.backbone_weights or
-                (shared_backbones(s, s.variants()[:1], run.data, s.schedule, s.device, Path(CACHE), progress=False,
-                                  say=None, only_cached=True).get(s.backbone) if s.pretrain is not None else None))
+                (shared_backbones(s.pretrain, s.variants()[:1], run.data, s.schedule, s.device, Path(CACHE),
+                                  progress=False, say=None, only_cached=True).get(s.backbone)
+                 if s.pretrain is not None else None))
     rows, costs = [], {}
     for need in needs(run):
         schedule = replace(s.schedule, **need.schedule)
         held = 0
         if need.pretrain == "setting" and (backbone is not None or s.pretrain is None):
-            held = sum(is_cached(need.variant, run.data, schedule, seed, s.device,
-                                 {**(s.decoder or {}), **need.decoder}, None, backbone) for seed in need.seeds)
+            held = sum(lookup(need.variant, run.data, schedule, seed, s.device, {**(s.decoder or {}), **need.decoder},
+                              None, backbone)[1] for seed in need.seeds)
         key = (need.variant, json.dumps(need.decoder, sort_keys=True))
         if measure and key not in costs:
             costs[key] = step_seconds(run, need.variant, need.decoder)
@@ -244,7 +245,7 @@ def run(data_run: DataRun, say: Callable[[str], None] = print) -> dict[str, str]
                  "verdict_version": VERDICT_VERSION, "protocol": {"version": PROTOCOL.version,
                                                                   "sha256": PROTOCOL.sha256}}
         from ..networks.settings import SET_VERSION
-        from ..networks.train import TRAINING_VERSION
+        from ..networks.store import TRAINING_VERSION
 
         entry.update(training_version=TRAINING_VERSION, set_version=SET_VERSION)
         section = _section(name, data_run)
