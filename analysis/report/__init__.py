@@ -136,7 +136,8 @@ SEEDED: dict[str, Callable[[Path, int], Section]] = {"networks": _networks_seeds
                                                      "multiverse": _multiverse_seeds}
 """Sections that take ``--seeds N``: the setting's set trained N times per family (seeds 0..N-1, the first ones
 shared with the default run through the cache), in their own folders (``<section>/<device>-N-seeds``), so the
-one-seed default run is never replaced; the scorecard shows the run on the most seeds (its rank). ``path-accuracy``
+one-seed default run is never replaced; the scorecard shows the run on the most seeds (its rank), and a benefit
+claim's verdict over the recipes before any one recipe's (``multiverse.OVER_RECIPES_RANK``). ``path-accuracy``
 (the paper path's variants trained, :mod:`analysis.report.path_accuracy`) and ``multiverse`` (every claim under every
 recipe of the protocol, :mod:`analysis.report.multiverse`) run only with ``--seeds``: they are decided over seeds, and
 one seed of them does not fit the default run's budget."""

@@ -32,6 +32,10 @@ from .files import Artifact, ScoreRow, Section, save_figure, save_table
 
 FOLDER = "multiverse"
 BASE = "base"
+OVER_RECIPES_RANK = 100
+"""A benefit row decided over the recipes outranks any row decided under one recipe, on however many seeds
+(``--seeds`` is at most 10): a claim about an architecture must survive the recipe, so the scorecard shows the verdict
+over the recipes; a one-recipe run on more seeds (the networks section's) stays in its own section."""
 OVER_RECIPES_RULE = ("over the protocol's recipes (the base and one change per axis, each on the same seeds): "
                      "reproduced where every recipe that can test the claim reproduces it, not reproduced where every "
                      "one refutes it, depends on the recipe where some reproduce and some refute it, inconclusive "
@@ -262,7 +266,7 @@ def write(setting: NetworkSetting, seeds: int, data: Mapping[str, dict], gates: 
                                                           drop=PROTOCOL.margin("drop")),
                                    f"under {len(by_recipe)} recipes: {span} ({', '.join(dict.fromkeys(rows.effect))})",
                                    where, v.outcome, v.why, OVER_RECIPES_RULE + f"; {PROTOCOL.stamp}",
-                                   f"{name}/claims_by_recipe.md", seeds + 0.5))
+                                   f"{name}/claims_by_recipe.md", OVER_RECIPES_RANK + seeds))
     save_table(pd.DataFrame(summary), folder / "over_recipes", "Each claim over the recipes",
                [OVER_RECIPES_RULE + ".", *([f"Of the protocol's recipes {left_out}."] if missing else [])])
     artifacts.insert(0, Artifact(f"{name}/over_recipes.md", "Over the recipes", "one verdict per claim", inline=True))
