@@ -160,6 +160,25 @@ def lr_factor(step: int, steps: int, warm: int, decay: str) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
 
 
+def optimizer_and_schedule(model: nn.Module, settings: TrainSettings):
+    """The optimizer over ``model`` and its learning-rate schedule (:func:`lr_factor`, stepped once per step)."""
+    opt = make_optimizer(model, settings)
+    warm = max(1, round(settings.warmup * settings.steps))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, settings.steps, warm,
+                                                                               settings.decay))
+
+
+def random_crop(x: torch.Tensor, y: torch.Tensor, size: int | None,
+                g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random ``size`` x ``size`` window (drawn from ``g``) of a batch of images and their masks, the same for
+    every image of the batch; the whole images where ``size`` is None."""
+    if not size:
+        return x, y
+    top = int(torch.randint(0, x.shape[-2] - size + 1, (1,), generator=g))
+    left = int(torch.randint(0, x.shape[-1] - size + 1, (1,), generator=g))
+    return x[..., top : top + size, left : left + size], y[..., top : top + size, left : left + size]
+
+
 def train_segmenter(
     model: nn.Module,
     images: torch.Tensor,
@@ -189,10 +208,7 @@ def train_segmenter(
     model.train().to(device, memory_format=torch.channels_last)  # before the optimiser takes its parameters
     if settings.freeze_bn:
         freeze_batchnorm(model)
-    opt = make_optimizer(model, settings)
-    warm = max(1, round(settings.warmup * settings.steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, settings.steps, warm,
-                                                                              settings.decay))
+    opt, schedule = optimizer_and_schedule(model, settings)
     if settings.label_noise:
         masks = mislabel(masks, settings.label_noise)
     log = TrainLog()
@@ -210,12 +226,7 @@ def train_segmenter(
             order, cursor = torch.randperm(len(images), generator=g), 0
         idx = order[cursor : cursor + settings.batch_size]
         cursor += settings.batch_size
-        x, y = images[idx], masks[idx]
-        if settings.crop:
-            top = int(torch.randint(0, x.shape[-2] - settings.crop + 1, (1,), generator=g))
-            left = int(torch.randint(0, x.shape[-1] - settings.crop + 1, (1,), generator=g))
-            x = x[..., top : top + settings.crop, left : left + settings.crop]
-            y = y[..., top : top + settings.crop, left : left + settings.crop]
+        x, y = random_crop(images[idx], masks[idx], settings.crop, g)
         flip = torch.rand(len(idx), generator=g) < 0.5
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         y = torch.where(flip.view(-1, 1, 1), y.flip(-1), y)
@@ -356,18 +367,11 @@ def fit_classifier(model: nn.Module, data, settings: TrainSettings, device: str,
     truth = crop_labels(data.val_masks.to(device), data.num_classes) > 0.5  # what it should learn, on val
     g = torch.Generator().manual_seed(settings.seed)
     start = time.perf_counter()
-    opt = make_optimizer(model, settings)
-    warm = max(1, round(settings.warmup * settings.steps))
-    lr = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, settings.steps, warm, settings.decay))
+    opt, lr = optimizer_and_schedule(model, settings)
     model.train()
     for _ in tqdm(range(settings.steps), desc=label, unit="step", disable=not progress, leave=False):
         idx = torch.randint(len(data.train_images), (settings.batch_size,), generator=g)
-        x, y = data.train_images[idx], data.train_masks[idx]
-        if settings.crop:
-            top = int(torch.randint(0, x.shape[-2] - settings.crop + 1, (1,), generator=g))
-            left = int(torch.randint(0, x.shape[-1] - settings.crop + 1, (1,), generator=g))
-            x = x[..., top : top + settings.crop, left : left + settings.crop]
-            y = y[..., top : top + settings.crop, left : left + settings.crop]
+        x, y = random_crop(data.train_images[idx], data.train_masks[idx], settings.crop, g)
         flip = torch.rand(len(idx), generator=g) < 0.5
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         target = crop_labels(y.to(device), data.num_classes)  # which classes the crop holds (a flip keeps them)
