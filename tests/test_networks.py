@@ -313,7 +313,7 @@ def test_a_bad_schedule_is_refused_naming_the_field_and_the_choices(change, word
 
 def test_a_cpu_training_runs_on_one_thread_whatever_the_caller_set(tiny_data, tmp_path):
     """The weights depend on the thread count (the float order of a convolution), the cache key does not: so a
-    CPU trains on train.TRAIN_THREADS threads, and a network trained from a 2-thread caller equals one trained
+    CPU trains on loop.TRAIN_THREADS threads, and a network trained from a 2-thread caller equals one trained
     from a 1-thread caller; the caller's setting is restored."""
     from bench.environment import torch_threads
 

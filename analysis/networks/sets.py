@@ -45,7 +45,7 @@ def trained_set(
 
     ``variants``: default the setting's three families on its backbone; a string is one name. The setting's
     decoder changes apply to every variant *under* the variant's own changes (a registered variant's own widths
-    are kept, and the record and a note say so: :func:`analysis.networks.train.decoder_layers`). ``seeds``: a count
+    are kept, and the record and a note say so: :func:`analysis.networks.store.decoder_layers`). ``seeds``: a count
     (0..N-1) or the seeds themselves (non-empty; repeats trained once). ``backbone_weights``: a backbone checkpoint
     every variant starts from; None: the setting's shared pretrained backbone where it has one
     (:mod:`analysis.networks.pretrain`, one per backbone architecture, itself trained once and cached), else from
@@ -53,7 +53,7 @@ def trained_set(
     the setting's generated data (read once for all networks). Names that resolve to one architecture share one
     cached network (trained once). ``workers``: on a CPU, networks not yet cached are trained this many at a time,
     each in its own process (None: one per core, at most one per network; 1: in this process). Every CPU training
-    runs on one thread (``train.TRAIN_THREADS``: the weights do not depend on the machine's core count), so the
+    runs on one thread (``loop.TRAIN_THREADS``: the weights do not depend on the machine's core count), so the
     cores are used by training several networks at once.
 
     A network the time guard stopped raises :class:`~analysis.networks.train.IncompleteTraining` once every other

@@ -298,7 +298,7 @@ def train_all(jobs: list[tuple[str, int]], data: NetworkData, schedule: Schedule
 
 
 def _train_one(job: tuple) -> tuple[list[str], dict | None, bool]:
-    """A worker process: train (or find cached) one network (on ``train.TRAIN_THREADS`` threads). Its notes (why
+    """A worker process: train (or find cached) one network (on ``loop.TRAIN_THREADS`` threads). Its notes (why
     it retrains, a wait for another process) and result line, the record of an incomplete run (or None), and whether
     this process trained it (False: another process had, and it was loaded)."""
     name, seed, data, schedule, device, decoder, cache_dir, progress, registration, backbone_weights = job

@@ -151,7 +151,7 @@ adds its results next to the others and never replaces them."""
 
 TRAINED = ("networks", "erf", "probes", "path-accuracy", "multiverse")
 """Sections whose numbers stand on the trained set: their manifest entries carry the training version
-(``analysis.networks.train.TRAINING_VERSION``), and the front page marks an entry of an earlier version superseded."""
+(``analysis.networks.store.TRAINING_VERSION``), and the front page marks an entry of an earlier version superseded."""
 
 
 TIMED = ("timing", "ablation")
