@@ -32,7 +32,7 @@ def _complexity(out: Path) -> Section:
     return build(out)
 
 
-def _timing(out: Path) -> Section:
+def _timing(out: Path, timings_done: Callable[[], None] | None = None) -> Section:
     from .timing import build
 
     return build(out)
@@ -62,10 +62,10 @@ def _this_device_slug() -> str:
     return device_slug("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _ablation(out: Path) -> Section:
+def _ablation(out: Path, timings_done: Callable[[], None] | None = None) -> Section:
     from .ablation import build
 
-    return build(out)
+    return build(out, timings_done)
 
 
 def _zoo(out: Path) -> Section:
@@ -155,24 +155,26 @@ TRAINED = ("networks", "erf", "probes", "path-accuracy", "multiverse")
 
 
 TIMED = ("timing", "ablation")
-"""Sections that time on this machine: a run puts them first, before any training starts beside other sections."""
+"""Sections that time on this machine: a run puts them first, before any training starts beside other sections. Each
+takes ``timings_done``, which it calls once its last timed measurement is over (the ablation's ERF at random init
+comes after them and is not timed)."""
 SHAPE_ONLY = ("complexity", "zoo")
-"""Sections that only count shapes (their numbers do not depend on the machine's load): where the run also trains the
-set, the set's shared backbone pretrains on one core in the background while they run (one thread, as every CPU
-training, so the same weights; :func:`analysis.networks.sets.pretrain_in_background`)."""
+"""Sections that only count shapes (their numbers do not depend on the machine's load)."""
 
 
-def _pretrain_ahead(names: list[str], name: str, seeds: int | None, device: str):
-    """The background pretraining process, started before the first shape-only section of a default CPU run that
-    trains the set; None otherwise."""
-    if seeds is not None or device != "cpu" or name not in SHAPE_ONLY or "networks" not in names:
+def _pretrain_ahead(names: list[str], seeds: int | None, device: str):
+    """The background pretraining process of a default CPU run that trains the set, started where nothing timed is
+    left to run and untimed work comes before the networks section (the ablation's ERF, the shape-only sections):
+    the set's shared backbone pretrains on one core beside that work (one thread, as every CPU training, so the
+    same weights; :func:`analysis.networks.sets.pretrain_in_background`). None otherwise."""
+    if seeds is not None or device != "cpu" or "networks" not in names:
         return None
     from ..networks.sets import pretrain_in_background
     from .networks import default_setting
 
     process = pretrain_in_background(default_setting())
     if process is not None:
-        print("  the shared backbone pretrains in the background (one thread) while the shape-only sections run",
+        print("  the shared backbone pretrains in the background (one thread) beside the untimed sections",
               flush=True)
     return process
 
@@ -224,10 +226,22 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     status = {}
     background = None
+
+    def pretrain_from(i: int) -> Callable[[], None]:
+        """What starts the background pretraining once section ``i`` (1-based) has nothing timed left to do, where
+        no later section times (called by a timed section after its last measurement, or before a shape-only one)."""
+        def start() -> None:
+            nonlocal background
+            if background is None and not any(n in TIMED for n in names[i:]):
+                background = _pretrain_ahead(names, seeds, device)
+        return start
+
     try:
         for i, name in enumerate(names, 1):
-            background = background or _pretrain_ahead(names, name, seeds, device)
-            status[name] = _run_section(name, i, len(names), out, device, seeds, manifest, recipes)
+            if name in SHAPE_ONLY:
+                pretrain_from(i)()
+            status[name] = _run_section(name, i, len(names), out, device, seeds, manifest, recipes,
+                                        pretrain_from(i) if name in TIMED else None)
     finally:
         if background is not None:
             background.join()  # the networks section has waited for it; an error there is that section's
@@ -244,7 +258,7 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
 
 
 def _run_section(name: str, i: int, count: int, out: Path, device: str, seeds: int | None, manifest: dict,
-                 recipes: list[str] | None = None) -> str:
+                 recipes: list[str] | None = None, timings_done: Callable[[], None] | None = None) -> str:
     """Run one section into ``manifest`` (its entry, or its error beside its last good entry); "ok" or the error."""
     key = _key(name, device) + (f"-{seeds}-seeds" if seeds is not None else "")
     print(f"[{i}/{count}] {name} ...", flush=True)
@@ -262,7 +276,8 @@ def _run_section(name: str, i: int, count: int, out: Path, device: str, seeds: i
         if name == "multiverse" and recipes is not None:
             section = _multiverse_seeds(out, seeds, recipes)
         else:
-            section = SEEDED[name](out, seeds) if seeds is not None else SECTIONS[name](out)
+            section = SEEDED[name](out, seeds) if seeds is not None else (
+                SECTIONS[name](out, timings_done) if name in TIMED else SECTIONS[name](out))
         entry.update(title=section.title, text=section.text, settings=section.settings, folder=section.folder,
                      artifacts=[asdict(a) for a in section.artifacts], scores=[asdict(s) for s in section.scores])
         result = "ok"

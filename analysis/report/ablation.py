@@ -18,6 +18,7 @@ import math
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -414,7 +415,10 @@ def timed_variants(spec: AblationSpec) -> tuple:
     return tuple(out)
 
 
-def collect(spec_file: Path = SPECS / "paper-path.toml", cache: Path = CACHE, workers: int = 2) -> AblationData:
+def collect(spec_file: Path = SPECS / "paper-path.toml", cache: Path = CACHE, workers: int = 2,
+            timings_done: Callable[[], None] | None = None) -> AblationData:
+    """The path's counts (cached), its timed subsets (measured afresh, alone on the machine), then its ERF at random
+    init (not timed: ``timings_done`` is called before it, so that other work may start beside it)."""
     spec = load_ablation(spec_file)
     status = run_ablation(spec, cache, measure=("complexity",), executor="local", workers=workers)
     if status.failed or status.left:
@@ -425,6 +429,8 @@ def collect(spec_file: Path = SPECS / "paper-path.toml", cache: Path = CACHE, wo
         if status.failed or status.left:
             raise RuntimeError(f"ablation timing incomplete: {status.line()}; " + "; ".join(status.crashed_jobs))
         data = frames(spec, cache, Path(tmp))
+    if timings_done is not None:
+        timings_done()
     data.erf = path_erf(spec.paths[0])
     return data
 
@@ -636,9 +642,9 @@ def waterfall(steps: pd.DataFrame, path: Path, size: tuple[int, int], title: str
     return save_figure(fig, path)
 
 
-def build(out: Path) -> Section:
+def build(out: Path, timings_done: Callable[[], None] | None = None) -> Section:
     start = time.perf_counter()
-    data = collect()
+    data = collect(timings_done=timings_done)
     write(data, out / FOLDER)
     seconds = time.perf_counter() - start
     s = data.steps
