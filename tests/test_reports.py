@@ -280,12 +280,23 @@ def test_networks_section_tabulates_the_trained_set(tmp_path):
     assert pd.read_csv(tmp_path / "networks" / "networks.csv").cached.all() and again.title == section.title
 
 
-def test_timed_sections_run_first_and_shape_counts_start_the_backbone_pretraining(tmp_path, monkeypatch):
-    """A run times before anything trains beside it; the shared backbone pretrains in the background from the first
-    shape-only section of a default CPU run that trains the set, and nowhere else."""
+def test_timed_sections_run_first_and_the_backbone_pretrains_from_the_last_timed_measurement_on(tmp_path, monkeypatch):
+    """A run times before anything trains beside it; the shared backbone pretrains in the background from the moment
+    the last timed section says its measurements are over (the ablation's ERF at random init is not timed), else from
+    the first shape-only section, of a default CPU run that trains the set, and nowhere else."""
     ran, started = [], []
+
+    def section(name):
+        def build(out, timings_done=None):
+            ran.append(name)
+            if name == "ablation":  # as the real one: its timed subsets, then its ERF at random init (untimed)
+                timings_done()
+                ran.append(f"{name} rest")
+            return Section(name)
+        return build
+
     for name in ("complexity", "zoo", "timing", "networks", "ablation"):
-        monkeypatch.setitem(report.SECTIONS, name, lambda out, name=name: ran.append(name) or Section(name))
+        monkeypatch.setitem(report.SECTIONS, name, section(name))
 
     class Started:
         def join(self):
@@ -297,11 +308,17 @@ def test_timed_sections_run_first_and_shape_counts_start_the_backbone_pretrainin
 
     monkeypatch.setattr("analysis.networks.sets.pretrain_in_background", pretrain)
     report.run(["complexity", "zoo", "timing", "networks", "ablation"], out=tmp_path, device="cpu")
-    assert ran == ["timing", "ablation", "complexity", "zoo", "networks"]
-    assert started == [("cpu", ["timing", "ablation"]), "joined"]  # once, after the timed sections, then waited for
+    assert ran == ["timing", "ablation", "ablation rest", "complexity", "zoo", "networks"]
+    # once, when the ablation's timed subsets are over, beside its untimed rest, then waited for
+    assert started == [("cpu", ["timing", "ablation"]), "joined"]
+    started.clear(), ran.clear()
+    report.run(["ablation", "timing", "zoo", "networks"], out=tmp_path, device="cpu")  # the timing section still
+    assert started == [("cpu", ["ablation", "ablation rest", "timing"]), "joined"]  # times: from the shape counts
+    started.clear()
     started.clear()
     report.run(["complexity", "timing"], out=tmp_path, device="cpu")  # nothing trains: nothing to pretrain
     report.run(["zoo", "networks"], out=tmp_path, device="cuda")  # a GPU's set trains on the GPU
+    report.run(["timing", "networks"], out=tmp_path, device="cpu")  # nothing untimed before the set: it pretrains
     assert started == []
 
 
