@@ -156,8 +156,8 @@ TRAINED = ("networks", "erf", "probes", "path-accuracy", "multiverse")
 
 TIMED = ("timing", "ablation")
 """Sections that time on this machine: a run puts them first, before any training starts beside other sections. Each
-takes ``timings_done``, which it calls once its last timed measurement is over (the ablation's ERF at random init
-comes after them and is not timed)."""
+takes ``timings_done``: the ablation calls it once its timed subsets are measured (its ERF at random init comes after
+them and is not timed); the timing section times to its end and never calls it."""
 SHAPE_ONLY = ("complexity", "zoo")
 """Sections that only count shapes (their numbers do not depend on the machine's load)."""
 
