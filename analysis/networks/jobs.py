@@ -94,8 +94,8 @@ def train_as_jobs(setting, variants: Sequence[str] | None, seeds: int | Sequence
         raise UsageError("executor 'slurm' needs a SLURM cluster, but this machine has none (no srun on PATH, which "
                          "is how submitit tells); run it on a SLURM login node, or use --executor local")
     chosen = network_setting(setting)
-    names = variant_list(variants, chosen.variants(), say)
-    seed_values = seed_list(seeds, chosen.seeds, say)
+    names = chosen.variants() if variants is None else variant_list(variants, say)
+    seed_values = list(range(chosen.seeds)) if seeds is None else seed_list(seeds, say)
     run_schedule = schedule or chosen.schedule
     run_schedule.validate()
     device = validation.available_device("device", device or chosen.device)

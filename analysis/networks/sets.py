@@ -63,8 +63,8 @@ def trained_set(
     device = validation.available_device("device", device or chosen.device)
     if workers is not None:
         workers = validation.integer("workers", workers, minimum=1)
-    names = variant_list(variants, chosen.variants(), say)
-    seed_values = seed_list(seeds, chosen.seeds, say)
+    names = chosen.variants() if variants is None else variant_list(variants, say)
+    seed_values = list(range(chosen.seeds)) if seeds is None else seed_list(seeds, say)
     run_schedule = schedule or chosen.schedule
     if not isinstance(run_schedule, Schedule):
         raise UsageTypeError(f"schedule must be a Schedule, got {type(run_schedule).__name__}")

@@ -168,12 +168,10 @@ def network_setting(setting: str | Path | NetworkSetting) -> NetworkSetting:
     return SETTINGS[validation.choice("setting", setting, SETTINGS)]
 
 
-def variant_list(variants: str | Sequence[str] | None, default: list[str],
-                 say: Callable[[str], None] | None = None) -> list[str]:
-    """The variants asked for: a string is one name (never its letters), a list must name at least one, a name
-    given twice is trained once (with a note); every name checked."""
-    if variants is None:
-        return list(default)
+def variant_list(variants: str | Sequence[str], say: Callable[[str], None] | None = None) -> list[str]:
+    """The variants asked for (a caller that has none takes its setting's, :meth:`NetworkSetting.variants`, which
+    need no check): a string is one name (never its letters), a list must name at least one, a name given twice is
+    trained once (with a note); every name checked."""
     if isinstance(variants, str):
         names = [variants]
     elif isinstance(variants, (list, tuple)):
@@ -191,11 +189,9 @@ def variant_list(variants: str | Sequence[str] | None, default: list[str],
     return unique
 
 
-def seed_list(seeds: int | Sequence[int] | None, default: int, say: Callable[[str], None] | None = None) -> list[int]:
-    """The seeds asked for: a count N (seeds 0..N-1, 1 <= N <= MAX_SEEDS) or a non-empty list of seeds; a seed given
-    twice is trained once (with a note)."""
-    if seeds is None:
-        return list(range(default))
+def seed_list(seeds: int | Sequence[int], say: Callable[[str], None] | None = None) -> list[int]:
+    """The seeds asked for (a caller that has none takes its setting's count): a count N (seeds 0..N-1,
+    1 <= N <= MAX_SEEDS) or a non-empty list of seeds; a seed given twice is trained once (with a note)."""
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         return list(range(validation.integer("seeds", seeds, minimum=1, maximum=MAX_SEEDS)))
     if not isinstance(seeds, (list, tuple, range)):
