@@ -15,7 +15,6 @@ import dataclasses
 import pytest
 import torch
 
-from analysis.datasets.images import normalise
 from analysis.erf.claims import DEAD, level_activity
 from analysis.networks import SETTINGS, load_data
 from analysis.networks.loop import train_segmenter, train_settings, zero_init_residual_branches
@@ -38,9 +37,9 @@ def _live_after_first_steps(data, schedule) -> dict[str, float]:
     model = create_model(f"rf:{setting.backbone}", num_classes=data.num_classes, decoder=setting.decoder)
     zero_init_residual_branches(model)
     with torch_threads(1):
-        train_segmenter(model, data.train_images, data.train_masks, normalise, train_settings(schedule, 0),
+        train_segmenter(model, data.train_inputs, data.train_masks, train_settings(schedule, 0),
                         progress=None, after_step=lambda step, loss: step >= STEPS)
-        images = normalise(data.val_images).contiguous(memory_format=torch.channels_last)
+        images = data.val_inputs.contiguous(memory_format=torch.channels_last)
         return level_activity(model.eval(), images)
 
 

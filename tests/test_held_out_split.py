@@ -99,3 +99,30 @@ def test_the_embedded_default_has_a_test_split_larger_than_val():
 
     assert DATA.n_test >= 2 * DATA.n_val  # the split that reports is larger than the one that picks
     assert dataclasses.replace(DATA, n_test=0).fields() == DATA.fields(with_test=False)
+
+
+def test_each_split_is_normalised_once_as_the_networks_inputs_and_never_sent_to_a_worker(tmp_path, monkeypatch):
+    """The loop, evaluation and the branch shares read ``NetworkData.*_inputs``: the split ImageNet-normalised once.
+    A crop of it must be the normalised crop, value for value (the weights must not change), and a pickled copy (a
+    worker process's) carries the uint8 images only."""
+    import pickle
+
+    from analysis.datasets import synthetic
+    from analysis.datasets.images import normalise
+    from analysis.networks.loop import random_crop
+
+    monkeypatch.setattr(synthetic, "CACHE", tmp_path)
+    data = load_data(dataclasses.replace(SPEC, n_test=3), 64, progress=None)
+    assert data.train_images.dtype == torch.uint8
+    for split in ("train", "val", "test"):
+        inputs, images = getattr(data, f"{split}_inputs"), getattr(data, f"{split}_images")
+        assert inputs.dtype == torch.float32 and inputs.shape == images.shape
+        assert torch.equal(inputs, normalise(images))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    crop_of_inputs, _ = random_crop(data.train_inputs[:4], data.train_masks[:4], 40, g1)
+    crop_of_images, _ = random_crop(data.train_images[:4], data.train_masks[:4], 40, g2)
+    assert torch.equal(crop_of_inputs, normalise(crop_of_images))
+    sent = pickle.loads(pickle.dumps(data))
+    assert not any(k.endswith("_inputs") for k in sent.__dict__)
+    assert torch.equal(sent.val_inputs, data.val_inputs)
+    assert load_data(SPEC, 64, progress=None).test_inputs is None

@@ -141,11 +141,11 @@ def test_reported_numbers_come_from_the_test_split_where_there_is_one(data, tmp_
     runs = spec_runs(spec, ["promise_one"], setting, 1, cache_dir=tmp_path, say=None)
     net = train_network("promise_one", data, SCHEDULE, decoder=NARROW, cache_dir=tmp_path, progress=False)
     assert net.cached  # the network spec_runs trained
-    on_test = mean_iou(evaluate(net.model, data.test_images, data.test_masks, data.num_classes))
-    on_val = mean_iou(evaluate(net.model, data.val_images, data.val_masks, data.num_classes))
+    on_test = mean_iou(evaluate(net.model, data.test_inputs, data.test_masks, data.num_classes))
+    on_val = mean_iou(evaluate(net.model, data.val_inputs, data.val_masks, data.num_classes))
     assert on_test != on_val  # so that the two cannot be confused below
     assert net.reported_split == "test" and net.reported_miou == pytest.approx(on_test)
-    assert net.reported_per_image.sum(0).tolist() == evaluate(net.model, data.test_images, data.test_masks,
+    assert net.reported_per_image.sum(0).tolist() == evaluate(net.model, data.test_inputs, data.test_masks,
                                                               data.num_classes).tolist()
     assert runs.miou.iloc[0] == pytest.approx(on_test) and runs.split.iloc[0] == "test"
 

@@ -15,6 +15,7 @@ second per few hundred MB, small beside training.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ import torch
 from bench import validation
 from bench.errors import DataError, MissingFileError, UsageTypeError
 
+from ..datasets.images import normalise
 from ..datasets.synthetic import SyntheticSpec, synthetic_voc
 from ..datasets.voc import (
     IGNORE,
@@ -61,6 +63,24 @@ class NetworkData:
     test_images: torch.Tensor | None = None  # the held-out split (None: val picks and reports)
     test_masks: torch.Tensor | None = None
     test_note: str = "no test split: val picked the kept weights and reports them"
+
+    # The networks' inputs: each split ImageNet-normalised (float), made once per process on first use, so that the
+    # loop, evaluation and the branch shares all read one prepared copy (normalising is elementwise: a crop of the
+    # normalised split is the normalised crop, value for value). Not pickled: a worker process gets the uint8 images.
+    @functools.cached_property
+    def train_inputs(self) -> torch.Tensor:
+        return normalise(self.train_images)
+
+    @functools.cached_property
+    def val_inputs(self) -> torch.Tensor:
+        return normalise(self.val_images)
+
+    @functools.cached_property
+    def test_inputs(self) -> torch.Tensor | None:
+        return None if self.test_images is None else normalise(self.test_images)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if not k.endswith("_inputs")}
 
     @property
     def reported_split(self) -> str:

@@ -33,7 +33,6 @@ from torch import nn
 
 from bench.errors import UsageError
 
-from ..datasets.images import normalise
 from ..datasets.voc import IGNORE
 from . import evaluation
 from .recipe import OPTIMIZERS, Schedule
@@ -181,9 +180,8 @@ def random_crop(x: torch.Tensor, y: torch.Tensor, size: int | None,
 
 def train_segmenter(
     model: nn.Module,
-    images: torch.Tensor,
+    inputs: torch.Tensor,
     masks: torch.Tensor,
-    normalise: Callable[[torch.Tensor], torch.Tensor],
     settings: TrainSettings | None = None,
     progress: Callable[[str], None] | None = print,
     device: str = "cpu",
@@ -193,7 +191,7 @@ def train_segmenter(
     keep: dict | None = None,
 ) -> TrainLog:
     """SGD or AdamW (``settings.optimizer``) on cross-entropy for ``settings.steps`` steps of
-    ``settings.batch_size`` images (seeded).
+    ``settings.batch_size`` images (seeded) of ``inputs`` (normalised: ``NetworkData.train_inputs``).
 
     ``after_step(steps_done, loss)`` runs after every step (e.g. to evaluate and keep the best
     weights); returning True ends the training there, and ``keep`` (a dict) then receives what continuing needs
@@ -213,7 +211,7 @@ def train_segmenter(
         masks = mislabel(masks, settings.label_noise)
     log = TrainLog()
     start = time.perf_counter()
-    order = torch.randperm(len(images), generator=g)
+    order = torch.randperm(len(inputs), generator=g)
     cursor, first = 0, 0
     if resume is not None:  # where the stopped run was: every state that decides the next step
         opt.load_state_dict(resume["optimizer"])
@@ -223,14 +221,14 @@ def train_segmenter(
         order, cursor, first = resume["order"], resume["cursor"], resume["step"]
     for step in range(first, settings.steps):
         if cursor + settings.batch_size > len(order):
-            order, cursor = torch.randperm(len(images), generator=g), 0
+            order, cursor = torch.randperm(len(inputs), generator=g), 0
         idx = order[cursor : cursor + settings.batch_size]
         cursor += settings.batch_size
-        x, y = random_crop(images[idx], masks[idx], settings.crop, g)
+        x, y = random_crop(inputs[idx], masks[idx], settings.crop, g)
         flip = torch.rand(len(idx), generator=g) < 0.5
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         y = torch.where(flip.view(-1, 1, 1), y.flip(-1), y)
-        x = normalise(x.to(device)).contiguous(memory_format=torch.channels_last)
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
         autocast = mixed_precision and device.startswith("cuda")
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             logits = F.interpolate(model(x), size=y.shape[-2:], mode="bilinear", align_corners=False)
@@ -292,7 +290,7 @@ def fit(model: nn.Module, data, schedule, seed: int, device: str, label: str,
             return True
         if step % schedule.eval_every and step < schedule.max_steps:
             return False
-        cm = evaluation.evaluate(model, data.val_images, data.val_masks, data.num_classes, device,
+        cm = evaluation.evaluate(model, data.val_inputs, data.val_masks, data.num_classes, device,
                                  schedule.mixed_precision)
         miou, _ = evaluation.miou(cm)
         history.append({"step": step, "val_miou": miou, "seconds": time.perf_counter() - start})
@@ -321,7 +319,7 @@ def fit(model: nn.Module, data, schedule, seed: int, device: str, label: str,
 
     kept: dict = {}
     try:
-        train_segmenter(model, data.train_images, data.train_masks, normalise, settings,
+        train_segmenter(model, data.train_inputs, data.train_masks, settings,
                         progress=None, device=device, after_step=after_step,
                         mixed_precision=schedule.mixed_precision, resume=resume["train"] if resume else None,
                         keep=kept)
@@ -370,12 +368,12 @@ def fit_classifier(model: nn.Module, data, settings: TrainSettings, device: str,
     opt, lr = optimizer_and_schedule(model, settings)
     model.train()
     for _ in tqdm(range(settings.steps), desc=label, unit="step", disable=not progress, leave=False):
-        idx = torch.randint(len(data.train_images), (settings.batch_size,), generator=g)
-        x, y = random_crop(data.train_images[idx], data.train_masks[idx], settings.crop, g)
+        idx = torch.randint(len(data.train_inputs), (settings.batch_size,), generator=g)
+        x, y = random_crop(data.train_inputs[idx], data.train_masks[idx], settings.crop, g)
         flip = torch.rand(len(idx), generator=g) < 0.5
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         target = crop_labels(y.to(device), data.num_classes)  # which classes the crop holds (a flip keeps them)
-        loss = F.binary_cross_entropy_with_logits(model(normalise(x.to(device))), target)
+        loss = F.binary_cross_entropy_with_logits(model(x.to(device)), target)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad_norm)
@@ -383,8 +381,8 @@ def fit_classifier(model: nn.Module, data, settings: TrainSettings, device: str,
         lr.step()
     model.eval()
     with torch.no_grad():  # how well it learned: per-label accuracy on whole val images
-        predicted = torch.cat([model(normalise(data.val_images[i : i + 32].to(device))) > 0
-                               for i in range(0, len(data.val_images), 32)])
+        predicted = torch.cat([model(data.val_inputs[i : i + 32].to(device)) > 0
+                               for i in range(0, len(data.val_inputs), 32)])
     return {"steps": settings.steps, "seconds": time.perf_counter() - start,
             "val_label_accuracy": float((predicted == truth).float().mean()),
             "val_exact_match": float((predicted == truth).all(1).float().mean()), "final_loss": float(loss.detach())}
@@ -397,5 +395,5 @@ def initial_branch_shares(model: nn.Module, data) -> list[dict]:
     from .branches import rcu_branch_shares
 
     count = int(PROTOCOL.claim("rcu_saturation")["images"])
-    shares = rcu_branch_shares(model, normalise(data.val_images[:count]))
+    shares = rcu_branch_shares(model, data.val_inputs[:count])
     return shares.drop(columns="level").to_dict("records")

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -94,7 +95,7 @@ class TrainedNetwork:
             return self.test["per_image"]
         from .evaluation import evaluate_per_image
 
-        return evaluate_per_image(self.model, self.data.val_images, self.data.val_masks, self.data.num_classes,
+        return evaluate_per_image(self.model, self.data.val_inputs, self.data.val_masks, self.data.num_classes,
                                   str(next(self.model.parameters()).device))
 
 
@@ -153,12 +154,11 @@ def train_or_load(variant: str, data: NetworkData, schedule: Schedule, seed: int
         raise DataError(f"the train split holds {len(data.train_images)} image: a batch of one has one value per "
                         "channel at the backbone's coarsest stage, where BatchNorm needs two; give at least 2 training "
                         "images")
-    model, identity, key, folder, layers = store.identity(variant, data, schedule, seed, device, decoder, cache_dir,
-                                                          backbone_weights)
+    model, identity, key, folder, layers, record, why = find_entry(variant, data, schedule, seed, device, decoder,
+                                                                   cache_dir, backbone_weights)
     label = f"{variant} seed {seed}"
     if say and layers["kept_over_setting"]:
         say(f"  {label}: {kept_over_setting_note(layers)}")
-    record, why = store.valid_cached(folder, identity)
     if record is None and only_cached:
         return None
     if record is not None:
@@ -238,14 +238,34 @@ def kept_over_setting_note(layers: dict) -> str:
         f"{k}={v['variant']} (setting: {v['setting']})" for k, v in kept.items())
 
 
+class Entry(NamedTuple):
+    """A network's place in the weights store (:func:`find_entry`)."""
+
+    model: nn.Module  # built and initialised, not trained
+    identity: dict  # the record fields that decide the weights
+    key: str
+    folder: Path  # shared by every name of the same architecture
+    layers: dict  # the decoder changes applied (:func:`analysis.networks.store.decoder_layers`)
+    record: dict | None  # the valid record the store holds, or None
+    why: str  # why the store's record is not valid ("not cached", a changed digest, ...)
+
+
+def find_entry(variant: str, data: NetworkData, schedule: Schedule, seed: int, device: str, decoder: dict | None,
+               cache_dir: Path, backbone_weights: str | None) -> Entry:
+    """Where the store keeps this network and what it holds there: the one way :func:`train_or_load` and
+    :func:`lookup` find a network."""
+    model, identity, key, folder, layers = store.identity(variant, data, schedule, seed, device, decoder, cache_dir,
+                                                          backbone_weights)
+    return Entry(model, identity, key, folder, layers, *store.valid_cached(folder, identity))
+
+
 def lookup(variant: str, data: NetworkData, schedule: Schedule, seed: int = 0, device: str = "cpu",
            decoder: dict | None = None, cache_dir: str | Path | None = None,
            backbone_weights: str | Path | None = None) -> tuple[Path, bool]:
     """This network's folder in the weights store (shared by every name of the same architecture), and whether
     :func:`train_network` would load it from there instead of training it."""
-    _, identity, _, folder, _ = store.identity(variant, data, schedule, seed, device, decoder, _cache(cache_dir),
-                                               backbone_weights)
-    return folder, store.valid_cached(folder, identity)[0] is not None
+    entry = find_entry(variant, data, schedule, seed, device, decoder, _cache(cache_dir), backbone_weights)
+    return entry.folder, entry.record is not None
 
 
 def train_all(jobs: list[tuple[str, int]], data: NetworkData, schedule: Schedule, device: str, decoder: dict | None,

@@ -164,7 +164,7 @@ def collect(plan: ERFPlan | None = None, progress=print) -> ERFResults:
     lw, rf = trained["rf_lw"].model, trained["rf"].model
     measured = erf_pairs(lw, canvases, [(t, "input") for t in IMAGE_TAPS], batch_size=8)
     image_space = {t: measured[(t, "input")] for t in IMAGE_TAPS}
-    val = normalise(data.val_images).to(net.device)
+    val = data.val_inputs.to(net.device)
     say(f"  Figure 3: top-activated regions of the trained LW network over {len(val)} val images")
     features = tap_features(lw, list(FIG3_TAPS))
     channels = most_active_channels(features, val, list(FIG3_TAPS))

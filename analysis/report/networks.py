@@ -45,11 +45,10 @@ def scores_of(nets: list[TrainedNetwork]) -> dict[str, dict[int, torch.Tensor]]:
 
 def share_images(setting: NetworkSetting) -> torch.Tensor:
     """The normalised val images every RCU branch share is measured on (the records' shares at init too)."""
-    from ..datasets.images import normalise
     from ..networks import load_data
 
     data = load_data(setting.data, setting.schedule.size, progress=None)
-    return normalise(data.val_images[: int(PROTOCOL.claim("rcu_saturation")["images"])])
+    return data.val_inputs[: int(PROTOCOL.claim("rcu_saturation")["images"])]
 
 
 def growth_of(setting: NetworkSetting, nets: list[TrainedNetwork]) -> dict[str, dict[int, tuple]]:

@@ -152,7 +152,6 @@ def step_seconds(run: DataRun, variant: str, decoder: dict) -> float:
     from bench.environment import torch_threads
     from bench.models import create_model
 
-    from ..datasets.images import normalise
     from ..networks.loop import TRAIN_THREADS, train_segmenter, train_settings
     from ..networks.store import decoder_layers
 
@@ -162,7 +161,7 @@ def step_seconds(run: DataRun, variant: str, decoder: dict) -> float:
     settings = replace(train_settings(s.schedule, 0), steps=TIMED_STEPS + 1)
     marks: list[float] = []
     with torch_threads(TRAIN_THREADS if s.device == "cpu" else None):
-        train_segmenter(model, run.data.train_images, run.data.train_masks, normalise, settings, progress=None,
+        train_segmenter(model, run.data.train_inputs, run.data.train_masks, settings, progress=None,
                         device=s.device, after_step=lambda step, loss: marks.append(time.perf_counter()) and False)
     return (marks[-1] - marks[0]) / TIMED_STEPS
 
