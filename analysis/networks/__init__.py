@@ -7,9 +7,10 @@ checkpoint and record, and reuse them in every later analysis (under every name 
     nets[0].model, nets[0].record["val_miou"]
 
 One module per job, in the order a request flows through them: ``settings`` (the named settings, as data),
-``sets`` (``trained_set``: the request checked once as a whole), ``data`` (what a network trains on, and its hash),
-``pretrain`` (the backbone every network of a set starts from), ``train`` (``train_network``: look a network up,
-train it where the store does not hold it, keep it; several at once in worker processes), ``store`` (the weights
+``sets`` (``trained_set``: the request checked once as a whole), ``data`` (what a network trains on, its hash, and
+each split normalised once as the networks' inputs), ``pretrain`` (the backbone every network of a set starts from),
+``train`` (``train_network``: find a network in the store, train it where the store does not hold it, keep it;
+several at once in worker processes), ``store`` (the weights
 store: key, lock, files), ``recipe`` (the schedule, as data), ``loop`` (the training loops and the stopping rule),
 ``evaluation`` (confusion matrices and mIoU), ``branches`` (how much each RCU changes its input). ``jobs`` trains a
 set as jobs on the sweeps' executors; ``claims`` and ``spec_accuracy`` compare trained networks.
