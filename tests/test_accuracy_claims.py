@@ -143,6 +143,23 @@ def test_every_control_that_does_not_pass_gates_the_claims(control):
         assert g.outcome == NOT_TESTABLE and f"small-harm control {control}" in g.why and "LW x1.01" in g.why
 
 
+@pytest.mark.parametrize(("outcomes", "expected"), [
+    ((REPRODUCED, REPRODUCED, REPRODUCED), REPRODUCED),
+    ((NOT_TESTABLE, REPRODUCED, REPRODUCED), NOT_TESTABLE),  # one control not decided: the gate is not passed
+    ((NOT_TESTABLE, NOT_REPRODUCED, REPRODUCED), NOT_REPRODUCED),  # one control reads the opposite: it failed
+    ((REPRODUCED, INCONCLUSIVE, REPRODUCED), INCONCLUSIVE),
+    ((INCONCLUSIVE, REPRODUCED, NOT_TESTABLE), NOT_TESTABLE)])
+def test_the_scorecard_controls_row_passes_only_where_all_three_controls_do(outcomes, expected):
+    from analysis.report.networks import controls_row
+
+    gates = dict(zip(("A/A", "small-harm", "gross-harm"), (Verdict(o, f"why {o}") for o in outcomes), strict=True))
+    rows = [{"ratio": r, "ratio_low": r - 0.05, "ratio_high": r + 0.05} for r in (1.01, 1.27, 3.07)]
+    row = controls_row(gates, rows, "here", "link.md", 7)
+    assert row.status == expected and row.rank == 7
+    assert "A/A x1.010 (x0.960 to x1.060)" in row.ours and "gross-harm x3.070" in row.ours
+    assert all(f"{name}: {o} (why {o})" in row.reason for name, o in zip(gates, outcomes, strict=True))
+
+
 # --- RCU branch shares ---------------------------------------------------------------------------------------------
 class OneRCU(torch.nn.Module):
     """A 'network' of one RCU on a 4-channel input (what the hooks look for), seeded weights."""
@@ -245,3 +262,7 @@ def test_networks_section_with_seeds_runs_the_three_controls(tmp_path):
     nets = pd.read_csv(tmp_path / "networks" / "networks.csv")
     assert (nets.stop_reason == "max_steps").all() and nets.late_gain.notna().all()
     assert any(r.artifact.startswith("Task headroom") for r in section.scores)
+    row = next(r for r in section.scores if r.artifact.startswith("Controls"))
+    assert row.status == ("reproduced" if controls_pass else row.status) and row.rank == 2
+    for ratio in claims[claims.claim.str.startswith("control")].ratio:
+        assert f"x{ratio:.3f}" in row.ours  # the controls' own ratios, as the claims table has them

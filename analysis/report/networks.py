@@ -19,7 +19,7 @@ from bench.environment import device_description
 from ..networks import SETTINGS, NetworkSetting, TrainedNetwork, trained_set
 from ..protocol import PROTOCOL
 from ..style import FAMILY_COLOURS, family_label, use_style
-from ..verdicts import NOT_REPRODUCED, REPRODUCED, Interval, Verdict, tally, within
+from ..verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, Interval, Verdict, tally, within
 from .files import Artifact, ScoreRow, Section, save_figure, save_table
 from .probes import schedule_words
 
@@ -129,6 +129,26 @@ def control_rows(scores: Mapping, controls: Mapping) -> tuple[dict[str, Verdict]
             effect_row("control: gross harm (LW on its coarsest level alone; sanity floor)", "harmed / LW", gross,
                        gross_v, rule_words("gross_harm"), "rf_lw refine_levels=1; rf_lw (the claims' networks)")]
     return {"A/A": aa_v, "small-harm": small_v, "gross-harm": gross_v}, rows
+
+
+CONTROLS_ROW = ("Controls: the task tells decoders apart at the margin (ours, not a paper number)",
+                "A/A equivalent; the small and the gross harm not equivalent")
+
+
+def controls_row(gates: Mapping[str, Verdict], rows: list[dict], where: str, link: str, n_seeds: int) -> ScoreRow:
+    """The scorecard's row for the three controls together (:func:`control_rows`): reproduced where all three read
+    as the protocol requires (the gate every accuracy claim of the run stands behind), not reproduced where one reads
+    the opposite, not testable here where one cannot be decided at this seed count, inconclusive otherwise."""
+    outcomes = [v.outcome for v in gates.values()]
+    status = (NOT_REPRODUCED if NOT_REPRODUCED in outcomes else NOT_TESTABLE if NOT_TESTABLE in outcomes else
+              INCONCLUSIVE if INCONCLUSIVE in outcomes else REPRODUCED)
+    ours = "; ".join(f"{name} x{r['ratio']:.3f} (x{r['ratio_low']:.3f} to x{r['ratio_high']:.3f})"
+                     for name, r in zip(gates, rows, strict=True))
+    why = "; ".join(f"{name}: {v.outcome} ({v.why})" for name, v in gates.items())
+    rule = ("reproduced where the A/A control reads equivalent and both harms not equivalent, each by its own rule "
+            f"(error ratios paired seed by seed, intervals over runs and images); {PROTOCOL.stamp}")
+    return ScoreRow(CONTROLS_ROW[0], CONTROLS_ROW[1], f"{ours} over {n_seeds} seed(s)", where, status, why, rule,
+                    link, n_seeds)
 
 
 def claim_rows(scores: Mapping, growth: Mapping | None, without_rcu: Mapping | None,
@@ -327,6 +347,7 @@ def write(setting: NetworkSetting, nets: list[TrainedNetwork], out: Path, name: 
     gates = None
     if controls is not None:
         gates, claim_table = control_rows(scores_by, controls)
+        scores.append(controls_row(gates, claim_table, where, f"{name}/accuracy_claims.md", n_seeds))
     rows_, decided = claim_rows(scores_by, growth, (controls or {}).get("rf_without_rcu"), gates)
     claim_table = rows_ + claim_table
     scores += scorecard_rows(decided, where, f"{name}/accuracy_claims.md")
