@@ -147,8 +147,9 @@ def controls_row(gates: Mapping[str, Verdict], rows: list[dict], where: str, lin
     why = "; ".join(f"{name}: {v.outcome} ({v.why})" for name, v in gates.items())
     rule = ("reproduced where the A/A control reads equivalent and both harms not equivalent, each by its own rule "
             f"(error ratios paired seed by seed, intervals over runs and images); {PROTOCOL.stamp}")
-    return ScoreRow(CONTROLS_ROW[0], CONTROLS_ROW[1], f"{ours} over {n_seeds} seed(s)", where, status, why, rule,
-                    link, n_seeds)
+    return ScoreRow(CONTROLS_ROW[0], CONTROLS_ROW[1], f"{ours} over {n_seeds} seed(s)", where, status,
+                    f"{why}; these gate this run's own claims (each run of the multiverse is gated by its own "
+                    "controls)", rule, link, n_seeds)
 
 
 def claim_rows(scores: Mapping, growth: Mapping | None, without_rcu: Mapping | None,
