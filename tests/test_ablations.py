@@ -478,6 +478,30 @@ def test_path_erf_reuses_batchnorm_statistics_only_where_they_are_the_same(monke
     pd.testing.assert_frame_equal(reused, fresh)
 
 
+def test_path_erf_runs_on_its_own_thread_count_whatever_the_callers(monkeypatch):
+    """Its values' last digits depend on the float order, so on the thread count: the path ERF always runs on
+    ERF_THREADS (the same values beside the bench's background pretraining, alone, or on a larger machine), and the
+    caller's thread count is restored after it."""
+    import analysis.erf as erf
+    import analysis.report.ablation as ablation_report
+    from bench.ablations import parse_ablation
+
+    spec = parse_ablation({"sizes": ["64x64"], "paths": {"s": {"start": "rf:resnet18",
+                                                               "steps": [{"crp_kernel": 1}]}}}, source="inline")
+    seen = []
+    original = erf.decoder_grid_erf
+    monkeypatch.setattr(erf, "decoder_grid_erf", lambda *a, **k: seen.append(torch.get_num_threads()) or
+                        original(*a, **k))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        frame = ablation_report.path_erf(spec.paths[0], side=64, n_canvas=2, n_boot=10, progress=None)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [ablation_report.ERF_THREADS] * 2 and len(frame) > 0
+
+
 def test_dropout_alone_is_timed_once_the_eval_mode_network_is_the_same():
     from analysis.report.ablation import timed_variants
     from bench.ablations import SPECS, load_ablation

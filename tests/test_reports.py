@@ -284,11 +284,15 @@ def test_timed_sections_run_first_and_the_backbone_pretrains_from_the_last_timed
     """A run times before anything trains beside it; the shared backbone pretrains in the background from the moment
     the last timed section says its measurements are over (the ablation's ERF at random init is not timed), else from
     the first shape-only section, of a default CPU run that trains the set, and nowhere else."""
-    ran, started = [], []
+    import torch
+
+    ran, started, threads = [], [], {}
+    full = torch.get_num_threads()
 
     def section(name):
         def build(out, timings_done=None):
             ran.append(name)
+            threads[name] = torch.get_num_threads()
             if name == "ablation":  # as the real one: its timed subsets, then its ERF at random init (untimed)
                 timings_done()
                 ran.append(f"{name} rest")
@@ -302,6 +306,9 @@ def test_timed_sections_run_first_and_the_backbone_pretrains_from_the_last_timed
         def join(self):
             started.append("joined")
 
+        def is_alive(self):
+            return "joined" not in started
+
     def pretrain(setting):
         started.append((setting.name, list(ran)))
         return Started()
@@ -311,6 +318,9 @@ def test_timed_sections_run_first_and_the_backbone_pretrains_from_the_last_timed
     assert ran == ["timing", "ablation", "ablation rest", "complexity", "zoo", "networks"]
     # once, when the ablation's timed subsets are over, beside its untimed rest, then waited for
     assert started == [("cpu", ["timing", "ablation"]), "joined"]
+    # the shape counts leave the pretraining its core; the timed sections and the set have every thread
+    assert threads == {"timing": full, "ablation": full, "complexity": max(1, full - 1), "zoo": max(1, full - 1),
+                       "networks": full} and torch.get_num_threads() == full
     started.clear(), ran.clear()
     report.run(["ablation", "timing", "zoo", "networks"], out=tmp_path, device="cpu")  # the timing section still
     assert started == [("cpu", ["ablation", "ablation rest", "timing"]), "joined"]  # times: from the shape counts

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.environment import device_slug, environment
+from bench.environment import device_slug, environment, torch_threads
 from bench.errors import UsageError
 from bench.records import to_json
 
@@ -240,8 +240,12 @@ def run(sections: list[str] | None = None, out: Path = REPORTS, device: str | No
         for i, name in enumerate(names, 1):
             if name in SHAPE_ONLY:
                 pretrain_from(i)()
-            status[name] = _run_section(name, i, len(names), out, device, seeds, manifest, recipes,
-                                        pretrain_from(i) if name in TIMED else None)
+            # beside the one-thread background pretraining, a shape-only section leaves it its core: more threads
+            # than cores slowed both (their counts do not depend on the thread count)
+            beside = name in SHAPE_ONLY and background is not None and background.is_alive()
+            with torch_threads(max(1, torch.get_num_threads() - 1) if beside else None):
+                status[name] = _run_section(name, i, len(names), out, device, seeds, manifest, recipes,
+                                            pretrain_from(i) if name in TIMED else None)
     finally:
         if background is not None:
             background.join()  # the networks section has waited for it; an error there is that section's

@@ -42,6 +42,11 @@ ERF_SIDE = 256  # canvases for the path's decoder-grid ERF (8x8 cells at level 4
 ERF_CANVASES = 4
 ERF_BOOT = 200
 ERF_SIZE_WORDS = f"{ERF_SIDE}x{ERF_SIDE} px (a ResNet's level 4 is 8x8 cells there, level 1 64x64)"
+ERF_THREADS = 1
+"""The path's ERF runs on this many CPU threads whatever the machine has: its gradients' float order, and so the
+interpolated 90% sides' last digits (about 4e-4 of a side), depend on the thread count, as a training's weights do
+(``analysis.networks.loop.TRAIN_THREADS``). One thread also leaves the other core to the background pretraining
+(``analysis.report.run``), where two threads beside it took 39 s against 29 s on one."""
 
 
 @dataclass
@@ -158,19 +163,28 @@ def path_erf(path: Path_, side: int = ERF_SIDE, n_canvas: int = ERF_CANVASES, n_
     theoretical field decides much of it; what the path's steps cost in accuracy on trained networks is the
     seeded section path-accuracy (analysis.report.path_accuracy).
     Canvases: generated shapes at ``side`` px, the same for every variant (paired resamples).
+    Runs on :data:`ERF_THREADS` CPU threads.
     """
-    import torch
-
-    from bench import create_model
+    from bench.environment import torch_threads
 
     from ..datasets.images import normalise
     from ..datasets.synthetic import SyntheticSpec, synthetic_voc
     from ..datasets.voc import VOCSegmentation
-    from ..erf import decoder_grid_erf
-    from ..erf.conditioning import batchnorm_scope, recalibrate_batchnorm, same_weights
 
     root = synthetic_voc(SyntheticSpec(n_train=1, n_val=n_canvas, size=side, seed=7), progress=progress)
     canvases = normalise(VOCSegmentation(root, "val", (side, side)).load_all()[0])
+    with torch_threads(ERF_THREADS):
+        return _path_erf(path, canvases, n_canvas, n_boot, progress)
+
+
+def _path_erf(path: Path_, canvases, n_canvas: int, n_boot: int, progress) -> pd.DataFrame:
+    import torch
+
+    from bench import create_model
+
+    from ..erf import decoder_grid_erf
+    from ..erf.conditioning import batchnorm_scope, recalibrate_batchnorm, same_weights
+
     rows, grids = [], {}
     calibrated: list[tuple[torch.nn.Module, dict]] = []  # (BatchNorm scope, its re-estimated state)
     for v in path.variants:
@@ -179,7 +193,7 @@ def path_erf(path: Path_, side: int = ERF_SIDE, n_canvas: int = ERF_CANVASES, n_
         else:
             if progress:
                 progress(f"  decoder-grid ERF at random init: step {v.step} ({v.name}), {n_canvas} canvases at "
-                         f"{side}px")
+                         f"{canvases.shape[-1]}px")
             torch.manual_seed(0)
             model = create_model(v.name)
             scope = batchnorm_scope(model)
@@ -565,8 +579,9 @@ def _write_rest(data: AblationData, out: Path, title: str) -> list[Path]:
             "gradient mass (analysis.erf.decoder_grid); theoretical: the extent the wiring allows; clipped: the "
             "theoretical field is larger than the grid.",
             f"Random initialisation (seed 0, BatchNorm re-estimated on the canvases), {n_img} generated canvases of "
-            f"{ERF_SIZE_WORDS}; 95% CI from {ERF_BOOT} resamples of those images (the same resamples for every "
-            "step; a step that changes only dropout repeats its predecessor's row: the same eval-mode network). "
+            f"{ERF_SIZE_WORDS}, on {ERF_THREADS} CPU thread(s); 95% CI from {ERF_BOOT} resamples of those images (the "
+            "same resamples for every step; a step that changes only dropout repeats its predecessor's row: the same "
+            "eval-mode network). "
             f"Radii are whole cells, so with {n_img} images their interval is often one value; the 90% side is "
             "interpolated between whole squares (analysis.erf.gradient.mass_side) and shows changes within a cell. "
             + _erf_sentence(e) + " What each step costs in accuracy, on trained networks over seeds: "
